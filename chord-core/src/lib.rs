@@ -1,0 +1,48 @@
+//! # chord-core
+//!
+//! The Chord distributed hash table as pure ring logic: no sockets, no clocks, no threads,
+//! no async runtime. Everything here is driven by the caller, which makes it equally at
+//! home under a real network runtime (`chord-net`) and inside the deterministic
+//! simulator ([`sim`]) that checks it at scale.
+//!
+//! A tour, in reading order:
+//!
+//! * [`id`]: 160-bit identifiers (SHA-1, as in the Chord paper) and ring intervals.
+//! * [`message`]: the requests and responses nodes exchange.
+//! * [`successors`] and [`finger`]: the routing state of one node.
+//! * [`lookup`]: an iterative lookup as a small state machine.
+//! * [`node`]: one ring position: join, stabilize, rectify, fix_fingers, leave (Pamela
+//!   Zave's corrected Chord), with the quinn-proto style interface `handle`,
+//!   `handle_timeout`, `poll_transmit`, `poll_timeout`, `poll_event`.
+//! * [`sim`] (feature `sim`, on by default): thousands of nodes on a virtual clock, with
+//!   latency, loss, crashes, joins, leaves and partitions, and an invariant checker.
+//!
+//! ```
+//! use chord_core::sim::{Sim, SimConfig};
+//! // Build a 16-node ring by joins, let it settle, and check Zave's invariants.
+//! let mut sim = Sim::new(SimConfig { seed: 7, ..SimConfig::default() });
+//! sim.grow_to(16);
+//! sim.settle(60);
+//! assert!(sim.check_invariants().is_ok());
+//! assert!(sim.is_ideal());
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod finger;
+pub mod id;
+pub mod lookup;
+pub mod message;
+pub mod node;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod successors;
+pub mod time;
+
+pub use finger::FingerTable;
+pub use id::{Id, ParseIdError, ID_BITS, ID_BYTES};
+pub use lookup::{Lookup, LookupAction, LookupError, LookupOutcome};
+pub use message::{Message, Peer, Request, Response, MAX_PEERS_PER_MESSAGE};
+pub use node::{Config, Event, JoinError, LookupId, Node, Transmit};
+pub use successors::SuccessorList;
+pub use time::Time;

@@ -1,0 +1,328 @@
+//! Iterative lookups as a pure state machine (after libp2p-kad's `ClosestPeersIter`).
+//!
+//! The asking node contacts every hop itself. Each hop answers with its successor list and
+//! the nodes it knows that most closely precede the key ([`Response::Step`]). From these the
+//! lookup decides, without trusting any single hop:
+//!
+//! * a responder `n` "covers" the key when the key lies in `(n, s_i]` for some entry `s_i`
+//!   of its successor list; the entries before `s_i` are still candidates (they precede the
+//!   key), and `s_i, s_i+1, …` are the possible owners, in order;
+//! * the next hop is always the best-ranked candidate not yet tried (rank = how closely it
+//!   precedes the key), so a dead hop is simply skipped in favour of the next best one;
+//! * once no untried candidate precedes the key more closely than the best covering
+//!   responder, the owners are confirmed alive in order ([`Request::GetNeighbors`]); the
+//!   first one that answers is the result. A confirmed owner whose predecessor lies between
+//!   the key's predecessor and the key (a node that joined since) hands the result on.
+//!
+//! The lookup never reads a clock: the node that drives it reports timeouts as failures.
+//!
+//! [`Response::Step`]: crate::Response::Step
+//! [`Request::GetNeighbors`]: crate::Request::GetNeighbors
+
+use crate::{Id, Peer, MAX_PEERS_PER_MESSAGE};
+
+/// What the driver of a [`Lookup`] should do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LookupAction {
+    /// Send [`crate::Request::FindStep`] for the key to this peer.
+    Query(Peer),
+    /// Send [`crate::Request::GetNeighbors`] to this owner candidate to confirm it is alive.
+    Confirm(Peer),
+    /// A request is outstanding: wait for its answer or its timeout.
+    Wait,
+    /// The lookup finished.
+    Done(LookupOutcome),
+    /// The lookup failed.
+    Failed(LookupError),
+}
+
+/// A successful lookup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LookupOutcome {
+    /// The key looked up.
+    pub key: Id,
+    /// The live node responsible for the key (its successor), confirmed alive.
+    pub owner: Peer,
+    /// The owner's successor list: with the owner, the natural replica set of the key.
+    pub successors: Vec<Peer>,
+    /// Number of hops: lookup steps answered by other nodes.
+    pub hops: u32,
+}
+
+/// Why a lookup failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// Every candidate hop and every possible owner failed to answer.
+    #[error("no live route to the key: every candidate hop failed")]
+    NoRoute,
+    /// The lookup sent more requests than its budget allows.
+    #[error("lookup gave up after too many requests")]
+    TooManyQueries,
+    /// The lookup did not finish before its deadline.
+    #[error("lookup timed out")]
+    Timeout,
+    /// The node is not a ring member (it has not joined, or has left).
+    #[error("this node is not a ring member")]
+    NotMember,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    NotContacted,
+    Waiting,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+struct Candidate {
+    peer: Peer,
+    rank: Id,
+    state: State,
+}
+
+/// The best covering answer so far.
+#[derive(Clone, Debug)]
+struct Covering {
+    /// The covering responder.
+    from: Id,
+    rank: Id,
+    owners: Vec<Peer>,
+    next: usize,
+}
+
+/// One iterative lookup.
+#[derive(Clone, Debug)]
+pub struct Lookup {
+    key: Id,
+    candidates: Vec<Candidate>,
+    covering: Option<Covering>,
+    confirming: Option<Peer>,
+    failed_owners: Vec<Id>,
+    result: Option<LookupOutcome>,
+    hops: u32,
+    queries: u32,
+    max_queries: u32,
+}
+
+impl Lookup {
+    /// A lookup for `key` starting from `seeds` (for a node joining: its bootstrap peer).
+    pub fn new(key: Id, seeds: &[Peer], max_queries: u32) -> Lookup {
+        let mut l = Lookup {
+            key,
+            candidates: Vec::new(),
+            covering: None,
+            confirming: None,
+            failed_owners: Vec::new(),
+            result: None,
+            hops: 0,
+            queries: 0,
+            max_queries,
+        };
+        for p in seeds {
+            l.add_candidate(*p);
+        }
+        l
+    }
+
+    /// A lookup for `key` started by the member `me`, seeded with its own answer to the
+    /// step (its successor list and closest preceding fingers). Costs no hop.
+    pub fn from_local(
+        key: Id,
+        me: Peer,
+        successors: &[Peer],
+        closer: &[Peer],
+        max_queries: u32,
+    ) -> Lookup {
+        let mut l = Lookup::new(key, &[], max_queries);
+        l.candidates.push(Candidate {
+            peer: me,
+            rank: l.rank(me.id),
+            state: State::Succeeded,
+        });
+        l.absorb(me, successors, closer);
+        l
+    }
+
+    /// The key being looked up.
+    pub fn key(&self) -> Id {
+        self.key
+    }
+
+    /// Hops so far.
+    pub fn hops(&self) -> u32 {
+        self.hops
+    }
+
+    /// How closely `id` precedes the key: 0 for `key - 1`, the maximum for `key` itself.
+    fn rank(&self, id: Id) -> Id {
+        id.distance_to(self.key).wrapping_sub(Id::pow2(0))
+    }
+
+    fn add_candidate(&mut self, p: Peer) {
+        if self.candidates.iter().any(|c| c.peer.id == p.id) {
+            return;
+        }
+        let rank = self.rank(p.id);
+        let pos = self.candidates.partition_point(|c| c.rank < rank);
+        self.candidates.insert(
+            pos,
+            Candidate {
+                peer: p,
+                rank,
+                state: State::NotContacted,
+            },
+        );
+    }
+
+    fn set_state(&mut self, id: Id, state: State) -> bool {
+        match self.candidates.iter_mut().find(|c| c.peer.id == id) {
+            Some(c) => {
+                c.state = state;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Take in a responder's successor list and closer nodes.
+    fn absorb(&mut self, from: Peer, successors: &[Peer], closer: &[Peer]) {
+        let from_rank = self.rank(from.id);
+        // Only nodes that precede the key more closely than the responder are hops worth
+        // taking; anything else in `closer` is wrong or hostile and ignored.
+        for p in closer.iter().take(MAX_PEERS_PER_MESSAGE) {
+            if p.id.in_open(from.id, self.key) {
+                self.add_candidate(*p);
+            }
+        }
+        let successors = &successors[..successors.len().min(MAX_PEERS_PER_MESSAGE)];
+        if let Some(i) = successors
+            .iter()
+            .position(|s| self.key.in_half_open(from.id, s.id))
+        {
+            for p in &successors[..i] {
+                if p.id.in_open(from.id, self.key) {
+                    self.add_candidate(*p);
+                }
+            }
+            let better = self.covering.as_ref().is_none_or(|c| from_rank < c.rank);
+            if better {
+                let owners = successors[i..]
+                    .iter()
+                    .filter(|p| !self.failed_owners.contains(&p.id))
+                    .copied()
+                    .collect();
+                self.covering = Some(Covering {
+                    from: from.id,
+                    rank: from_rank,
+                    owners,
+                    next: 0,
+                });
+            }
+        } else {
+            for p in successors {
+                if p.id.in_open(from.id, self.key) {
+                    self.add_candidate(*p);
+                }
+            }
+        }
+    }
+
+    /// `from` answered a `FindStep`.
+    pub fn on_step(&mut self, from: Peer, successors: &[Peer], closer: &[Peer]) {
+        if !self.set_state(from.id, State::Succeeded) {
+            return; // not ours to hear from
+        }
+        self.hops += 1;
+        self.absorb(from, successors, closer);
+    }
+
+    /// The owner candidate `from` answered the confirmation with its predecessor and list.
+    pub fn on_confirm(&mut self, from: Peer, predecessor: Option<Peer>, successors: &[Peer]) {
+        if self.confirming.map(|p| p.id) != Some(from.id) {
+            return;
+        }
+        self.confirming = None;
+        let Some(cov) = self.covering.as_mut() else {
+            return;
+        };
+        if let Some(p) = predecessor {
+            // A node between the covering responder and the key's owner that the responder
+            // did not know yet (it joined since): if the key falls at or before it, it is
+            // the owner. Confirm it next.
+            if p.id.in_open(cov.from, from.id)
+                && self.key.in_half_open(cov.from, p.id)
+                && !self.failed_owners.contains(&p.id)
+            {
+                cov.owners.insert(cov.next, p);
+                return;
+            }
+        }
+        self.result = Some(LookupOutcome {
+            key: self.key,
+            owner: from,
+            successors: successors[..successors.len().min(MAX_PEERS_PER_MESSAGE)].to_vec(),
+            hops: self.hops,
+        });
+    }
+
+    /// The request to `id` (a hop or an owner candidate) failed or timed out.
+    pub fn on_failure(&mut self, id: Id) {
+        if self.confirming.map(|p| p.id) == Some(id) {
+            self.confirming = None;
+            self.failed_owners.push(id);
+            if let Some(c) = self.covering.as_mut() {
+                c.next += 1;
+            }
+        }
+        self.set_state(id, State::Failed);
+    }
+
+    /// Every peer this lookup found dead, so that the node can drop them from its tables.
+    pub fn failed_peers(&self) -> impl Iterator<Item = Id> + '_ {
+        self.candidates
+            .iter()
+            .filter(|c| c.state == State::Failed)
+            .map(|c| c.peer.id)
+            .chain(self.failed_owners.iter().copied())
+    }
+
+    /// Decide the next step. Call after creating the lookup and after every answer or
+    /// failure; it returns [`LookupAction::Wait`] while a request is outstanding.
+    pub fn poll(&mut self) -> LookupAction {
+        if let Some(r) = &self.result {
+            return LookupAction::Done(r.clone());
+        }
+        if self.confirming.is_some() || self.candidates.iter().any(|c| c.state == State::Waiting) {
+            return LookupAction::Wait;
+        }
+        if self.queries >= self.max_queries {
+            return LookupAction::Failed(LookupError::TooManyQueries);
+        }
+        let bound = self.covering.as_ref().map(|c| c.rank);
+        let hop = self
+            .candidates
+            .iter_mut()
+            .find(|c| c.state == State::NotContacted && bound.is_none_or(|b| c.rank < b));
+        if let Some(c) = hop {
+            c.state = State::Waiting;
+            self.queries += 1;
+            return LookupAction::Query(c.peer);
+        }
+        if let Some(cov) = self.covering.as_mut() {
+            while let Some(o) = cov.owners.get(cov.next).copied() {
+                if self.failed_owners.contains(&o.id) {
+                    cov.next += 1;
+                    continue;
+                }
+                self.confirming = Some(o);
+                self.queries += 1;
+                return LookupAction::Confirm(o);
+            }
+        }
+        LookupAction::Failed(LookupError::NoRoute)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,116 @@
+//! The messages Chord nodes exchange. Transport-agnostic: chord-net frames them, the
+//! simulator passes them by value.
+//!
+//! Every request carries an id chosen by the sender; the response carries the same id.
+//! Variants are only ever added at the end of an enum, so that the postcard encoding of
+//! existing messages never changes (golden-bytes tests in chord-net pin it).
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Id;
+
+/// A node as others see it: its ring position and where to reach it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct Peer {
+    /// Ring position.
+    pub id: Id,
+    /// Address of the host that serves this ring position.
+    pub addr: SocketAddr,
+}
+
+impl Peer {
+    /// A peer.
+    pub fn new(id: Id, addr: SocketAddr) -> Peer {
+        Peer { id, addr }
+    }
+
+    /// The peer of the (non-virtual) node at `addr`: its id is SHA-1 of `ip:port`.
+    pub fn from_addr(addr: SocketAddr) -> Peer {
+        Peer {
+            id: Id::for_addr(addr),
+            addr,
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", &self.id.to_string()[..8], self.addr)
+    }
+}
+
+/// Largest number of peers a node accepts in one list from the network. Longer lists are
+/// truncated, so a hostile peer cannot make a node hold more than this.
+pub const MAX_PEERS_PER_MESSAGE: usize = 64;
+
+/// One protocol message.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Message {
+    /// A request; the receiver answers with a [`Message::Response`] carrying the same `id`.
+    Request {
+        /// Chosen by the sender, echoed in the response.
+        id: u64,
+        /// What is asked.
+        body: Request,
+    },
+    /// The answer to the request with the same `id`.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The answer.
+        body: Response,
+    },
+}
+
+/// What one node asks another.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// Are you alive (and a ring member)?
+    Ping,
+    /// Stabilize's question: your predecessor and your successor list.
+    GetNeighbors,
+    /// "I believe I am your predecessor" (Zave's rectify; replaces notify).
+    Rectify,
+    /// One step of an iterative lookup for `key`.
+    FindStep {
+        /// The key being looked up.
+        key: Id,
+    },
+    /// The sender is leaving the ring. The predecessor learns the sender's successor list,
+    /// the successor learns the sender's predecessor.
+    Leaving {
+        /// The leaver's predecessor.
+        predecessor: Option<Peer>,
+        /// The leaver's successor list.
+        successors: Vec<Peer>,
+    },
+}
+
+/// What a node answers.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to [`Request::Ping`].
+    Pong,
+    /// Answer to [`Request::GetNeighbors`].
+    Neighbors {
+        /// The responder's predecessor, if it has one.
+        predecessor: Option<Peer>,
+        /// The responder's successor list, nearest first.
+        successors: Vec<Peer>,
+    },
+    /// Answer to [`Request::FindStep`]: the responder's successor list and the known nodes
+    /// closest to (and preceding) the key, best first. The asker decides from these whether
+    /// the key's owner is in the list or which hop to try next.
+    Step {
+        /// The responder's successor list, nearest first.
+        successors: Vec<Peer>,
+        /// Fingers of the responder strictly between it and the key, closest to the key first.
+        closer: Vec<Peer>,
+    },
+    /// Plain acknowledgement (of [`Request::Rectify`] and [`Request::Leaving`]).
+    Ack,
+    /// The responder is not (or no longer) a ring member and does not answer ring queries.
+    NotMember,
+}

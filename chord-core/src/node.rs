@@ -1,0 +1,967 @@
+//! One Chord ring position as a sans-IO state machine.
+//!
+//! The shape follows quinn-proto's `Connection`: the caller feeds it messages
+//! ([`Node::handle`]) and timer expiries ([`Node::handle_timeout`]), always with the current
+//! time, and drains what it wants done ([`Node::poll_transmit`], [`Node::poll_event`],
+//! [`Node::poll_timeout`]). The node never performs I/O and never reads a clock, so the
+//! same code runs under the chord-net runtime and inside the deterministic simulator.
+//!
+//! Maintenance is Pamela Zave's corrected Chord:
+//! * **join** looks up our own id, then copies the owner's successor list; only then are we
+//!   a member;
+//! * **stabilize** asks the first successor for its predecessor and list, adopts the
+//!   predecessor only after it answered too, and ends with **rectify** to the successor;
+//! * **rectify** replaces notify and check_predecessor: a node takes the sender as
+//!   predecessor if it has none, if the sender is closer, or if the current one is dead;
+//! * **fix_fingers** refreshes the next distinct finger per tick by lookup.
+//!
+//! ```
+//! use chord_core::{Config, Event, Node, Peer, Time};
+//! let a = Peer::from_addr("127.0.0.1:2000".parse().unwrap());
+//! let mut node = Node::new(a, Config::default());
+//! node.create(Time::ZERO);
+//! assert!(node.is_member());
+//! assert_eq!(node.poll_event(), Some(Event::Joined));
+//! // A one-node ring owns every key; the lookup completes without a message.
+//! let id = node.lookup(chord_core::Id::for_key("song.mp3"), Time::ZERO);
+//! assert!(node.poll_transmit().is_none());
+//! match node.poll_event() {
+//!     Some(Event::LookupDone { id: done, result: Ok(out) }) => {
+//!         assert_eq!(done, id);
+//!         assert_eq!(out.owner, a);
+//!     }
+//!     other => panic!("{other:?}"),
+//! }
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use crate::finger::FingerTable;
+use crate::lookup::{Lookup, LookupAction, LookupError, LookupOutcome};
+use crate::successors::SuccessorList;
+use crate::{Id, Message, Peer, Request, Response, Time, MAX_PEERS_PER_MESSAGE};
+
+/// Protocol settings. The defaults suit a LAN or loopback ring.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Length `r` of the successor list (default 8). A ring survives up to `r - 1`
+    /// consecutive failures between stabilizations.
+    pub successor_list_len: usize,
+    /// Grow the successor list to `2·log2 N`, with N estimated from the list itself, the
+    /// length the Chord paper's failure analysis assumes (default off).
+    pub adaptive_successor_list: bool,
+    /// Upper bound for the adaptive length (default 32).
+    pub max_successor_list_len: usize,
+    /// Period of stabilize (default 1 s).
+    pub stabilize_interval: Duration,
+    /// Period of fix_fingers; each tick refreshes the next distinct finger (default 1 s).
+    pub fix_fingers_interval: Duration,
+    /// How long to wait for any answer before taking the peer as failed (default 1 s).
+    pub request_timeout: Duration,
+    /// How long a whole lookup may take (default 10 s).
+    pub lookup_timeout: Duration,
+    /// Most requests one lookup may send (default 128).
+    pub lookup_max_queries: u32,
+    /// Closest preceding nodes returned per lookup step, so the asker can skip dead hops
+    /// (default 4).
+    pub closer_per_step: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            successor_list_len: 8,
+            adaptive_successor_list: false,
+            max_successor_list_len: 32,
+            stabilize_interval: Duration::from_secs(1),
+            fix_fingers_interval: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            lookup_timeout: Duration::from_secs(10),
+            lookup_max_queries: 128,
+            closer_per_step: 4,
+        }
+    }
+}
+
+/// Handle of a lookup started with [`Node::lookup`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LookupId(pub u64);
+
+/// Why joining failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    /// Looking up our own id through the bootstrap peer failed.
+    #[error("could not find our place in the ring: {0}")]
+    Lookup(#[from] LookupError),
+    /// A live node already has our id (another node runs at our address).
+    #[error("a node with our id is already in the ring")]
+    IdInUse,
+}
+
+/// What the node tells the layer above.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// We are a ring member (created a ring or finished joining one).
+    Joined,
+    /// Joining failed; the node is idle again and may retry.
+    JoinFailed(JoinError),
+    /// The predecessor changed, so the key range `(predecessor, me]` we are responsible
+    /// for changed.
+    PredecessorChanged {
+        /// Previous predecessor.
+        old: Option<Peer>,
+        /// New predecessor (`None`: unknown until some node rectifies us).
+        new: Option<Peer>,
+    },
+    /// The successor list changed: the nodes that hold replicas of our range changed.
+    SuccessorsChanged(Vec<Peer>),
+    /// A lookup started with [`Node::lookup`] finished.
+    LookupDone {
+        /// Which lookup.
+        id: LookupId,
+        /// Its result.
+        result: Result<LookupOutcome, LookupError>,
+    },
+    /// We have left the ring: predecessor and successor were told (or timed out).
+    Left,
+}
+
+/// A message to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub to: Peer,
+    /// The message.
+    pub message: Message,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Joining(LookupId),
+    Member,
+    Leaving,
+    Left,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LookupKind {
+    User,
+    Join,
+    Finger(usize),
+}
+
+struct RunningLookup {
+    lookup: Lookup,
+    deadline: Time,
+    kind: LookupKind,
+}
+
+#[derive(Clone, Debug)]
+enum Purpose {
+    /// GetNeighbors to our first successor.
+    StabilizeFirst,
+    /// GetNeighbors to a candidate successor; if it fails, adopt the fallback list.
+    StabilizeCandidate { fallback: Option<(Peer, Vec<Peer>)> },
+    /// Rectify sent to our successor.
+    Rectify,
+    /// Ping to our predecessor; if it fails, take `candidate` (maybe none) instead.
+    CheckPredecessor { candidate: Option<Peer> },
+    /// A lookup's FindStep or confirmation.
+    Lookup(LookupId),
+    /// Our Leaving notice.
+    Leaving,
+}
+
+struct Pending {
+    to: Peer,
+    deadline: Time,
+    purpose: Purpose,
+}
+
+/// One ring position. See the [module documentation](self).
+pub struct Node {
+    me: Peer,
+    cfg: Config,
+    phase: Phase,
+    predecessor: Option<Peer>,
+    successors: SuccessorList,
+    fingers: FingerTable,
+    next_finger: usize,
+    finger_lookup: Option<LookupId>,
+    stabilizing: bool,
+    checking_predecessor: bool,
+    next_stabilize: Time,
+    next_fix_fingers: Time,
+    next_request: u64,
+    next_lookup: u64,
+    pending: HashMap<u64, Pending>,
+    lookups: HashMap<LookupId, RunningLookup>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl Node {
+    /// A node at `me` that is not yet in any ring: call [`Node::create`] or [`Node::join`].
+    pub fn new(me: Peer, cfg: Config) -> Node {
+        let successors = SuccessorList::new(me.id, cfg.successor_list_len);
+        Node {
+            me,
+            phase: Phase::Idle,
+            predecessor: None,
+            successors,
+            fingers: FingerTable::new(me.id),
+            next_finger: 0,
+            finger_lookup: None,
+            stabilizing: false,
+            checking_predecessor: false,
+            next_stabilize: Time::ZERO,
+            next_fix_fingers: Time::ZERO,
+            next_request: 1,
+            next_lookup: 1,
+            pending: HashMap::new(),
+            lookups: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            cfg,
+        }
+    }
+
+    // ----- accessors -----
+
+    /// This node.
+    pub fn me(&self) -> Peer {
+        self.me
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Is the node a ring member (answers ring queries)?
+    pub fn is_member(&self) -> bool {
+        self.phase == Phase::Member
+    }
+
+    /// Has the node finished leaving?
+    pub fn has_left(&self) -> bool {
+        self.phase == Phase::Left
+    }
+
+    /// Current predecessor, if known.
+    pub fn predecessor(&self) -> Option<Peer> {
+        self.predecessor
+    }
+
+    /// Successor list, nearest first (empty when alone).
+    pub fn successors(&self) -> &[Peer] {
+        self.successors.as_slice()
+    }
+
+    /// The first successor, or this node itself when it is alone.
+    pub fn successor(&self) -> Peer {
+        self.successors.first().copied().unwrap_or(self.me)
+    }
+
+    /// The finger table.
+    pub fn fingers(&self) -> &FingerTable {
+        &self.fingers
+    }
+
+    /// Number of requests awaiting an answer (bounded by the protocol's own activity).
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Is `key` in the range this node is responsible for, `(predecessor, me]`?
+    /// With no known predecessor, only a node that is alone claims every key.
+    pub fn is_responsible_for(&self, key: Id) -> bool {
+        match self.predecessor {
+            Some(p) => key.in_half_open(p.id, self.me.id),
+            None => self.successors.is_empty(),
+        }
+    }
+
+    // ----- commands -----
+
+    /// Start a new ring with this node as its only member.
+    pub fn create(&mut self, now: Time) {
+        if self.phase != Phase::Idle {
+            return;
+        }
+        self.phase = Phase::Member;
+        self.next_stabilize = now;
+        self.next_fix_fingers = now + self.cfg.fix_fingers_interval;
+        self.events.push_back(Event::Joined);
+    }
+
+    /// Join the ring that `bootstrap` is a member of. Emits [`Event::Joined`] or
+    /// [`Event::JoinFailed`].
+    pub fn join(&mut self, bootstrap: Peer, now: Time) {
+        if self.phase != Phase::Idle {
+            return;
+        }
+        let id = self.alloc_lookup_id();
+        let lookup = Lookup::new(self.me.id, &[bootstrap], self.cfg.lookup_max_queries);
+        self.lookups.insert(
+            id,
+            RunningLookup {
+                lookup,
+                deadline: now + self.cfg.lookup_timeout,
+                kind: LookupKind::Join,
+            },
+        );
+        self.phase = Phase::Joining(id);
+        self.drive_lookup(id, now);
+    }
+
+    /// Find the live node responsible for `key`. The result arrives as
+    /// [`Event::LookupDone`] with the returned id.
+    pub fn lookup(&mut self, key: Id, now: Time) -> LookupId {
+        self.start_lookup(key, LookupKind::User, now)
+    }
+
+    /// Leave gracefully: tell the predecessor our successor list and the successor our
+    /// predecessor, then stop answering. Emits [`Event::Left`] once both answered or timed
+    /// out. The layer above should hand its data over before calling this.
+    pub fn leave(&mut self, now: Time) {
+        match self.phase {
+            Phase::Member => {}
+            Phase::Idle | Phase::Joining(_) => {
+                self.finish_leave();
+                return;
+            }
+            Phase::Leaving | Phase::Left => return,
+        }
+        self.phase = Phase::Leaving;
+        let notice = Request::Leaving {
+            predecessor: self.predecessor,
+            successors: self.successors.as_slice().to_vec(),
+        };
+        let mut told: Vec<Peer> = Vec::new();
+        for p in self
+            .predecessor
+            .into_iter()
+            .chain(self.successors.first().copied())
+        {
+            if p.id != self.me.id && !told.iter().any(|t| t.id == p.id) {
+                told.push(p);
+            }
+        }
+        for p in &told {
+            self.send_request(*p, notice.clone(), Purpose::Leaving, now);
+        }
+        if told.is_empty() {
+            self.finish_leave();
+        }
+    }
+
+    // ----- inputs -----
+
+    /// A message arrived from `from`. The transport is responsible for `from` being the
+    /// authenticated sender.
+    pub fn handle(&mut self, from: Peer, message: Message, now: Time) {
+        match message {
+            Message::Request { id, body } => {
+                let answer = self.answer(from, body, now);
+                self.transmits.push_back(Transmit {
+                    to: from,
+                    message: Message::Response { id, body: answer },
+                });
+            }
+            Message::Response { id, body } => {
+                let Some(p) = self.pending.get(&id) else {
+                    return; // late (already timed out) or never asked
+                };
+                if p.to.id != from.id {
+                    return; // someone else answering our request: ignore
+                }
+                let Some(p) = self.pending.remove(&id) else {
+                    return;
+                };
+                if body == Response::NotMember {
+                    self.on_request_failed(p.to, p.purpose, now);
+                } else {
+                    self.on_response(p.to, p.purpose, body, now);
+                }
+            }
+        }
+    }
+
+    /// Run whatever timers have expired at `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        // Sorted, so that the order of reactions does not depend on hash order (the
+        // simulator must be deterministic).
+        let mut expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        expired.sort_unstable();
+        for id in expired {
+            if let Some(p) = self.pending.remove(&id) {
+                self.on_request_failed(p.to, p.purpose, now);
+            }
+        }
+        let mut late: Vec<LookupId> = self
+            .lookups
+            .iter()
+            .filter(|(_, l)| l.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        late.sort_unstable();
+        for id in late {
+            self.finish_lookup(id, Err(LookupError::Timeout), now);
+        }
+        if self.phase != Phase::Member {
+            return;
+        }
+        if now >= self.next_stabilize {
+            self.next_stabilize = now + self.cfg.stabilize_interval;
+            if !self.stabilizing {
+                self.stabilize(now);
+            }
+        }
+        if now >= self.next_fix_fingers {
+            self.next_fix_fingers = now + self.cfg.fix_fingers_interval;
+            if self.finger_lookup.is_none() {
+                self.fix_fingers(now);
+            }
+        }
+    }
+
+    // ----- outputs -----
+
+    /// Next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next event for the layer above.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let mut t: Option<Time> = None;
+        let mut consider = |x: Time| t = Some(t.map_or(x, |t| t.min(x)));
+        for p in self.pending.values() {
+            consider(p.deadline);
+        }
+        for l in self.lookups.values() {
+            consider(l.deadline);
+        }
+        if self.phase == Phase::Member {
+            consider(self.next_stabilize);
+            consider(self.next_fix_fingers);
+        }
+        t
+    }
+
+    // ----- answering -----
+
+    fn answer(&mut self, from: Peer, req: Request, now: Time) -> Response {
+        if self.phase != Phase::Member {
+            return Response::NotMember;
+        }
+        match req {
+            Request::Ping => Response::Pong,
+            Request::GetNeighbors => Response::Neighbors {
+                predecessor: self.predecessor,
+                successors: self.successors.as_slice().to_vec(),
+            },
+            Request::FindStep { key } => Response::Step {
+                // Alone, we are our own successor: (me, me] covers every key.
+                successors: if self.successors.is_empty() {
+                    vec![self.me]
+                } else {
+                    self.successors.as_slice().to_vec()
+                },
+                closer: self.closest_preceding_nodes(key, self.cfg.closer_per_step),
+            },
+            Request::Rectify => {
+                self.rectify(from, now);
+                Response::Ack
+            }
+            Request::Leaving {
+                predecessor,
+                successors,
+            } => {
+                self.on_leaving(from, predecessor, &successors, now);
+                Response::Ack
+            }
+        }
+    }
+
+    /// The nodes we know that most closely precede `key`, best first: Chord's
+    /// `closest_preceding_node`, extended to the next few for fallback.
+    pub fn closest_preceding_nodes(&self, key: Id, k: usize) -> Vec<Peer> {
+        let mut c: Vec<Peer> = self
+            .fingers
+            .entries()
+            .iter()
+            .chain(self.successors.as_slice())
+            .filter(|p| p.id.in_open(self.me.id, key))
+            .copied()
+            .collect();
+        c.sort_by_key(|p| p.id.distance_to(key));
+        c.dedup_by_key(|p| p.id);
+        c.truncate(k);
+        c
+    }
+
+    fn rectify(&mut self, n: Peer, now: Time) {
+        if n.id == self.me.id {
+            return;
+        }
+        match self.predecessor {
+            None => self.set_predecessor(Some(n)),
+            Some(p) if p.id == n.id => {}
+            Some(p) if n.id.in_open(p.id, self.me.id) => self.set_predecessor(Some(n)),
+            Some(p) => {
+                // n is farther than our predecessor: take it only if p is dead.
+                if !self.checking_predecessor {
+                    self.checking_predecessor = true;
+                    self.send_request(
+                        p,
+                        Request::Ping,
+                        Purpose::CheckPredecessor { candidate: Some(n) },
+                        now,
+                    );
+                }
+            }
+        }
+    }
+
+    fn on_leaving(&mut self, from: Peer, pred: Option<Peer>, succs: &[Peer], now: Time) {
+        self.fingers.remove(from.id);
+        if self.successors.contains(from.id) {
+            self.successors.remove(from.id);
+            let handed: Vec<Peer> = succs
+                .iter()
+                .take(MAX_PEERS_PER_MESSAGE)
+                .filter(|p| p.id != from.id)
+                .copied()
+                .collect();
+            self.successors.merge(&handed);
+            self.successors_changed();
+            // Confirm the new first successor at once (Zave: no unconfirmed pointers last).
+            self.next_stabilize = now;
+        }
+        if self.predecessor.map(|p| p.id) == Some(from.id) {
+            let pred = pred.filter(|p| p.id != from.id && p.id != self.me.id);
+            self.set_predecessor(pred);
+            if let Some(p) = pred {
+                if !self.checking_predecessor {
+                    self.checking_predecessor = true;
+                    self.send_request(
+                        p,
+                        Request::Ping,
+                        Purpose::CheckPredecessor { candidate: None },
+                        now,
+                    );
+                }
+            }
+        }
+    }
+
+    // ----- stabilize -----
+
+    fn stabilize(&mut self, now: Time) {
+        match self.successors.first().copied() {
+            Some(s) => {
+                self.stabilizing = true;
+                self.send_request(s, Request::GetNeighbors, Purpose::StabilizeFirst, now);
+            }
+            None => {
+                // Alone, or every successor failed. Try the closest node we still know of
+                // (the predecessor that rectified us, or a finger); adopt it only if it
+                // answers.
+                let mut known: Vec<Peer> = self
+                    .predecessor
+                    .iter()
+                    .chain(self.fingers.entries())
+                    .filter(|p| p.id != self.me.id)
+                    .copied()
+                    .collect();
+                known.sort_by_key(|p| self.me.id.distance_to(p.id));
+                if let Some(c) = known.first().copied() {
+                    self.stabilizing = true;
+                    self.send_request(
+                        c,
+                        Request::GetNeighbors,
+                        Purpose::StabilizeCandidate { fallback: None },
+                        now,
+                    );
+                }
+            }
+        }
+    }
+
+    fn adopt_successor(&mut self, head: Peer, tail: &[Peer], now: Time) {
+        self.stabilizing = false;
+        if head.id == self.me.id {
+            return;
+        }
+        let tail = &tail[..tail.len().min(MAX_PEERS_PER_MESSAGE)];
+        if self.successors.rebuild(head, tail) {
+            self.successors_changed();
+        }
+        if self.cfg.adaptive_successor_list {
+            self.resize_successor_list(tail);
+        }
+        self.fingers.update(0, head);
+        self.send_request(head, Request::Rectify, Purpose::Rectify, now);
+    }
+
+    fn resize_successor_list(&mut self, tail: &[Peer]) {
+        let Some(n) = self.successors.estimate_ring_size() else {
+            return;
+        };
+        let want = (2.0 * n.max(2.0).log2()).ceil() as usize;
+        let r = want.clamp(self.cfg.successor_list_len, self.cfg.max_successor_list_len);
+        if r != self.successors.capacity() {
+            self.successors.set_capacity(r);
+            if let Some(head) = self.successors.first().copied() {
+                self.successors.rebuild(head, tail);
+            }
+            self.successors_changed();
+        }
+    }
+
+    // ----- fix_fingers -----
+
+    fn fix_fingers(&mut self, now: Time) {
+        // Indices below the first successor's distance all point at the successor, which
+        // stabilize keeps fresh; start after it.
+        let Some(s) = self.successors.first() else {
+            return;
+        };
+        let first = FingerTable::next_index_after(self.me.id.distance_to(s.id));
+        let Some(first) = first else {
+            return;
+        };
+        if self.next_finger < first {
+            self.next_finger = first;
+        }
+        let i = self.next_finger;
+        let key = self.fingers.start(i);
+        let id = self.start_lookup(key, LookupKind::Finger(i), now);
+        if self.lookups.contains_key(&id) {
+            self.finger_lookup = Some(id);
+        }
+    }
+
+    fn on_finger_found(&mut self, i: usize, owner: Peer) {
+        self.fingers.update(i, owner);
+        let d = self.me.id.distance_to(owner.id);
+        self.next_finger = if owner.id == self.me.id {
+            0
+        } else {
+            FingerTable::next_index_after(d).unwrap_or(0)
+        };
+    }
+
+    // ----- lookups -----
+
+    fn alloc_lookup_id(&mut self) -> LookupId {
+        let id = LookupId(self.next_lookup);
+        self.next_lookup += 1;
+        id
+    }
+
+    fn start_lookup(&mut self, key: Id, kind: LookupKind, now: Time) -> LookupId {
+        let id = self.alloc_lookup_id();
+        if self.phase != Phase::Member {
+            self.finish_kind(id, kind, Err(LookupError::NotMember), now);
+            return id;
+        }
+        let closer = self.closest_preceding_nodes(key, self.cfg.closer_per_step);
+        // Alone, we are our own successor: (me, me] is the whole ring.
+        let alone = [self.me];
+        let succ = if self.successors.is_empty() {
+            &alone[..]
+        } else {
+            self.successors.as_slice()
+        };
+        let lookup = Lookup::from_local(key, self.me, succ, &closer, self.cfg.lookup_max_queries);
+        self.lookups.insert(
+            id,
+            RunningLookup {
+                lookup,
+                deadline: now + self.cfg.lookup_timeout,
+                kind,
+            },
+        );
+        self.drive_lookup(id, now);
+        id
+    }
+
+    fn drive_lookup(&mut self, id: LookupId, now: Time) {
+        loop {
+            let Some(l) = self.lookups.get_mut(&id) else {
+                return;
+            };
+            match l.lookup.poll() {
+                LookupAction::Wait => return,
+                LookupAction::Query(p) if p.id == self.me.id => {
+                    let key = l.lookup.key();
+                    let closer = self.closest_preceding_nodes(key, self.cfg.closer_per_step);
+                    let succ = self.successors.as_slice().to_vec();
+                    if let Some(l) = self.lookups.get_mut(&id) {
+                        l.lookup.on_step(self.me, &succ, &closer);
+                    }
+                }
+                LookupAction::Confirm(p) if p.id == self.me.id => {
+                    let succ = self.successors.as_slice().to_vec();
+                    let pred = self.predecessor;
+                    l.lookup.on_confirm(self.me, pred, &succ);
+                }
+                LookupAction::Query(p) => {
+                    let key = l.lookup.key();
+                    self.send_request(p, Request::FindStep { key }, Purpose::Lookup(id), now);
+                    return;
+                }
+                LookupAction::Confirm(p) => {
+                    self.send_request(p, Request::GetNeighbors, Purpose::Lookup(id), now);
+                    return;
+                }
+                LookupAction::Done(out) => {
+                    self.finish_lookup(id, Ok(out), now);
+                    return;
+                }
+                LookupAction::Failed(e) => {
+                    self.finish_lookup(id, Err(e), now);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn finish_lookup(
+        &mut self,
+        id: LookupId,
+        result: Result<LookupOutcome, LookupError>,
+        now: Time,
+    ) {
+        let Some(l) = self.lookups.remove(&id) else {
+            return;
+        };
+        // Dead nodes the lookup met are no use as fingers.
+        for dead in l.lookup.failed_peers() {
+            self.fingers.remove(dead);
+        }
+        // Requests still in flight for it are dropped when they answer or time out.
+        self.pending
+            .retain(|_, p| !matches!(p.purpose, Purpose::Lookup(x) if x == id));
+        self.finish_kind(id, l.kind, result, now);
+    }
+
+    fn finish_kind(
+        &mut self,
+        id: LookupId,
+        kind: LookupKind,
+        result: Result<LookupOutcome, LookupError>,
+        now: Time,
+    ) {
+        match kind {
+            LookupKind::User => self.events.push_back(Event::LookupDone { id, result }),
+            LookupKind::Finger(i) => {
+                self.finger_lookup = None;
+                if let Ok(out) = result {
+                    self.on_finger_found(i, out.owner);
+                }
+            }
+            LookupKind::Join => {
+                if self.phase != Phase::Joining(id) {
+                    return;
+                }
+                match result {
+                    Ok(out) if out.owner.id == self.me.id => {
+                        self.phase = Phase::Idle;
+                        self.events.push_back(Event::JoinFailed(JoinError::IdInUse));
+                    }
+                    Ok(out) => {
+                        // Copy the successor's list before we count as a member (Zave).
+                        self.successors.rebuild(out.owner, &out.successors);
+                        self.fingers.update(0, out.owner);
+                        self.phase = Phase::Member;
+                        self.next_stabilize = now;
+                        self.next_fix_fingers = now;
+                        self.events.push_back(Event::Joined);
+                        self.successors_changed();
+                    }
+                    Err(e) => {
+                        self.phase = Phase::Idle;
+                        self.events
+                            .push_back(Event::JoinFailed(JoinError::Lookup(e)));
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- requests -----
+
+    fn send_request(&mut self, to: Peer, body: Request, purpose: Purpose, now: Time) {
+        let id = self.next_request;
+        self.next_request += 1;
+        self.pending.insert(
+            id,
+            Pending {
+                to,
+                deadline: now + self.cfg.request_timeout,
+                purpose,
+            },
+        );
+        self.transmits.push_back(Transmit {
+            to,
+            message: Message::Request { id, body },
+        });
+    }
+
+    fn on_response(&mut self, from: Peer, purpose: Purpose, body: Response, now: Time) {
+        match (purpose, body) {
+            (
+                Purpose::StabilizeFirst,
+                Response::Neighbors {
+                    predecessor,
+                    successors,
+                },
+            ) => match predecessor {
+                Some(p) if p.id.in_open(self.me.id, from.id) => {
+                    // A node between us and our successor: adopt it only if it answers.
+                    self.send_request(
+                        p,
+                        Request::GetNeighbors,
+                        Purpose::StabilizeCandidate {
+                            fallback: Some((from, successors)),
+                        },
+                        now,
+                    );
+                }
+                _ => self.adopt_successor(from, &successors, now),
+            },
+            (Purpose::StabilizeCandidate { .. }, Response::Neighbors { successors, .. }) => {
+                self.adopt_successor(from, &successors, now)
+            }
+            (Purpose::Rectify | Purpose::CheckPredecessor { .. }, _) => {
+                self.checking_predecessor = false;
+            }
+            (Purpose::Lookup(id), Response::Step { successors, closer }) => {
+                if let Some(l) = self.lookups.get_mut(&id) {
+                    l.lookup.on_step(from, &successors, &closer);
+                    self.drive_lookup(id, now);
+                }
+            }
+            (
+                Purpose::Lookup(id),
+                Response::Neighbors {
+                    predecessor,
+                    successors,
+                },
+            ) => {
+                if let Some(l) = self.lookups.get_mut(&id) {
+                    l.lookup.on_confirm(from, predecessor, &successors);
+                    self.drive_lookup(id, now);
+                }
+            }
+            (Purpose::Leaving, _) => self.leave_acknowledged(),
+            (purpose, _) => {
+                // An answer of the wrong kind is as good as none.
+                self.on_request_failed(from, purpose, now);
+            }
+        }
+    }
+
+    fn on_request_failed(&mut self, to: Peer, purpose: Purpose, now: Time) {
+        match purpose {
+            Purpose::StabilizeFirst => {
+                self.stabilizing = false;
+                self.fingers.remove(to.id);
+                if self.successors.remove(to.id) {
+                    self.successors_changed();
+                }
+                // Retry at once with the next successor (bounded by the list length).
+                self.stabilize(now);
+            }
+            Purpose::StabilizeCandidate { fallback } => {
+                self.fingers.remove(to.id);
+                if self.predecessor.map(|p| p.id) == Some(to.id) {
+                    self.set_predecessor(None);
+                }
+                match fallback {
+                    Some((s, list)) => self.adopt_successor(s, &list, now),
+                    None => {
+                        self.stabilizing = false;
+                        // Try the next known node, if any, at the next tick.
+                    }
+                }
+            }
+            Purpose::Rectify => {}
+            Purpose::CheckPredecessor { candidate } => {
+                self.checking_predecessor = false;
+                if self.predecessor.map(|p| p.id) == Some(to.id) {
+                    self.set_predecessor(candidate);
+                }
+            }
+            Purpose::Lookup(id) => {
+                if let Some(l) = self.lookups.get_mut(&id) {
+                    l.lookup.on_failure(to.id);
+                    self.drive_lookup(id, now);
+                }
+            }
+            Purpose::Leaving => self.leave_acknowledged(),
+        }
+    }
+
+    fn leave_acknowledged(&mut self) {
+        if self.phase == Phase::Leaving
+            && !self
+                .pending
+                .values()
+                .any(|p| matches!(p.purpose, Purpose::Leaving))
+        {
+            self.finish_leave();
+        }
+    }
+
+    fn finish_leave(&mut self) {
+        self.phase = Phase::Left;
+        self.pending.clear();
+        let mut ids: Vec<LookupId> = self.lookups.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            if let Some(l) = self.lookups.remove(&id) {
+                if l.kind == LookupKind::User {
+                    self.events.push_back(Event::LookupDone {
+                        id,
+                        result: Err(LookupError::NotMember),
+                    });
+                }
+            }
+        }
+        self.events.push_back(Event::Left);
+    }
+
+    fn set_predecessor(&mut self, new: Option<Peer>) {
+        if self.predecessor != new {
+            let old = std::mem::replace(&mut self.predecessor, new);
+            self.events
+                .push_back(Event::PredecessorChanged { old, new });
+        }
+    }
+
+    fn successors_changed(&mut self) {
+        self.events.push_back(Event::SuccessorsChanged(
+            self.successors.as_slice().to_vec(),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,240 @@
+//! Zave's invariants, checked against the simulator's global truth.
+//!
+//! From "Reasoning about identifier spaces: how to make Chord correct" (Zave, 2017). Over
+//! the live ring members, with each member's *best successor* being the first entry of its
+//! successor list that is a live member:
+//!
+//! * **AtLeastOneLiveSuccessor**: every member has a best successor. An empty list stands
+//!   for "my successor is me", as in a ring of one.
+//! * **OrderedSuccessorLists**: each list is strictly ordered by clockwise distance from
+//!   its owner and never contains the owner (hence no duplicates).
+//! * **OneOrderedRing**: following best successors, there is exactly one cycle, and it goes
+//!   round the identifier circle exactly once (ids increase except at one wrap).
+//! * **ConnectedAppendages**: every member that is not on the ring reaches it by best
+//!   successors (follows from one cycle in the best-successor graph, checked anyway).
+//!
+//! [`Sim::is_ideal`] is the stronger, eventual property: every member's successor list and
+//! predecessor are exactly right.
+
+use super::Sim;
+use crate::{FingerTable, Id, Peer};
+
+/// A broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// A member with no live member in its successor list.
+    NoLiveSuccessor(Id),
+    /// A successor list out of order, with a duplicate, or containing its owner.
+    UnorderedSuccessorList(Id),
+    /// The best-successor graph has this many cycles instead of one.
+    Cycles(usize),
+    /// The cycle goes round the circle this many times instead of once.
+    RingWraps(usize),
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Violation::NoLiveSuccessor(id) => write!(f, "{id:?} has no live successor"),
+            Violation::UnorderedSuccessorList(id) => {
+                write!(f, "{id:?} has an unordered successor list")
+            }
+            Violation::Cycles(n) => write!(f, "{n} cycles instead of one ring"),
+            Violation::RingWraps(n) => write!(f, "the ring wraps {n} times around the circle"),
+        }
+    }
+}
+
+impl Sim {
+    fn best_successor(&self, list: &[Peer]) -> Option<usize> {
+        list.iter().find_map(|p| self.members.get(&p.id).copied())
+    }
+
+    /// Check Zave's invariants now. `Ok` or every violation found.
+    pub fn check_invariants(&self) -> Result<(), Vec<Violation>> {
+        let mut v = Vec::new();
+        let n = self.nodes.len();
+        // best[i] = index of the best successor of member i.
+        let mut best: Vec<Option<usize>> = vec![None; n];
+        for &i in self.members.values() {
+            let node = &self.nodes[i].node;
+            let me = node.me().id;
+            let list = node.successors();
+            let mut last = Id::ZERO;
+            for p in list {
+                let d = me.distance_to(p.id);
+                if d <= last {
+                    v.push(Violation::UnorderedSuccessorList(me));
+                    break;
+                }
+                last = d;
+            }
+            // An empty list means "my successor is me" (a ring of one, which a joining node
+            // may hang off as an appendage until the first stabilize adopts it).
+            best[i] = if list.is_empty() {
+                Some(i)
+            } else {
+                self.best_successor(list)
+            };
+            if best[i].is_none() {
+                v.push(Violation::NoLiveSuccessor(me));
+            }
+        }
+        if v.is_empty() && !self.members.is_empty() {
+            // Find the cycles of the functional graph i -> best[i].
+            let mut color = vec![0u8; n]; // 0 unvisited, 1 on current path, 2 done
+            let mut cycles = 0;
+            let mut wraps = 0;
+            for &start in self.members.values() {
+                let mut path = Vec::new();
+                let mut cur = start;
+                while color[cur] == 0 {
+                    color[cur] = 1;
+                    path.push(cur);
+                    match best[cur] {
+                        Some(next) => cur = next,
+                        None => break,
+                    }
+                }
+                if color[cur] == 1 {
+                    // A new cycle, starting at cur.
+                    cycles += 1;
+                    let mut w = 0;
+                    let mut a = cur;
+                    while let Some(b) = best[a] {
+                        if self.nodes[b].node.me().id <= self.nodes[a].node.me().id {
+                            w += 1;
+                        }
+                        a = b;
+                        if a == cur {
+                            break;
+                        }
+                    }
+                    wraps = w;
+                }
+                for p in path {
+                    color[p] = 2;
+                }
+            }
+            if cycles != 1 {
+                v.push(Violation::Cycles(cycles));
+            } else if wraps != 1 {
+                v.push(Violation::RingWraps(wraps));
+            }
+        }
+        if v.is_empty() {
+            Ok(())
+        } else {
+            Err(v)
+        }
+    }
+
+    /// The `k` live members following `id` (exclusive), in ring order.
+    fn true_successors(&self, id: Id, k: usize) -> Vec<Id> {
+        self.members
+            .range((std::ops::Bound::Excluded(id), std::ops::Bound::Unbounded))
+            .chain(self.members.range(..id))
+            .take(k.min(self.members.len().saturating_sub(1)))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Is every member's successor list and predecessor exactly right?
+    /// Every live node must be a member (no join still under way).
+    pub fn is_ideal(&self) -> bool {
+        let all_joined = self
+            .hosts
+            .iter()
+            .filter(|h| h.alive)
+            .flat_map(|h| &h.nodes)
+            .all(|&i| self.members.contains_key(&self.nodes[i].node.me().id));
+        all_joined
+            && self.members.values().all(|&i| {
+                let node = &self.nodes[i].node;
+                let me = node.me().id;
+                let want = self.true_successors(me, node.successors().len().max(1));
+                let cap_ok = node.successors().len()
+                    >= node
+                        .config()
+                        .successor_list_len
+                        .min(self.members.len().saturating_sub(1));
+                let list_ok = cap_ok
+                    && node
+                        .successors()
+                        .iter()
+                        .map(|p| p.id)
+                        .eq(want.iter().copied());
+                let pred = self
+                    .members
+                    .range(..me)
+                    .next_back()
+                    .or_else(|| self.members.iter().next_back())
+                    .map(|(id, _)| *id)
+                    .filter(|p| *p != me);
+                list_ok && node.predecessor().map(|p| p.id) == pred
+            })
+    }
+
+    /// Fraction of members whose finger table is exactly right (every distinct finger is
+    /// the true successor of the start it serves, and none is missing).
+    pub fn finger_accuracy(&self) -> f64 {
+        if self.members.is_empty() {
+            return 1.0;
+        }
+        let exact = self
+            .members
+            .values()
+            .filter(|&&i| {
+                let node = &self.nodes[i].node;
+                let me = node.me().id;
+                let want = self.true_fingers(me);
+                node.fingers().entries().iter().map(|p| p.id).eq(want)
+            })
+            .count();
+        exact as f64 / self.members.len() as f64
+    }
+
+    /// The distinct true fingers of `me`, nearest first.
+    fn true_fingers(&self, me: Id) -> Vec<Id> {
+        let table = FingerTable::new(me);
+        let mut out = Vec::new();
+        let mut i = 0;
+        while let Some(owner) = self.responsible(table.start(i)) {
+            if owner.id == me {
+                break;
+            }
+            let d = me.distance_to(owner.id);
+            if d < Id::pow2(i) {
+                break; // wrapped past us: no owner between start(i) and us
+            }
+            out.push(owner.id);
+            match FingerTable::next_index_after(d) {
+                Some(j) => i = j,
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// A human-readable dump of every live node's routing state, for test failures.
+    pub fn dump(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for (h, host) in self.hosts.iter().enumerate() {
+            for &i in &host.nodes {
+                let n = &self.nodes[i].node;
+                let _ = writeln!(
+                    out,
+                    "host {h}{} {:?} member={} pred={:?} succ={:?} fingers={}",
+                    if host.alive { "" } else { " (dead)" },
+                    n.me().id,
+                    n.is_member(),
+                    n.predecessor().map(|p| p.id),
+                    n.successors().iter().map(|p| p.id).collect::<Vec<_>>(),
+                    n.fingers().entries().len(),
+                );
+            }
+        }
+        out
+    }
+}

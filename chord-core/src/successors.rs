@@ -1,0 +1,184 @@
+//! The successor list: the `r` nearest live nodes clockwise, nearest first.
+//!
+//! Zave's invariants require the list to be ordered by clockwise distance from its owner,
+//! without duplicates and without the owner itself. Every way the list is changed goes
+//! through [`SuccessorList::rebuild`] or [`SuccessorList::remove`], which keep that true
+//! even when the input (from the network) is unordered, duplicated or too long.
+
+use crate::{Id, Peer};
+
+/// The successor list of the node `me`.
+#[derive(Clone, Debug)]
+pub struct SuccessorList {
+    me: Id,
+    cap: usize,
+    entries: Vec<Peer>,
+}
+
+impl SuccessorList {
+    /// An empty list (the node is alone, or has lost every successor) of capacity `cap`.
+    pub fn new(me: Id, cap: usize) -> SuccessorList {
+        SuccessorList {
+            me,
+            cap: cap.max(1),
+            entries: Vec::with_capacity(cap.max(1)),
+        }
+    }
+
+    /// The nearest successor, if any.
+    pub fn first(&self) -> Option<&Peer> {
+        self.entries.first()
+    }
+
+    /// The entries, nearest first.
+    pub fn as_slice(&self) -> &[Peer] {
+        &self.entries
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Is the list empty?
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Capacity `r`.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Change the capacity (the adaptive `r`), dropping the farthest entries if needed.
+    pub fn set_capacity(&mut self, cap: usize) {
+        self.cap = cap.max(1);
+        self.entries.truncate(self.cap);
+    }
+
+    /// Does the list contain `id`?
+    pub fn contains(&self, id: Id) -> bool {
+        self.entries.iter().any(|p| p.id == id)
+    }
+
+    /// Replace the list by `head` followed by `tail`, as stabilize and join do: stop at our
+    /// own id (the tail wrapped around a small ring), skip anything not strictly farther
+    /// than the previous entry (duplicates, disorder), and cut at the capacity.
+    /// Returns whether the list changed.
+    pub fn rebuild(&mut self, head: Peer, tail: &[Peer]) -> bool {
+        let mut next = Vec::with_capacity(self.cap);
+        let mut last = Id::ZERO;
+        for p in std::iter::once(&head).chain(tail) {
+            if next.len() == self.cap || p.id == self.me {
+                break;
+            }
+            let d = self.me.distance_to(p.id);
+            if d <= last {
+                continue;
+            }
+            last = d;
+            next.push(*p);
+        }
+        let changed = next != self.entries;
+        self.entries = next;
+        changed
+    }
+
+    /// Merge `peers` into the list keeping it ordered (used when a successor leaves and
+    /// hands us its own list). Returns whether the list changed.
+    pub fn merge(&mut self, peers: &[Peer]) -> bool {
+        let mut all: Vec<Peer> = self.entries.iter().chain(peers).copied().collect();
+        all.retain(|p| p.id != self.me);
+        all.sort_by_key(|p| self.me.distance_to(p.id));
+        all.dedup_by_key(|p| p.id);
+        all.truncate(self.cap);
+        let changed = all != self.entries;
+        self.entries = all;
+        changed
+    }
+
+    /// Remove `id` (it failed or left). Returns whether it was there.
+    pub fn remove(&mut self, id: Id) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|p| p.id != id);
+        before != self.entries.len()
+    }
+
+    /// Estimate of the number of nodes in the ring from how much of it the list spans:
+    /// `len` successors cover about `len / N` of the circle. `None` while the list is empty.
+    pub fn estimate_ring_size(&self) -> Option<f64> {
+        let last = self.entries.last()?;
+        let span = self.me.distance_to(last.id).as_fraction();
+        if span <= 0.0 {
+            return None;
+        }
+        Some(self.entries.len() as f64 / span)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn peer(n: u8) -> Peer {
+        let mut b = [0u8; 20];
+        b[0] = n;
+        let addr: SocketAddr = format!("127.0.0.{n}:1").parse().expect("valid");
+        Peer::new(Id(b), addr)
+    }
+
+    #[test]
+    fn rebuild_orders_dedups_and_cuts_at_self() {
+        let me = peer(10).id;
+        let mut l = SuccessorList::new(me, 4);
+        // Tail wraps around past us (small ring) and contains a duplicate and a step back.
+        assert!(l.rebuild(
+            peer(20),
+            &[peer(30), peer(30), peer(25), peer(40), peer(10), peer(20)]
+        ));
+        let ids: Vec<u8> = l.as_slice().iter().map(|p| p.id.0[0]).collect();
+        assert_eq!(ids, vec![20, 30, 40]);
+        assert!(!l.rebuild(peer(20), &[peer(30), peer(40)]));
+    }
+
+    #[test]
+    fn rebuild_respects_capacity_and_wraps() {
+        let me = peer(200).id;
+        let mut l = SuccessorList::new(me, 3);
+        l.rebuild(peer(250), &[peer(5), peer(50), peer(100)]);
+        let ids: Vec<u8> = l.as_slice().iter().map(|p| p.id.0[0]).collect();
+        assert_eq!(ids, vec![250, 5, 50]);
+    }
+
+    #[test]
+    fn merge_and_remove() {
+        let me = peer(10).id;
+        let mut l = SuccessorList::new(me, 3);
+        l.rebuild(peer(20), &[peer(40)]);
+        assert!(l.merge(&[peer(30), peer(10), peer(50)]));
+        let ids: Vec<u8> = l.as_slice().iter().map(|p| p.id.0[0]).collect();
+        assert_eq!(ids, vec![20, 30, 40]);
+        assert!(l.remove(peer(20).id));
+        assert!(!l.remove(peer(20).id));
+        assert_eq!(l.first().map(|p| p.id), Some(peer(30).id));
+    }
+
+    #[test]
+    fn ring_size_estimate() {
+        let me = Id::ZERO;
+        let mut l = SuccessorList::new(me, 8);
+        assert_eq!(l.estimate_ring_size(), None);
+        // Four successors spanning a quarter of the ring: about 16 nodes.
+        let q: Vec<Peer> = (1..=4u8)
+            .map(|i| {
+                let mut b = [0u8; 20];
+                b[0] = i * 16;
+                Peer::new(Id(b), "127.0.0.1:1".parse().expect("valid"))
+            })
+            .collect();
+        l.rebuild(q[0], &q[1..]);
+        let n = l.estimate_ring_size().expect("non-empty");
+        assert!((n - 16.0).abs() < 0.01, "{n}");
+    }
+}

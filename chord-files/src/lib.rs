@@ -1,0 +1,1 @@
+//! chord-files: file sharing on the ring. Not yet implemented; see issue 5.

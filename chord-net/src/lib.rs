@@ -1,0 +1,1 @@
+//! chord-net: the Chord wire protocol and node runtime. Not yet implemented; see issue 4.
