@@ -30,8 +30,23 @@ pub const ID_BYTES: usize = ID_BITS / 8;
 /// // (a, a] is the whole ring: a one-node ring owns every key.
 /// assert!(Id::for_key("x").in_half_open(a, a));
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Id(pub [u8; ID_BYTES]);
+
+impl Ord for Id {
+    #[inline]
+    fn cmp(&self, other: &Id) -> std::cmp::Ordering {
+        // Same order as comparing the big-endian bytes, without a call to memcmp.
+        self.parts().cmp(&other.parts())
+    }
+}
+
+impl PartialOrd for Id {
+    #[inline]
+    fn partial_cmp(&self, other: &Id) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Id {
     /// The identifier 0.
@@ -73,35 +88,44 @@ impl Id {
         Id(b)
     }
 
+    /// The id as (high 128 bits, low 32 bits), for fast arithmetic and comparison.
+    #[inline]
+    fn parts(self) -> (u128, u32) {
+        let mut hi = [0u8; 16];
+        let mut lo = [0u8; 4];
+        hi.copy_from_slice(&self.0[..16]);
+        lo.copy_from_slice(&self.0[16..]);
+        (u128::from_be_bytes(hi), u32::from_be_bytes(lo))
+    }
+
+    #[inline]
+    fn from_parts(hi: u128, lo: u32) -> Id {
+        let mut b = [0u8; ID_BYTES];
+        b[..16].copy_from_slice(&hi.to_be_bytes());
+        b[16..].copy_from_slice(&lo.to_be_bytes());
+        Id(b)
+    }
+
     /// `self + other` modulo 2^160.
+    #[inline]
     pub fn wrapping_add(self, other: Id) -> Id {
-        let mut out = [0u8; ID_BYTES];
-        let mut carry = 0u16;
-        for i in (0..ID_BYTES).rev() {
-            let s = self.0[i] as u16 + other.0[i] as u16 + carry;
-            out[i] = s as u8;
-            carry = s >> 8;
-        }
-        Id(out)
+        let (ah, al) = self.parts();
+        let (bh, bl) = other.parts();
+        let (lo, carry) = al.overflowing_add(bl);
+        Id::from_parts(ah.wrapping_add(bh).wrapping_add(carry as u128), lo)
     }
 
     /// `self - other` modulo 2^160.
+    #[inline]
     pub fn wrapping_sub(self, other: Id) -> Id {
-        let mut out = [0u8; ID_BYTES];
-        let mut borrow = 0i16;
-        for i in (0..ID_BYTES).rev() {
-            let mut d = self.0[i] as i16 - other.0[i] as i16 - borrow;
-            borrow = 0;
-            if d < 0 {
-                d += 256;
-                borrow = 1;
-            }
-            out[i] = d as u8;
-        }
-        Id(out)
+        let (ah, al) = self.parts();
+        let (bh, bl) = other.parts();
+        let (lo, borrow) = al.overflowing_sub(bl);
+        Id::from_parts(ah.wrapping_sub(bh).wrapping_sub(borrow as u128), lo)
     }
 
     /// Clockwise distance from `self` to `other`: `other - self` modulo 2^160.
+    #[inline]
     pub fn distance_to(self, other: Id) -> Id {
         other.wrapping_sub(self)
     }
@@ -110,6 +134,7 @@ impl Id {
     ///
     /// When `a == b` the interval is the whole ring except `a` (the usual Chord convention:
     /// in a one-node ring every other id lies between the node and itself).
+    #[inline]
     pub fn in_open(self, a: Id, b: Id) -> bool {
         if a == b {
             return self != a;
@@ -119,6 +144,7 @@ impl Id {
     }
 
     /// Is `self` in the half-open ring interval `(a, b]`? When `a == b` this is the whole ring.
+    #[inline]
     pub fn in_half_open(self, a: Id, b: Id) -> bool {
         if a == b {
             return true;
@@ -236,6 +262,11 @@ mod tests {
         #[test]
         fn display_parse_round_trip(a in any_id()) {
             prop_assert_eq!(a.to_string().parse::<Id>().unwrap(), a);
+        }
+
+        #[test]
+        fn order_is_byte_order(a in any_id(), b in any_id()) {
+            prop_assert_eq!(a.cmp(&b), a.0.cmp(&b.0));
         }
 
         #[test]

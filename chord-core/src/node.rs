@@ -260,6 +260,12 @@ impl Node {
         self.successors.as_slice()
     }
 
+    /// Current length limit `r` of the successor list (changes with
+    /// [`Config::adaptive_successor_list`]).
+    pub fn successor_list_capacity(&self) -> usize {
+        self.successors.capacity()
+    }
+
     /// The first successor, or this node itself when it is alone.
     pub fn successor(&self) -> Peer {
         self.successors.first().copied().unwrap_or(self.me)
@@ -846,9 +852,32 @@ impl Node {
                 }
                 _ => self.adopt_successor(from, &successors, now),
             },
-            (Purpose::StabilizeCandidate { .. }, Response::Neighbors { successors, .. }) => {
-                self.adopt_successor(from, &successors, now)
-            }
+            (
+                Purpose::StabilizeCandidate { fallback },
+                Response::Neighbors {
+                    predecessor,
+                    successors,
+                },
+            ) => match predecessor {
+                // The candidate knows a node closer still (several joined in one gap):
+                // walk towards us within this round instead of one node per round. Each
+                // step is strictly closer, so the walk ends; a hostile peer can only make
+                // it end sooner (the fallback is the last confirmed node).
+                Some(p)
+                    if p.id.in_open(self.me.id, from.id)
+                        && fallback.as_ref().is_none_or(|(s, _)| s.id != p.id) =>
+                {
+                    self.send_request(
+                        p,
+                        Request::GetNeighbors,
+                        Purpose::StabilizeCandidate {
+                            fallback: Some((from, successors)),
+                        },
+                        now,
+                    );
+                }
+                _ => self.adopt_successor(from, &successors, now),
+            },
             (Purpose::Rectify | Purpose::CheckPredecessor { .. }, _) => {
                 self.checking_predecessor = false;
             }

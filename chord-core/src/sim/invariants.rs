@@ -139,8 +139,18 @@ impl Sim {
             .collect()
     }
 
-    /// Is every member's successor list and predecessor exactly right?
-    /// Every live node must be a member (no join still under way).
+    /// The live member just before `me`, if any other exists.
+    fn true_predecessor(&self, me: Id) -> Option<Id> {
+        self.members
+            .range(..me)
+            .next_back()
+            .or_else(|| self.members.iter().next_back())
+            .map(|(id, _)| *id)
+            .filter(|p| *p != me)
+    }
+
+    /// Is every member's successor list and predecessor exactly right, and has every live
+    /// node finished joining?
     pub fn is_ideal(&self) -> bool {
         let all_joined = self
             .hosts
@@ -148,31 +158,25 @@ impl Sim {
             .filter(|h| h.alive)
             .flat_map(|h| &h.nodes)
             .all(|&i| self.members.contains_key(&self.nodes[i].node.me().id));
-        all_joined
-            && self.members.values().all(|&i| {
-                let node = &self.nodes[i].node;
-                let me = node.me().id;
-                let want = self.true_successors(me, node.successors().len().max(1));
-                let cap_ok = node.successors().len()
-                    >= node
-                        .config()
-                        .successor_list_len
-                        .min(self.members.len().saturating_sub(1));
-                let list_ok = cap_ok
-                    && node
-                        .successors()
-                        .iter()
-                        .map(|p| p.id)
-                        .eq(want.iter().copied());
-                let pred = self
-                    .members
-                    .range(..me)
-                    .next_back()
-                    .or_else(|| self.members.iter().next_back())
-                    .map(|(id, _)| *id)
-                    .filter(|p| *p != me);
-                list_ok && node.predecessor().map(|p| p.id) == pred
-            })
+        all_joined && self.not_ideal_counts() == (0, 0)
+    }
+
+    /// Numbers of members whose successor list, and whose predecessor, is not exact yet.
+    pub fn not_ideal_counts(&self) -> (usize, usize) {
+        let mut lists = 0;
+        let mut preds = 0;
+        for &i in self.members.values() {
+            let node = &self.nodes[i].node;
+            let me = node.me().id;
+            let want = self.true_successors(me, node.successor_list_capacity());
+            if !node.successors().iter().map(|p| p.id).eq(want) {
+                lists += 1;
+            }
+            if node.predecessor().map(|p| p.id) != self.true_predecessor(me) {
+                preds += 1;
+            }
+        }
+        (lists, preds)
     }
 
     /// Fraction of members whose finger table is exactly right (every distinct finger is

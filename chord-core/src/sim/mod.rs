@@ -107,30 +107,10 @@ enum Action {
     },
 }
 
-/// An action due at a time; ordered by (time, sequence number) only, so that actions due
-/// at the same moment run in the order they were scheduled.
-struct Scheduled {
-    at: Time,
-    seq: u64,
-    action: Action,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
+/// An action due at a time: (time, sequence number, slot in `Sim::slots`). Ordered by
+/// time then sequence, so that actions due at the same moment run in the order they were
+/// scheduled. The actions themselves stay put in the slab; the heap moves 24 bytes.
+type Scheduled = (Time, u64, u32);
 
 /// The outcome of one lookup issued with [`Sim::lookup`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,6 +141,8 @@ pub struct Sim {
     now: Time,
     seq: u64,
     queue: BinaryHeap<Reverse<Scheduled>>,
+    slots: Vec<Option<Action>>,
+    free_slots: Vec<u32>,
     hosts: Vec<Host>,
     nodes: Vec<SimNode>,
     by_id: HashMap<Id, usize>,
@@ -186,6 +168,8 @@ impl Sim {
             now: Time::ZERO,
             seq: 0,
             queue: BinaryHeap::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
             hosts: Vec::new(),
             nodes: Vec::new(),
             by_id: HashMap::new(),
@@ -297,7 +281,9 @@ impl Sim {
             + self
                 .queue
                 .iter()
-                .filter(|Reverse(s)| matches!(s.action, Action::RetryLookup { .. }))
+                .filter(|Reverse((_, _, slot))| {
+                    matches!(self.slots[*slot as usize], Some(Action::RetryLookup { .. }))
+                })
                 .count()
     }
 
@@ -477,11 +463,17 @@ impl Sim {
 
     fn schedule(&mut self, at: Time, a: Action) {
         self.seq += 1;
-        self.queue.push(Reverse(Scheduled {
-            at,
-            seq: self.seq,
-            action: a,
-        }));
+        let slot = match self.free_slots.pop() {
+            Some(k) => {
+                self.slots[k as usize] = Some(a);
+                k
+            }
+            None => {
+                self.slots.push(Some(a));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.queue.push(Reverse((at, self.seq, slot)));
     }
 
     /// Run until virtual time `until` (inclusive), checking the invariants on the way
@@ -537,15 +529,19 @@ impl Sim {
     }
 
     fn run_events_until(&mut self, until: Time) {
-        while let Some(Reverse(next)) = self.queue.peek() {
-            if next.at > until {
+        while let Some(Reverse((at, _, _))) = self.queue.peek() {
+            if *at > until {
                 break;
             }
-            let Some(Reverse(next)) = self.queue.pop() else {
+            let Some(Reverse((at, _, slot))) = self.queue.pop() else {
                 break;
             };
-            self.now = next.at;
-            self.step(next.action);
+            self.now = at;
+            let action = self.slots[slot as usize].take();
+            self.free_slots.push(slot);
+            if let Some(action) = action {
+                self.step(action);
+            }
         }
         self.now = self.now.max(until);
     }
