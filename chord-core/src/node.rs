@@ -57,8 +57,13 @@ pub struct Config {
     pub stabilize_interval: Duration,
     /// Period of fix_fingers; each tick refreshes the next distinct finger (default 1 s).
     pub fix_fingers_interval: Duration,
-    /// How long to wait for any answer before taking the peer as failed (default 1 s).
+    /// How long to wait for an answer before resending or, with no resends left, taking
+    /// the peer as failed (default 1 s).
     pub request_timeout: Duration,
+    /// Resends of an unanswered request before the peer counts as failed (default 1). Over
+    /// TCP a lost message is rare, but a false suspicion costs a live successor, so one
+    /// more try is cheap insurance.
+    pub request_retries: u32,
     /// How long a whole lookup may take (default 10 s).
     pub lookup_timeout: Duration,
     /// Most requests one lookup may send (default 128).
@@ -77,6 +82,7 @@ impl Default for Config {
             stabilize_interval: Duration::from_secs(1),
             fix_fingers_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
+            request_retries: 1,
             lookup_timeout: Duration::from_secs(10),
             lookup_max_queries: 128,
             closer_per_step: 4,
@@ -160,10 +166,13 @@ struct RunningLookup {
 
 #[derive(Clone, Debug)]
 enum Purpose {
-    /// GetNeighbors to our first successor.
+    /// GetNeighbors to our first successor, or to the next one when those before it were
+    /// silent this round.
     StabilizeFirst,
-    /// GetNeighbors to a candidate successor; if it fails, adopt the fallback list.
-    StabilizeCandidate { fallback: Option<(Peer, Vec<Peer>)> },
+    /// GetNeighbors to a candidate successor; if it fails, go back to `fallback`.
+    StabilizeCandidate { fallback: Option<Peer> },
+    /// GetNeighbors whose answer is adopted as it is (the fallback of a failed candidate).
+    StabilizeAdopt,
     /// Rectify sent to our successor.
     Rectify,
     /// Ping to our predecessor; if it fails, take `candidate` (maybe none) instead.
@@ -178,6 +187,9 @@ struct Pending {
     to: Peer,
     deadline: Time,
     purpose: Purpose,
+    /// Kept for a resend after a timeout (every request is idempotent).
+    body: Request,
+    retries_left: u32,
 }
 
 /// One ring position. See the [module documentation](self).
@@ -408,7 +420,23 @@ impl Node {
             .collect();
         expired.sort_unstable();
         for id in expired {
-            if let Some(p) = self.pending.remove(&id) {
+            let Some(mut p) = self.pending.remove(&id) else {
+                continue;
+            };
+            if p.retries_left > 0 {
+                // Silence may be a lost message: ask once more (same id, so a late answer
+                // to the first copy counts) before calling the peer failed.
+                p.retries_left -= 1;
+                p.deadline = now + self.cfg.request_timeout;
+                self.transmits.push_back(Transmit {
+                    to: p.to,
+                    message: Message::Request {
+                        id,
+                        body: p.body.clone(),
+                    },
+                });
+                self.pending.insert(id, p);
+            } else {
                 self.on_request_failed(p.to, p.purpose, now);
             }
         }
@@ -547,10 +575,13 @@ impl Node {
         self.fingers.remove(from.id);
         if self.successors.contains(from.id) {
             self.successors.remove(from.id);
+            // Only the part of the leaver's list between it and us: past us it wraps round
+            // the ring (small ring) and would put nodes behind us, maybe long dead, in
+            // front.
             let handed: Vec<Peer> = succs
                 .iter()
                 .take(MAX_PEERS_PER_MESSAGE)
-                .filter(|p| p.id != from.id)
+                .filter(|p| p.id.in_open(from.id, self.me.id))
                 .copied()
                 .collect();
             self.successors.merge(&handed);
@@ -583,28 +614,29 @@ impl Node {
                 self.stabilizing = true;
                 self.send_request(s, Request::GetNeighbors, Purpose::StabilizeFirst, now);
             }
-            None => {
-                // Alone, or every successor failed. Try the closest node we still know of
-                // (the predecessor that rectified us, or a finger); adopt it only if it
-                // answers.
-                let mut known: Vec<Peer> = self
-                    .predecessor
-                    .iter()
-                    .chain(self.fingers.entries())
-                    .filter(|p| p.id != self.me.id)
-                    .copied()
-                    .collect();
-                known.sort_by_key(|p| self.me.id.distance_to(p.id));
-                if let Some(c) = known.first().copied() {
-                    self.stabilizing = true;
-                    self.send_request(
-                        c,
-                        Request::GetNeighbors,
-                        Purpose::StabilizeCandidate { fallback: None },
-                        now,
-                    );
-                }
-            }
+            None => self.stabilize_from_known(now),
+        }
+    }
+
+    /// Alone, or every successor silent: try the closest node we know of outside the
+    /// successor list (the predecessor that rectified us, or a finger), and adopt it only
+    /// if it answers.
+    fn stabilize_from_known(&mut self, now: Time) {
+        let candidate = self
+            .predecessor
+            .iter()
+            .chain(self.fingers.entries())
+            .filter(|p| p.id != self.me.id && !self.successors.contains(p.id))
+            .min_by_key(|p| self.me.id.distance_to(p.id))
+            .copied();
+        if let Some(c) = candidate {
+            self.stabilizing = true;
+            self.send_request(
+                c,
+                Request::GetNeighbors,
+                Purpose::StabilizeCandidate { fallback: None },
+                now,
+            );
         }
     }
 
@@ -816,68 +848,50 @@ impl Node {
     fn send_request(&mut self, to: Peer, body: Request, purpose: Purpose, now: Time) {
         let id = self.next_request;
         self.next_request += 1;
+        self.transmits.push_back(Transmit {
+            to,
+            message: Message::Request {
+                id,
+                body: body.clone(),
+            },
+        });
         self.pending.insert(
             id,
             Pending {
                 to,
                 deadline: now + self.cfg.request_timeout,
                 purpose,
+                body,
+                retries_left: self.cfg.request_retries,
             },
         );
-        self.transmits.push_back(Transmit {
-            to,
-            message: Message::Request { id, body },
-        });
     }
 
     fn on_response(&mut self, from: Peer, purpose: Purpose, body: Response, now: Time) {
         match (purpose, body) {
             (
-                Purpose::StabilizeFirst,
+                Purpose::StabilizeFirst | Purpose::StabilizeCandidate { .. },
                 Response::Neighbors {
                     predecessor,
                     successors,
                 },
             ) => match predecessor {
-                Some(p) if p.id.in_open(self.me.id, from.id) => {
-                    // A node between us and our successor: adopt it only if it answers.
-                    self.send_request(
-                        p,
-                        Request::GetNeighbors,
-                        Purpose::StabilizeCandidate {
-                            fallback: Some((from, successors)),
-                        },
-                        now,
-                    );
-                }
+                // A node between us and the one that answered: adopt it only if it
+                // answers too. Repeating this walks a gap of several new nodes in one
+                // round; each step is strictly closer to us, so the walk ends.
+                Some(p) if p.id.in_open(self.me.id, from.id) => self.send_request(
+                    p,
+                    Request::GetNeighbors,
+                    Purpose::StabilizeCandidate {
+                        fallback: Some(from),
+                    },
+                    now,
+                ),
                 _ => self.adopt_successor(from, &successors, now),
             },
-            (
-                Purpose::StabilizeCandidate { fallback },
-                Response::Neighbors {
-                    predecessor,
-                    successors,
-                },
-            ) => match predecessor {
-                // The candidate knows a node closer still (several joined in one gap):
-                // walk towards us within this round instead of one node per round. Each
-                // step is strictly closer, so the walk ends; a hostile peer can only make
-                // it end sooner (the fallback is the last confirmed node).
-                Some(p)
-                    if p.id.in_open(self.me.id, from.id)
-                        && fallback.as_ref().is_none_or(|(s, _)| s.id != p.id) =>
-                {
-                    self.send_request(
-                        p,
-                        Request::GetNeighbors,
-                        Purpose::StabilizeCandidate {
-                            fallback: Some((from, successors)),
-                        },
-                        now,
-                    );
-                }
-                _ => self.adopt_successor(from, &successors, now),
-            },
+            (Purpose::StabilizeAdopt, Response::Neighbors { successors, .. }) => {
+                self.adopt_successor(from, &successors, now)
+            }
             (Purpose::Rectify | Purpose::CheckPredecessor { .. }, _) => {
                 self.checking_predecessor = false;
             }
@@ -910,13 +924,31 @@ impl Node {
     fn on_request_failed(&mut self, to: Peer, purpose: Purpose, now: Time) {
         match purpose {
             Purpose::StabilizeFirst => {
-                self.stabilizing = false;
                 self.fingers.remove(to.id);
-                if self.successors.remove(to.id) {
-                    self.successors_changed();
+                // Ask the next entry, but keep the silent ones in the list until a later
+                // one answers: the silence may be a lost message, and dropping a live
+                // successor on a false suspicion could leave a list with no live entry.
+                // The answer replaces everything before the one that answered.
+                let d = self.me.id.distance_to(to.id);
+                let next = self
+                    .successors
+                    .as_slice()
+                    .iter()
+                    .find(|p| self.me.id.distance_to(p.id) > d)
+                    .copied();
+                match next {
+                    Some(n) => {
+                        self.send_request(n, Request::GetNeighbors, Purpose::StabilizeFirst, now)
+                    }
+                    None => {
+                        // Every successor is silent: either the ring is broken here (r
+                        // consecutive failures) or we are cut off. Keep the list (they may
+                        // come back) and try the closest other node we know; whoever
+                        // answers is adopted and stabilize walks back from there.
+                        self.stabilizing = false;
+                        self.stabilize_from_known(now);
+                    }
                 }
-                // Retry at once with the next successor (bounded by the list length).
-                self.stabilize(now);
             }
             Purpose::StabilizeCandidate { fallback } => {
                 self.fingers.remove(to.id);
@@ -924,13 +956,17 @@ impl Node {
                     self.set_predecessor(None);
                 }
                 match fallback {
-                    Some((s, list)) => self.adopt_successor(s, &list, now),
-                    None => {
-                        self.stabilizing = false;
-                        // Try the next known node, if any, at the next tick.
+                    // Fall back to the node that answered before, but ask it again: its
+                    // answer is as old as this timeout, and in the meantime it and its
+                    // list may have died. Only a fresh answer is adopted.
+                    Some(s) => {
+                        self.send_request(s, Request::GetNeighbors, Purpose::StabilizeAdopt, now)
                     }
+                    // Try the next known node, if any, at the next tick.
+                    None => self.stabilizing = false,
                 }
             }
+            Purpose::StabilizeAdopt => self.stabilizing = false,
             Purpose::Rectify => {}
             Purpose::CheckPredecessor { candidate } => {
                 self.checking_predecessor = false;

@@ -1,1 +1,134 @@
+//! The lookup state machine on its own, without any node or network.
 
+use super::*;
+use std::net::SocketAddr;
+
+/// A peer at position `x` (in units of 2^152, so 0..=255 covers the ring).
+fn p(x: u8) -> Peer {
+    let mut b = [0u8; 20];
+    b[0] = x;
+    let addr: SocketAddr = format!("127.0.0.{x}:1").parse().expect("valid");
+    Peer::new(Id(b), addr)
+}
+
+fn key(x: u8) -> Id {
+    let mut b = [0u8; 20];
+    b[0] = x;
+    b[19] = 1; // just after position x
+    Id(b)
+}
+
+#[test]
+fn local_owner_needs_only_confirmation() {
+    // Node 10 with successors 20, 30: key 15 is owned by 20.
+    let mut l = Lookup::from_local(key(15), p(10), &[p(20), p(30)], &[], 16);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(20)));
+    assert_eq!(l.poll(), LookupAction::Wait);
+    l.on_confirm(p(20), Some(p(10)), &[p(30)]);
+    match l.poll() {
+        LookupAction::Done(out) => {
+            assert_eq!(out.owner, p(20));
+            assert_eq!(out.hops, 0);
+            assert_eq!(out.successors, vec![p(30)]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn routes_through_closest_preceding_hops() {
+    // Node 10 knows fingers 50 and 100; key 120.
+    let mut l = Lookup::from_local(key(120), p(10), &[p(20)], &[p(100), p(50)], 16);
+    assert_eq!(l.poll(), LookupAction::Query(p(100)));
+    l.on_step(p(100), &[p(110), p(130)], &[p(110)]);
+    assert_eq!(l.poll(), LookupAction::Query(p(110)));
+    l.on_step(p(110), &[p(130), p(140)], &[]);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(130)));
+    l.on_confirm(p(130), Some(p(110)), &[p(140)]);
+    match l.poll() {
+        LookupAction::Done(out) => {
+            assert_eq!(out.owner, p(130));
+            assert_eq!(out.hops, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn dead_hop_is_skipped_for_the_next_best() {
+    let mut l = Lookup::from_local(key(120), p(10), &[p(20)], &[p(100), p(50)], 16);
+    assert_eq!(l.poll(), LookupAction::Query(p(100)));
+    l.on_failure(p(100).id);
+    assert_eq!(l.poll(), LookupAction::Query(p(50)));
+    l.on_step(p(50), &[p(60)], &[p(110)]);
+    assert_eq!(l.poll(), LookupAction::Query(p(110)));
+    l.on_step(p(110), &[p(130)], &[]);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(130)));
+    assert_eq!(l.failed_peers().collect::<Vec<_>>(), vec![p(100).id]);
+}
+
+#[test]
+fn dead_owner_falls_to_the_next_successor() {
+    // 110's first successor 130 died; 140 now owns key 120.
+    let mut l = Lookup::from_local(key(120), p(110), &[p(130), p(140), p(150)], &[], 16);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(130)));
+    l.on_failure(p(130).id);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(140)));
+    l.on_confirm(p(140), None, &[p(150)]);
+    assert!(matches!(l.poll(), LookupAction::Done(out) if out.owner == p(140)));
+}
+
+#[test]
+fn dead_successors_before_the_key_are_tried_then_skipped() {
+    // Node 10's list is 20, 30, 200: key 120 lies after 20 and 30, which are tried as hops
+    // first; when both are dead, 200 is the owner.
+    let mut l = Lookup::from_local(key(120), p(10), &[p(20), p(30), p(200)], &[], 16);
+    assert_eq!(l.poll(), LookupAction::Query(p(30)));
+    l.on_failure(p(30).id);
+    assert_eq!(l.poll(), LookupAction::Query(p(20)));
+    l.on_failure(p(20).id);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(200)));
+}
+
+#[test]
+fn newer_node_before_the_owner_takes_over() {
+    // The covering node 110 believes 130 owns key 120, but 125 joined: 130 reports it as
+    // its predecessor, and 125 is confirmed next.
+    let mut l = Lookup::from_local(key(120), p(110), &[p(130)], &[], 16);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(130)));
+    l.on_confirm(p(130), Some(p(125)), &[p(140)]);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(125)));
+    l.on_confirm(p(125), Some(p(110)), &[p(130)]);
+    assert!(matches!(l.poll(), LookupAction::Done(out) if out.owner == p(125)));
+}
+
+#[test]
+fn hostile_answers_are_ignored() {
+    let mut l = Lookup::from_local(key(120), p(10), &[p(20)], &[p(100)], 16);
+    assert_eq!(l.poll(), LookupAction::Query(p(100)));
+    // An answer from someone never asked changes nothing.
+    l.on_step(p(99), &[p(121)], &[p(119)]);
+    assert_eq!(l.poll(), LookupAction::Wait);
+    // 100 claims "closer" nodes that are behind it or past the key: not taken.
+    l.on_step(p(100), &[p(105)], &[p(5), p(200), p(100)]);
+    assert_eq!(l.poll(), LookupAction::Query(p(105)));
+    // A confirmation from a node we did not ask is ignored.
+    l.on_confirm(p(7), None, &[]);
+    assert_eq!(l.poll(), LookupAction::Wait);
+}
+
+#[test]
+fn gives_up_when_out_of_candidates_or_budget() {
+    let mut l = Lookup::new(key(120), &[p(50)], 16);
+    assert_eq!(l.poll(), LookupAction::Query(p(50)));
+    l.on_failure(p(50).id);
+    assert_eq!(l.poll(), LookupAction::Failed(LookupError::NoRoute));
+
+    // A chain of hops that never covers the key stops at the query budget.
+    let mut l = Lookup::new(key(250), &[p(1)], 5);
+    for x in 1..=5u8 {
+        assert_eq!(l.poll(), LookupAction::Query(p(x)));
+        l.on_step(p(x), &[p(x + 1)], &[p(x + 1)]);
+    }
+    assert_eq!(l.poll(), LookupAction::Failed(LookupError::TooManyQueries));
+}

@@ -1,1 +1,224 @@
+//! A few nodes wired together by hand, quinn-proto style: every message is delivered by
+//! the test, on a clock the test moves. Larger scenarios run in the simulator.
 
+use super::*;
+use std::net::SocketAddr;
+
+struct World {
+    now: Time,
+    nodes: Vec<Node>,
+    dead: Vec<bool>,
+}
+
+impl World {
+    fn new(n: usize) -> World {
+        let nodes = (0..n)
+            .map(|i| {
+                let addr: SocketAddr = format!("127.0.0.1:{}", 3000 + i).parse().expect("valid");
+                Node::new(Peer::from_addr(addr), Config::default())
+            })
+            .collect();
+        World {
+            now: Time::ZERO,
+            nodes,
+            dead: vec![false; n],
+        }
+    }
+
+    fn index(&self, id: Id) -> Option<usize> {
+        self.nodes.iter().position(|n| n.me().id == id)
+    }
+
+    /// Deliver every queued message (instantly), then advance the clock by `step` and fire
+    /// timers; repeat `rounds` times.
+    fn run(&mut self, rounds: usize, step: Duration) {
+        for _ in 0..rounds {
+            loop {
+                let mut moved = false;
+                for i in 0..self.nodes.len() {
+                    while let Some(t) = self.nodes[i].poll_transmit() {
+                        moved = true;
+                        if self.dead[i] {
+                            continue;
+                        }
+                        if let Some(j) = self.index(t.to.id) {
+                            if !self.dead[j] {
+                                let from = self.nodes[i].me();
+                                self.nodes[j].handle(from, t.message, self.now);
+                            }
+                        }
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+            self.now = self.now + step;
+            for (i, n) in self.nodes.iter_mut().enumerate() {
+                if !self.dead[i] {
+                    n.handle_timeout(self.now);
+                }
+            }
+        }
+    }
+
+    fn events(&mut self, i: usize) -> Vec<Event> {
+        std::iter::from_fn(|| self.nodes[i].poll_event()).collect()
+    }
+}
+
+#[test]
+fn two_nodes_form_a_ring() {
+    let mut w = World::new(2);
+    w.nodes[0].create(w.now);
+    let boot = w.nodes[0].me();
+    w.nodes[1].join(boot, w.now);
+    w.run(5, Duration::from_secs(1));
+    let (a, b) = (w.nodes[0].me(), w.nodes[1].me());
+    assert_eq!(w.nodes[0].successors(), &[b]);
+    assert_eq!(w.nodes[1].successors(), &[a]);
+    assert_eq!(w.nodes[0].predecessor(), Some(b));
+    assert_eq!(w.nodes[1].predecessor(), Some(a));
+    let ev = w.events(1);
+    assert_eq!(ev.first(), Some(&Event::Joined));
+    assert!(w
+        .events(0)
+        .iter()
+        .any(|e| matches!(e, Event::PredecessorChanged { new: Some(p), .. } if *p == b)));
+}
+
+#[test]
+fn not_a_member_until_joined() {
+    let mut w = World::new(2);
+    // Nobody answers the bootstrap (node 0 never created a ring).
+    let boot = w.nodes[0].me();
+    w.nodes[1].join(boot, w.now);
+    assert!(!w.nodes[1].is_member());
+    w.run(3, Duration::from_secs(1));
+    assert!(!w.nodes[1].is_member());
+    assert!(matches!(
+        w.events(1).as_slice(),
+        [Event::JoinFailed(JoinError::Lookup(_))]
+    ));
+    // A non-member answers ring queries with NotMember.
+    w.nodes[1].handle(
+        boot,
+        Message::Request {
+            id: 7,
+            body: Request::GetNeighbors,
+        },
+        w.now,
+    );
+    let t = w.nodes[1].poll_transmit().expect("answer");
+    assert_eq!(
+        t.message,
+        Message::Response {
+            id: 7,
+            body: Response::NotMember
+        }
+    );
+}
+
+#[test]
+fn lookups_agree_with_the_ring_and_dead_successor_is_dropped() {
+    let mut w = World::new(6);
+    w.nodes[0].create(w.now);
+    let boot = w.nodes[0].me();
+    for i in 1..6 {
+        w.nodes[i].join(boot, w.now);
+        w.run(3, Duration::from_secs(1));
+    }
+    w.run(20, Duration::from_secs(1));
+    let mut ids: Vec<Id> = w.nodes.iter().map(|n| n.me().id).collect();
+    ids.sort();
+    for n in &w.nodes {
+        let k = ids.iter().position(|x| *x == n.me().id).expect("present");
+        assert_eq!(n.successor().id, ids[(k + 1) % ids.len()]);
+    }
+    // Every node finds the owner of a key.
+    let key = Id::for_key("movie.mkv");
+    let owner = *ids.iter().find(|x| **x >= key).unwrap_or(&ids[0]);
+    for i in 0..6 {
+        let lid = w.nodes[i].lookup(key, w.now);
+        w.run(1, Duration::from_millis(10));
+        let found = w.events(i).into_iter().find_map(|e| match e {
+            Event::LookupDone { id, result } if id == lid => Some(result),
+            _ => None,
+        });
+        assert_eq!(found.expect("finished").expect("ok").owner.id, owner);
+    }
+    // Kill the owner; its predecessor drops it and the key moves to the next node.
+    let dead = w.index(owner).expect("owner");
+    w.dead[dead] = true;
+    // Detection takes a timeout; the news then travels one predecessor per round through
+    // the successor lists (5 entries here).
+    w.run(10, Duration::from_secs(1));
+    let next = ids[(ids.iter().position(|x| *x == owner).expect("in ring") + 1) % ids.len()];
+    let asker = (dead + 1) % 6;
+    let lid = w.nodes[asker].lookup(key, w.now);
+    w.run(1, Duration::from_millis(10));
+    let found = w.events(asker).into_iter().find_map(|e| match e {
+        Event::LookupDone { id, result } if id == lid => Some(result),
+        _ => None,
+    });
+    assert_eq!(found.expect("finished").expect("ok").owner.id, next);
+    for (i, n) in w.nodes.iter().enumerate() {
+        if i != dead {
+            assert!(
+                !n.successors().iter().any(|p| p.id == owner),
+                "{i} still points at the dead node"
+            );
+        }
+    }
+}
+
+#[test]
+fn leave_hands_over_pointers() {
+    let mut w = World::new(3);
+    w.nodes[0].create(w.now);
+    let boot = w.nodes[0].me();
+    for i in 1..3 {
+        w.nodes[i].join(boot, w.now);
+        w.run(3, Duration::from_secs(1));
+    }
+    w.run(5, Duration::from_secs(1));
+    let leaver = 1;
+    let pred = w.nodes[leaver].predecessor().expect("pred");
+    let succ = w.nodes[leaver].successor();
+    w.nodes[leaver].leave(w.now);
+    // Before any stabilize tick, delivering the notices alone fixes both neighbours.
+    w.run(1, Duration::from_millis(1));
+    assert!(w.events(leaver).contains(&Event::Left));
+    assert!(w.nodes[leaver].has_left());
+    let p = w.index(pred.id).expect("pred");
+    let s = w.index(succ.id).expect("succ");
+    assert_eq!(w.nodes[p].successor().id, succ.id);
+    assert_eq!(w.nodes[s].predecessor().map(|x| x.id), Some(pred.id));
+}
+
+#[test]
+fn responses_from_the_wrong_peer_are_ignored() {
+    let mut w = World::new(2);
+    w.nodes[0].create(w.now);
+    let boot = w.nodes[0].me();
+    w.nodes[1].join(boot, w.now);
+    let t = w.nodes[1].poll_transmit().expect("join query");
+    let Message::Request { id, .. } = t.message else {
+        panic!("expected a request")
+    };
+    // An impostor answers the join query: ignored, the node is still joining.
+    let impostor = Peer::from_addr("127.0.0.9:9".parse().expect("valid"));
+    w.nodes[1].handle(
+        impostor,
+        Message::Response {
+            id,
+            body: Response::Step {
+                successors: vec![impostor],
+                closer: vec![],
+            },
+        },
+        w.now,
+    );
+    assert!(w.nodes[1].poll_transmit().is_none());
+    assert!(!w.nodes[1].is_member());
+}

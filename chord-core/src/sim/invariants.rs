@@ -229,13 +229,14 @@ impl Sim {
                 let n = &self.nodes[i].node;
                 let _ = writeln!(
                     out,
-                    "host {h}{} {:?} member={} pred={:?} succ={:?} fingers={}",
+                    "host {h}{} {:?} member={} pred={:?} succ={:?} fingers={} pending={}",
                     if host.alive { "" } else { " (dead)" },
                     n.me().id,
                     n.is_member(),
                     n.predecessor().map(|p| p.id),
                     n.successors().iter().map(|p| p.id).collect::<Vec<_>>(),
                     n.fingers().entries().len(),
+                    n.pending_requests(),
                 );
             }
         }

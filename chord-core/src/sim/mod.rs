@@ -13,9 +13,11 @@
 
 mod experiment;
 mod invariants;
+mod scenario;
 
 pub use experiment::{run, Distribution, Experiment, Report};
 pub use invariants::Violation;
+pub use scenario::{random_mix, MixReport};
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -401,6 +403,11 @@ impl Sim {
         }
     }
 
+    /// Change the message loss probability from now on.
+    pub fn set_loss(&mut self, p: f64) {
+        self.cfg.loss = p.clamp(0.0, 1.0);
+    }
+
     /// Put hosts in partition groups: messages between different groups are dropped.
     /// `group(h)` gives each host's group; call with `|_| 0` to heal.
     pub fn partition(&mut self, group: impl Fn(HostId) -> u8) {
@@ -412,6 +419,11 @@ impl Sim {
     /// Would crashing `h` leave some live member without a live successor, or the ring
     /// without members? (The fault assumption of Zave's proof: a member's whole successor
     /// list never fails between two stabilizations.)
+    ///
+    /// Zave's model changes a node's state in atomic steps; here a stabilize answer can be
+    /// in flight while its sender and everything in its list die, and the receiver would
+    /// then adopt a list with no live entry. So lists in flight count too: every
+    /// `Neighbors` answer on the wire must keep a survivor among its sender and its list.
     pub fn crash_would_break_ring(&self, h: HostId) -> bool {
         let survives = |p: &Peer| {
             self.members
@@ -429,7 +441,27 @@ impl Sim {
                 return true;
             }
         }
-        others == 0
+        let in_flight_list_dies = self.slots.iter().flatten().any(|a| match a {
+            Action::Deliver {
+                to,
+                from,
+                msg:
+                    Message::Response {
+                        body: crate::Response::Neighbors { successors, .. },
+                        ..
+                    },
+            } => {
+                // The receiver keeps the list only up to itself (it wraps round in a small
+                // ring), so only entries before it can be its live successor.
+                let me = self.nodes[*to].node.me().id;
+                self.nodes[*to].host != h
+                    && self.hosts[self.nodes[*to].host].alive
+                    && !survives(from)
+                    && !successors.iter().take_while(|p| p.id != me).any(survives)
+            }
+            _ => false,
+        });
+        others == 0 || in_flight_list_dies
     }
 
     /// Start a lookup for `key` at the ring position `from`; the result is judged when it

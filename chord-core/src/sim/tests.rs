@@ -152,3 +152,62 @@ fn partition_is_visible_and_heals_within_reach() {
     assert!(checks > 0);
     let _ = settled;
 }
+
+/// A sample of the invariant sweep runs in every `cargo test`; the full sweep is
+/// `CHORD_SWEEP_SEEDS=1000 cargo test -p chord-core --release -- --ignored sweep`.
+#[test]
+fn random_mix_sample_keeps_invariants() {
+    for seed in 0..12 {
+        let r = random_mix(seed);
+        assert!(r.checks > 100, "{r:?}");
+        assert!(r.joins + r.leaves + r.crashes > 40, "{r:?}");
+        assert!(r.is_clean(), "seed {seed}: {r:?}");
+    }
+}
+
+#[test]
+#[ignore = "long: the full invariant sweep (see docs/correctness.md)"]
+fn sweep() {
+    let n: u64 = std::env::var("CHORD_SWEEP_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let mut bad = Vec::new();
+    let (mut checks, mut ops, mut crashes) = (0, 0, 0);
+    for seed in 0..n {
+        let r = random_mix(seed);
+        checks += r.checks;
+        ops += u64::from(r.joins + r.leaves + r.crashes);
+        crashes += u64::from(r.crashes);
+        if !r.is_clean() {
+            bad.push(r);
+        }
+    }
+    println!(
+        "sweep: {n} seeds, {ops} joins/leaves/crashes ({crashes} crashes), {checks} invariant checks, {} unclean",
+        bad.len()
+    );
+    assert!(bad.is_empty(), "{:#?}", &bad[..bad.len().min(3)]);
+}
+
+#[test]
+#[ignore = "debugging aid: CHORD_SEEDS=a,b,c prints a summary of each scenario"]
+fn mix_summary() {
+    let seeds = std::env::var("CHORD_SEEDS").unwrap_or_default();
+    for s in seeds.split(',').filter_map(|s| s.parse().ok()) {
+        let r = random_mix(s);
+        println!(
+            "seed {s}: r={} loss={:.3} initial={} j/l/c={}/{}/{} refused={} settled={:?} violations={} first={:?}",
+            r.successors,
+            r.loss,
+            r.initial,
+            r.joins,
+            r.leaves,
+            r.crashes,
+            r.crashes_refused,
+            r.settled_after,
+            r.violations.len(),
+            r.violations.first()
+        );
+    }
+}
