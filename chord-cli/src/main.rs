@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod paths;
 mod sim;
 
 /// A Chord distributed hash table: simulator (node and file commands to come).
@@ -21,12 +22,16 @@ enum Command {
     /// Simulate a Chord ring deterministically and report what it measured.
     #[command(after_help = sim::EXAMPLES)]
     Sim(sim::SimArgs),
+    /// Measure lookup path length for rings of 2^FROM .. 2^TO nodes (Chord paper, fig. 10).
+    #[command(after_help = paths::EXAMPLES)]
+    Paths(paths::PathsArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sim(args) => sim::run(&args),
+        Command::Paths(args) => paths::run_paths(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
