@@ -114,3 +114,85 @@ pub enum Response {
     /// The responder is not (or no longer) a ring member and does not answer ring queries.
     NotMember,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn peer(n: u8) -> Peer {
+        Peer::from_addr(format!("127.0.0.{n}:2000").parse().expect("valid"))
+    }
+
+    #[test]
+    fn postcard_round_trip() {
+        let msgs = vec![
+            Message::Request {
+                id: 1,
+                body: Request::Ping,
+            },
+            Message::Request {
+                id: 2,
+                body: Request::GetNeighbors,
+            },
+            Message::Request {
+                id: 3,
+                body: Request::Rectify,
+            },
+            Message::Request {
+                id: u64::MAX,
+                body: Request::FindStep { key: Id::MAX },
+            },
+            Message::Request {
+                id: 5,
+                body: Request::Leaving {
+                    predecessor: Some(peer(1)),
+                    successors: vec![peer(2), peer(3)],
+                },
+            },
+            Message::Response {
+                id: 6,
+                body: Response::Pong,
+            },
+            Message::Response {
+                id: 7,
+                body: Response::Neighbors {
+                    predecessor: None,
+                    successors: vec![peer(4)],
+                },
+            },
+            Message::Response {
+                id: 8,
+                body: Response::Step {
+                    successors: vec![],
+                    closer: vec![peer(5)],
+                },
+            },
+            Message::Response {
+                id: 9,
+                body: Response::Ack,
+            },
+            Message::Response {
+                id: 10,
+                body: Response::NotMember,
+            },
+        ];
+        for m in msgs {
+            let bytes = postcard::to_stdvec(&m).expect("encode");
+            let back: Message = postcard::from_bytes(&bytes).expect("decode");
+            assert_eq!(back, m);
+        }
+    }
+
+    proptest! {
+        /// Arbitrary bytes never panic the decoder; whatever decodes re-encodes to a prefix
+        /// of the input.
+        #[test]
+        fn hostile_bytes_do_not_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok((m, rest)) = postcard::take_from_bytes::<Message>(&bytes) {
+                let again = postcard::to_stdvec(&m).expect("encode");
+                prop_assert_eq!(&again[..], &bytes[..bytes.len() - rest.len()]);
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The `chord` binary as a user runs it.
+
+use std::process::Command;
+
+fn chord(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_chord"))
+        .args(args)
+        .output()
+        .expect("run chord")
+}
+
+fn sim_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["sim", "--json"];
+    all.extend_from_slice(args);
+    let out = chord(&all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+#[test]
+fn sim_json_has_the_documented_fields() {
+    let v = sim_json(&[
+        "--nodes",
+        "40",
+        "--keys",
+        "500",
+        "--lookups",
+        "300",
+        "--seed",
+        "3",
+    ]);
+    for f in [
+        "nodes",
+        "keys",
+        "lookups",
+        "seed",
+        "stabilize_rounds",
+        "invariant_violations",
+        "lookups_failed",
+        "keys_lost",
+    ] {
+        assert!(v[f].is_number(), "{f} missing in {v}");
+    }
+    for f in ["mean", "p50", "p99", "max"] {
+        assert!(v["path_length"][f].is_number(), "path_length.{f} in {v}");
+    }
+    for f in ["mean", "p1", "p99", "max"] {
+        assert!(
+            v["keys_per_node"][f].is_number(),
+            "keys_per_node.{f} in {v}"
+        );
+    }
+    assert_eq!(v["nodes"], 40);
+    assert_eq!(v["lookups"], 300);
+    assert_eq!(v["invariant_violations"], 0);
+    assert_eq!(v["lookups_failed"], 0);
+    // 500 keys over 40 nodes.
+    assert!((v["keys_per_node"]["mean"].as_f64().expect("number") - 12.5).abs() < 1e-9);
+}
+
+#[test]
+fn same_seed_same_output() {
+    let args = [
+        "--nodes",
+        "60",
+        "--fail",
+        "0.3",
+        "--keys",
+        "1000",
+        "--lookups",
+        "500",
+    ];
+    let a = chord(&[&["sim", "--json", "--seed", "5"], &args[..]].concat());
+    let b = chord(&[&["sim", "--json", "--seed", "5"], &args[..]].concat());
+    let c = chord(&[&["sim", "--json", "--seed", "6"], &args[..]].concat());
+    assert!(a.status.success());
+    assert_eq!(a.stdout, b.stdout);
+    assert_ne!(a.stdout, c.stdout);
+}
+
+#[test]
+fn crash_half_the_ring_loses_only_keys_whose_holders_all_died() {
+    let v = sim_json(&[
+        "--nodes",
+        "200",
+        "--fail",
+        "0.5",
+        "--successors",
+        "16",
+        "--replicas",
+        "2",
+        "--keys",
+        "4000",
+        "--lookups",
+        "1000",
+    ]);
+    assert_eq!(v["lookups_failed"], 0, "{v}");
+    let lost = v["keys_lost"].as_f64().expect("number") / 4000.0;
+    // 0.5^2 = 0.25, give or take sampling.
+    assert!((0.15..0.35).contains(&lost), "lost fraction {lost}");
+}
+
+#[test]
+fn human_output_and_help() {
+    let out = chord(&["sim", "--nodes", "20", "--keys", "100", "--lookups", "100"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("path length"), "{text}");
+    assert!(text.contains("0 violation(s)"), "{text}");
+    for cmd in [&["--help"][..], &["sim", "--help"], &["paths", "--help"]] {
+        let out = chord(cmd);
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
+    }
+    let out = chord(&["sim", "--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Examples"));
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let out = chord(&["sim", "--fail", "1.5"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = chord(&["sim", "--nodes", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
+    let out = chord(&["sim", "--stabilize", "-1"]);
+    assert_ne!(out.status.code(), Some(0));
+}
+
+#[test]
+fn paths_writes_a_plot() {
+    let dir = std::env::temp_dir().join(format!("chord-paths-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let svg = dir.join("p.svg");
+    let out = chord(&[
+        "paths",
+        "--from",
+        "3",
+        "--to",
+        "5",
+        "--lookups",
+        "200",
+        "--json",
+        "--svg",
+        svg.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v.as_array().map(|a| a.len()), Some(3));
+    let text = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    assert_eq!(text.matches("<circle").count(), 3);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
