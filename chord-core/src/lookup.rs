@@ -50,7 +50,9 @@ pub struct LookupOutcome {
 }
 
 /// Why a lookup failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
 pub enum LookupError {
     /// Every candidate hop and every possible owner failed to answer.
     #[error("no live route to the key: every candidate hop failed")]

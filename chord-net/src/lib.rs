@@ -1,1 +1,110 @@
-//! chord-net: the Chord wire protocol and node runtime. Not yet implemented; see issue 4.
+//! # chord-net
+//!
+//! Chord on real TCP. A newcomer's tour:
+//!
+//! * [`frame`]: 4-byte big-endian length + postcard body, checked before allocation,
+//!   trailing bytes rejected, every read under a deadline.
+//! * [`wire`]: the handshake ([`wire::Hello`]) and the frames that follow it.
+//! * `conn` (private): the handshake and the reader/writer tasks of a connection.
+//! * [`node`]: the runtime. [`Node::builder`] binds, starts a driver thread that runs
+//!   `chord_core::Node`, and gives a [`Node`] handle: `lookup`, `status`, `events`, `leave`.
+//! * [`client`]: the client side of the protocol (`chord lookup`, `status`, `ring`, `leave`).
+//!
+//! The runtime is built on async-net, async-io, async-channel and async-executor (the
+//! crates under smol and async-std). The node runs on its own thread, so the handle can be
+//! used from smol, async-std, tokio or plain `block_on` alike.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), chord_net::Error> {
+//! futures_lite::future::block_on(async {
+//!     let a = chord_net::Node::builder().listen("127.0.0.1:0".parse().unwrap()).start().await?;
+//!     let b = chord_net::Node::builder().listen("127.0.0.1:0".parse().unwrap()).join(a.addr()).start().await?;
+//!     let found = b.lookup(chord_core::Id::for_key("hello.txt")).await?;
+//!     println!("hello.txt belongs to {}", found.owner.addr);
+//!     b.leave().await?;
+//!     a.leave().await
+//! })
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod client;
+mod conn;
+pub mod frame;
+pub mod node;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use client::Client;
+pub use node::{Node, NodeBuilder};
+
+/// Resource limits of a node, with safe defaults.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest frame body accepted (default 8 MiB).
+    pub max_frame: u32,
+    /// Most open connections; more are refused with `Busy` (default 1024).
+    pub max_connections: usize,
+    /// Frames queued per connection before new ones are dropped (default 256).
+    pub max_in_flight: usize,
+    /// An idle connection is closed after this long (default 120 s).
+    pub idle_timeout: Duration,
+    /// A frame must arrive whole within this long once it has started (default 10 s).
+    pub frame_timeout: Duration,
+    /// The handshake must complete within this long (default 5 s).
+    pub handshake_timeout: Duration,
+    /// Connecting to a peer may take this long (default 3 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_frame: frame::DEFAULT_MAX_FRAME,
+            max_connections: 1024,
+            max_in_flight: 256,
+            idle_timeout: Duration::from_secs(120),
+            frame_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Errors of the node runtime and the client.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Could not listen on the address.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, #[source] std::io::Error),
+    /// Could not start the node's thread.
+    #[error("cannot start the node thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// Joining the ring failed.
+    #[error("could not join the ring: {0}")]
+    Join(#[source] chord_core::JoinError),
+    /// A lookup failed.
+    #[error("lookup failed: {0}")]
+    Lookup(#[source] chord_core::LookupError),
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// Could not connect to a node.
+    #[error("cannot connect to {0}: {1}")]
+    Connect(SocketAddr, #[source] std::io::Error),
+    /// The connection failed or carried a bad frame.
+    #[error("connection to {0} failed: {1}")]
+    Frame(SocketAddr, #[source] frame::FrameError),
+    /// The node refused the handshake.
+    #[error("{0} refused the connection: {1}")]
+    Refused(SocketAddr, #[source] wire::Refusal),
+    /// The node answered with an error.
+    #[error("{0} answered: {1}")]
+    Remote(SocketAddr, #[source] wire::RemoteError),
+    /// The node answered something that does not fit the question.
+    #[error("{0} sent an unexpected answer")]
+    Unexpected(SocketAddr),
+}

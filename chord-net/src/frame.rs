@@ -1,0 +1,189 @@
+//! Framing: a 4-byte big-endian length, then a postcard body.
+//!
+//! Reading is split as in mini-redis: first the header is checked (is the length within
+//! the cap?) before a single byte of the body is allocated, then the body is parsed with
+//! `postcard::take_from_bytes` and anything left over is an error. Every read has a
+//! deadline, so a silent or slow peer costs a timer, never a stuck task.
+
+use std::time::Duration;
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Default cap on a frame's body: 8 MiB (a 1 MiB file chunk fits with room to spare).
+pub const DEFAULT_MAX_FRAME: u32 = 8 << 20;
+
+/// What can go wrong with one frame.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The connection failed.
+    #[error("connection error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer closed the connection between frames.
+    #[error("connection closed by peer")]
+    Closed,
+    /// The length prefix is above the cap; nothing was allocated.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Announced length.
+        len: u32,
+        /// The cap.
+        max: u32,
+    },
+    /// The frame did not arrive in time.
+    #[error("timed out waiting for a frame")]
+    Timeout,
+    /// The body is not a valid message.
+    #[error("malformed frame: {0}")]
+    Decode(#[from] postcard::Error),
+    /// The body holds a valid message followed by extra bytes.
+    #[error("malformed frame: {0} trailing bytes after the message")]
+    TrailingBytes(usize),
+}
+
+/// Encode `msg` as one frame: length prefix and body.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    let mut out = vec![0u8; 4];
+    let out = postcard::to_extend(msg, std::mem::take(&mut out))?;
+    let len = u32::try_from(out.len() - 4).map_err(|_| FrameError::TooLarge {
+        len: u32::MAX,
+        max: u32::MAX,
+    })?;
+    let mut out = out;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(out)
+}
+
+/// Check a frame header: the body length it announces, if within `max`.
+pub fn check_header(header: [u8; 4], max: u32) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(header);
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    Ok(len as usize)
+}
+
+/// Parse a frame body: exactly one message, nothing after it.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+    let (msg, rest) = postcard::take_from_bytes(body)?;
+    if !rest.is_empty() {
+        return Err(FrameError::TrailingBytes(rest.len()));
+    }
+    Ok(msg)
+}
+
+async fn with_deadline<T>(
+    d: Duration,
+    f: impl std::future::Future<Output = Result<T, FrameError>>,
+) -> Result<T, FrameError> {
+    futures_lite::future::or(f, async {
+        async_io::Timer::after(d).await;
+        Err(FrameError::Timeout)
+    })
+    .await
+}
+
+/// Read one frame. The header may take up to `idle` to start arriving (an idle
+/// connection); once it has, the whole frame must arrive within `deadline`.
+pub async fn read_frame<R, T>(
+    r: &mut R,
+    max: u32,
+    idle: Duration,
+    deadline: Duration,
+) -> Result<T, FrameError>
+where
+    R: AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
+    let mut first = [0u8; 1];
+    let n = with_deadline(idle, async { Ok(r.read(&mut first).await?) }).await?;
+    if n == 0 {
+        return Err(FrameError::Closed);
+    }
+    with_deadline(deadline, async {
+        let mut header = [first[0], 0, 0, 0];
+        r.read_exact(&mut header[1..]).await?;
+        let len = check_header(header, max)?;
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body).await?;
+        decode(&body)
+    })
+    .await
+}
+
+/// Write one frame within `deadline`.
+pub async fn write_frame<W, T>(w: &mut W, msg: &T, deadline: Duration) -> Result<(), FrameError>
+where
+    W: AsyncWrite + Unpin,
+    T: Serialize,
+{
+    let bytes = encode(msg)?;
+    write_bytes(w, &bytes, deadline).await
+}
+
+/// Write an already encoded frame within `deadline`.
+pub async fn write_bytes<W>(w: &mut W, bytes: &[u8], deadline: Duration) -> Result<(), FrameError>
+where
+    W: AsyncWrite + Unpin,
+{
+    with_deadline(deadline, async {
+        w.write_all(bytes).await?;
+        w.flush().await?;
+        Ok(())
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_rejections() {
+        let bytes = encode(&(7u32, "hi".to_string())).expect("encode");
+        assert_eq!(&bytes[..4], &(bytes.len() as u32 - 4).to_be_bytes());
+        let back: (u32, String) = decode(&bytes[4..]).expect("decode");
+        assert_eq!(back, (7, "hi".to_string()));
+        // Trailing bytes.
+        let mut extra = bytes[4..].to_vec();
+        extra.push(0);
+        assert!(matches!(
+            decode::<(u32, String)>(&extra),
+            Err(FrameError::TrailingBytes(1))
+        ));
+        // Truncated body.
+        assert!(matches!(
+            decode::<(u32, String)>(&bytes[4..bytes.len() - 1]),
+            Err(FrameError::Decode(_))
+        ));
+        // 4 GiB length prefix.
+        assert!(matches!(
+            check_header([0xff; 4], DEFAULT_MAX_FRAME),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn reads_with_deadlines() {
+        futures_lite::future::block_on(async {
+            let bytes = encode(&42u64).expect("encode");
+            let mut r = futures_lite::io::Cursor::new(bytes.clone());
+            let v: u64 = read_frame(&mut r, 1024, Duration::from_secs(1), Duration::from_secs(1))
+                .await
+                .expect("read");
+            assert_eq!(v, 42);
+            // End of stream between frames.
+            let e =
+                read_frame::<_, u64>(&mut r, 1024, Duration::from_secs(1), Duration::from_secs(1))
+                    .await;
+            assert!(matches!(e, Err(FrameError::Closed)));
+            // A frame cut short.
+            let mut r = futures_lite::io::Cursor::new(bytes[..bytes.len() - 1].to_vec());
+            let e =
+                read_frame::<_, u64>(&mut r, 1024, Duration::from_secs(1), Duration::from_secs(1))
+                    .await;
+            assert!(matches!(e, Err(FrameError::Io(_))));
+        });
+    }
+}

@@ -1,0 +1,592 @@
+//! The node runtime: a builder, a handle, and the driver task that runs chord-core.
+//!
+//! The driver owns the `chord_core::Node`s (one per virtual node) and everything mutable;
+//! connection tasks and the handle talk to it over one bounded channel. It runs on a thread
+//! of its own with an `async-executor`, so the handle works from any async runtime (or
+//! none): its methods only send on and receive from `async-channel`s.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use async_net::TcpListener;
+use chord_core::{
+    Config, Event, Id, JoinError, LookupError, LookupId, LookupOutcome, Message, Peer, Time,
+};
+use tracing::{debug, info, warn};
+
+use crate::conn::{serve_inbound, serve_outbound, ConnCount, Input};
+use crate::frame::encode;
+use crate::wire::{ClientRequest, ClientResponse, Finger, Frame, RemoteError, Status};
+use crate::{Error, Limits};
+
+/// Commands from the handle to the driver.
+pub(crate) enum Command {
+    Lookup {
+        key: Id,
+        reply: Sender<Result<LookupOutcome, LookupError>>,
+    },
+    Status {
+        reply: Sender<Status>,
+    },
+    Subscribe {
+        reply: Sender<Receiver<Event>>,
+    },
+    Leave {
+        reply: Sender<()>,
+    },
+    Kill,
+}
+
+/// Builds and starts a [`Node`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), chord_net::Error> {
+/// use chord_net::Node;
+/// let first = Node::builder().listen("127.0.0.1:2000".parse().unwrap()).start().await?;
+/// let second = Node::builder()
+///     .listen("127.0.0.1:2001".parse().unwrap())
+///     .join(first.addr())
+///     .start()
+///     .await?;
+/// let owner = second.lookup(chord_core::Id::for_key("song.mp3")).await?;
+/// println!("{} holds song.mp3 ({} hops)", owner.owner.addr, owner.hops);
+/// second.leave().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct NodeBuilder {
+    listen: SocketAddr,
+    join: Option<SocketAddr>,
+    config: Config,
+    vnodes: u16,
+    limits: Limits,
+}
+
+impl Default for NodeBuilder {
+    fn default() -> NodeBuilder {
+        NodeBuilder {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2000)),
+            join: None,
+            config: Config::default(),
+            vnodes: 1,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl NodeBuilder {
+    /// Address to listen on (default 127.0.0.1:2000; port 0 picks a free port). The node's
+    /// id is SHA-1 of the address it actually listens on.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Join the ring of the node at `addr` (default: start a new ring).
+    pub fn join(mut self, addr: SocketAddr) -> Self {
+        self.join = Some(addr);
+        self
+    }
+
+    /// Successor list length r (default 8).
+    pub fn successors(mut self, r: usize) -> Self {
+        self.config.successor_list_len = r.max(1);
+        self
+    }
+
+    /// Ring positions hosted by this node (default 1).
+    pub fn vnodes(mut self, v: u16) -> Self {
+        self.vnodes = v.max(1);
+        self
+    }
+
+    /// Protocol settings (intervals, timeouts).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Resource limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Bind, start the driver, and (with [`NodeBuilder::join`]) join the ring. Resolves
+    /// once the node is a ring member.
+    pub async fn start(self) -> Result<Node, Error> {
+        let listener = TcpListener::bind(self.listen)
+            .await
+            .map_err(|e| Error::Bind(self.listen, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Bind(self.listen, e))?;
+        let (tx, rx) = async_channel::bounded::<Input>(4096);
+        let (ready_tx, ready_rx) = async_channel::bounded::<Result<(), JoinError>>(1);
+        let (done_tx, done_rx) = async_channel::bounded::<()>(1);
+        let ids: Vec<Id> = (0..self.vnodes).map(|v| Id::for_vnode(addr, v)).collect();
+        let driver = Driver::new(addr, &self, tx.clone(), rx, ready_tx);
+        let limits = self.limits.clone();
+        let vnodes = self.vnodes;
+        let accept_tx = tx.clone();
+        std::thread::Builder::new()
+            .name(format!("chord-node-{addr}"))
+            .spawn(move || {
+                let ex = async_executor::Executor::new();
+                let accept = accept_loop(&ex, listener, addr, vnodes, limits, accept_tx);
+                futures_lite::future::block_on(
+                    ex.run(futures_lite::future::or(driver.run(&ex), accept)),
+                );
+                // Dropping the executor here drops every connection task.
+                drop(ex);
+                drop(done_tx);
+            })
+            .map_err(Error::Spawn)?;
+        let node = Node {
+            addr,
+            ids,
+            tx,
+            done: done_rx,
+        };
+        match ready_rx.recv().await {
+            Ok(Ok(())) => Ok(node),
+            Ok(Err(e)) => {
+                node.kill();
+                node.stopped().await;
+                Err(Error::Join(e))
+            }
+            Err(_) => Err(Error::Stopped),
+        }
+    }
+}
+
+async fn accept_loop(
+    ex: &async_executor::Executor<'_>,
+    listener: TcpListener,
+    me: SocketAddr,
+    vnodes: u16,
+    limits: Limits,
+    driver: Sender<Input>,
+) {
+    let count = ConnCount::default();
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                ex.spawn(serve_inbound(
+                    stream,
+                    me,
+                    vnodes,
+                    limits.clone(),
+                    count.clone(),
+                    driver.clone(),
+                ))
+                .detach();
+            }
+            Err(e) => {
+                // Out of file descriptors, usually: back off rather than spin.
+                warn!("accept failed: {e}");
+                async_io::Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// A running Chord node. Cheap to clone; the node stops when [`Node::leave`] or
+/// [`Node::kill`] is called or a client asks it to leave.
+#[derive(Clone, Debug)]
+pub struct Node {
+    addr: SocketAddr,
+    ids: Vec<Id>,
+    tx: Sender<Input>,
+    done: Receiver<()>,
+}
+
+impl Node {
+    /// A builder with the defaults.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    /// The address the node listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The node's (first) ring position.
+    pub fn id(&self) -> Id {
+        self.ids[0]
+    }
+
+    /// All ring positions it hosts.
+    pub fn ids(&self) -> &[Id] {
+        &self.ids
+    }
+
+    async fn command<T>(&self, make: impl FnOnce(Sender<T>) -> Command) -> Result<T, Error> {
+        let (tx, rx) = async_channel::bounded(1);
+        self.tx
+            .send(Input::Command(make(tx)))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.recv().await.map_err(|_| Error::Stopped)
+    }
+
+    /// Find the live node responsible for `key`.
+    pub async fn lookup(&self, key: Id) -> Result<LookupOutcome, Error> {
+        self.command(|reply| Command::Lookup { key, reply })
+            .await?
+            .map_err(Error::Lookup)
+    }
+
+    /// Routing state of the first ring position.
+    pub async fn status(&self) -> Result<Status, Error> {
+        self.command(|reply| Command::Status { reply }).await
+    }
+
+    /// A stream of protocol events (range changes, lookups, leave). Events are dropped for
+    /// a subscriber that falls more than 1024 behind.
+    pub async fn events(&self) -> Result<Receiver<Event>, Error> {
+        self.command(|reply| Command::Subscribe { reply }).await
+    }
+
+    /// Leave the ring gracefully (neighbours are told) and stop.
+    pub async fn leave(&self) -> Result<(), Error> {
+        self.command(|reply| Command::Leave { reply }).await?;
+        self.stopped().await;
+        Ok(())
+    }
+
+    /// Stop at once without telling anyone, as a crash would.
+    pub fn kill(&self) {
+        let _ = self.tx.try_send(Input::Command(Command::Kill));
+    }
+
+    /// Resolves when the node has stopped.
+    pub async fn stopped(&self) {
+        let _ = self.done.recv().await;
+    }
+}
+
+struct Driver {
+    addr: SocketAddr,
+    epoch: Instant,
+    nodes: Vec<chord_core::Node>,
+    join: Option<SocketAddr>,
+    limits: Limits,
+    tx: Sender<Input>,
+    rx: Receiver<Input>,
+    ready: Option<Sender<Result<(), JoinError>>>,
+    pool: HashMap<SocketAddr, Sender<Vec<u8>>>,
+    lookups: HashMap<(usize, LookupId), Pending>,
+    subscribers: Vec<Sender<Event>>,
+    leaving: Vec<Sender<()>>,
+    stop: bool,
+}
+
+/// Who waits for a lookup.
+enum Pending {
+    Handle(Sender<Result<LookupOutcome, LookupError>>),
+    Client { id: u64, reply: Sender<Vec<u8>> },
+}
+
+impl Driver {
+    fn new(
+        addr: SocketAddr,
+        b: &NodeBuilder,
+        tx: Sender<Input>,
+        rx: Receiver<Input>,
+        ready: Sender<Result<(), JoinError>>,
+    ) -> Driver {
+        let nodes = (0..b.vnodes)
+            .map(|v| {
+                chord_core::Node::new(Peer::new(Id::for_vnode(addr, v), addr), b.config.clone())
+            })
+            .collect();
+        Driver {
+            addr,
+            epoch: Instant::now(),
+            nodes,
+            join: b.join,
+            limits: b.limits.clone(),
+            tx,
+            rx,
+            ready: Some(ready),
+            pool: HashMap::new(),
+            lookups: HashMap::new(),
+            subscribers: Vec::new(),
+            leaving: Vec::new(),
+            stop: false,
+        }
+    }
+
+    fn now(&self) -> Time {
+        Time(self.epoch.elapsed().as_micros() as u64)
+    }
+
+    async fn run(mut self, ex: &async_executor::Executor<'_>) {
+        let now = self.now();
+        match self.join {
+            Some(j) => self.nodes[0].join(Peer::new(Id::for_addr(j), j), now),
+            None => self.nodes[0].create(now),
+        }
+        self.flush(ex);
+        while !self.stop {
+            let deadline = self.nodes.iter().filter_map(|n| n.poll_timeout()).min();
+            let rx = self.rx.clone();
+            let input = match deadline {
+                Some(t) => {
+                    let at = self.epoch + Duration::from_micros(t.0);
+                    futures_lite::future::or(async { rx.recv().await.ok() }, async {
+                        async_io::Timer::at(at).await;
+                        None
+                    })
+                    .await
+                }
+                None => rx.recv().await.ok(),
+            };
+            let now = self.now();
+            if let Some(input) = input {
+                self.on_input(input, now);
+            }
+            for n in &mut self.nodes {
+                if n.poll_timeout().is_some_and(|t| t <= now) {
+                    n.handle_timeout(now);
+                }
+            }
+            self.flush(ex);
+        }
+        info!(addr = %self.addr, "node stopped");
+    }
+
+    fn vnode_of(&self, id: Id) -> Option<usize> {
+        self.nodes.iter().position(|n| n.me().id == id)
+    }
+
+    fn on_input(&mut self, input: Input, now: Time) {
+        match input {
+            Input::Peer { from, frame } => match frame {
+                Frame::Chord {
+                    from_vnode,
+                    to,
+                    msg,
+                } => {
+                    let Some(v) = self.vnode_of(to) else {
+                        debug!(%from, "message for a ring position we do not host");
+                        return;
+                    };
+                    // The sender's id follows from its address: it cannot claim another.
+                    let sender = Peer::new(Id::for_vnode(from, from_vnode), from);
+                    self.nodes[v].handle(sender, msg, now);
+                }
+                other => debug!(%from, "unexpected frame from a peer: {other:?}"),
+            },
+            Input::Client { frame, reply } => self.on_client(frame, reply, now),
+            Input::Inbound { addr, tx } => {
+                // Answers to that peer may use its connection until we open our own.
+                self.pool.entry(addr).or_insert(tx);
+            }
+            Input::Closed { addr } => {
+                if self.pool.get(&addr).is_some_and(|tx| tx.is_closed()) {
+                    self.pool.remove(&addr);
+                }
+            }
+            Input::Command(c) => self.on_command(c, now),
+        }
+    }
+
+    fn on_command(&mut self, c: Command, now: Time) {
+        match c {
+            Command::Lookup { key, reply } => {
+                let lid = self.nodes[0].lookup(key, now);
+                self.lookups.insert((0, lid), Pending::Handle(reply));
+            }
+            Command::Status { reply } => {
+                let _ = reply.try_send(self.status());
+            }
+            Command::Subscribe { reply } => {
+                let (tx, rx) = async_channel::bounded(1024);
+                self.subscribers.push(tx);
+                let _ = reply.try_send(rx);
+            }
+            Command::Leave { reply } => self.start_leave(reply, now),
+            Command::Kill => self.stop = true,
+        }
+    }
+
+    fn start_leave(&mut self, reply: Sender<()>, now: Time) {
+        self.leaving.push(reply);
+        for n in &mut self.nodes {
+            n.leave(now);
+        }
+    }
+
+    fn on_client(&mut self, frame: Frame, reply: Sender<Vec<u8>>, now: Time) {
+        let Frame::ClientRequest { id, body } = frame else {
+            return;
+        };
+        let answer = match body {
+            ClientRequest::Lookup { key } => {
+                if !self.nodes[0].is_member() {
+                    ClientResponse::Error(RemoteError::NotMember)
+                } else {
+                    let lid = self.nodes[0].lookup(key, now);
+                    self.lookups.insert((0, lid), Pending::Client { id, reply });
+                    return;
+                }
+            }
+            ClientRequest::Status => ClientResponse::Status(self.status()),
+            ClientRequest::Leave => {
+                let (tx, _rx) = async_channel::bounded(1);
+                self.start_leave(tx, now);
+                ClientResponse::Leaving
+            }
+        };
+        send_client(&reply, id, answer);
+    }
+
+    fn status(&self) -> Status {
+        let n = &self.nodes[0];
+        Status {
+            me: n.me(),
+            predecessor: n.predecessor(),
+            successors: n.successors().to_vec(),
+            fingers: n
+                .fingers()
+                .rows()
+                .into_iter()
+                .map(|(i, start, peer)| Finger {
+                    index: i as u8,
+                    start,
+                    peer,
+                })
+                .collect(),
+            member: n.is_member(),
+        }
+    }
+
+    /// Move every node's output into the world, until nothing is left (messages between
+    /// our own virtual nodes are delivered at once and may cause more).
+    fn flush(&mut self, ex: &async_executor::Executor<'_>) {
+        let now = self.now();
+        loop {
+            let mut moved = false;
+            for v in 0..self.nodes.len() {
+                while let Some(t) = self.nodes[v].poll_transmit() {
+                    moved = true;
+                    self.route(v, t.to, t.message, now, ex);
+                }
+                while let Some(e) = self.nodes[v].poll_event() {
+                    moved = true;
+                    self.on_event(v, e);
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn route(
+        &mut self,
+        v: usize,
+        to: Peer,
+        msg: Message,
+        now: Time,
+        ex: &async_executor::Executor<'_>,
+    ) {
+        if to.addr == self.addr {
+            if let Some(w) = self.vnode_of(to.id) {
+                let from = self.nodes[v].me();
+                self.nodes[w].handle(from, msg, now);
+            }
+            return;
+        }
+        let frame = Frame::Chord {
+            from_vnode: v as u16,
+            to: to.id,
+            msg,
+        };
+        let Ok(bytes) = encode(&frame) else {
+            return;
+        };
+        let tx = match self.pool.get(&to.addr) {
+            Some(tx) if !tx.is_closed() => tx.clone(),
+            _ => {
+                let (tx, rx) = async_channel::bounded(self.limits.max_in_flight);
+                ex.spawn(serve_outbound(
+                    to.addr,
+                    self.addr,
+                    self.limits.clone(),
+                    rx,
+                    self.tx.clone(),
+                ))
+                .detach();
+                self.pool.insert(to.addr, tx.clone());
+                tx
+            }
+        };
+        // A full queue means the peer is not keeping up: drop, and let the protocol's
+        // timeout treat it as silence rather than grow without bound.
+        if tx.try_send(bytes).is_err() {
+            debug!(to = %to.addr, "send queue full, message dropped");
+        }
+    }
+
+    fn on_event(&mut self, v: usize, e: Event) {
+        match &e {
+            Event::Joined if v == 0 => {
+                if let Some(r) = self.ready.take() {
+                    let _ = r.try_send(Ok(()));
+                }
+                // The other ring positions join through the first, locally.
+                let boot = self.nodes[0].me();
+                let now = self.now();
+                for w in 1..self.nodes.len() {
+                    self.nodes[w].join(boot, now);
+                }
+            }
+            Event::JoinFailed(err) if v == 0 => {
+                if let Some(r) = self.ready.take() {
+                    let _ = r.try_send(Err(*err));
+                }
+                self.stop = true;
+            }
+            Event::LookupDone { id, result } => match self.lookups.remove(&(v, *id)) {
+                Some(Pending::Handle(reply)) => {
+                    let _ = reply.try_send(result.clone());
+                }
+                Some(Pending::Client { id: rid, reply }) => {
+                    let answer = match result {
+                        Ok(out) => ClientResponse::Lookup {
+                            owner: out.owner,
+                            hops: out.hops,
+                        },
+                        Err(e) => ClientResponse::Error(RemoteError::Lookup(*e)),
+                    };
+                    send_client(&reply, rid, answer);
+                }
+                None => {}
+            },
+            Event::Left if self.nodes.iter().all(|n| n.has_left()) => {
+                for r in self.leaving.drain(..) {
+                    let _ = r.try_send(());
+                }
+                self.stop = true;
+            }
+            _ => {}
+        }
+        self.subscribers.retain(|s| !s.is_closed());
+        for s in &self.subscribers {
+            let _ = s.try_send(e.clone());
+        }
+    }
+}
+
+fn send_client(reply: &Sender<Vec<u8>>, id: u64, body: ClientResponse) {
+    if let Ok(bytes) = encode(&Frame::ClientResponse { id, body }) {
+        let _ = reply.try_send(bytes);
+    }
+}

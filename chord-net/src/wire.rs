@@ -1,0 +1,327 @@
+//! The messages on the wire, after the handshake. See docs/protocol.md for the bytes.
+//!
+//! Variants are only ever added at the end of an enum; the golden-bytes tests below pin
+//! the encoding of every message that exists.
+
+use std::net::SocketAddr;
+
+use chord_core::{Id, LookupError, Message, Peer};
+use serde::{Deserialize, Serialize};
+
+/// First four bytes of every handshake.
+pub const MAGIC: [u8; 4] = *b"CHRD";
+/// Protocol version spoken by this crate.
+pub const VERSION: u16 = 1;
+
+/// Who opens a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// Another ring node.
+    Peer,
+    /// A client (the `chord` command or an application) asking for a service.
+    Client,
+}
+
+/// The first frame on a connection, from the side that opened it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Must be [`MAGIC`].
+    pub magic: [u8; 4],
+    /// The sender's protocol version.
+    pub version: u16,
+    /// Peer or client.
+    pub role: Role,
+    /// A peer's listening address (its ids are derived from it); `None` for clients.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Hello {
+    /// The hello of a peer listening on `listen`.
+    pub fn peer(listen: SocketAddr) -> Hello {
+        Hello {
+            magic: MAGIC,
+            version: VERSION,
+            role: Role::Peer,
+            listen: Some(listen),
+        }
+    }
+
+    /// The hello of a client.
+    pub fn client() -> Hello {
+        Hello {
+            magic: MAGIC,
+            version: VERSION,
+            role: Role::Client,
+            listen: None,
+        }
+    }
+}
+
+/// The answer to a [`Hello`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HelloReply {
+    /// Accepted: the node's listening address and number of ring positions.
+    Welcome {
+        /// The node's listening address.
+        addr: SocketAddr,
+        /// Ring positions (virtual nodes) it hosts.
+        vnodes: u16,
+    },
+    /// Refused, with the reason; the connection is closed after this frame.
+    Refused(Refusal),
+}
+
+/// Why a handshake was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    /// The first bytes were not [`MAGIC`]: not a Chord node.
+    #[error("not a chord connection (wrong magic)")]
+    BadMagic,
+    /// The versions differ.
+    #[error("protocol version {theirs} is not supported (this node speaks {ours})")]
+    Version {
+        /// The version the node speaks.
+        ours: u16,
+        /// The version that was offered.
+        theirs: u16,
+    },
+    /// A peer must say where it listens.
+    #[error("a peer must announce its listening address")]
+    NoListenAddress,
+    /// The node has too many connections.
+    #[error("too many connections")]
+    Busy,
+}
+
+/// One frame after the handshake.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// A Chord message between ring positions. The sender's id is not sent: it is
+    /// `Id::for_vnode(listen, from_vnode)` of the connection's peer, so it cannot be forged.
+    Chord {
+        /// Which of the sender's virtual nodes sent it.
+        from_vnode: u16,
+        /// The receiving ring position.
+        to: Id,
+        /// The message.
+        msg: Message,
+    },
+    /// A client's request.
+    ClientRequest {
+        /// Chosen by the client, echoed in the response.
+        id: u64,
+        /// What is asked.
+        body: ClientRequest,
+    },
+    /// The answer to a client's request.
+    ClientResponse {
+        /// The request's id.
+        id: u64,
+        /// The answer.
+        body: ClientResponse,
+    },
+}
+
+/// What a client can ask a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientRequest {
+    /// Find the node responsible for `key`.
+    Lookup {
+        /// The key's id.
+        key: Id,
+    },
+    /// The node's routing state.
+    Status,
+    /// Leave the ring gracefully and stop.
+    Leave,
+}
+
+/// What a node answers a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientResponse {
+    /// Answer to [`ClientRequest::Lookup`].
+    Lookup {
+        /// The responsible node.
+        owner: Peer,
+        /// Hops the lookup took.
+        hops: u32,
+    },
+    /// Answer to [`ClientRequest::Status`].
+    Status(Status),
+    /// The node is leaving (answer to [`ClientRequest::Leave`]).
+    Leaving,
+    /// The request failed.
+    Error(RemoteError),
+}
+
+/// An error a node reports to a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RemoteError {
+    /// The lookup failed.
+    #[error("lookup failed: {0}")]
+    Lookup(LookupError),
+    /// The node is not a ring member (joining or leaving).
+    #[error("the node is not a ring member")]
+    NotMember,
+    /// The node is overloaded.
+    #[error("the node is busy")]
+    Busy,
+}
+
+/// A node's routing state, as `chord status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The node (its first ring position).
+    pub me: Peer,
+    /// Its predecessor.
+    pub predecessor: Option<Peer>,
+    /// Its successor list, nearest first.
+    pub successors: Vec<Peer>,
+    /// Its distinct fingers: (first index served, start of that finger, the node).
+    pub fingers: Vec<Finger>,
+    /// Whether it is a ring member.
+    pub member: bool,
+}
+
+/// One row of a finger table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finger {
+    /// The first finger index this node serves.
+    pub index: u8,
+    /// `me + 2^index`.
+    pub start: Id,
+    /// The finger.
+    pub peer: Peer,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chord_core::{Request, Response};
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn peer() -> Peer {
+        Peer::new(Id([0x11; 20]), "127.0.0.1:2000".parse().expect("valid"))
+    }
+
+    /// The encoding of each message, pinned. A change here breaks compatibility with
+    /// deployed nodes: add variants at the end instead and bump nothing.
+    #[test]
+    fn golden_bytes() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                postcard::to_stdvec(&Hello::peer("127.0.0.1:2000".parse().expect("valid")))
+                    .expect("enc"),
+                "43485244010001007f000001d00f",
+            ),
+            (
+                postcard::to_stdvec(&Hello::client()).expect("enc"),
+                "43485244010100",
+            ),
+            (
+                postcard::to_stdvec(&HelloReply::Refused(Refusal::Version {
+                    ours: 1,
+                    theirs: 2,
+                }))
+                .expect("enc"),
+                "01010102",
+            ),
+            (
+                postcard::to_stdvec(&Frame::Chord {
+                    from_vnode: 0,
+                    to: Id([0xaa; 20]),
+                    msg: Message::Request {
+                        id: 5,
+                        body: Request::FindStep {
+                            key: Id([0x01; 20]),
+                        },
+                    },
+                })
+                .expect("enc"),
+                "0000aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa000503\
+                 0101010101010101010101010101010101010101",
+            ),
+            (
+                postcard::to_stdvec(&Frame::Chord {
+                    from_vnode: 1,
+                    to: Id([0xaa; 20]),
+                    msg: Message::Response {
+                        id: 300,
+                        body: Response::Neighbors {
+                            predecessor: None,
+                            successors: vec![peer()],
+                        },
+                    },
+                })
+                .expect("enc"),
+                // Chord, vnode 1, to, Response, id 300 (varint ac02), Neighbors, no
+                // predecessor, one peer: id, SocketAddr::V4, ip, port 2000 (varint d00f).
+                "0001aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa01ac0201\
+                 00011111111111111111111111111111111111111111\
+                 007f000001d00f",
+            ),
+            (
+                postcard::to_stdvec(&Frame::ClientRequest {
+                    id: 1,
+                    body: ClientRequest::Status,
+                })
+                .expect("enc"),
+                "010101",
+            ),
+        ];
+        for (bytes, want) in cases {
+            let want: String = want.split_whitespace().collect();
+            assert_eq!(hex(&bytes), want);
+        }
+    }
+
+    #[test]
+    fn every_frame_round_trips() {
+        let frames = vec![
+            Frame::ClientRequest {
+                id: 9,
+                body: ClientRequest::Lookup { key: Id::MAX },
+            },
+            Frame::ClientRequest {
+                id: 10,
+                body: ClientRequest::Leave,
+            },
+            Frame::ClientResponse {
+                id: 9,
+                body: ClientResponse::Lookup {
+                    owner: peer(),
+                    hops: 3,
+                },
+            },
+            Frame::ClientResponse {
+                id: 1,
+                body: ClientResponse::Status(Status {
+                    me: peer(),
+                    predecessor: Some(peer()),
+                    successors: vec![peer()],
+                    fingers: vec![Finger {
+                        index: 3,
+                        start: Id::ZERO,
+                        peer: peer(),
+                    }],
+                    member: true,
+                }),
+            },
+            Frame::ClientResponse {
+                id: 2,
+                body: ClientResponse::Error(RemoteError::Lookup(LookupError::Timeout)),
+            },
+            Frame::ClientResponse {
+                id: 3,
+                body: ClientResponse::Leaving,
+            },
+        ];
+        for f in frames {
+            let bytes = postcard::to_stdvec(&f).expect("enc");
+            assert_eq!(crate::frame::decode::<Frame>(&bytes).expect("dec"), f);
+        }
+    }
+}

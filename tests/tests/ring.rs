@@ -1,0 +1,163 @@
+//! Real nodes on loopback, in one process.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use chord_core::Id;
+use chord_net::Client;
+use chord_tests::{owner_of, start_ring, wait_consistent};
+use futures_lite::future::block_on;
+
+#[test]
+fn ring_forms_and_lookups_agree() {
+    block_on(async {
+        let nodes = start_ring(8).await;
+        wait_consistent(&nodes, Duration::from_secs(20))
+            .await
+            .expect("ring of 8 consistent");
+        for k in 0..40 {
+            let key = Id::for_key(&format!("file-{k}"));
+            let from = &nodes[k % nodes.len()];
+            let found = from.lookup(key).await.expect("lookup");
+            assert_eq!(found.owner.id, owner_of(&nodes, key));
+            assert!(found.hops <= 3, "{} hops in a ring of 8", found.hops);
+        }
+        // The same through the client protocol.
+        let mut c = Client::connect(nodes[3].addr()).await.expect("client");
+        let key = Id::for_key("song.mp3");
+        let (owner, _) = c.lookup(key).await.expect("client lookup");
+        assert_eq!(owner.id, owner_of(&nodes, key));
+        for n in &nodes {
+            n.kill();
+        }
+    });
+}
+
+#[test]
+fn crash_and_leave_are_repaired() {
+    block_on(async {
+        let mut nodes = start_ring(6).await;
+        wait_consistent(&nodes, Duration::from_secs(20))
+            .await
+            .expect("consistent");
+        // Crash one, leave another.
+        let crashed = nodes.remove(2);
+        crashed.kill();
+        crashed.stopped().await;
+        let leaver = nodes.remove(3);
+        leaver.leave().await.expect("leave");
+        wait_consistent(&nodes, Duration::from_secs(20))
+            .await
+            .expect("ring repaired without the two");
+        let key = Id::for_key("after");
+        let found = nodes[0].lookup(key).await.expect("lookup");
+        assert_eq!(found.owner.id, owner_of(&nodes, key));
+        // A client can make a node leave.
+        let mut c = Client::connect(nodes[1].addr()).await.expect("client");
+        c.leave().await.expect("leave request");
+        let gone = nodes.remove(1);
+        gone.stopped().await;
+        wait_consistent(&nodes, Duration::from_secs(20))
+            .await
+            .expect("ring repaired after client-requested leave");
+        for n in &nodes {
+            n.kill();
+        }
+    });
+}
+
+/// Bad bytes on the port leave the node serving everyone else.
+#[test]
+fn hostile_connections_do_not_hurt_the_node() {
+    block_on(async {
+        let nodes = start_ring(2).await;
+        let addr = nodes[0].addr();
+        let probe = |bytes: &[u8]| {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            s.write_all(bytes).expect("write");
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf); // the node closes the connection
+            buf
+        };
+        // Garbage.
+        probe(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        // A 4 GiB length prefix: refused before any allocation.
+        probe(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
+        // Wrong magic: a clear refusal.
+        let hello = chord_net::frame::encode(&chord_net::wire::Hello {
+            magic: *b"NOPE",
+            version: 1,
+            role: chord_net::wire::Role::Client,
+            listen: None,
+        })
+        .expect("encode");
+        let reply = probe(&hello);
+        let refusal: chord_net::wire::HelloReply =
+            chord_net::frame::decode(&reply[4..]).expect("a refusal frame");
+        assert_eq!(
+            refusal,
+            chord_net::wire::HelloReply::Refused(chord_net::wire::Refusal::BadMagic)
+        );
+        // Wrong version: the client gets a typed error.
+        let hello = chord_net::frame::encode(&chord_net::wire::Hello {
+            magic: chord_net::wire::MAGIC,
+            version: 99,
+            role: chord_net::wire::Role::Client,
+            listen: None,
+        })
+        .expect("encode");
+        let reply = probe(&hello);
+        let refusal: chord_net::wire::HelloReply =
+            chord_net::frame::decode(&reply[4..]).expect("a refusal frame");
+        assert!(matches!(
+            refusal,
+            chord_net::wire::HelloReply::Refused(chord_net::wire::Refusal::Version {
+                ours: 1,
+                theirs: 99
+            })
+        ));
+        // A truncated frame after a good handshake, then hang up.
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.write_all(&chord_net::frame::encode(&chord_net::wire::Hello::client()).expect("enc"))
+            .expect("write");
+        s.write_all(&[0, 0, 0, 50, 1, 2]).expect("write");
+        drop(s);
+        // A slow sender holding a connection open does not block others.
+        let mut slow = TcpStream::connect(addr).expect("connect");
+        slow.write_all(&[0]).expect("write");
+        // Through all this, the node still serves.
+        let mut c = Client::connect(addr).await.expect("client");
+        let st = c.status().await.expect("status");
+        assert!(st.member);
+        let found = nodes[1].lookup(Id::for_key("x")).await.expect("lookup");
+        assert_eq!(found.owner.id, owner_of(&nodes, Id::for_key("x")));
+        drop(slow);
+        for n in &nodes {
+            n.kill();
+        }
+    });
+}
+
+#[test]
+fn connection_refused_is_a_clear_error() {
+    block_on(async {
+        // Bind and drop to get a port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr");
+        let e = Client::connect(port).await.expect_err("must fail");
+        assert!(e.to_string().contains("cannot connect"), "{e}");
+        let e = chord_net::Node::builder()
+            .listen(chord_tests::any_port())
+            .config(chord_tests::fast_config())
+            .join(port)
+            .start()
+            .await
+            .expect_err("join must fail");
+        assert!(e.to_string().contains("could not join"), "{e}");
+    });
+}
