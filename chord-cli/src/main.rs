@@ -1,24 +1,56 @@
-//! `chord`: the command-line front end of the Chord DHT.
-//!
-//! This first version carries the simulator (`chord sim`); the node, client and file
-//! commands arrive with chord-net and chord-files.
+//! `chord`: the command-line face of the Chord DHT: run a node, ask a running node
+//! questions, or simulate whole rings.
 
-use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
+mod net;
 mod paths;
 mod sim;
 
-/// A Chord distributed hash table: simulator (node and file commands to come).
+/// A Chord distributed hash table: run a node, talk to one, or simulate a ring.
 #[derive(Parser, Debug)]
 #[command(name = "chord", version, about, long_about = None)]
 struct Cli {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a node: start a ring, or join one with --join.
+    #[command(after_help = net::NODE_EXAMPLES)]
+    Node(net::NodeArgs),
+    /// Find the node responsible for KEY (a name; its id is SHA-1 of it).
+    #[command(after_help = net::CLIENT_EXAMPLES)]
+    Lookup {
+        /// The key's name.
+        key: String,
+        #[command(flatten)]
+        at: net::NodeAddr,
+    },
+    /// Show a node's predecessor, successor list and finger table.
+    #[command(after_help = net::CLIENT_EXAMPLES)]
+    Status {
+        #[command(flatten)]
+        at: net::NodeAddr,
+    },
+    /// Walk the ring by successors from a node and check it is consistent.
+    #[command(after_help = net::CLIENT_EXAMPLES)]
+    Ring {
+        #[command(flatten)]
+        at: net::NodeAddr,
+    },
+    /// Make a node leave the ring gracefully and stop.
+    #[command(after_help = net::CLIENT_EXAMPLES)]
+    Leave {
+        #[command(flatten)]
+        at: net::NodeAddr,
+    },
     /// Simulate a Chord ring deterministically and report what it measured.
     #[command(after_help = sim::EXAMPLES)]
     Sim(sim::SimArgs),
@@ -27,9 +59,29 @@ enum Command {
     Paths(paths::PathsArgs),
 }
 
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     let result = match cli.command {
+        Command::Node(args) => net::node(&args),
+        Command::Lookup { key, at } => net::lookup(&at, &key),
+        Command::Status { at } => net::status(&at),
+        Command::Ring { at } => net::ring(&at),
+        Command::Leave { at } => net::leave(&at),
         Command::Sim(args) => sim::run(&args),
         Command::Paths(args) => paths::run_paths(&args),
     };
@@ -37,10 +89,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            let mut source = std::error::Error::source(&*e);
+            let mut source = e.source();
             while let Some(s) = source {
                 eprintln!("  caused by: {s}");
                 source = s.source();
+            }
+            if let Some(h) = e.downcast_ref::<net::Hinted>() {
+                eprintln!("hint: {}", h.hint);
             }
             ExitCode::FAILURE
         }

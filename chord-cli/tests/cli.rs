@@ -111,7 +111,16 @@ fn human_output_and_help() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("path length"), "{text}");
     assert!(text.contains("0 violation(s)"), "{text}");
-    for cmd in [&["--help"][..], &["sim", "--help"], &["paths", "--help"]] {
+    for cmd in [
+        &["--help"][..],
+        &["sim", "--help"],
+        &["paths", "--help"],
+        &["node", "--help"],
+        &["lookup", "--help"],
+        &["status", "--help"],
+        &["ring", "--help"],
+        &["leave", "--help"],
+    ] {
         let out = chord(cmd);
         assert!(out.status.success());
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));

@@ -98,7 +98,7 @@ pub struct LookupId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum JoinError {
     /// Looking up our own id through the bootstrap peer failed.
-    #[error("could not find our place in the ring: {0}")]
+    #[error("could not find our place in the ring")]
     Lookup(#[from] LookupError),
     /// A live node already has our id (another node runs at our address).
     #[error("a node with our id is already in the ring")]

@@ -18,7 +18,7 @@ pub const DEFAULT_MAX_FRAME: u32 = 8 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     /// The connection failed.
-    #[error("connection error: {0}")]
+    #[error("connection error")]
     Io(#[from] std::io::Error),
     /// The peer closed the connection between frames.
     #[error("connection closed by peer")]
@@ -35,7 +35,7 @@ pub enum FrameError {
     #[error("timed out waiting for a frame")]
     Timeout,
     /// The body is not a valid message.
-    #[error("malformed frame: {0}")]
+    #[error("malformed frame")]
     Decode(#[from] postcard::Error),
     /// The body holds a valid message followed by extra bytes.
     #[error("malformed frame: {0} trailing bytes after the message")]

@@ -78,31 +78,31 @@ impl Default for Limits {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Could not listen on the address.
-    #[error("cannot listen on {0}: {1}")]
+    #[error("cannot listen on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
     /// Could not start the node's thread.
-    #[error("cannot start the node thread: {0}")]
+    #[error("cannot start the node thread")]
     Spawn(#[source] std::io::Error),
     /// Joining the ring failed.
-    #[error("could not join the ring: {0}")]
+    #[error("could not join the ring")]
     Join(#[source] chord_core::JoinError),
     /// A lookup failed.
-    #[error("lookup failed: {0}")]
+    #[error("lookup failed")]
     Lookup(#[source] chord_core::LookupError),
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
     /// Could not connect to a node.
-    #[error("cannot connect to {0}: {1}")]
+    #[error("cannot connect to {0}")]
     Connect(SocketAddr, #[source] std::io::Error),
     /// The connection failed or carried a bad frame.
-    #[error("connection to {0} failed: {1}")]
+    #[error("connection to {0} failed")]
     Frame(SocketAddr, #[source] frame::FrameError),
     /// The node refused the handshake.
-    #[error("{0} refused the connection: {1}")]
+    #[error("{0} refused the connection")]
     Refused(SocketAddr, #[source] wire::Refusal),
     /// The node answered with an error.
-    #[error("{0} answered: {1}")]
+    #[error("{0} answered with an error")]
     Remote(SocketAddr, #[source] wire::RemoteError),
     /// The node answered something that does not fit the question.
     #[error("{0} sent an unexpected answer")]

@@ -1,0 +1,320 @@
+//! `chord node` and the client commands that talk to a running node.
+
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
+
+use chord_core::{Id, Peer};
+use chord_net::wire::Status;
+use chord_net::{Client, Node};
+use futures_lite::future::block_on;
+use serde_json::{json, Value};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// An error with a suggestion for the user, printed after the cause chain.
+#[derive(Debug)]
+pub struct Hinted {
+    pub err: Box<dyn std::error::Error>,
+    pub hint: String,
+}
+
+impl std::fmt::Display for Hinted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.err.fmt(f)
+    }
+}
+
+impl std::error::Error for Hinted {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.err.source()
+    }
+}
+
+fn no_node_hint(addr: SocketAddr) -> String {
+    format!(
+        "is a node running at {addr}? start one with `chord node {} {}`",
+        addr.ip(),
+        addr.port()
+    )
+}
+
+pub const NODE_EXAMPLES: &str = "Examples:
+  chord node                                   # 127.0.0.1:2000, a new ring
+  chord node 127.0.0.2 5000 --join 127.0.0.1:2000
+  chord node 127.0.0.3 5000 --join 127.0.0.1:2000 --headless";
+
+pub const CLIENT_EXAMPLES: &str = "Examples:
+  chord lookup song.mp3
+  chord status --node 127.0.0.2:5000 --json
+  chord ring --json
+  CHORD_NODE=127.0.0.3:5000 chord leave";
+
+/// Options of `chord node`.
+#[derive(clap::Args, Debug)]
+pub struct NodeArgs {
+    /// IP address to listen on.
+    #[arg(default_value = "127.0.0.1")]
+    ip: IpAddr,
+    /// Port to listen on.
+    #[arg(default_value_t = 2000)]
+    port: u16,
+    /// Join the ring of the node at this address (default: start a new ring).
+    #[arg(long, value_name = "ADDR")]
+    join: Option<SocketAddr>,
+    /// Successor list length r.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
+    successors: u64,
+    /// Ring positions (virtual nodes) to host.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    vnodes: u16,
+    /// Run without the interactive menu, until SIGINT or SIGTERM (then leave gracefully).
+    #[arg(long)]
+    headless: bool,
+}
+
+/// Where a client command connects.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NodeAddr {
+    /// Address of a running node.
+    #[arg(
+        long = "node",
+        env = "CHORD_NODE",
+        default_value = "127.0.0.1:2000",
+        value_name = "ADDR"
+    )]
+    addr: SocketAddr,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn node(a: &NodeArgs) -> Result<()> {
+    let listen = SocketAddr::new(a.ip, a.port);
+    let mut b = Node::builder()
+        .listen(listen)
+        .successors(a.successors as usize)
+        .vnodes(a.vnodes);
+    if let Some(j) = a.join {
+        b = b.join(j);
+    }
+    let node = block_on(b.start()).map_err(|e| -> Box<dyn std::error::Error> {
+        match (a.join, &e) {
+            (Some(j), chord_net::Error::Join(_)) => Box::new(Hinted {
+                err: e.into(),
+                hint: no_node_hint(j),
+            }),
+            _ => e.into(),
+        }
+    })?;
+    println!("listening on {} id {}", node.addr(), node.id());
+    if !a.headless && std::io::stdin().is_terminal() {
+        eprintln!(
+            "(the interactive menu is not built yet: serving headless; Ctrl-C leaves the ring)"
+        );
+    }
+    let (tx, rx) = async_channel::bounded::<()>(1);
+    ctrlc::set_handler(move || {
+        let _ = tx.try_send(());
+    })?;
+    block_on(async {
+        let signalled = futures_lite::future::or(
+            async {
+                let _ = rx.recv().await;
+                true
+            },
+            async {
+                node.stopped().await;
+                false
+            },
+        )
+        .await;
+        if signalled {
+            eprintln!("leaving the ring…");
+            node.leave().await?;
+        }
+        eprintln!("stopped");
+        Ok(())
+    })
+}
+
+fn peer_json(p: &Peer) -> Value {
+    json!({"id": p.id.to_string(), "addr": p.addr.to_string()})
+}
+
+fn short(p: &Peer) -> String {
+    format!("{}  {}", &p.id.to_string()[..8], p.addr)
+}
+
+async fn connect(addr: SocketAddr) -> Result<Client> {
+    Client::connect(addr)
+        .await
+        .map_err(|e| -> Box<dyn std::error::Error> {
+            match e {
+                chord_net::Error::Connect(..) => Box::new(Hinted {
+                    err: e.into(),
+                    hint: no_node_hint(addr),
+                }),
+                e => e.into(),
+            }
+        })
+}
+
+pub fn lookup(at: &NodeAddr, key: &str) -> Result<()> {
+    let id = Id::for_key(key);
+    let (owner, hops) =
+        block_on(async { connect(at.addr).await?.lookup(id).await.map_err(Into::into) })
+            .map_err(|e: Box<dyn std::error::Error>| e)?;
+    if at.json {
+        println!(
+            "{}",
+            json!({"key": id.to_string(), "node": peer_json(&owner), "hops": hops})
+        );
+    } else {
+        println!("key   {id}  ({key})");
+        println!("node  {}  {}", owner.id, owner.addr);
+        println!("hops  {hops}");
+    }
+    Ok(())
+}
+
+fn status_json(s: &Status) -> Value {
+    json!({
+        "id": s.me.id.to_string(),
+        "addr": s.me.addr.to_string(),
+        "member": s.member,
+        "predecessor": s.predecessor.as_ref().map(peer_json),
+        "successors": s.successors.iter().map(peer_json).collect::<Vec<_>>(),
+        "fingers": s.fingers.iter().map(|f| json!({
+            "index": f.index,
+            "start": f.start.to_string(),
+            "id": f.peer.id.to_string(),
+            "addr": f.peer.addr.to_string(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn status(at: &NodeAddr) -> Result<()> {
+    let s = block_on(async { connect(at.addr).await?.status().await.map_err(Into::into) })
+        .map_err(|e: Box<dyn std::error::Error>| e)?;
+    if at.json {
+        println!("{}", status_json(&s));
+        return Ok(());
+    }
+    println!("node         {}  {}", s.me.id, s.me.addr);
+    println!(
+        "predecessor  {}",
+        s.predecessor.as_ref().map_or("(none yet)".into(), short)
+    );
+    for (i, p) in s.successors.iter().enumerate() {
+        let label = if i == 0 { "successors" } else { "" };
+        println!("{label:<12} {}", short(p));
+    }
+    if s.successors.is_empty() {
+        println!("successors   (alone in the ring)");
+    }
+    println!("fingers      {:>3}  {:<10} node", "i", "start");
+    for f in &s.fingers {
+        println!(
+            "             {:>3}  {:<10} {}",
+            f.index,
+            &f.start.to_string()[..8],
+            short(&f.peer)
+        );
+    }
+    Ok(())
+}
+
+pub fn leave(at: &NodeAddr) -> Result<()> {
+    block_on(async { connect(at.addr).await?.leave().await.map_err(Into::into) })
+        .map_err(|e: Box<dyn std::error::Error>| e)?;
+    if at.json {
+        println!("{}", json!({"left": at.addr.to_string()}));
+    } else {
+        println!("{} is leaving the ring", at.addr);
+    }
+    Ok(())
+}
+
+/// Walk the ring by successors, asking each node for its status.
+pub fn ring(at: &NodeAddr) -> Result<()> {
+    let walk = block_on(async {
+        let mut out: Vec<Status> = Vec::new();
+        let mut seen = HashSet::new();
+        let mut next = at.addr;
+        // Bounded: a ring walk stops on returning to a node already seen.
+        for _ in 0..100_000 {
+            let mut c = connect(next).await?;
+            let s = c.status().await?;
+            if !seen.insert(s.me.id) {
+                break;
+            }
+            let succ = s.successors.first().map(|p| p.addr);
+            out.push(s);
+            match succ {
+                Some(a) => next = a,
+                None => break,
+            }
+        }
+        Ok::<_, Box<dyn std::error::Error>>(out)
+    })?;
+    let consistent = ring_consistent(&walk);
+    if at.json {
+        let nodes: Vec<Value> = walk
+            .iter()
+            .map(|s| {
+                json!({
+                    "id": s.me.id.to_string(),
+                    "addr": s.me.addr.to_string(),
+                    "successor": s.successors.first().map(peer_json),
+                    "predecessor": s.predecessor.as_ref().map(peer_json),
+                })
+            })
+            .collect();
+        println!("{}", json!({"nodes": nodes, "consistent": consistent}));
+    } else {
+        for s in &walk {
+            println!(
+                "{}  →  {}",
+                short(&s.me),
+                s.successors.first().map_or("(none)".into(), short)
+            );
+        }
+        println!(
+            "{} node(s), {}",
+            walk.len(),
+            if consistent {
+                "consistent"
+            } else {
+                "NOT consistent"
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Every node's successor's predecessor is that node, the walk closes on its start, and it
+/// goes round the identifier circle exactly once.
+fn ring_consistent(walk: &[Status]) -> bool {
+    let Some(first) = walk.first() else {
+        return false;
+    };
+    let n = walk.len();
+    if n == 1 {
+        return first.successors.is_empty();
+    }
+    let mut wraps = 0;
+    for (k, s) in walk.iter().enumerate() {
+        let next = &walk[(k + 1) % n];
+        if s.successors.first().map(|p| p.id) != Some(next.me.id) {
+            return false;
+        }
+        if next.predecessor.map(|p| p.id) != Some(s.me.id) {
+            return false;
+        }
+        if next.me.id <= s.me.id {
+            wraps += 1;
+        }
+    }
+    wraps == 1
+}

@@ -1,0 +1,165 @@
+//! `chord node` processes on loopback, driven by the client commands.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A node process, killed when dropped (also when a test fails half-way).
+struct NodeProc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl NodeProc {
+    fn start(join: Option<SocketAddr>) -> NodeProc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chord"));
+        cmd.args(["node", "127.0.0.1", "0", "--headless"]);
+        if let Some(j) = join {
+            cmd.args(["--join", &j.to_string()]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chord node");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("first line");
+        // "listening on ADDR id ID"
+        let addr = line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        NodeProc { child, addr }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chord_json(args: &[&str]) -> Option<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_chord"))
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run chord");
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn wait_ring(at: SocketAddr, n: usize, limit: Duration) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = chord_json(&["ring", "--node", &at.to_string()]) {
+            if v["consistent"] == true && v["nodes"].as_array().map(|a| a.len()) == Some(n) {
+                return v;
+            }
+        }
+        assert!(
+            start.elapsed() < limit,
+            "ring of {n} not consistent in {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn three_processes_join_look_up_crash_and_leave() {
+    let a = NodeProc::start(None);
+    let b = NodeProc::start(Some(a.addr));
+    let mut c = NodeProc::start(Some(b.addr));
+    let ring = wait_ring(a.addr, 3, Duration::from_secs(20));
+    let mut ids: Vec<String> = ring["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["id"].as_str().expect("id").to_string())
+        .collect();
+    ids.sort();
+
+    // Lookups from every node agree with the ring.
+    for key in ["song.mp3", "notes.txt", "a", "b"] {
+        for at in [a.addr, b.addr, c.addr] {
+            let v = chord_json(&["lookup", key, "--node", &at.to_string()]).expect("lookup");
+            let k = v["key"].as_str().expect("key").to_string();
+            let want = ids.iter().find(|id| **id >= k).unwrap_or(&ids[0]);
+            assert_eq!(v["node"]["id"].as_str(), Some(want.as_str()), "{v}");
+            assert!(v["hops"].as_u64().expect("hops") <= 2);
+        }
+    }
+    let st = chord_json(&["status", "--node", &a.addr.to_string()]).expect("status");
+    assert_eq!(st["addr"], a.addr.to_string());
+    assert_eq!(st["successors"].as_array().map(|s| s.len()), Some(2));
+
+    // kill -9 one node: the other two repair.
+    c.child.kill().expect("kill -9");
+    c.child.wait().expect("reaped");
+    wait_ring(a.addr, 2, Duration::from_secs(30));
+
+    // `chord leave` stops b; SIGTERM makes a leave and exit cleanly.
+    let mut b = b;
+    assert!(chord_json(&["leave", "--node", &b.addr.to_string()]).is_some());
+    let s = b.wait_exit(Duration::from_secs(10)).expect("b exits");
+    assert!(s.success());
+    wait_ring(a.addr, 1, Duration::from_secs(10));
+    let mut a = a;
+    a.signal("-TERM");
+    let s = a
+        .wait_exit(Duration::from_secs(10))
+        .expect("a exits on SIGTERM");
+    assert!(s.success());
+}
+
+#[test]
+fn client_errors_are_clear() {
+    // Nothing listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let out = Command::new(env!("CARGO_BIN_EXE_chord"))
+        .args(["status", "--node", &port.to_string()])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: cannot connect to"), "{err}");
+    assert!(err.contains("hint: is a node running"), "{err}");
+    // CHORD_NODE is honoured.
+    let out = Command::new(env!("CARGO_BIN_EXE_chord"))
+        .args(["ring"])
+        .env("CHORD_NODE", port.to_string())
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&port.to_string()));
+}
