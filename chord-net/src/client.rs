@@ -76,7 +76,7 @@ impl Client {
         self.addr
     }
 
-    async fn call(
+    async fn request(
         &mut self,
         body: ClientRequest,
         wait: std::time::Duration,
@@ -117,7 +117,7 @@ impl Client {
     pub async fn lookup(&mut self, key: Id) -> Result<(Peer, u32), Error> {
         // A lookup may take as long as the node's lookup timeout.
         match self
-            .call(
+            .request(
                 ClientRequest::Lookup { key },
                 std::time::Duration::from_secs(30),
             )
@@ -131,7 +131,7 @@ impl Client {
     /// The node's routing state.
     pub async fn status(&mut self) -> Result<Status, Error> {
         match self
-            .call(ClientRequest::Status, self.limits.frame_timeout)
+            .request(ClientRequest::Status, self.limits.frame_timeout)
             .await?
         {
             ClientResponse::Status(s) => Ok(s),
@@ -139,10 +139,41 @@ impl Client {
         }
     }
 
+    /// Send a request to service `service` on the node and wait for its answer.
+    pub async fn call(&mut self, service: u16, body: Vec<u8>) -> Result<Vec<u8>, Error> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let addr = self.addr;
+        write_frame(
+            &mut self.stream,
+            &Frame::ServiceRequest { id, service, body },
+            self.limits.frame_timeout,
+        )
+        .await
+        .map_err(|e| Error::Frame(addr, e))?;
+        loop {
+            let f: Frame = read_frame(
+                &mut self.stream,
+                self.limits.max_frame,
+                self.limits.call_timeout,
+                self.limits.frame_timeout,
+            )
+            .await
+            .map_err(|e| Error::Frame(addr, e))?;
+            match f {
+                Frame::ServiceResponse { id: rid, body } if rid == id => {
+                    return body.map_err(|e| Error::Service(addr, e))
+                }
+                Frame::ServiceResponse { .. } | Frame::ClientResponse { .. } => continue,
+                _ => return Err(Error::Unexpected(addr)),
+            }
+        }
+    }
+
     /// Ask the node to leave the ring gracefully and stop.
     pub async fn leave(&mut self) -> Result<(), Error> {
         match self
-            .call(ClientRequest::Leave, self.limits.frame_timeout)
+            .request(ClientRequest::Leave, self.limits.frame_timeout)
             .await?
         {
             ClientResponse::Leaving => Ok(()),

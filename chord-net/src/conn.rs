@@ -15,8 +15,12 @@ use crate::Limits;
 
 /// What a connection task tells the driver.
 pub(crate) enum Input {
-    /// A frame from the peer listening at `from`.
-    Peer { from: SocketAddr, frame: Frame },
+    /// A frame from the peer listening at `from`; answers may go to `reply`.
+    Peer {
+        from: SocketAddr,
+        frame: Frame,
+        reply: Sender<Vec<u8>>,
+    },
     /// A frame from a client; answers go to `reply`.
     Client {
         frame: Frame,
@@ -123,7 +127,11 @@ pub(crate) async fn serve_inbound(
                 read_loop(
                     &mut r,
                     &limits,
-                    |frame| Input::Peer { from: addr, frame },
+                    |frame| Input::Peer {
+                        from: addr,
+                        frame,
+                        reply: tx.clone(),
+                    },
                     &driver,
                 )
                 .await
@@ -153,7 +161,7 @@ pub(crate) async fn serve_outbound(
     addr: SocketAddr,
     me: SocketAddr,
     limits: Limits,
-    rx: Receiver<Vec<u8>>,
+    (tx, rx): (Sender<Vec<u8>>, Receiver<Vec<u8>>),
     driver: Sender<Input>,
 ) {
     let result = async {
@@ -182,7 +190,11 @@ pub(crate) async fn serve_outbound(
         let reader = read_loop(
             &mut r,
             &limits,
-            |frame| Input::Peer { from: addr, frame },
+            |frame| Input::Peer {
+                from: addr,
+                frame,
+                reply: tx.clone(),
+            },
             &driver,
         );
         let writer = write_loop(w, rx.clone(), limits.frame_timeout);

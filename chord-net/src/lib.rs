@@ -39,7 +39,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use client::Client;
-pub use node::{Node, NodeBuilder};
+pub use node::{Node, NodeBuilder, Service};
 
 /// Resource limits of a node, with safe defaults.
 #[derive(Clone, Debug)]
@@ -58,6 +58,10 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Connecting to a peer may take this long (default 3 s).
     pub connect_timeout: Duration,
+    /// Service requests handled at once; more are answered `Busy` (default 64).
+    pub max_service_requests: usize,
+    /// How long [`Node::call`] waits for an answer (default 30 s).
+    pub call_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -70,6 +74,8 @@ impl Default for Limits {
             frame_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
+            max_service_requests: 64,
+            call_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -104,6 +110,12 @@ pub enum Error {
     /// The node answered with an error.
     #[error("{0} answered with an error")]
     Remote(SocketAddr, #[source] wire::RemoteError),
+    /// The service answered with an error.
+    #[error("service request to {0} failed")]
+    Service(SocketAddr, #[source] wire::ServiceError),
+    /// No answer in time.
+    #[error("no answer from {0} in time")]
+    Timeout(SocketAddr),
     /// The node answered something that does not fit the question.
     #[error("{0} sent an unexpected answer")]
     Unexpected(SocketAddr),

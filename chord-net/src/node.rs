@@ -6,7 +6,11 @@
 //! none): its methods only send on and receive from `async-channel`s.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
@@ -18,11 +22,34 @@ use tracing::{debug, info, warn};
 
 use crate::conn::{serve_inbound, serve_outbound, ConnCount, Input};
 use crate::frame::encode;
-use crate::wire::{ClientRequest, ClientResponse, Finger, Frame, RemoteError, Status};
+use crate::wire::{
+    ClientRequest, ClientResponse, Finger, Frame, RemoteError, ServiceError, Status,
+};
 use crate::{Error, Limits};
+
+/// An application service running on a node: it receives its own requests (from peers
+/// through [`Node::call`], or from clients through [`crate::Client::call`]) and answers
+/// each with bytes in its own encoding. chord-files is such a service; others can be
+/// written the same way, without touching this crate.
+pub trait Service: Send + Sync + 'static {
+    /// Answer one request. `node` is the node the service runs on (to call other nodes);
+    /// `from` is the sending peer's listening address, or `None` for a client.
+    fn handle(
+        &self,
+        node: Node,
+        from: Option<SocketAddr>,
+        request: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
+}
 
 /// Commands from the handle to the driver.
 pub(crate) enum Command {
+    Call {
+        to: SocketAddr,
+        service: u16,
+        body: Vec<u8>,
+        reply: Sender<Result<Vec<u8>, ServiceError>>,
+    },
     Lookup {
         key: Id,
         reply: Sender<Result<LookupOutcome, LookupError>>,
@@ -55,13 +82,27 @@ pub(crate) enum Command {
 /// second.leave().await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NodeBuilder {
     listen: SocketAddr,
     join: Option<SocketAddr>,
     config: Config,
     vnodes: u16,
     limits: Limits,
+    services: HashMap<u16, Arc<dyn Service>>,
+}
+
+impl std::fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeBuilder")
+            .field("listen", &self.listen)
+            .field("join", &self.join)
+            .field("config", &self.config)
+            .field("vnodes", &self.vnodes)
+            .field("limits", &self.limits)
+            .field("services", &self.services.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Default for NodeBuilder {
@@ -72,6 +113,7 @@ impl Default for NodeBuilder {
             config: Config::default(),
             vnodes: 1,
             limits: Limits::default(),
+            services: HashMap::new(),
         }
     }
 }
@@ -114,6 +156,12 @@ impl NodeBuilder {
         self
     }
 
+    /// Run an application service under number `id` (replacing any earlier one).
+    pub fn service(mut self, id: u16, service: Arc<dyn Service>) -> Self {
+        self.services.insert(id, service);
+        self
+    }
+
     /// Bind, start the driver, and (with [`NodeBuilder::join`]) join the ring. Resolves
     /// once the node is a ring member.
     pub async fn start(self) -> Result<Node, Error> {
@@ -127,7 +175,14 @@ impl NodeBuilder {
         let (ready_tx, ready_rx) = async_channel::bounded::<Result<(), JoinError>>(1);
         let (done_tx, done_rx) = async_channel::bounded::<()>(1);
         let ids: Vec<Id> = (0..self.vnodes).map(|v| Id::for_vnode(addr, v)).collect();
-        let driver = Driver::new(addr, &self, tx.clone(), rx, ready_tx);
+        let node = Node {
+            addr,
+            ids: ids.clone(),
+            tx: tx.clone(),
+            done: done_rx.clone(),
+            call_timeout: self.limits.call_timeout,
+        };
+        let driver = Driver::new(addr, &self, node.clone(), rx, ready_tx);
         let limits = self.limits.clone();
         let vnodes = self.vnodes;
         let accept_tx = tx.clone();
@@ -144,12 +199,6 @@ impl NodeBuilder {
                 drop(done_tx);
             })
             .map_err(Error::Spawn)?;
-        let node = Node {
-            addr,
-            ids,
-            tx,
-            done: done_rx,
-        };
         match ready_rx.recv().await {
             Ok(Ok(())) => Ok(node),
             Ok(Err(e)) => {
@@ -202,6 +251,7 @@ pub struct Node {
     ids: Vec<Id>,
     tx: Sender<Input>,
     done: Receiver<()>,
+    call_timeout: Duration,
 }
 
 impl Node {
@@ -259,6 +309,39 @@ impl Node {
         Ok(())
     }
 
+    /// Send a request to service `service` on the node at `to` (possibly this one) and wait
+    /// for its answer, at most [`Limits::call_timeout`].
+    pub async fn call(
+        &self,
+        to: SocketAddr,
+        service: u16,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, Error> {
+        let wait = self.call_timeout;
+        let answer = futures_lite::future::or(
+            async {
+                self.command(|reply| Command::Call {
+                    to,
+                    service,
+                    body,
+                    reply,
+                })
+                .await
+                .map(Some)
+            },
+            async {
+                async_io::Timer::after(wait).await;
+                Ok(None)
+            },
+        )
+        .await?;
+        match answer {
+            Some(Ok(bytes)) => Ok(bytes),
+            Some(Err(e)) => Err(Error::Service(to, e)),
+            None => Err(Error::Timeout(to)),
+        }
+    }
+
     /// Stop at once without telling anyone, as a crash would.
     pub fn kill(&self) {
         let _ = self.tx.try_send(Input::Command(Command::Kill));
@@ -284,6 +367,11 @@ struct Driver {
     subscribers: Vec<Sender<Event>>,
     leaving: Vec<Sender<()>>,
     stop: bool,
+    handle: Node,
+    services: HashMap<u16, Arc<dyn Service>>,
+    service_load: Arc<AtomicUsize>,
+    calls: HashMap<u64, Sender<Result<Vec<u8>, ServiceError>>>,
+    next_call: u64,
 }
 
 /// Who waits for a lookup.
@@ -296,7 +384,7 @@ impl Driver {
     fn new(
         addr: SocketAddr,
         b: &NodeBuilder,
-        tx: Sender<Input>,
+        handle: Node,
         rx: Receiver<Input>,
         ready: Sender<Result<(), JoinError>>,
     ) -> Driver {
@@ -311,7 +399,7 @@ impl Driver {
             nodes,
             join: b.join,
             limits: b.limits.clone(),
-            tx,
+            tx: handle.tx.clone(),
             rx,
             ready: Some(ready),
             pool: HashMap::new(),
@@ -319,6 +407,11 @@ impl Driver {
             subscribers: Vec::new(),
             leaving: Vec::new(),
             stop: false,
+            handle,
+            services: b.services.clone(),
+            service_load: Arc::new(AtomicUsize::new(0)),
+            calls: HashMap::new(),
+            next_call: 1,
         }
     }
 
@@ -349,7 +442,7 @@ impl Driver {
             };
             let now = self.now();
             if let Some(input) = input {
-                self.on_input(input, now);
+                self.on_input(input, now, ex);
             }
             for n in &mut self.nodes {
                 if n.poll_timeout().is_some_and(|t| t <= now) {
@@ -365,9 +458,9 @@ impl Driver {
         self.nodes.iter().position(|n| n.me().id == id)
     }
 
-    fn on_input(&mut self, input: Input, now: Time) {
+    fn on_input(&mut self, input: Input, now: Time, ex: &async_executor::Executor<'_>) {
         match input {
-            Input::Peer { from, frame } => match frame {
+            Input::Peer { from, frame, reply } => match frame {
                 Frame::Chord {
                     from_vnode,
                     to,
@@ -381,9 +474,22 @@ impl Driver {
                     let sender = Peer::new(Id::for_vnode(from, from_vnode), from);
                     self.nodes[v].handle(sender, msg, now);
                 }
+                Frame::ServiceRequest { id, service, body } => {
+                    self.serve(Some(from), id, service, body, Answer::Wire(reply), ex)
+                }
+                Frame::ServiceResponse { id, body } => {
+                    if let Some(r) = self.calls.remove(&id) {
+                        let _ = r.try_send(body);
+                    }
+                }
                 other => debug!(%from, "unexpected frame from a peer: {other:?}"),
             },
-            Input::Client { frame, reply } => self.on_client(frame, reply, now),
+            Input::Client { frame, reply } => match frame {
+                Frame::ServiceRequest { id, service, body } => {
+                    self.serve(None, id, service, body, Answer::Wire(reply), ex)
+                }
+                frame => self.on_client(frame, reply, now),
+            },
             Input::Inbound { addr, tx } => {
                 // Answers to that peer may use its connection until we open our own.
                 self.pool.entry(addr).or_insert(tx);
@@ -393,8 +499,60 @@ impl Driver {
                     self.pool.remove(&addr);
                 }
             }
+            Input::Command(Command::Call {
+                to,
+                service,
+                body,
+                reply,
+            }) => {
+                self.calls.retain(|_, r| !r.is_closed());
+                if to == self.addr {
+                    self.serve(Some(self.addr), 0, service, body, Answer::Local(reply), ex);
+                    return;
+                }
+                let id = self.next_call;
+                self.next_call += 1;
+                match encode(&Frame::ServiceRequest { id, service, body }) {
+                    Ok(bytes) => {
+                        self.calls.insert(id, reply);
+                        self.send_to(to, bytes, ex);
+                    }
+                    Err(_) => {
+                        let _ = reply.try_send(Err(ServiceError::Busy));
+                    }
+                }
+            }
             Input::Command(c) => self.on_command(c, now),
         }
+    }
+
+    /// Run a service request on its own task, within the in-flight bound.
+    fn serve(
+        &mut self,
+        from: Option<SocketAddr>,
+        id: u64,
+        service: u16,
+        body: Vec<u8>,
+        answer: Answer,
+        ex: &async_executor::Executor<'_>,
+    ) {
+        let Some(svc) = self.services.get(&service).cloned() else {
+            answer.send(id, Err(ServiceError::NoSuchService));
+            return;
+        };
+        let load = self.service_load.clone();
+        if load.fetch_add(1, Ordering::SeqCst) >= self.limits.max_service_requests {
+            load.fetch_sub(1, Ordering::SeqCst);
+            answer.send(id, Err(ServiceError::Busy));
+            return;
+        }
+        let fut = svc.handle(self.handle.clone(), from, body);
+        ex.spawn(async move {
+            let out = fut.await;
+            load.fetch_sub(1, Ordering::SeqCst);
+            answer.send(id, Ok(out));
+        })
+        .detach();
     }
 
     fn on_command(&mut self, c: Command, now: Time) {
@@ -413,6 +571,7 @@ impl Driver {
             }
             Command::Leave { reply } => self.start_leave(reply, now),
             Command::Kill => self.stop = true,
+            Command::Call { .. } => {} // handled in on_input
         }
     }
 
@@ -512,26 +671,31 @@ impl Driver {
         let Ok(bytes) = encode(&frame) else {
             return;
         };
-        let tx = match self.pool.get(&to.addr) {
+        self.send_to(to.addr, bytes, ex);
+    }
+
+    /// Queue an encoded frame for the node at `addr`, opening a connection if needed.
+    fn send_to(&mut self, addr: SocketAddr, bytes: Vec<u8>, ex: &async_executor::Executor<'_>) {
+        let tx = match self.pool.get(&addr) {
             Some(tx) if !tx.is_closed() => tx.clone(),
             _ => {
                 let (tx, rx) = async_channel::bounded(self.limits.max_in_flight);
                 ex.spawn(serve_outbound(
-                    to.addr,
+                    addr,
                     self.addr,
                     self.limits.clone(),
-                    rx,
+                    (tx.clone(), rx),
                     self.tx.clone(),
                 ))
                 .detach();
-                self.pool.insert(to.addr, tx.clone());
+                self.pool.insert(addr, tx.clone());
                 tx
             }
         };
         // A full queue means the peer is not keeping up: drop, and let the protocol's
         // timeout treat it as silence rather than grow without bound.
         if tx.try_send(bytes).is_err() {
-            debug!(to = %to.addr, "send queue full, message dropped");
+            debug!(to = %addr, "send queue full, message dropped");
         }
     }
 
@@ -581,6 +745,29 @@ impl Driver {
         self.subscribers.retain(|s| !s.is_closed());
         for s in &self.subscribers {
             let _ = s.try_send(e.clone());
+        }
+    }
+}
+
+/// Where a service's answer goes.
+enum Answer {
+    /// Onto a connection, as a `ServiceResponse` frame.
+    Wire(Sender<Vec<u8>>),
+    /// To a local caller of [`Node::call`].
+    Local(Sender<Result<Vec<u8>, ServiceError>>),
+}
+
+impl Answer {
+    fn send(self, id: u64, body: Result<Vec<u8>, ServiceError>) {
+        match self {
+            Answer::Wire(tx) => {
+                if let Ok(bytes) = encode(&Frame::ServiceResponse { id, body }) {
+                    let _ = tx.try_send(bytes);
+                }
+            }
+            Answer::Local(tx) => {
+                let _ = tx.try_send(body);
+            }
         }
     }
 }

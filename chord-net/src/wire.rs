@@ -120,6 +120,34 @@ pub enum Frame {
         /// The answer.
         body: ClientResponse,
     },
+    /// A request for an application service (such as file storage) registered on the
+    /// receiving node with [`crate::NodeBuilder::service`].
+    ServiceRequest {
+        /// Chosen by the sender, echoed in the response.
+        id: u64,
+        /// Which service.
+        service: u16,
+        /// The service's own encoding of the request.
+        body: Vec<u8>,
+    },
+    /// The answer to a [`Frame::ServiceRequest`].
+    ServiceResponse {
+        /// The request's id.
+        id: u64,
+        /// The service's answer, or why there is none.
+        body: Result<Vec<u8>, ServiceError>,
+    },
+}
+
+/// Why a service request got no answer from the service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ServiceError {
+    /// No service with that number runs on the node.
+    #[error("no such service")]
+    NoSuchService,
+    /// The node has too many service requests under way.
+    #[error("the node is busy")]
+    Busy,
 }
 
 /// What a client can ask a node.
@@ -271,6 +299,25 @@ mod tests {
                 .expect("enc"),
                 "010101",
             ),
+            (
+                // ServiceRequest (3), id 2, service 7, 2 bytes of body.
+                postcard::to_stdvec(&Frame::ServiceRequest {
+                    id: 2,
+                    service: 7,
+                    body: vec![0xca, 0xfe],
+                })
+                .expect("enc"),
+                "03020702cafe",
+            ),
+            (
+                // ServiceResponse (4), id 2, Err (1), NoSuchService (0).
+                postcard::to_stdvec(&Frame::ServiceResponse {
+                    id: 2,
+                    body: Err(ServiceError::NoSuchService),
+                })
+                .expect("enc"),
+                "04020100",
+            ),
         ];
         for (bytes, want) in cases {
             let want: String = want.split_whitespace().collect();
@@ -317,6 +364,19 @@ mod tests {
             Frame::ClientResponse {
                 id: 3,
                 body: ClientResponse::Leaving,
+            },
+            Frame::ServiceRequest {
+                id: 4,
+                service: 7,
+                body: vec![1, 2, 3],
+            },
+            Frame::ServiceResponse {
+                id: 4,
+                body: Ok(vec![9]),
+            },
+            Frame::ServiceResponse {
+                id: 5,
+                body: Err(ServiceError::NoSuchService),
             },
         ];
         for f in frames {

@@ -1,0 +1,232 @@
+//! Measurements for docs/benchmarks.md, on real processes. Not part of `cargo test`:
+//!
+//! ```text
+//! cargo test --release -p chord-cli --test bench -- --ignored --nocapture
+//! ```
+//!
+//! Network traffic goes to 127.0.0.1 only; every loop is bounded in count and time; every
+//! process is killed when its handle drops.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chord_core::Id;
+use chord_net::Client;
+use futures_lite::future::block_on;
+
+struct NodeProc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl NodeProc {
+    fn start(join: Option<SocketAddr>) -> NodeProc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chord"));
+        cmd.args(["node", "127.0.0.1", "0", "--headless"]);
+        if let Some(j) = join {
+            cmd.args(["--join", &j.to_string()]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chord node");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("first line");
+        let addr = line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        NodeProc { child, addr }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tiny deterministic generator (xorshift), so runs are repeatable without a dependency.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+async fn consistent(nodes: &[&NodeProc]) -> bool {
+    let mut ids: Vec<(Id, SocketAddr)> = nodes
+        .iter()
+        .map(|n| (Id::for_addr(n.addr), n.addr))
+        .collect();
+    ids.sort();
+    for (k, (_, addr)) in ids.iter().enumerate() {
+        let Ok(mut c) = Client::connect(*addr).await else {
+            return false;
+        };
+        let Ok(s) = c.status().await else {
+            return false;
+        };
+        let next = ids[(k + 1) % ids.len()].0;
+        let prev = ids[(k + ids.len() - 1) % ids.len()].0;
+        if s.successors.first().map(|p| p.id) != Some(next)
+            || s.predecessor.map(|p| p.id) != Some(prev)
+        {
+            return false;
+        }
+    }
+    true
+}
+
+fn wait_consistent(nodes: &[&NodeProc], limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if block_on(consistent(nodes)) {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    None
+}
+
+fn percentile(xs: &mut [f64], p: f64) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let k = ((p * xs.len() as f64).ceil() as usize).clamp(1, xs.len());
+    xs[k - 1]
+}
+
+#[test]
+#[ignore = "benchmark: 64 node processes, about two minutes"]
+fn ring_of_64_processes() {
+    let n = 64;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let t0 = Instant::now();
+    let mut nodes: Vec<NodeProc> = vec![NodeProc::start(None)];
+    for _ in 1..n {
+        let via = nodes[rng.below(nodes.len())].addr;
+        nodes.push(NodeProc::start(Some(via)));
+    }
+    println!(
+        "joins: {n} nodes joined one after another in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    let settle = wait_consistent(&all, Duration::from_secs(120)).expect("ring consistent");
+    println!(
+        "ring consistent {:.1} s after the last join",
+        settle.as_secs_f64()
+    );
+
+    // 1000 lookups from random nodes, checked against the ring.
+    let mut ids: Vec<Id> = nodes.iter().map(|p| Id::for_addr(p.addr)).collect();
+    ids.sort();
+    let log2n = (n as f64).log2();
+    let (mut wrong, mut max_hops, mut lat) = (0, 0, Vec::new());
+    block_on(async {
+        let mut clients = Vec::new();
+        for p in &nodes {
+            clients.push(Client::connect(p.addr).await.expect("client"));
+        }
+        for k in 0..1000 {
+            let key = Id::for_key(&format!("bench-{k}"));
+            let c = &mut clients[rng.below(n)];
+            let t = Instant::now();
+            let (owner, hops) = c.lookup(key).await.expect("lookup");
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            let want = *ids.iter().find(|id| **id >= key).unwrap_or(&ids[0]);
+            if owner.id != want {
+                wrong += 1;
+            }
+            max_hops = max_hops.max(hops);
+        }
+    });
+    println!(
+        "lookups: 1000, wrong {wrong}, max hops {max_hops} (log2 N = {log2n:.0}), latency p50 {:.2} ms p99 {:.2} ms",
+        percentile(&mut lat, 0.5),
+        percentile(&mut lat, 0.99)
+    );
+    assert_eq!(wrong, 0);
+
+    // Throughput through one node: 16 concurrent clients for 5 s.
+    let target = nodes[0].addr;
+    let done = block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut tasks = Vec::new();
+        for c in 0..16u64 {
+            tasks.push(async move {
+                let mut client = Client::connect(target).await.expect("client");
+                let mut count = 0u64;
+                while Instant::now() < deadline && count < 1_000_000 {
+                    let key = Id::for_key(&format!("tp-{c}-{count}"));
+                    client.lookup(key).await.expect("lookup");
+                    count += 1;
+                }
+                count
+            });
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await;
+        }
+        total
+    });
+    println!(
+        "throughput: {:.0} lookups/s through one node (16 clients, 5 s)",
+        done as f64 / 5.0
+    );
+
+    std::thread::sleep(Duration::from_secs(3));
+    let mut rss: Vec<f64> = nodes.iter().map(|p| p.rss_kib() as f64 / 1024.0).collect();
+    println!(
+        "idle RSS per node: median {:.1} MiB, max {:.1} MiB",
+        percentile(&mut rss, 0.5),
+        percentile(&mut rss, 1.0)
+    );
+
+    // kill -9 a quarter of the nodes at once.
+    let mut victims = Vec::new();
+    while victims.len() < n / 4 {
+        let v = 1 + rng.below(n - 1);
+        if !victims.contains(&v) {
+            victims.push(v);
+        }
+    }
+    for v in &victims {
+        nodes[*v].child.kill().expect("kill -9");
+    }
+    let t = Instant::now();
+    let survivors: Vec<&NodeProc> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !victims.contains(i))
+        .map(|(_, p)| p)
+        .collect();
+    let repair = wait_consistent(&survivors, Duration::from_secs(120));
+    println!(
+        "kill -9 of {} nodes: consistent again after {:.1} s",
+        victims.len(),
+        repair.unwrap_or(t.elapsed()).as_secs_f64()
+    );
+    assert!(repair.is_some());
+}
