@@ -7,62 +7,15 @@
 //! Network traffic goes to 127.0.0.1 only; every loop is bounded in count and time; every
 //! process is killed when its handle drops.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chord_core::Id;
 use chord_net::Client;
+use chord_tests::{wait_consistent_at, NodeProc};
 use futures_lite::future::block_on;
 
-struct NodeProc {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl NodeProc {
-    fn start(join: Option<SocketAddr>) -> NodeProc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chord"));
-        cmd.args(["node", "127.0.0.1", "0", "--headless"]);
-        if let Some(j) = join {
-            cmd.args(["--join", &j.to_string()]);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn chord node");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("first line");
-        let addr = line
-            .split_whitespace()
-            .nth(2)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        NodeProc { child, addr }
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        s.lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+const CHORD: &str = env!("CARGO_BIN_EXE_chord");
 
 /// A tiny deterministic generator (xorshift), so runs are repeatable without a dependency.
 struct Rng(u64);
@@ -75,39 +28,9 @@ impl Rng {
     }
 }
 
-async fn consistent(nodes: &[&NodeProc]) -> bool {
-    let mut ids: Vec<(Id, SocketAddr)> = nodes
-        .iter()
-        .map(|n| (Id::for_addr(n.addr), n.addr))
-        .collect();
-    ids.sort();
-    for (k, (_, addr)) in ids.iter().enumerate() {
-        let Ok(mut c) = Client::connect(*addr).await else {
-            return false;
-        };
-        let Ok(s) = c.status().await else {
-            return false;
-        };
-        let next = ids[(k + 1) % ids.len()].0;
-        let prev = ids[(k + ids.len() - 1) % ids.len()].0;
-        if s.successors.first().map(|p| p.id) != Some(next)
-            || s.predecessor.map(|p| p.id) != Some(prev)
-        {
-            return false;
-        }
-    }
-    true
-}
-
 fn wait_consistent(nodes: &[&NodeProc], limit: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if block_on(consistent(nodes)) {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    None
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    block_on(wait_consistent_at(&addrs, limit))
 }
 
 fn percentile(xs: &mut [f64], p: f64) -> f64 {
@@ -122,10 +45,10 @@ fn ring_of_64_processes() {
     let n = 64;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let t0 = Instant::now();
-    let mut nodes: Vec<NodeProc> = vec![NodeProc::start(None)];
+    let mut nodes: Vec<NodeProc> = vec![NodeProc::start(CHORD, None)];
     for _ in 1..n {
         let via = nodes[rng.below(nodes.len())].addr;
-        nodes.push(NodeProc::start(Some(via)));
+        nodes.push(NodeProc::start(CHORD, Some(via)));
     }
     println!(
         "joins: {n} nodes joined one after another in {:.1} s",

@@ -1,69 +1,12 @@
 //! `chord node` processes on loopback, driven by the client commands.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A node process, killed when dropped (also when a test fails half-way).
-struct NodeProc {
-    child: Child,
-    addr: SocketAddr,
-}
+use chord_tests::NodeProc;
 
-impl NodeProc {
-    fn start(join: Option<SocketAddr>) -> NodeProc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chord"));
-        cmd.args(["node", "127.0.0.1", "0", "--headless"]);
-        if let Some(j) = join {
-            cmd.args(["--join", &j.to_string()]);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn chord node");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("first line");
-        // "listening on ADDR id ID"
-        let addr = line
-            .split_whitespace()
-            .nth(2)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        NodeProc { child, addr }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-    }
-
-    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+const CHORD: &str = env!("CARGO_BIN_EXE_chord");
 
 fn chord_json(args: &[&str]) -> Option<serde_json::Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_chord"))
@@ -95,9 +38,9 @@ fn wait_ring(at: SocketAddr, n: usize, limit: Duration) -> serde_json::Value {
 
 #[test]
 fn three_processes_join_look_up_crash_and_leave() {
-    let a = NodeProc::start(None);
-    let b = NodeProc::start(Some(a.addr));
-    let mut c = NodeProc::start(Some(b.addr));
+    let a = NodeProc::start(CHORD, None);
+    let b = NodeProc::start(CHORD, Some(a.addr));
+    let mut c = NodeProc::start(CHORD, Some(b.addr));
     let ring = wait_ring(a.addr, 3, Duration::from_secs(20));
     let mut ids: Vec<String> = ring["nodes"]
         .as_array()

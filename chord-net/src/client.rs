@@ -76,21 +76,19 @@ impl Client {
         self.addr
     }
 
-    async fn request(
+    /// Send `make(id)` and read frames until the answer with that id arrives (late
+    /// answers to earlier requests are skipped). `wait` bounds the wait for the answer.
+    async fn exchange(
         &mut self,
-        body: ClientRequest,
+        make: impl FnOnce(u64) -> Frame,
         wait: std::time::Duration,
-    ) -> Result<ClientResponse, Error> {
+    ) -> Result<Frame, Error> {
         let id = self.next_id;
         self.next_id += 1;
         let addr = self.addr;
-        write_frame(
-            &mut self.stream,
-            &Frame::ClientRequest { id, body },
-            self.limits.frame_timeout,
-        )
-        .await
-        .map_err(|e| Error::Frame(addr, e))?;
+        write_frame(&mut self.stream, &make(id), self.limits.frame_timeout)
+            .await
+            .map_err(|e| Error::Frame(addr, e))?;
         loop {
             let f: Frame = read_frame(
                 &mut self.stream,
@@ -100,16 +98,32 @@ impl Client {
             )
             .await
             .map_err(|e| Error::Frame(addr, e))?;
-            match f {
-                Frame::ClientResponse { id: rid, body } if rid == id => {
-                    return match body {
-                        ClientResponse::Error(e) => Err(Error::Remote(addr, e)),
-                        other => Ok(other),
+            match &f {
+                Frame::ClientResponse { id: rid, .. } | Frame::ServiceResponse { id: rid, .. } => {
+                    if *rid == id {
+                        return Ok(f);
                     }
                 }
-                Frame::ClientResponse { .. } => continue, // an older request's late answer
                 _ => return Err(Error::Unexpected(addr)),
             }
+        }
+    }
+
+    async fn request(
+        &mut self,
+        body: ClientRequest,
+        wait: std::time::Duration,
+    ) -> Result<ClientResponse, Error> {
+        match self
+            .exchange(|id| Frame::ClientRequest { id, body }, wait)
+            .await?
+        {
+            Frame::ClientResponse {
+                body: ClientResponse::Error(e),
+                ..
+            } => Err(Error::Remote(self.addr, e)),
+            Frame::ClientResponse { body, .. } => Ok(body),
+            _ => Err(Error::Unexpected(self.addr)),
         }
     }
 
@@ -141,32 +155,13 @@ impl Client {
 
     /// Send a request to service `service` on the node and wait for its answer.
     pub async fn call(&mut self, service: u16, body: Vec<u8>) -> Result<Vec<u8>, Error> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let addr = self.addr;
-        write_frame(
-            &mut self.stream,
-            &Frame::ServiceRequest { id, service, body },
-            self.limits.frame_timeout,
-        )
-        .await
-        .map_err(|e| Error::Frame(addr, e))?;
-        loop {
-            let f: Frame = read_frame(
-                &mut self.stream,
-                self.limits.max_frame,
-                self.limits.call_timeout,
-                self.limits.frame_timeout,
-            )
-            .await
-            .map_err(|e| Error::Frame(addr, e))?;
-            match f {
-                Frame::ServiceResponse { id: rid, body } if rid == id => {
-                    return body.map_err(|e| Error::Service(addr, e))
-                }
-                Frame::ServiceResponse { .. } | Frame::ClientResponse { .. } => continue,
-                _ => return Err(Error::Unexpected(addr)),
-            }
+        let wait = self.limits.call_timeout;
+        match self
+            .exchange(|id| Frame::ServiceRequest { id, service, body }, wait)
+            .await?
+        {
+            Frame::ServiceResponse { body, .. } => body.map_err(|e| Error::Service(self.addr, e)),
+            _ => Err(Error::Unexpected(self.addr)),
         }
     }
 

@@ -1,7 +1,9 @@
 //! Helpers for the multi-node tests in `tests/tests/`: start small rings of real nodes on
 //! loopback and wait for them to agree.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use chord_core::{Config, Id};
@@ -36,10 +38,10 @@ pub async fn start_ring(n: usize) -> Vec<Node> {
     nodes
 }
 
-/// Is the ring formed by `nodes` exactly right: each node's successor and predecessor are
-/// its neighbours in id order?
-pub async fn ring_is_consistent(nodes: &[Node]) -> bool {
-    let mut ids: Vec<(Id, SocketAddr)> = nodes.iter().map(|n| (n.id(), n.addr())).collect();
+/// Is the ring of the (single-position) nodes at `addrs` exactly right: each node's
+/// successor and predecessor are its neighbours in id order?
+pub async fn ring_is_consistent(addrs: &[SocketAddr]) -> bool {
+    let mut ids: Vec<(Id, SocketAddr)> = addrs.iter().map(|a| (Id::for_addr(*a), *a)).collect();
     ids.sort();
     for (k, (_, addr)) in ids.iter().enumerate() {
         let Ok(mut c) = Client::connect(*addr).await else {
@@ -50,8 +52,10 @@ pub async fn ring_is_consistent(nodes: &[Node]) -> bool {
         };
         let next = ids[(k + 1) % ids.len()].0;
         let prev = ids[(k + ids.len() - 1) % ids.len()].0;
-        if s.successors.first().map(|p| p.id) != Some(next)
-            || s.predecessor.map(|p| p.id) != Some(prev)
+        let alone = ids.len() == 1 && s.successors.is_empty();
+        if !alone
+            && (s.successors.first().map(|p| p.id) != Some(next)
+                || s.predecessor.map(|p| p.id) != Some(prev))
         {
             return false;
         }
@@ -59,16 +63,99 @@ pub async fn ring_is_consistent(nodes: &[Node]) -> bool {
     true
 }
 
-/// Wait up to `limit` for the ring to be consistent; returns how long it took.
-pub async fn wait_consistent(nodes: &[Node], limit: Duration) -> Option<Duration> {
+/// Wait up to `limit` for the ring of `addrs` to be consistent; returns how long it took.
+pub async fn wait_consistent_at(addrs: &[SocketAddr], limit: Duration) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < limit {
-        if ring_is_consistent(nodes).await {
+        if ring_is_consistent(addrs).await {
             return Some(start.elapsed());
         }
         async_io::Timer::after(Duration::from_millis(100)).await;
     }
     None
+}
+
+/// [`wait_consistent_at`] for in-process nodes.
+pub async fn wait_consistent(nodes: &[Node], limit: Duration) -> Option<Duration> {
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr()).collect();
+    wait_consistent_at(&addrs, limit).await
+}
+
+/// A `chord node` process on a free loopback port, killed when dropped (also when a test
+/// fails half-way).
+pub struct NodeProc {
+    /// The process.
+    pub child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl NodeProc {
+    /// Start the `chord` binary at `bin` as a headless node, joining `join` if given.
+    pub fn start(bin: &str, join: Option<SocketAddr>) -> NodeProc {
+        let mut cmd = Command::new(bin);
+        cmd.args(["node", "127.0.0.1", "0", "--headless"]);
+        if let Some(j) = join {
+            cmd.args(["--join", &j.to_string()]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chord node");
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = BufReader::new(out).read_line(&mut line);
+        }
+        // "listening on ADDR id ID"
+        let addr = line.split_whitespace().nth(2).and_then(|a| a.parse().ok());
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chord node did not start: first line {line:?}");
+        };
+        NodeProc { child, addr }
+    }
+
+    /// Send a signal (`-TERM`, `-INT`) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    /// Wait up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Resident memory of the process in KiB (0 if unknown).
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The node of `nodes` responsible for `key`.

@@ -4,25 +4,12 @@
 use std::time::Duration;
 
 use chord_core::Id;
-use chord_tests::{any_port, fast_config, owner_of, wait_consistent};
+use chord_tests::{owner_of, start_ring, wait_consistent};
 
 #[test]
 fn embeds_in_an_async_std_application() {
     async_std::task::block_on(async {
-        let a = chord_net::Node::builder()
-            .listen(any_port())
-            .config(fast_config())
-            .start()
-            .await
-            .expect("start");
-        let b = chord_net::Node::builder()
-            .listen(any_port())
-            .config(fast_config())
-            .join(a.addr())
-            .start()
-            .await
-            .expect("join");
-        let nodes = vec![a, b];
+        let nodes = start_ring(2).await;
         wait_consistent(&nodes, Duration::from_secs(10))
             .await
             .expect("consistent");
@@ -54,20 +41,7 @@ fn embeds_in_an_async_std_application() {
 #[test]
 fn embeds_in_a_smol_application() {
     smol::block_on(async {
-        let a = chord_net::Node::builder()
-            .listen(any_port())
-            .config(fast_config())
-            .start()
-            .await
-            .expect("start");
-        let b = chord_net::Node::builder()
-            .listen(any_port())
-            .config(fast_config())
-            .join(a.addr())
-            .start()
-            .await
-            .expect("join");
-        let nodes = vec![a, b];
+        let nodes = start_ring(2).await;
         wait_consistent(&nodes, Duration::from_secs(10))
             .await
             .expect("consistent");

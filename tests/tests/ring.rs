@@ -5,6 +5,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use chord_core::Id;
+use chord_net::frame;
+use chord_net::wire::{Hello, HelloReply, Refusal, Role, MAGIC};
 use chord_net::Client;
 use chord_tests::{owner_of, start_ring, wait_consistent};
 use futures_lite::future::block_on;
@@ -86,42 +88,32 @@ fn hostile_connections_do_not_hurt_the_node() {
         probe(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         // A 4 GiB length prefix: refused before any allocation.
         probe(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
-        // Wrong magic: a clear refusal.
-        let hello = chord_net::frame::encode(&chord_net::wire::Hello {
-            magic: *b"NOPE",
-            version: 1,
-            role: chord_net::wire::Role::Client,
-            listen: None,
-        })
-        .expect("encode");
-        let reply = probe(&hello);
-        let refusal: chord_net::wire::HelloReply =
-            chord_net::frame::decode(&reply[4..]).expect("a refusal frame");
+        let refusal_for = |magic: [u8; 4], version: u16| -> HelloReply {
+            let hello = frame::encode(&Hello {
+                magic,
+                version,
+                role: Role::Client,
+                listen: None,
+            })
+            .expect("encode");
+            let reply = probe(&hello);
+            frame::decode(&reply[4..]).expect("a refusal frame")
+        };
+        // Wrong magic, wrong version: clear, typed refusals.
         assert_eq!(
-            refusal,
-            chord_net::wire::HelloReply::Refused(chord_net::wire::Refusal::BadMagic)
+            refusal_for(*b"NOPE", 1),
+            HelloReply::Refused(Refusal::BadMagic)
         );
-        // Wrong version: the client gets a typed error.
-        let hello = chord_net::frame::encode(&chord_net::wire::Hello {
-            magic: chord_net::wire::MAGIC,
-            version: 99,
-            role: chord_net::wire::Role::Client,
-            listen: None,
-        })
-        .expect("encode");
-        let reply = probe(&hello);
-        let refusal: chord_net::wire::HelloReply =
-            chord_net::frame::decode(&reply[4..]).expect("a refusal frame");
-        assert!(matches!(
-            refusal,
-            chord_net::wire::HelloReply::Refused(chord_net::wire::Refusal::Version {
+        assert_eq!(
+            refusal_for(MAGIC, 99),
+            HelloReply::Refused(Refusal::Version {
                 ours: 1,
                 theirs: 99
             })
-        ));
+        );
         // A truncated frame after a good handshake, then hang up.
         let mut s = TcpStream::connect(addr).expect("connect");
-        s.write_all(&chord_net::frame::encode(&chord_net::wire::Hello::client()).expect("enc"))
+        s.write_all(&frame::encode(&Hello::client()).expect("enc"))
             .expect("write");
         s.write_all(&[0, 0, 0, 50, 1, 2]).expect("write");
         drop(s);
