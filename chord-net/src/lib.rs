@@ -120,3 +120,8 @@ pub enum Error {
     #[error("{0} sent an unexpected answer")]
     Unexpected(SocketAddr),
 }
+
+/// The README's Rust examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
