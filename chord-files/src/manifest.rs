@@ -1,0 +1,180 @@
+//! What is stored: content-addressed chunks and the manifest that names them.
+
+use chord_core::Id;
+use serde::{Deserialize, Serialize};
+
+use crate::FilesError;
+
+/// A BLAKE3 hash: the name of a chunk, and the check of a whole file.
+pub type Hash = [u8; 32];
+
+/// Longest file name, in bytes of UTF-8.
+pub const MAX_NAME: usize = 255;
+/// Largest chunk size a manifest may declare (it must fit in one frame with room).
+pub const MAX_CHUNK: u32 = 4 << 20;
+/// Default chunk size: 1 MiB.
+pub const DEFAULT_CHUNK: u32 = 1 << 20;
+
+/// Where a chunk lives on the ring: the first 160 bits of its BLAKE3 hash.
+pub fn chunk_id(hash: &Hash) -> Id {
+    let mut b = [0u8; 20];
+    b.copy_from_slice(&hash[..20]);
+    Id(b)
+}
+
+/// The hash of a chunk's bytes.
+pub fn hash(bytes: &[u8]) -> Hash {
+    *blake3::hash(bytes).as_bytes()
+}
+
+/// Hex of a hash, for people.
+pub fn hex(h: &Hash) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A stored item's address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ItemKey {
+    /// A chunk, by its content hash.
+    Chunk(Hash),
+    /// A manifest, by SHA-1 of the file's name.
+    Manifest(Id),
+}
+
+impl ItemKey {
+    /// The item's position on the ring.
+    pub fn ring_id(&self) -> Id {
+        match self {
+            ItemKey::Chunk(h) => chunk_id(h),
+            ItemKey::Manifest(id) => *id,
+        }
+    }
+}
+
+/// Check a file name: any UTF-8 of 1 to 255 bytes without NUL. Names are data: they are
+/// never used as paths on a storing node.
+pub fn check_name(name: &str) -> Result<(), FilesError> {
+    if name.is_empty() || name.len() > MAX_NAME || name.contains('\0') {
+        return Err(FilesError::BadName);
+    }
+    Ok(())
+}
+
+/// The file name to write a download to by default: the name's last `/`-separated
+/// component, if it is a plain file name (not empty, `.` or `..`, no `\`). Anything else
+/// must be given an explicit output path.
+pub fn output_name(name: &str) -> Option<&str> {
+    let last = name.rsplit('/').next()?;
+    if last.is_empty() || last == "." || last == ".." || last.contains('\\') || last.contains('\0')
+    {
+        return None;
+    }
+    Some(last)
+}
+
+/// A file: its name, size and the chunks that make it up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The file's name in the ring.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Size of every chunk but the last.
+    pub chunk_size: u32,
+    /// The chunks' hashes, in order.
+    pub chunks: Vec<Hash>,
+    /// BLAKE3 of the whole file.
+    pub file_hash: Hash,
+    /// Upload time, milliseconds since the Unix epoch (last writer wins).
+    pub uploaded_ms: u64,
+}
+
+impl Manifest {
+    /// Where the manifest lives: SHA-1 of the name.
+    pub fn key(&self) -> ItemKey {
+        ItemKey::Manifest(Id::for_key(&self.name))
+    }
+
+    /// Is this manifest well-formed? (Manifests come from the network and from disk.)
+    pub fn validate(&self) -> Result<(), FilesError> {
+        check_name(&self.name)?;
+        if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK {
+            return Err(FilesError::BadManifest);
+        }
+        let want = self.size.div_ceil(u64::from(self.chunk_size));
+        if self.chunks.len() as u64 != want {
+            return Err(FilesError::BadManifest);
+        }
+        Ok(())
+    }
+
+    /// Length of chunk `i`.
+    pub fn chunk_len(&self, i: usize) -> usize {
+        let start = i as u64 * u64::from(self.chunk_size);
+        (self.size - start).min(u64::from(self.chunk_size)) as usize
+    }
+
+    /// Does this manifest replace `other` (same name)? Later upload wins; ties go to the
+    /// larger file hash, so every node decides the same way.
+    pub fn supersedes(&self, other: &Manifest) -> bool {
+        (self.uploaded_ms, self.file_hash) > (other.uploaded_ms, other.file_hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(check_name("song.mp3").is_ok());
+        assert!(check_name("dir/../../etc/passwd").is_ok()); // data, fine to store
+        assert!(check_name("").is_err());
+        assert!(check_name("a\0b").is_err());
+        assert!(check_name(&"x".repeat(256)).is_err());
+        assert!(check_name(&"é".repeat(127)).is_ok());
+        assert_eq!(output_name("song.mp3"), Some("song.mp3"));
+        assert_eq!(output_name("music/song.mp3"), Some("song.mp3"));
+        assert_eq!(output_name("/etc/passwd"), Some("passwd"));
+        assert_eq!(output_name("a/../../b"), Some("b"));
+        assert_eq!(output_name("../x"), Some("x"));
+        assert_eq!(output_name(".."), None);
+        assert_eq!(output_name("a/.."), None);
+        assert_eq!(output_name("dir/"), None);
+        assert_eq!(output_name(""), None);
+        assert_eq!(output_name("a\\..\\b"), None);
+    }
+
+    #[test]
+    fn manifest_validation() {
+        let m = Manifest {
+            name: "f".into(),
+            size: 2 * 1024 + 1,
+            chunk_size: 1024,
+            chunks: vec![[0; 32]; 3],
+            file_hash: [0; 32],
+            uploaded_ms: 1,
+        };
+        assert!(m.validate().is_ok());
+        assert_eq!(m.chunk_len(0), 1024);
+        assert_eq!(m.chunk_len(2), 1);
+        let mut bad = m.clone();
+        bad.chunks.pop();
+        assert!(bad.validate().is_err());
+        let mut bad = m.clone();
+        bad.chunk_size = 0;
+        assert!(bad.validate().is_err());
+        let empty = Manifest {
+            size: 0,
+            chunks: vec![],
+            ..m.clone()
+        };
+        assert!(empty.validate().is_ok());
+        let newer = Manifest {
+            uploaded_ms: 2,
+            ..m.clone()
+        };
+        assert!(newer.supersedes(&m));
+        assert!(!m.supersedes(&newer));
+    }
+}

@@ -1,0 +1,393 @@
+//! The files service that every node runs, and its maintenance loop.
+//!
+//! Requests are served with the node's own store; `Locate` uses the ring. Maintenance
+//! keeps every item on the `k` nodes that succeed its key: it pushes items to replicas
+//! that miss them (asking first which they have, so nothing in place is sent again) and
+//! drops a local copy once this node is no longer among the `k` and all of them hold it.
+//! The same pass hands data to a node that joined, re-replicates after a crash, and (run
+//! with `leaving`) hands everything over before a graceful leave.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chord_core::{Event, Id, Peer};
+use chord_net::Node;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use crate::manifest::{ItemKey, Manifest};
+use crate::store::{verify, Store, StoreError};
+use crate::{decode, encode, FilesError, SERVICE};
+
+/// Most keys in one `Have` request.
+pub const MAX_HAVE: usize = 4096;
+
+/// A request to the files service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FilesRequest {
+    /// The `replicas` nodes that should hold ring position `id`: its owner, then the
+    /// owner's successors.
+    Locate {
+        /// Ring position.
+        id: Id,
+        /// How many.
+        replicas: u8,
+    },
+    /// Store an item here (verified first).
+    Store {
+        /// Its key.
+        key: ItemKey,
+        /// Its bytes.
+        data: Vec<u8>,
+    },
+    /// Read an item held here.
+    Fetch {
+        /// Its key.
+        key: ItemKey,
+    },
+    /// Which of these items are held here?
+    Have {
+        /// At most [`MAX_HAVE`] keys.
+        keys: Vec<ItemKey>,
+    },
+    /// Remove an item held here.
+    Remove {
+        /// Its key.
+        key: ItemKey,
+    },
+    /// The manifests held here, and where to continue a ring walk.
+    ListHere,
+}
+
+/// The answer of the files service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FilesResponse {
+    /// Answer to `Locate`.
+    Located(Vec<Peer>),
+    /// Stored (or a newer manifest of the same name was already here).
+    Stored,
+    /// The item's bytes.
+    Data(Vec<u8>),
+    /// Not held here.
+    NotFound,
+    /// One flag per asked key.
+    Have(Vec<bool>),
+    /// Removed (or was not here).
+    Removed,
+    /// Answer to `ListHere`.
+    Here {
+        /// Manifests held here.
+        manifests: Vec<Manifest>,
+        /// This node's successor, if it has one.
+        successor: Option<SocketAddr>,
+        /// Bytes stored here.
+        stored: u64,
+    },
+    /// The request failed.
+    Error(FilesError),
+}
+
+/// The files service of one node.
+pub struct FilesService {
+    store: Arc<dyn Store>,
+}
+
+impl FilesService {
+    /// A service over `store`.
+    pub fn new(store: Arc<dyn Store>) -> FilesService {
+        FilesService { store }
+    }
+}
+
+impl chord_net::Service for FilesService {
+    fn handle(
+        &self,
+        node: Node,
+        _from: Option<SocketAddr>,
+        request: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let answer = match decode::<FilesRequest>(&request) {
+                Ok(req) => serve(&node, &*store, req)
+                    .await
+                    .unwrap_or_else(FilesResponse::Error),
+                Err(_) => FilesResponse::Error(FilesError::BadRequest),
+            };
+            encode(&answer).unwrap_or_default()
+        })
+    }
+}
+
+fn store_err(e: StoreError) -> FilesError {
+    match e {
+        StoreError::Full {
+            used,
+            limit,
+            wanted,
+        } => FilesError::StoreFull {
+            used,
+            limit,
+            wanted,
+        },
+        StoreError::Io(e) => FilesError::Storage(e.to_string()),
+    }
+}
+
+async fn serve(
+    node: &Node,
+    store: &dyn Store,
+    req: FilesRequest,
+) -> Result<FilesResponse, FilesError> {
+    Ok(match req {
+        FilesRequest::Locate { id, replicas } => {
+            FilesResponse::Located(locate(node, id, replicas.max(1)).await?)
+        }
+        FilesRequest::Store { key, data } => {
+            if !verify(&key, &data) {
+                return Err(FilesError::Corrupt);
+            }
+            if let ItemKey::Manifest(_) = key {
+                // Last writer wins: keep a newer manifest already here.
+                if let Some(old) = store.get(key).await.map_err(store_err)? {
+                    let (Ok(old), Ok(new)) = (decode::<Manifest>(&old), decode::<Manifest>(&data))
+                    else {
+                        return Err(FilesError::Corrupt);
+                    };
+                    if !new.supersedes(&old) {
+                        return Ok(FilesResponse::Stored);
+                    }
+                }
+            }
+            store.put(key, data).await.map_err(store_err)?;
+            FilesResponse::Stored
+        }
+        FilesRequest::Fetch { key } => match store.get(key).await.map_err(store_err)? {
+            Some(d) => FilesResponse::Data(d),
+            None => FilesResponse::NotFound,
+        },
+        FilesRequest::Have { keys } => {
+            if keys.len() > MAX_HAVE {
+                return Err(FilesError::BadRequest);
+            }
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                out.push(store.has(k).await.map_err(store_err)?);
+            }
+            FilesResponse::Have(out)
+        }
+        FilesRequest::Remove { key } => {
+            store.delete(key).await.map_err(store_err)?;
+            FilesResponse::Removed
+        }
+        FilesRequest::ListHere => {
+            let mut manifests = Vec::new();
+            for key in store.list().await.map_err(store_err)? {
+                if let ItemKey::Manifest(_) = key {
+                    if let Some(d) = store.get(key).await.map_err(store_err)? {
+                        if let Ok(m) = decode::<Manifest>(&d) {
+                            manifests.push(m);
+                        }
+                    }
+                }
+            }
+            let status = node.status().await.map_err(|_| FilesError::Stopped)?;
+            FilesResponse::Here {
+                manifests,
+                successor: status.successors.first().map(|p| p.addr),
+                stored: store.used(),
+            }
+        }
+    })
+}
+
+/// The `k` nodes that should hold ring position `id` (distinct hosts, owner first).
+pub async fn locate(node: &Node, id: Id, k: u8) -> Result<Vec<Peer>, FilesError> {
+    let found = node
+        .lookup(id)
+        .await
+        .map_err(|e| FilesError::Lookup(e.to_string()))?;
+    let mut out = vec![found.owner];
+    for p in found.successors {
+        if out.len() >= usize::from(k) {
+            break;
+        }
+        if !out.iter().any(|q| q.addr == p.addr) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Ask the files service at `to` (through `node`) and decode the answer.
+pub async fn ask(
+    node: &Node,
+    to: SocketAddr,
+    req: &FilesRequest,
+) -> Result<FilesResponse, FilesError> {
+    let bytes = encode(req)?;
+    let answer = node
+        .call(to, SERVICE, bytes)
+        .await
+        .map_err(|e| FilesError::Unreachable(e.to_string()))?;
+    decode(&answer).map_err(|_| FilesError::BadRequest)
+}
+
+/// Counts of one maintenance pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Repair {
+    /// Items examined.
+    pub items: usize,
+    /// Copies sent to replicas that missed them.
+    pub sent: usize,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Local copies dropped (no longer ours, and every replica has it).
+    pub dropped: usize,
+}
+
+/// One maintenance pass over the items held here. With `leaving`, this node counts as
+/// gone: everything is pushed to the others and nothing is dropped (the caller stops).
+pub async fn maintain(
+    node: &Node,
+    store: &dyn Store,
+    k: u8,
+    leaving: bool,
+) -> Result<Repair, FilesError> {
+    let me = node.addr();
+    let mut keys = store.list().await.map_err(store_err)?;
+    // Sorted by ring position from our own id, so one lookup serves a whole run of items
+    // owned by the same node.
+    let origin = node.id();
+    keys.sort_by_key(|k| origin.distance_to(k.ring_id()));
+    let mut r = Repair {
+        items: keys.len(),
+        ..Repair::default()
+    };
+    let mut i = 0;
+    while i < keys.len() {
+        let id = keys[i].ring_id();
+        // With `leaving`, look one further so that k others are found.
+        let want = if leaving { k.saturating_add(1) } else { k };
+        let mut holders = locate(node, id, want).await?;
+        let owner = holders[0].id;
+        // Items from here up to the owner's id share its replica set.
+        let mut j = i + 1;
+        while j < keys.len() {
+            let x = keys[j].ring_id();
+            if x == id || (owner != id && x.in_half_open(id, owner)) {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        let group = &keys[i..j];
+        i = j;
+        let mine = holders.iter().any(|p| p.addr == me);
+        if leaving {
+            holders.retain(|p| p.addr != me);
+            holders.truncate(usize::from(k));
+        }
+        let mut everywhere = vec![true; group.len()];
+        for h in holders.iter().filter(|p| p.addr != me) {
+            for (c, chunk) in group.chunks(MAX_HAVE).enumerate() {
+                let have = match ask(
+                    node,
+                    h.addr,
+                    &FilesRequest::Have {
+                        keys: chunk.to_vec(),
+                    },
+                )
+                .await
+                {
+                    Ok(FilesResponse::Have(v)) if v.len() == chunk.len() => v,
+                    other => {
+                        debug!(to = %h.addr, "have failed: {other:?}");
+                        everywhere
+                            .iter_mut()
+                            .skip(c * MAX_HAVE)
+                            .take(chunk.len())
+                            .for_each(|e| *e = false);
+                        continue;
+                    }
+                };
+                for (n, (key, has)) in chunk.iter().zip(have).enumerate() {
+                    if has {
+                        continue;
+                    }
+                    let Ok(Some(data)) = store.get(*key).await else {
+                        continue;
+                    };
+                    let len = data.len() as u64;
+                    match ask(node, h.addr, &FilesRequest::Store { key: *key, data }).await {
+                        Ok(FilesResponse::Stored) => {
+                            r.sent += 1;
+                            r.bytes += len;
+                        }
+                        other => {
+                            warn!(to = %h.addr, "replica refused an item: {other:?}");
+                            everywhere[c * MAX_HAVE + n] = false;
+                        }
+                    }
+                }
+            }
+        }
+        if !mine && !leaving && holders.len() >= usize::from(k) {
+            for (key, ok) in group.iter().zip(everywhere) {
+                if ok {
+                    store.delete(*key).await.map_err(store_err)?;
+                    r.dropped += 1;
+                }
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// Run maintenance until the node stops: a pass every `every`, and soon after any change
+/// of this node's range. Returns when the node has stopped.
+pub async fn maintenance_loop(node: Node, store: Arc<dyn Store>, k: u8, every: Duration) {
+    let Ok(events) = node.events().await else {
+        return;
+    };
+    loop {
+        let wake = futures_lite::future::or(
+            async {
+                // A range change: wait a moment for the ring to settle, then repair.
+                while let Ok(e) = events.recv().await {
+                    if matches!(
+                        e,
+                        Event::PredecessorChanged { .. } | Event::SuccessorsChanged(_)
+                    ) {
+                        async_io::Timer::after(every.min(Duration::from_secs(2)) / 2).await;
+                        return true;
+                    }
+                }
+                false
+            },
+            async {
+                async_io::Timer::after(every).await;
+                true
+            },
+        );
+        let go = futures_lite::future::or(wake, async {
+            node.stopped().await;
+            false
+        })
+        .await;
+        if !go {
+            return;
+        }
+        match maintain(&node, &*store, k, false).await {
+            Ok(r) if r.sent > 0 || r.dropped > 0 => info!(
+                "repair: {} items, {} copies sent ({} bytes), {} dropped",
+                r.items, r.sent, r.bytes, r.dropped
+            ),
+            Ok(_) => {}
+            Err(e) => debug!("repair pass failed: {e}"),
+        }
+    }
+}

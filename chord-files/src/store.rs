@@ -1,0 +1,404 @@
+//! Where a node keeps its items: behind the [`Store`] trait, on disk by default, in
+//! memory for tests. Applications can supply their own.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chord_core::Id;
+
+use crate::manifest::{hash, hex, ItemKey, Manifest};
+
+/// A boxed future, as the trait methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why the store refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Storing this would exceed the store's limit.
+    #[error("store full: {used} of {limit} bytes used, {wanted} more requested")]
+    Full {
+        /// Bytes in use.
+        used: u64,
+        /// The limit.
+        limit: u64,
+        /// Bytes asked for.
+        wanted: u64,
+    },
+    /// The disk failed.
+    #[error("storage I/O error")]
+    Io(#[from] io::Error),
+}
+
+/// An item store. Items are verified before `put` is called; `get` must only return bytes
+/// that still verify (a store on disk re-checks them).
+pub trait Store: Send + Sync + 'static {
+    /// Store an item, replacing any earlier one.
+    fn put(&self, key: ItemKey, data: Vec<u8>) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Read an item, `None` if absent (or corrupt: a corrupt item is dropped).
+    fn get(&self, key: ItemKey) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>>;
+    /// Is the item here?
+    fn has(&self, key: ItemKey) -> BoxFuture<'_, Result<bool, StoreError>>;
+    /// Remove an item (no error if absent).
+    fn delete(&self, key: ItemKey) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Every item held.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<ItemKey>, StoreError>>;
+    /// Bytes in use.
+    fn used(&self) -> u64;
+}
+
+/// Do these bytes really belong under this key?
+pub fn verify(key: &ItemKey, data: &[u8]) -> bool {
+    match key {
+        ItemKey::Chunk(h) => hash(data) == *h,
+        ItemKey::Manifest(id) => crate::decode::<Manifest>(data)
+            .is_ok_and(|m| m.validate().is_ok() && Id::for_key(&m.name) == *id),
+    }
+}
+
+fn check_room(used: u64, limit: u64, wanted: u64) -> Result<(), StoreError> {
+    if used.saturating_add(wanted) > limit {
+        return Err(StoreError::Full {
+            used,
+            limit,
+            wanted,
+        });
+    }
+    Ok(())
+}
+
+/// Items in memory (tests, or caches).
+#[derive(Default)]
+pub struct MemoryStore {
+    items: Mutex<HashMap<ItemKey, Arc<Vec<u8>>>>,
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl MemoryStore {
+    /// An empty store holding at most `limit` bytes.
+    pub fn new(limit: u64) -> MemoryStore {
+        MemoryStore {
+            limit,
+            ..MemoryStore::default()
+        }
+    }
+
+    fn items(&self) -> std::sync::MutexGuard<'_, HashMap<ItemKey, Arc<Vec<u8>>>> {
+        // A panic while holding the lock cannot leave the map half-changed (every
+        // change is one insert or remove), so a poisoned lock is still usable.
+        self.items.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn put(&self, key: ItemKey, data: Vec<u8>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut items = self.items();
+            let old = items.get(&key).map_or(0, |d| d.len() as u64);
+            check_room(
+                self.used.load(Ordering::SeqCst) - old,
+                self.limit,
+                data.len() as u64,
+            )?;
+            self.used.fetch_add(data.len() as u64, Ordering::SeqCst);
+            self.used.fetch_sub(old, Ordering::SeqCst);
+            items.insert(key, Arc::new(data));
+            Ok(())
+        })
+    }
+
+    fn get(&self, key: ItemKey) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
+        Box::pin(async move { Ok(self.items().get(&key).map(|d| d.to_vec())) })
+    }
+
+    fn has(&self, key: ItemKey) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(self.items().contains_key(&key)) })
+    }
+
+    fn delete(&self, key: ItemKey) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if let Some(d) = self.items().remove(&key) {
+                self.used.fetch_sub(d.len() as u64, Ordering::SeqCst);
+            }
+            Ok(())
+        })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<ItemKey>, StoreError>> {
+        Box::pin(async move { Ok(self.items().keys().copied().collect()) })
+    }
+
+    fn used(&self) -> u64 {
+        self.used.load(Ordering::SeqCst)
+    }
+}
+
+/// Items on disk under one directory:
+///
+/// ```text
+/// DIR/chunks/ab/cd/abcd…(64 hex)      chunk bytes
+/// DIR/manifests/ab/ab…(40 hex)        postcard manifest
+/// DIR/tmp/                            writes in progress
+/// ```
+///
+/// A write goes to `tmp/`, is fsynced, then renamed into place, so a crash leaves either
+/// the old item, the new item, or a stray temporary file (removed at the next start) —
+/// never a partial item. Items are verified again when read; one that no longer matches
+/// its key is deleted and reported absent, so a replica is fetched instead.
+pub struct DiskStore {
+    dir: PathBuf,
+    limit: u64,
+    used: AtomicU64,
+    seq: AtomicU64,
+}
+
+impl DiskStore {
+    /// Open (creating if needed) a store in `dir`, holding at most `limit` bytes.
+    pub fn open(dir: &Path, limit: u64) -> Result<DiskStore, StoreError> {
+        for sub in ["chunks", "manifests", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        // Leftovers of writes interrupted by a crash.
+        for e in std::fs::read_dir(dir.join("tmp"))? {
+            let _ = std::fs::remove_file(e?.path());
+        }
+        let store = DiskStore {
+            dir: dir.to_path_buf(),
+            limit,
+            used: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+        };
+        let mut used = 0;
+        for key in store.scan()? {
+            if let Ok(m) = std::fs::metadata(store.path(&key)) {
+                used += m.len();
+            }
+        }
+        store.used.store(used, Ordering::SeqCst);
+        Ok(store)
+    }
+
+    fn path(&self, key: &ItemKey) -> PathBuf {
+        match key {
+            ItemKey::Chunk(h) => {
+                let x = hex(h);
+                self.dir.join("chunks").join(&x[..2]).join(&x[2..4]).join(x)
+            }
+            ItemKey::Manifest(id) => {
+                let x = id.to_string();
+                self.dir.join("manifests").join(&x[..2]).join(x)
+            }
+        }
+    }
+
+    /// Every item file present. Files whose names are not item keys are ignored.
+    fn scan(&self) -> io::Result<Vec<ItemKey>> {
+        let mut out = Vec::new();
+        let walk = |root: PathBuf, depth: usize, out: &mut Vec<PathBuf>| -> io::Result<()> {
+            let mut stack = vec![(root, 0)];
+            while let Some((d, level)) = stack.pop() {
+                for e in std::fs::read_dir(&d)? {
+                    let p = e?.path();
+                    if level < depth {
+                        if p.is_dir() {
+                            stack.push((p, level + 1));
+                        }
+                    } else if p.is_file() {
+                        out.push(p);
+                    }
+                }
+            }
+            Ok(())
+        };
+        let mut files = Vec::new();
+        walk(self.dir.join("chunks"), 2, &mut files)?;
+        for p in files.drain(..) {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let mut h = [0u8; 32];
+            if name.len() == 64 && hex_decode(name, &mut h) {
+                out.push(ItemKey::Chunk(h));
+            }
+        }
+        walk(self.dir.join("manifests"), 1, &mut files)?;
+        for p in files {
+            if let Some(id) = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<Id>().ok())
+            {
+                out.push(ItemKey::Manifest(id));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn hex_decode(s: &str, out: &mut [u8]) -> bool {
+    if s.len() != out.len() * 2 {
+        return false;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        match u8::from_str_radix(s.get(2 * i..2 * i + 2).unwrap_or("zz"), 16) {
+            Ok(v) => *b = v,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+impl Store for DiskStore {
+    fn put(&self, key: ItemKey, data: Vec<u8>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let path = self.path(&key);
+            let old = std::fs::metadata(&path).map_or(0, |m| m.len());
+            check_room(
+                self.used.load(Ordering::SeqCst).saturating_sub(old),
+                self.limit,
+                data.len() as u64,
+            )?;
+            let tmp = self.dir.join("tmp").join(format!(
+                "{}-{}",
+                std::process::id(),
+                self.seq.fetch_add(1, Ordering::SeqCst)
+            ));
+            let len = data.len() as u64;
+            blocking::unblock(move || -> io::Result<()> {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&data)?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                Ok(())
+            })
+            .await?;
+            self.used.fetch_add(len, Ordering::SeqCst);
+            self.used
+                .fetch_sub(old.min(self.used.load(Ordering::SeqCst)), Ordering::SeqCst);
+            Ok(())
+        })
+    }
+
+    fn get(&self, key: ItemKey) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
+        Box::pin(async move {
+            let path = self.path(&key);
+            let data = blocking::unblock(move || match std::fs::read(&path) {
+                Ok(d) => Ok(Some(d)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            })
+            .await?;
+            match data {
+                Some(d) if verify(&key, &d) => Ok(Some(d)),
+                Some(_) => {
+                    tracing::warn!(?key, "stored item is corrupt: dropped");
+                    self.delete(key).await?;
+                    Ok(None)
+                }
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn has(&self, key: ItemKey) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(self.path(&key).is_file()) })
+    }
+
+    fn delete(&self, key: ItemKey) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let path = self.path(&key);
+            if let Ok(m) = std::fs::metadata(&path) {
+                std::fs::remove_file(&path)?;
+                self.used.fetch_sub(
+                    m.len().min(self.used.load(Ordering::SeqCst)),
+                    Ordering::SeqCst,
+                );
+            }
+            Ok(())
+        })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<ItemKey>, StoreError>> {
+        Box::pin(async move { Ok(self.scan()?) })
+    }
+
+    fn used(&self) -> u64 {
+        self.used.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::block_on;
+
+    fn exercise(store: &dyn Store) {
+        block_on(async {
+            let a = b"hello".to_vec();
+            let ka = ItemKey::Chunk(hash(&a));
+            store.put(ka, a.clone()).await.expect("put");
+            assert_eq!(store.get(ka).await.expect("get"), Some(a.clone()));
+            assert!(store.has(ka).await.expect("has"));
+            assert_eq!(store.used(), 5);
+            // Full: a 96-byte item does not fit in the 100-byte store.
+            let big = vec![7u8; 96];
+            let kb = ItemKey::Chunk(hash(&big));
+            assert!(matches!(
+                store.put(kb, big).await,
+                Err(StoreError::Full { .. })
+            ));
+            assert_eq!(store.list().await.expect("list"), vec![ka]);
+            store.delete(ka).await.expect("delete");
+            assert_eq!(store.get(ka).await.expect("get"), None);
+            assert_eq!(store.used(), 0);
+        });
+    }
+
+    #[test]
+    fn memory_store() {
+        exercise(&MemoryStore::new(100));
+    }
+
+    #[test]
+    fn disk_store_and_restart_and_corruption() {
+        let dir = tempfile::tempdir().expect("tmp");
+        exercise(&DiskStore::open(dir.path(), 100).expect("open"));
+        block_on(async {
+            let s = DiskStore::open(dir.path(), 1 << 20).expect("open");
+            let a = b"kept across restarts".to_vec();
+            let ka = ItemKey::Chunk(hash(&a));
+            s.put(ka, a.clone()).await.expect("put");
+            let b = b"will be corrupted".to_vec();
+            let kb = ItemKey::Chunk(hash(&b));
+            s.put(kb, b.clone()).await.expect("put");
+            drop(s);
+            // A leftover temporary file from a crash is cleaned at start.
+            std::fs::write(dir.path().join("tmp").join("999-1"), b"partial").expect("write");
+            // Flip a byte of one chunk on disk.
+            let s = DiskStore::open(dir.path(), 1 << 20).expect("reopen");
+            assert!(std::fs::read_dir(dir.path().join("tmp"))
+                .expect("tmp")
+                .next()
+                .is_none());
+            let p = s.path(&kb);
+            let mut bytes = std::fs::read(&p).expect("read");
+            bytes[0] ^= 1;
+            std::fs::write(&p, bytes).expect("write");
+            let mut keys = s.list().await.expect("list");
+            keys.sort();
+            let mut want = vec![ka, kb];
+            want.sort();
+            assert_eq!(keys, want);
+            assert_eq!(s.used(), (a.len() + b.len()) as u64);
+            assert_eq!(s.get(ka).await.expect("get"), Some(a));
+            assert_eq!(s.get(kb).await.expect("get"), None, "corrupt chunk served");
+            assert!(!s.has(kb).await.expect("has"));
+        });
+    }
+}
