@@ -746,6 +746,14 @@ impl Node {
             };
             match l.lookup.poll() {
                 LookupAction::Wait => return,
+                // Asked to contact ourselves while not a member (joining, e.g. after a
+                // restart at the same address while others still list our old self):
+                // that hop is not alive as far as this lookup is concerned.
+                LookupAction::Query(p) | LookupAction::Confirm(p)
+                    if p.id == self.me.id && self.phase != Phase::Member =>
+                {
+                    l.lookup.on_failure(p.id);
+                }
                 LookupAction::Query(p) if p.id == self.me.id => {
                     let key = l.lookup.key();
                     let closer = self.closest_preceding_nodes(key, self.cfg.closer_per_step);

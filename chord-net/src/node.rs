@@ -48,7 +48,7 @@ pub(crate) enum Command {
         to: SocketAddr,
         service: u16,
         body: Vec<u8>,
-        reply: Sender<Result<Vec<u8>, ServiceError>>,
+        reply: CallReply,
     },
     Lookup {
         key: Id,
@@ -370,9 +370,13 @@ struct Driver {
     handle: Node,
     services: HashMap<u16, Arc<dyn Service>>,
     service_load: Arc<AtomicUsize>,
-    calls: HashMap<u64, Sender<Result<Vec<u8>, ServiceError>>>,
+    /// Service calls awaiting an answer: destination and who waits.
+    calls: HashMap<u64, (SocketAddr, CallReply)>,
     next_call: u64,
 }
+
+/// Where the answer of a service call goes.
+type CallReply = Sender<Result<Vec<u8>, ServiceError>>;
 
 /// Who waits for a lookup.
 enum Pending {
@@ -478,8 +482,10 @@ impl Driver {
                     self.serve(Some(from), id, service, body, Answer::Wire(reply), ex)
                 }
                 Frame::ServiceResponse { id, body } => {
-                    if let Some(r) = self.calls.remove(&id) {
-                        let _ = r.try_send(body);
+                    if let Some((to, r)) = self.calls.remove(&id) {
+                        if to == from {
+                            let _ = r.try_send(body);
+                        }
                     }
                 }
                 other => debug!(%from, "unexpected frame from a peer: {other:?}"),
@@ -498,6 +504,15 @@ impl Driver {
                 if self.pool.get(&addr).is_some_and(|tx| tx.is_closed()) {
                     self.pool.remove(&addr);
                 }
+                // Calls that went out on that connection will never be answered.
+                self.calls.retain(|_, (to, r)| {
+                    if *to == addr {
+                        let _ = r.try_send(Err(ServiceError::Unreachable));
+                        false
+                    } else {
+                        true
+                    }
+                });
             }
             Input::Command(Command::Call {
                 to,
@@ -505,7 +520,7 @@ impl Driver {
                 body,
                 reply,
             }) => {
-                self.calls.retain(|_, r| !r.is_closed());
+                self.calls.retain(|_, (_, r)| !r.is_closed());
                 if to == self.addr {
                     self.serve(Some(self.addr), 0, service, body, Answer::Local(reply), ex);
                     return;
@@ -514,7 +529,7 @@ impl Driver {
                 self.next_call += 1;
                 match encode(&Frame::ServiceRequest { id, service, body }) {
                     Ok(bytes) => {
-                        self.calls.insert(id, reply);
+                        self.calls.insert(id, (to, reply));
                         self.send_to(to, bytes, ex);
                     }
                     Err(_) => {
@@ -754,7 +769,7 @@ enum Answer {
     /// Onto a connection, as a `ServiceResponse` frame.
     Wire(Sender<Vec<u8>>),
     /// To a local caller of [`Node::call`].
-    Local(Sender<Result<Vec<u8>, ServiceError>>),
+    Local(CallReply),
 }
 
 impl Answer {

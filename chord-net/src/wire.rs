@@ -148,6 +148,9 @@ pub enum ServiceError {
     /// The node has too many service requests under way.
     #[error("the node is busy")]
     Busy,
+    /// The connection to the node failed before it answered.
+    #[error("the node could not be reached")]
+    Unreachable,
 }
 
 /// What a client can ask a node.
