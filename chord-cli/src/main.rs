@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod files;
 mod net;
 mod paths;
 mod sim;
@@ -51,6 +52,54 @@ enum Command {
         #[command(flatten)]
         at: net::NodeAddr,
     },
+    /// Upload a file to the ring (any path; the name defaults to its file name).
+    #[command(after_help = files::EXAMPLES)]
+    Put {
+        /// The file to upload.
+        path: std::path::PathBuf,
+        /// Name in the ring.
+        #[arg(long)]
+        name: Option<String>,
+        /// Copies of every item.
+        #[arg(long, default_value_t = chord_files::DEFAULT_REPLICAS, value_parser = clap::value_parser!(u8).range(1..=16))]
+        replicas: u8,
+        #[command(flatten)]
+        at: net::NodeAddr,
+    },
+    /// Download a file from the ring and verify it.
+    #[command(after_help = files::EXAMPLES)]
+    Get {
+        /// Its name in the ring.
+        name: String,
+        /// Where to write it (default: the name's last component, in this directory).
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+        /// Overwrite an existing file with other content.
+        #[arg(long)]
+        force: bool,
+        /// Holders to try for every item.
+        #[arg(long, default_value_t = chord_files::DEFAULT_REPLICAS, value_parser = clap::value_parser!(u8).range(1..=16))]
+        replicas: u8,
+        #[command(flatten)]
+        at: net::NodeAddr,
+    },
+    /// List every file in the ring with its size, hash and replica count.
+    #[command(after_help = files::EXAMPLES)]
+    Ls {
+        #[command(flatten)]
+        at: net::NodeAddr,
+    },
+    /// Remove a file from the ring.
+    #[command(after_help = files::EXAMPLES)]
+    Rm {
+        /// Its name in the ring.
+        name: String,
+        /// Holders to remove it from.
+        #[arg(long, default_value_t = chord_files::DEFAULT_REPLICAS, value_parser = clap::value_parser!(u8).range(1..=16))]
+        replicas: u8,
+        #[command(flatten)]
+        at: net::NodeAddr,
+    },
     /// Simulate a Chord ring deterministically and report what it measured.
     #[command(after_help = sim::EXAMPLES)]
     Sim(sim::SimArgs),
@@ -82,6 +131,21 @@ fn main() -> ExitCode {
         Command::Status { at } => net::status(&at),
         Command::Ring { at } => net::ring(&at),
         Command::Leave { at } => net::leave(&at),
+        Command::Put {
+            path,
+            name,
+            replicas,
+            at,
+        } => files::put(&at, &path, name.as_deref(), replicas),
+        Command::Get {
+            name,
+            output,
+            force,
+            replicas,
+            at,
+        } => files::get(&at, &name, output.as_ref(), force, replicas),
+        Command::Ls { at } => files::ls(&at),
+        Command::Rm { name, replicas, at } => files::rm(&at, &name, replicas),
         Command::Sim(args) => sim::run(&args),
         Command::Paths(args) => paths::run_paths(&args),
     };

@@ -4,7 +4,10 @@ use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 
+use std::sync::Arc;
+
 use chord_core::{Id, Peer};
+use chord_files::{DiskStore, FilesConfig, FilesNode, MemoryStore, Store};
 use chord_net::wire::Status;
 use chord_net::{Client, Node};
 use futures_lite::future::block_on;
@@ -31,7 +34,7 @@ impl std::error::Error for Hinted {
     }
 }
 
-fn no_node_hint(addr: SocketAddr) -> String {
+pub fn no_node_hint(addr: SocketAddr) -> String {
     format!(
         "is a node running at {addr}? start one with `chord node {} {}`",
         addr.ip(),
@@ -71,6 +74,16 @@ pub struct NodeArgs {
     /// Run without the interactive menu, until SIGINT or SIGTERM (then leave gracefully).
     #[arg(long)]
     headless: bool,
+    /// Keep stored files in this directory (default: in memory, lost at exit). A node
+    /// restarted on the same directory serves what it stored.
+    #[arg(long, value_name = "DIR")]
+    data: Option<std::path::PathBuf>,
+    /// Copies of every stored item (replication factor k).
+    #[arg(long, default_value_t = chord_files::DEFAULT_REPLICAS, value_parser = clap::value_parser!(u8).range(1..=16))]
+    replicas: u8,
+    /// Refuse new data beyond this many bytes (suffixes K, M, G, T).
+    #[arg(long, value_name = "BYTES", value_parser = crate::files::parse_size)]
+    max_store: Option<u64>,
 }
 
 /// Where a client command connects.
@@ -83,10 +96,10 @@ pub struct NodeAddr {
         default_value = "127.0.0.1:2000",
         value_name = "ADDR"
     )]
-    addr: SocketAddr,
+    pub addr: SocketAddr,
     /// Print JSON.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 pub fn node(a: &NodeArgs) -> Result<()> {
@@ -94,19 +107,34 @@ pub fn node(a: &NodeArgs) -> Result<()> {
     let mut b = Node::builder()
         .listen(listen)
         .successors(a.successors as usize)
-        .vnodes(a.vnodes);
+        .vnodes(a.vnodes)
+        .defer_client_leave(true);
     if let Some(j) = a.join {
         b = b.join(j);
     }
-    let node = block_on(b.start()).map_err(|e| -> Box<dyn std::error::Error> {
-        match (a.join, &e) {
-            (Some(j), chord_net::Error::Join(_)) => Box::new(Hinted {
-                err: e.into(),
-                hint: no_node_hint(j),
-            }),
-            _ => e.into(),
-        }
-    })?;
+    let limit = a.max_store.unwrap_or(u64::MAX);
+    let store: Arc<dyn Store> = match &a.data {
+        Some(dir) => Arc::new(
+            DiskStore::open(dir, limit)
+                .map_err(|e| format!("cannot use {}: {e}", dir.display()))?,
+        ),
+        None => Arc::new(MemoryStore::new(limit)),
+    };
+    let cfg = FilesConfig {
+        replicas: a.replicas,
+        ..FilesConfig::default()
+    };
+    let files =
+        block_on(FilesNode::start(b, store, cfg)).map_err(|e| -> Box<dyn std::error::Error> {
+            match (a.join, &e) {
+                (Some(j), chord_net::Error::Join(_)) => Box::new(Hinted {
+                    err: e.into(),
+                    hint: no_node_hint(j),
+                }),
+                _ => e.into(),
+            }
+        })?;
+    let node = files.node().clone();
     println!("listening on {} id {}", node.addr(), node.id());
     if !a.headless && std::io::stdin().is_terminal() {
         eprintln!(
@@ -118,20 +146,32 @@ pub fn node(a: &NodeArgs) -> Result<()> {
         let _ = tx.try_send(());
     })?;
     block_on(async {
-        let signalled = futures_lite::future::or(
-            async {
-                let _ = rx.recv().await;
-                true
-            },
+        let leave = futures_lite::future::or(
+            futures_lite::future::or(
+                async {
+                    let _ = rx.recv().await;
+                    true
+                },
+                async {
+                    node.leave_requested().await;
+                    true
+                },
+            ),
             async {
                 node.stopped().await;
                 false
             },
         )
         .await;
-        if signalled {
-            eprintln!("leaving the ring…");
-            node.leave().await?;
+        if leave {
+            eprintln!("handing stored data over and leaving the ring…");
+            match files.leave().await {
+                Ok(r) => eprintln!("handed over {} copies ({} bytes)", r.sent, r.bytes),
+                Err(e) => {
+                    eprintln!("hand-over failed ({e}); leaving anyway");
+                    node.leave().await?;
+                }
+            }
         }
         eprintln!("stopped");
         Ok(())

@@ -120,6 +120,10 @@ fn human_output_and_help() {
         &["status", "--help"],
         &["ring", "--help"],
         &["leave", "--help"],
+        &["put", "--help"],
+        &["get", "--help"],
+        &["ls", "--help"],
+        &["rm", "--help"],
     ] {
         let out = chord(cmd);
         assert!(out.status.success());

@@ -106,3 +106,72 @@ fn client_errors_are_clear() {
         .expect("run");
     assert!(String::from_utf8_lossy(&out.stderr).contains(&port.to_string()));
 }
+
+fn chord_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(CHORD)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run chord")
+}
+
+#[test]
+fn files_through_processes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let a = NodeProc::start(CHORD, None);
+    let b = NodeProc::start(CHORD, Some(a.addr));
+    wait_ring(a.addr, 2, Duration::from_secs(20));
+    let bytes: Vec<u8> = (0..2_500_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.path().join("photo.jpg"), &bytes).expect("write");
+    let at = a.addr.to_string();
+    let out = chord_in(dir.path(), &["put", "photo.jpg", "--node", &at, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["name"], "photo.jpg");
+    assert_eq!(v["size"], 2_500_000);
+    // Only two nodes: two copies.
+    assert_eq!(v["replicas"], 2);
+    let ls = chord_json(&["ls", "--node", &at]).expect("ls");
+    assert_eq!(ls[0]["name"], "photo.jpg");
+    assert_eq!(ls[0]["replicas"], 2);
+    // Download through the other node into a fresh directory, with the default name.
+    let down = dir.path().join("down");
+    std::fs::create_dir(&down).expect("mkdir");
+    let out = chord_in(&down, &["get", "photo.jpg", "--node", &b.addr.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(down.join("photo.jpg")).expect("read"), bytes);
+    let out = chord_in(&down, &["get", "photo.jpg", "--node", &at]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already up to date"));
+    std::fs::write(down.join("photo.jpg"), b"changed").expect("write");
+    let out = chord_in(&down, &["get", "photo.jpg", "--node", &at]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    // A hostile name is stored as data and written only inside the current directory.
+    let out = chord_in(
+        dir.path(),
+        &["put", "photo.jpg", "--name", "../../escape", "--node", &at],
+    );
+    assert!(out.status.success());
+    let out = chord_in(&down, &["get", "../../escape", "--node", &at]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(down.join("escape").is_file());
+    assert!(!dir.path().parent().expect("parent").join("escape").exists());
+    let out = chord_in(&down, &["rm", "photo.jpg", "--node", &at]);
+    assert!(out.status.success());
+    let ls = chord_json(&["ls", "--node", &at]).expect("ls");
+    assert_eq!(ls.as_array().map(|a| a.len()), Some(1));
+}

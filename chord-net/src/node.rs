@@ -90,6 +90,7 @@ pub struct NodeBuilder {
     vnodes: u16,
     limits: Limits,
     services: HashMap<u16, Arc<dyn Service>>,
+    defer_client_leave: bool,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -114,6 +115,7 @@ impl Default for NodeBuilder {
             vnodes: 1,
             limits: Limits::default(),
             services: HashMap::new(),
+            defer_client_leave: false,
         }
     }
 }
@@ -156,6 +158,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Let the application handle a client's request to leave: instead of leaving at once,
+    /// the node answers the client and resolves [`Node::leave_requested`], so that the
+    /// application can hand its data over and then call [`Node::leave`].
+    pub fn defer_client_leave(mut self, defer: bool) -> Self {
+        self.defer_client_leave = defer;
+        self
+    }
+
     /// Run an application service under number `id` (replacing any earlier one).
     pub fn service(mut self, id: u16, service: Arc<dyn Service>) -> Self {
         self.services.insert(id, service);
@@ -175,14 +185,19 @@ impl NodeBuilder {
         let (ready_tx, ready_rx) = async_channel::bounded::<Result<(), JoinError>>(1);
         let (done_tx, done_rx) = async_channel::bounded::<()>(1);
         let ids: Vec<Id> = (0..self.vnodes).map(|v| Id::for_vnode(addr, v)).collect();
+        let (leave_tx, leave_rx) = async_channel::bounded::<()>(1);
         let node = Node {
             addr,
             ids: ids.clone(),
             tx: tx.clone(),
             done: done_rx.clone(),
             call_timeout: self.limits.call_timeout,
+            leave_requests: leave_rx,
         };
-        let driver = Driver::new(addr, &self, node.clone(), rx, ready_tx);
+        let mut driver = Driver::new(addr, &self, node.clone(), rx, ready_tx);
+        if self.defer_client_leave {
+            driver.leave_requested = Some(leave_tx);
+        }
         let limits = self.limits.clone();
         let vnodes = self.vnodes;
         let accept_tx = tx.clone();
@@ -252,6 +267,7 @@ pub struct Node {
     tx: Sender<Input>,
     done: Receiver<()>,
     call_timeout: Duration,
+    leave_requests: Receiver<()>,
 }
 
 impl Node {
@@ -347,6 +363,14 @@ impl Node {
         let _ = self.tx.try_send(Input::Command(Command::Kill));
     }
 
+    /// Resolves when a client has asked this node to leave (only with
+    /// [`NodeBuilder::defer_client_leave`]; otherwise never).
+    pub async fn leave_requested(&self) {
+        if self.leave_requests.recv().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Resolves when the node has stopped.
     pub async fn stopped(&self) {
         let _ = self.done.recv().await;
@@ -373,6 +397,8 @@ struct Driver {
     /// Service calls awaiting an answer: destination and who waits.
     calls: HashMap<u64, (SocketAddr, CallReply)>,
     next_call: u64,
+    /// With deferred client leaves: where to signal a request.
+    leave_requested: Option<Sender<()>>,
 }
 
 /// Where the answer of a service call goes.
@@ -416,6 +442,7 @@ impl Driver {
             service_load: Arc::new(AtomicUsize::new(0)),
             calls: HashMap::new(),
             next_call: 1,
+            leave_requested: None,
         }
     }
 
@@ -613,8 +640,15 @@ impl Driver {
             }
             ClientRequest::Status => ClientResponse::Status(self.status()),
             ClientRequest::Leave => {
-                let (tx, _rx) = async_channel::bounded(1);
-                self.start_leave(tx, now);
+                match &self.leave_requested {
+                    Some(app) => {
+                        let _ = app.try_send(());
+                    }
+                    None => {
+                        let (tx, _rx) = async_channel::bounded(1);
+                        self.start_leave(tx, now);
+                    }
+                }
                 ClientResponse::Leaving
             }
         };

@@ -1,0 +1,205 @@
+//! `chord put`, `get`, `ls`, `rm`: file sharing through a running node.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use chord_files::manifest::{hex, output_name};
+use chord_files::transfer::{self, GetOutcome, TransferOptions};
+use chord_files::FilesError;
+use futures_lite::future::block_on;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::net::{no_node_hint, Hinted, NodeAddr};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+pub const EXAMPLES: &str = "Examples:
+  chord put ./holiday.jpg
+  chord put ./notes.txt --name docs/notes.txt --node 127.0.0.2:5000
+  chord get holiday.jpg -o /tmp/copy.jpg
+  chord ls --json
+  chord rm docs/notes.txt";
+
+/// Parse a byte count with an optional K, M, G or T suffix (powers of 1024).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        Some('T') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a size (bytes, or a number with K, M, G or T)"))
+}
+
+fn bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b
+}
+
+/// Errors reaching the node get the usual hint.
+fn hinted(at: &NodeAddr, e: FilesError) -> Box<dyn std::error::Error> {
+    match e {
+        FilesError::Unreachable(_) => Box::new(Hinted {
+            err: e.into(),
+            hint: no_node_hint(at.addr),
+        }),
+        e => e.into(),
+    }
+}
+
+fn opts(replicas: u8) -> TransferOptions {
+    TransferOptions {
+        replicas,
+        ..TransferOptions::default()
+    }
+}
+
+pub fn put(at: &NodeAddr, path: &PathBuf, name: Option<&str>, replicas: u8) -> Result<()> {
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("{} has no file name; give one with --name", path.display()))?
+            .to_string(),
+    };
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .len();
+    let pb = bar(size);
+    let start = Instant::now();
+    let rep = block_on(transfer::put(at.addr, path, &name, &opts(replicas), &|n| {
+        pb.set_position(n)
+    }))
+    .map_err(|e| hinted(at, e))?;
+    pb.finish_and_clear();
+    let m = &rep.manifest;
+    if at.json {
+        println!(
+            "{}",
+            json!({"name": m.name, "size": m.size, "hash": hex(&m.file_hash), "replicas": rep.min_replicas})
+        );
+    } else {
+        println!("stored   {}", m.name);
+        println!("size     {} bytes in {} chunk(s)", m.size, m.chunks.len());
+        println!("hash     {} (BLAKE3)", hex(&m.file_hash));
+        println!("replicas {}", rep.min_replicas);
+        eprintln!(
+            "{:.1} MiB/s",
+            m.size as f64 / (1 << 20) as f64 / start.elapsed().as_secs_f64().max(1e-6)
+        );
+    }
+    if rep.min_replicas < replicas {
+        eprintln!(
+            "warning: some items got only {} of {replicas} copies (fewer nodes than replicas?)",
+            rep.min_replicas
+        );
+    }
+    Ok(())
+}
+
+pub fn get(
+    at: &NodeAddr,
+    name: &str,
+    out: Option<&PathBuf>,
+    force: bool,
+    replicas: u8,
+) -> Result<()> {
+    let out = match out {
+        Some(p) => p.clone(),
+        None => PathBuf::from(output_name(name).ok_or_else(|| {
+            format!("{name:?} does not end in a usable file name; choose the output with -o PATH")
+        })?),
+    };
+    let pb = bar(0);
+    let result = block_on(transfer::get(
+        at.addr,
+        name,
+        &out,
+        force,
+        &opts(replicas),
+        &|done, total| {
+            pb.set_length(total);
+            pb.set_position(done);
+        },
+    ))
+    .map_err(|e| hinted(at, e))?;
+    pb.finish_and_clear();
+    let (path, fresh) = match result {
+        GetOutcome::Written(p) => (p, true),
+        GetOutcome::UpToDate(p) => (p, false),
+    };
+    if at.json {
+        println!(
+            "{}",
+            json!({"name": name, "path": path.display().to_string(), "written": fresh})
+        );
+    } else if fresh {
+        println!("saved {name} to {} (verified)", path.display());
+    } else {
+        println!("{} is already up to date", path.display());
+    }
+    Ok(())
+}
+
+pub fn ls(at: &NodeAddr) -> Result<()> {
+    let list = block_on(transfer::ls(at.addr, 100_000)).map_err(|e| hinted(at, e))?;
+    if at.json {
+        let v: Vec<_> = list
+            .iter()
+            .map(|l| {
+                json!({
+                    "name": l.manifest.name,
+                    "size": l.manifest.size,
+                    "hash": hex(&l.manifest.file_hash),
+                    "replicas": l.replicas,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("(no files in the ring)");
+    }
+    for l in &list {
+        println!(
+            "{:>12}  {}  x{}  {}",
+            l.manifest.size,
+            &hex(&l.manifest.file_hash)[..12],
+            l.replicas,
+            l.manifest.name
+        );
+    }
+    Ok(())
+}
+
+pub fn rm(at: &NodeAddr, name: &str, replicas: u8) -> Result<()> {
+    let n = block_on(transfer::rm(at.addr, name, replicas)).map_err(|e| hinted(at, e))?;
+    if at.json {
+        println!("{}", json!({"name": name, "removed_from": n}));
+    } else {
+        println!(
+            "removed {name} ({n} cop{})",
+            if n == 1 { "y" } else { "ies" }
+        );
+    }
+    Ok(())
+}
