@@ -45,6 +45,9 @@ pub struct LookupOutcome {
     pub owner: Peer,
     /// The owner's successor list: with the owner, the natural replica set of the key.
     pub successors: Vec<Peer>,
+    /// The owner's predecessor as the owner reported it: the owner is responsible for
+    /// `(predecessor, owner]`, so every key in that range has the same answer.
+    pub predecessor: Option<Peer>,
     /// Number of hops: lookup steps answered by other nodes.
     pub hops: u32,
 }
@@ -264,6 +267,7 @@ impl Lookup {
             key: self.key,
             owner: from,
             successors: successors[..successors.len().min(MAX_PEERS_PER_MESSAGE)].to_vec(),
+            predecessor,
             hops: self.hops,
         });
     }

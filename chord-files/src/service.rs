@@ -60,6 +60,13 @@ pub enum FilesRequest {
     },
     /// The manifests held here, and where to continue a ring walk.
     ListHere,
+    /// Like `Locate`, also telling the range of ring positions the answer holds for.
+    LocateRange {
+        /// Ring position.
+        id: Id,
+        /// How many.
+        replicas: u8,
+    },
 }
 
 /// The answer of the files service.
@@ -88,6 +95,14 @@ pub enum FilesResponse {
     },
     /// The request failed.
     Error(FilesError),
+    /// Answer to `LocateRange`: the holders, and the ring range `(from, holders[0]]` for
+    /// which they are the same, so a client can reuse the answer.
+    LocatedRange {
+        /// Start of the range (exclusive): the owner's predecessor.
+        from: Id,
+        /// The holders, owner first.
+        holders: Vec<Peer>,
+    },
 }
 
 /// The files service of one node.
@@ -144,7 +159,15 @@ async fn serve(
 ) -> Result<FilesResponse, FilesError> {
     Ok(match req {
         FilesRequest::Locate { id, replicas } => {
-            FilesResponse::Located(locate(node, id, replicas.max(1)).await?)
+            FilesResponse::Located(locate(node, id, replicas.max(1)).await?.1)
+        }
+        FilesRequest::LocateRange { id, replicas } => {
+            let (from, holders) = locate(node, id, replicas.max(1)).await?;
+            FilesResponse::LocatedRange {
+                // Unknown predecessor: the range is just this id.
+                from: from.unwrap_or_else(|| id.wrapping_sub(Id::pow2(0))),
+                holders,
+            }
         }
         FilesRequest::Store { key, data } => {
             if !verify(&key, &data) {
@@ -204,12 +227,14 @@ async fn serve(
     })
 }
 
-/// The `k` nodes that should hold ring position `id` (distinct hosts, owner first).
-pub async fn locate(node: &Node, id: Id, k: u8) -> Result<Vec<Peer>, FilesError> {
+/// The `k` nodes that should hold ring position `id` (distinct hosts, owner first), and
+/// the owner's predecessor id if known.
+pub async fn locate(node: &Node, id: Id, k: u8) -> Result<(Option<Id>, Vec<Peer>), FilesError> {
     let found = node
         .lookup(id)
         .await
         .map_err(|e| FilesError::Lookup(e.to_string()))?;
+    let pred = found.predecessor.map(|p| p.id);
     let mut out = vec![found.owner];
     for p in found.successors {
         if out.len() >= usize::from(k) {
@@ -219,7 +244,7 @@ pub async fn locate(node: &Node, id: Id, k: u8) -> Result<Vec<Peer>, FilesError>
             out.push(p);
         }
     }
-    Ok(out)
+    Ok((pred, out))
 }
 
 /// Ask the files service at `to` (through `node`) and decode the answer.
@@ -272,7 +297,7 @@ pub async fn maintain(
         let id = keys[i].ring_id();
         // With `leaving`, look one further so that k others are found.
         let want = if leaving { k.saturating_add(1) } else { k };
-        let mut holders = locate(node, id, want).await?;
+        let (_, mut holders) = locate(node, id, want).await?;
         let owner = holders[0].id;
         // Items from here up to the owner's id share its replica set.
         let mut j = i + 1;

@@ -288,15 +288,19 @@ impl Store for DiskStore {
     fn get(&self, key: ItemKey) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
         Box::pin(async move {
             let path = self.path(&key);
+            // Read and verify off the async thread: hashing a chunk takes a while.
             let data = blocking::unblock(move || match std::fs::read(&path) {
-                Ok(d) => Ok(Some(d)),
+                Ok(d) => {
+                    let ok = verify(&key, &d);
+                    Ok(Some((d, ok)))
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e),
             })
             .await?;
             match data {
-                Some(d) if verify(&key, &d) => Ok(Some(d)),
-                Some(_) => {
+                Some((d, true)) => Ok(Some(d)),
+                Some((_, false)) => {
                     tracing::warn!(?key, "stored item is corrupt: dropped");
                     self.delete(key).await?;
                     Ok(None)

@@ -32,7 +32,7 @@ impl Default for TransferOptions {
     fn default() -> TransferOptions {
         TransferOptions {
             replicas: DEFAULT_REPLICAS,
-            window: 8,
+            window: 16,
             chunk_size: DEFAULT_CHUNK,
         }
     }
@@ -46,6 +46,8 @@ fn local(e: std::io::Error, what: &Path) -> FilesError {
 struct Lane {
     node: SocketAddr,
     clients: HashMap<SocketAddr, Client>,
+    /// Ring ranges `(from, to]` already located, with their holders.
+    ranges: Vec<(Id, Id, Vec<Peer>)>,
 }
 
 impl Lane {
@@ -53,6 +55,7 @@ impl Lane {
         Lane {
             node,
             clients: HashMap::new(),
+            ranges: Vec::new(),
         }
     }
 
@@ -83,20 +86,42 @@ impl Lane {
         }
     }
 
-    async fn locate(&mut self, id: Id, k: u8) -> Result<Vec<Peer>, FilesError> {
+    /// The holders of ring position `id`, from the ranges already located if possible
+    /// (`fresh` forces a new lookup, after a cached answer turned out wrong).
+    async fn locate(&mut self, id: Id, k: u8, fresh: bool) -> Result<Vec<Peer>, FilesError> {
+        if !fresh {
+            if let Some((_, _, h)) = self
+                .ranges
+                .iter()
+                .find(|(from, to, _)| id.in_half_open(*from, *to))
+            {
+                return Ok(h.clone());
+            }
+        }
         let node = self.node;
         match self
-            .ask(node, &FilesRequest::Locate { id, replicas: k })
+            .ask(node, &FilesRequest::LocateRange { id, replicas: k })
             .await?
         {
-            FilesResponse::Located(p) if !p.is_empty() => Ok(p),
+            FilesResponse::LocatedRange { from, holders } if !holders.is_empty() => {
+                let to = holders[0].id;
+                // Keep the cache small and never let a stale range shadow a fresh one.
+                self.ranges.retain(|(f, t, _)| !(id.in_half_open(*f, *t)));
+                if self.ranges.len() >= 256 {
+                    self.ranges.remove(0);
+                }
+                if from != to {
+                    self.ranges.push((from, to, holders.clone()));
+                }
+                Ok(holders)
+            }
             _ => Err(FilesError::Lookup("no holder found".into())),
         }
     }
 
     /// Store an item on its `k` holders; returns how many took it.
     async fn store(&mut self, key: ItemKey, data: &[u8], k: u8) -> Result<u8, FilesError> {
-        let holders = self.locate(key.ring_id(), k).await?;
+        let holders = self.locate(key.ring_id(), k, false).await?;
         let mut stored = 0;
         let mut last = None;
         for h in holders {
@@ -120,13 +145,16 @@ impl Lane {
     /// Fetch a chunk from the first holder whose copy verifies.
     async fn fetch_chunk(&mut self, h: crate::Hash, k: u8) -> Result<Vec<u8>, FilesError> {
         let key = ItemKey::Chunk(h);
-        for p in self.locate(key.ring_id(), k).await? {
-            match self.ask(p.addr, &FilesRequest::Fetch { key }).await {
-                Ok(FilesResponse::Data(d)) if hash(&d) == h => return Ok(d),
-                Ok(FilesResponse::Data(_)) => {
-                    tracing::warn!(from = %p.addr, "corrupt chunk received: trying another replica")
+        // First with the cached holders, then, if none of them had it, with fresh ones.
+        for fresh in [false, true] {
+            for p in self.locate(key.ring_id(), k, fresh).await? {
+                match self.ask(p.addr, &FilesRequest::Fetch { key }).await {
+                    Ok(FilesResponse::Data(d)) if hash(&d) == h => return Ok(d),
+                    Ok(FilesResponse::Data(_)) => {
+                        tracing::warn!(from = %p.addr, "corrupt chunk received: trying another replica")
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
         Err(FilesError::Unavailable)
@@ -173,43 +201,41 @@ pub async fn put(
     let window = opts.window.max(1);
     let mut file = std::fs::File::open(path).map_err(|e| local(e, path))?;
     let size = file.metadata().map_err(|e| local(e, path))?.len();
-    let mut lanes: Vec<Lane> = (0..window).map(|_| Lane::new(node)).collect();
+    use futures::stream::{FuturesOrdered, StreamExt};
+    let mut idle: Vec<Lane> = (0..window).map(|_| Lane::new(node)).collect();
     let mut whole = blake3::Hasher::new();
     let mut chunks = Vec::new();
+    let mut read = 0u64;
     let mut done = 0u64;
     let mut min_replicas = opts.replicas;
+    let k = opts.replicas;
+    // A sliding window: at most `window` chunks read and in flight at once.
+    let mut in_flight = FuturesOrdered::new();
     loop {
-        // Read up to `window` chunks: the only file data in memory.
-        let mut batch = Vec::with_capacity(window);
-        while batch.len() < window
-            && done + batch.iter().map(|b: &Vec<u8>| b.len() as u64).sum::<u64>() < size
-        {
+        while read < size {
+            let Some(mut lane) = idle.pop() else { break };
             let mut buf = vec![0u8; chunk_size as usize];
             let n = read_full(&mut file, &mut buf).map_err(|e| local(e, path))?;
             if n == 0 {
+                idle.push(lane);
                 break;
             }
             buf.truncate(n);
             whole.update(&buf);
-            batch.push(buf);
+            read += n as u64;
+            in_flight.push_back(async move {
+                let h = hash(&buf);
+                let r = lane.store(ItemKey::Chunk(h), &buf, k).await;
+                (lane, h, buf.len() as u64, r)
+            });
         }
-        if batch.is_empty() {
+        let Some((lane, h, len, r)) = in_flight.next().await else {
             break;
-        }
-        let jobs = batch.iter().zip(lanes.iter_mut()).map(|(data, lane)| {
-            let h = hash(data);
-            async move {
-                lane.store(ItemKey::Chunk(h), data, opts.replicas)
-                    .await
-                    .map(|n| (h, n))
-            }
-        });
-        for r in futures::future::join_all(jobs).await {
-            let (h, n) = r?;
-            chunks.push(h);
-            min_replicas = min_replicas.min(n);
-        }
-        done += batch.iter().map(|b| b.len() as u64).sum::<u64>();
+        };
+        idle.push(lane);
+        min_replicas = min_replicas.min(r?);
+        chunks.push(h);
+        done += len;
         progress(done);
     }
     if done != size {
@@ -226,7 +252,8 @@ pub async fn put(
         file_hash: *whole.finalize().as_bytes(),
         uploaded_ms: now_ms(),
     };
-    let n = lanes[0]
+    let mut lane = idle.pop().unwrap_or_else(|| Lane::new(node));
+    let n = lane
         .store(manifest.key(), &encode(&manifest)?, opts.replicas)
         .await?;
     Ok(PutReport {
@@ -252,7 +279,7 @@ pub async fn manifest(node: SocketAddr, name: &str, k: u8) -> Result<Manifest, F
     let mut lane = Lane::new(node);
     let key = ItemKey::Manifest(Id::for_key(name));
     let mut best: Option<Manifest> = None;
-    for p in lane.locate(key.ring_id(), k).await? {
+    for p in lane.locate(key.ring_id(), k, true).await? {
         if let Ok(FilesResponse::Data(d)) = lane.ask(p.addr, &FilesRequest::Fetch { key }).await {
             if let Ok(m) = decode::<Manifest>(&d) {
                 if m.validate().is_ok()
@@ -334,31 +361,39 @@ async fn download(
     opts: &TransferOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(), FilesError> {
+    use futures::stream::{FuturesOrdered, StreamExt};
     let window = opts.window.max(1);
+    let k = opts.replicas;
     let mut f = std::fs::File::create(tmp).map_err(|e| local(e, tmp))?;
-    let mut lanes: Vec<Lane> = (0..window).map(|_| Lane::new(node)).collect();
+    let mut idle: Vec<Lane> = (0..window).map(|_| Lane::new(node)).collect();
     let mut whole = blake3::Hasher::new();
     let mut done = 0u64;
-    for batch in m.chunks.chunks(window) {
-        let jobs = batch
-            .iter()
-            .zip(lanes.iter_mut())
-            .map(|(h, lane)| lane.fetch_chunk(*h, opts.replicas));
-        for (i, r) in futures::future::join_all(jobs)
-            .await
-            .into_iter()
-            .enumerate()
-        {
-            let data = r?;
-            let idx = (done / u64::from(m.chunk_size)) as usize;
-            if data.len() != m.chunk_len(idx) {
-                return Err(FilesError::Corrupt);
-            }
-            let _ = i;
-            f.write_all(&data).map_err(|e| local(e, tmp))?;
-            whole.update(&data);
-            done += data.len() as u64;
+    // A sliding window: `window` chunks always in flight, written in order as they come.
+    let mut in_flight = FuturesOrdered::new();
+    let mut next = 0;
+    let mut written = 0;
+    while written < m.chunks.len() {
+        while next < m.chunks.len() {
+            let Some(mut lane) = idle.pop() else { break };
+            let h = m.chunks[next];
+            in_flight.push_back(async move {
+                let r = lane.fetch_chunk(h, k).await;
+                (lane, r)
+            });
+            next += 1;
         }
+        let Some((lane, r)) = in_flight.next().await else {
+            break;
+        };
+        idle.push(lane);
+        let data = r?;
+        if data.len() != m.chunk_len(written) {
+            return Err(FilesError::Corrupt);
+        }
+        f.write_all(&data).map_err(|e| local(e, tmp))?;
+        whole.update(&data);
+        done += data.len() as u64;
+        written += 1;
         progress(done, m.size);
     }
     if *whole.finalize().as_bytes() != m.file_hash || done != m.size {
@@ -428,7 +463,7 @@ pub async fn rm(node: SocketAddr, name: &str, k: u8) -> Result<usize, FilesError
     let m = manifest(node, name, k).await?;
     let mut lane = Lane::new(node);
     let mut removed = 0;
-    for p in lane.locate(m.key().ring_id(), k).await? {
+    for p in lane.locate(m.key().ring_id(), k, true).await? {
         if let Ok(FilesResponse::Removed) = lane
             .ask(p.addr, &FilesRequest::Remove { key: m.key() })
             .await

@@ -75,6 +75,31 @@ pub async fn wait_consistent_at(addrs: &[SocketAddr], limit: Duration) -> Option
     None
 }
 
+/// Wait up to `limit` until every node's successor list is full: `min(r, n - 1)` entries,
+/// with r the default list length. Replica placement needs the whole list, not only the
+/// first successor that [`wait_consistent_at`] checks.
+pub async fn wait_full_lists(addrs: &[SocketAddr], limit: Duration) -> bool {
+    let want = Config::default()
+        .successor_list_len
+        .min(addrs.len().saturating_sub(1));
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let mut full = true;
+        for a in addrs {
+            let len = match Client::connect(*a).await {
+                Ok(mut c) => c.status().await.map(|s| s.successors.len()).unwrap_or(0),
+                Err(_) => 0,
+            };
+            full &= len >= want;
+        }
+        if full {
+            return true;
+        }
+        async_io::Timer::after(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// [`wait_consistent_at`] for in-process nodes.
 pub async fn wait_consistent(nodes: &[Node], limit: Duration) -> Option<Duration> {
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr()).collect();
@@ -93,15 +118,26 @@ pub struct NodeProc {
 impl NodeProc {
     /// Start the `chord` binary at `bin` as a headless node, joining `join` if given.
     pub fn start(bin: &str, join: Option<SocketAddr>) -> NodeProc {
+        NodeProc::start_with(bin, join, &[], Stdio::null())
+    }
+
+    /// [`NodeProc::start`] with more arguments for `chord node` and a place for its stderr.
+    pub fn start_with(
+        bin: &str,
+        join: Option<SocketAddr>,
+        extra: &[&str],
+        stderr: Stdio,
+    ) -> NodeProc {
         let mut cmd = Command::new(bin);
         cmd.args(["node", "127.0.0.1", "0", "--headless"]);
         if let Some(j) = join {
             cmd.args(["--join", &j.to_string()]);
         }
+        cmd.args(extra);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn chord node");
         let mut line = String::new();
@@ -141,14 +177,24 @@ impl NodeProc {
 
     /// Resident memory of the process in KiB (0 if unknown).
     pub fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        proc_status_kib(self.child.id(), "VmRSS:")
     }
+
+    /// Peak resident memory of the process so far, in KiB (0 if unknown).
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.child.id(), "VmHWM:")
+    }
+}
+
+/// A `kB` field of /proc/PID/status (VmRSS:, VmHWM:), 0 if unknown.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 impl Drop for NodeProc {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chord_files::manifest::{output_name, ItemKey};
 use chord_files::transfer::{self, GetOutcome, TransferOptions};
 use chord_files::{DiskStore, FilesConfig, FilesError, FilesNode, MemoryStore, Store};
-use chord_tests::{any_port, fast_config, wait_consistent};
+use chord_tests::{any_port, fast_config, wait_consistent, wait_full_lists};
 use futures_lite::future::block_on;
 
 fn files_cfg() -> FilesConfig {
@@ -39,6 +39,11 @@ async fn ring(n: usize) -> Vec<FilesNode> {
     wait_consistent(&handles, Duration::from_secs(20))
         .await
         .expect("ring consistent");
+    let addrs: Vec<std::net::SocketAddr> = handles.iter().map(|n| n.addr()).collect();
+    assert!(
+        wait_full_lists(&addrs, Duration::from_secs(20)).await,
+        "successor lists not full"
+    );
     nodes
 }
 

@@ -1,0 +1,292 @@
+//! File-transfer measurements for docs/benchmarks.md. Not part of `cargo test`:
+//!
+//! ```text
+//! cargo test --release -p chord-cli --test bench_files -- --ignored --nocapture
+//! ```
+//!
+//! Uses about 6 GiB of disk in a temporary directory (removed at the end) and loopback
+//! only; every process is killed when its handle drops.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chord_tests::{proc_status_kib, wait_consistent_at, NodeProc};
+use futures_lite::future::block_on;
+
+const CHORD: &str = env!("CARGO_BIN_EXE_chord");
+const MIB: f64 = (1u64 << 20) as f64;
+
+fn write_random(path: &Path, len: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for c in buf.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            c.copy_from_slice(&x.to_le_bytes()[..c.len()]);
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        f.write_all(&buf[..n]).expect("write");
+        left -= n as u64;
+    }
+    f.flush().expect("flush");
+}
+
+/// A plain TCP copy of `src` to `dst` over loopback (read, send, receive, write, fsync).
+fn raw_copy(src: &Path, dst: &Path) -> f64 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let dst = dst.to_path_buf();
+    let start = Instant::now();
+    let rx = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut f = std::fs::File::create(&dst).expect("create");
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = s.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            f.write_all(&buf[..n]).expect("write");
+        }
+        f.sync_all().expect("sync");
+    });
+    let mut s = TcpStream::connect(addr).expect("connect");
+    let mut f = std::fs::File::open(src).expect("open");
+    std::io::copy(&mut f, &mut s).expect("copy");
+    drop(s);
+    rx.join().expect("receiver");
+    start.elapsed().as_secs_f64()
+}
+
+/// Run a chord client command, sampling its peak RSS; returns (seconds, peak MiB, ok).
+fn timed(args: &[&str], dir: &Path, during: impl FnOnce(&Child)) -> (f64, f64, bool) {
+    let start = Instant::now();
+    let mut child = Command::new(CHORD)
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    during(&child);
+    let mut peak = 0;
+    loop {
+        peak = peak.max(proc_status_kib(child.id(), "VmHWM:"));
+        if let Some(s) = child.try_wait().expect("wait") {
+            return (
+                start.elapsed().as_secs_f64(),
+                peak as f64 / 1024.0,
+                s.success(),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(m) = e.metadata() {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+fn repair_bytes(log: &Path, from: u64) -> u64 {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.get(from as usize..)
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| {
+            let i = l.find("copies sent (")?;
+            l[i + 13..].split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+fn wait_ring(addrs: &[SocketAddr]) {
+    block_on(wait_consistent_at(addrs, Duration::from_secs(60))).expect("ring consistent");
+}
+
+fn ls_replicas(at: SocketAddr, name: &str) -> Option<u64> {
+    let out = Command::new(CHORD)
+        .args(["ls", "--json", "--node", &at.to_string()])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.as_array()?
+        .iter()
+        .find(|f| f["name"] == name)
+        .and_then(|f| f["replicas"].as_u64())
+}
+
+#[test]
+#[ignore = "benchmark: 1 GiB transfers on a 5-node ring, several minutes"]
+fn transfers_on_five_nodes() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tmp");
+    let dir = tmp.path();
+    let gib = dir.join("big.bin");
+    write_random(&gib, 1 << 30);
+    let raw = raw_copy(&gib, &dir.join("raw.copy"));
+    let _ = std::fs::remove_file(dir.join("raw.copy"));
+    println!(
+        "raw loopback copy of 1 GiB: {:.2} s, {:.0} MiB/s",
+        raw,
+        1024.0 / raw
+    );
+
+    let mut nodes: Vec<NodeProc> = Vec::new();
+    let mut logs = Vec::new();
+    for i in 0..5 {
+        let data = dir.join(format!("data{i}"));
+        let log = dir.join(format!("node{i}.log"));
+        let f = std::fs::File::create(&log).expect("log");
+        let join = nodes.first().map(|n| n.addr);
+        nodes.push(NodeProc::start_with(
+            CHORD,
+            join,
+            &[
+                "-v",
+                "--data",
+                data.to_str().expect("utf-8"),
+                "--replicas",
+                "3",
+            ],
+            Stdio::from(f),
+        ));
+        logs.push(log);
+    }
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    wait_ring(&addrs);
+    let at = addrs[0].to_string();
+
+    let (t, rss, ok) = timed(&["put", "big.bin", "--node", &at], dir, |_| {});
+    assert!(ok, "put failed");
+    println!(
+        "put 1 GiB (k = 3): {t:.1} s, {:.0} MiB/s of file, client peak RSS {rss:.1} MiB",
+        1024.0 / t
+    );
+    let out = dir.join("down");
+    std::fs::create_dir(&out).expect("mkdir");
+    let (t, rss, ok) = timed(&["get", "big.bin", "--node", &at], &out, |_| {});
+    assert!(ok, "get failed");
+    println!(
+        "get 1 GiB: {t:.1} s, {:.0} MiB/s = {:.0}% of raw; client peak RSS {rss:.1} MiB",
+        1024.0 / t,
+        100.0 * raw / t
+    );
+    assert_eq!(
+        std::fs::metadata(out.join("big.bin")).expect("out").len(),
+        1 << 30
+    );
+    std::fs::remove_file(out.join("big.bin")).expect("rm");
+    {
+        let size = 100u64 << 20;
+        let f = dir.join("mid.bin");
+        write_random(&f, size);
+        let (_, prss, ok1) = timed(&["put", "mid.bin", "--node", &at], dir, |_| {});
+        let (_, grss, ok2) = timed(&["get", "mid.bin", "--node", &at], &out, |_| {});
+        assert!(ok1 && ok2);
+        println!("100 MiB: put client peak RSS {prss:.1} MiB, get client peak RSS {grss:.1} MiB");
+    }
+    let node_rss: Vec<f64> = nodes
+        .iter()
+        .map(|n| n.peak_rss_kib() as f64 / 1024.0)
+        .collect();
+    println!("node peak RSS (MiB): {node_rss:.1?}");
+
+    // A sixth node joins a ring holding 1.1 GiB x 3: what moves, against what it must own.
+    let marks: Vec<u64> = logs
+        .iter()
+        .map(|l| std::fs::metadata(l).map_or(0, |m| m.len()))
+        .collect();
+    let data5 = dir.join("data5");
+    let log5 = dir.join("node5.log");
+    nodes.push(NodeProc::start_with(
+        CHORD,
+        Some(addrs[0]),
+        &[
+            "-v",
+            "--data",
+            data5.to_str().expect("utf-8"),
+            "--replicas",
+            "3",
+        ],
+        Stdio::from(std::fs::File::create(&log5).expect("log")),
+    ));
+    let mut all: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    wait_ring(&all);
+    // Repair runs every 10 s and after range changes; let it finish.
+    let mut last = 0;
+    for _ in 0..12 {
+        std::thread::sleep(Duration::from_secs(5));
+        let now = dir_bytes(&data5);
+        if now == last && now > 0 {
+            break;
+        }
+        last = now;
+    }
+    std::thread::sleep(Duration::from_secs(12));
+    let moved: u64 = logs
+        .iter()
+        .zip(&marks)
+        .map(|(l, m)| repair_bytes(l, *m))
+        .sum::<u64>()
+        + repair_bytes(&log5, 0);
+    let owned = dir_bytes(&data5.join("chunks")) + dir_bytes(&data5.join("manifests"));
+    println!(
+        "join: new node now holds {:.1} MiB; {:.1} MiB moved in all ({:.2}x the minimum)",
+        owned as f64 / MIB,
+        moved as f64 / MIB,
+        moved as f64 / owned.max(1) as f64
+    );
+
+    // kill -9 of k - 1 = 2 nodes during a download: it completes and verifies.
+    let victims = [2usize, 4];
+    let (t, _, ok) = timed(&["get", "big.bin", "--node", &at], &out, |_| {
+        std::thread::sleep(Duration::from_millis(1500));
+        for v in victims {
+            let _ = Command::new("kill")
+                .args(["-9", &nodes[v].child.id().to_string()])
+                .status();
+        }
+    });
+    println!(
+        "get with 2 of 6 nodes killed mid-way: {} in {t:.1} s",
+        if ok {
+            "completed and verified"
+        } else {
+            "FAILED"
+        }
+    );
+    assert!(ok);
+    all.retain(|a| *a != nodes[2].addr && *a != nodes[4].addr);
+    wait_ring(&all);
+    let start = Instant::now();
+    let mut reps = None;
+    while start.elapsed() < Duration::from_secs(120) {
+        reps = ls_replicas(addrs[0], "big.bin");
+        if reps == Some(3) {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    println!(
+        "after the kills: chord ls shows {reps:?} replicas of big.bin after {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
+}
