@@ -39,7 +39,7 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not a size (bytes, or a number with K, M, G or T)"))
 }
 
-fn bar(len: u64) -> ProgressBar {
+pub fn bar(len: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod files;
 mod net;
 mod paths;
@@ -23,6 +24,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Show the whole system on this machine: a small ring, a file stored, fetched, a node
+    /// crashed, the file fetched again.
+    #[command(after_help = demo::EXAMPLES)]
+    Demo(demo::DemoArgs),
     /// Run a node: start a ring, or join one with --join.
     #[command(after_help = net::NODE_EXAMPLES)]
     Node(net::NodeArgs),
@@ -126,6 +131,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
+        Command::Demo(args) => demo::demo(&args),
         Command::Node(args) => net::node(&args),
         Command::Lookup { key, at } => net::lookup(&at, &key),
         Command::Status { at } => net::status(&at),

@@ -277,27 +277,50 @@ pub fn leave(at: &NodeAddr) -> Result<()> {
 }
 
 /// Walk the ring by successors, asking each node for its status.
-pub fn ring(at: &NodeAddr) -> Result<()> {
-    let walk = block_on(async {
-        let mut out: Vec<Status> = Vec::new();
-        let mut seen = HashSet::new();
-        let mut next = at.addr;
-        // Bounded: a ring walk stops on returning to a node already seen.
-        for _ in 0..100_000 {
-            let mut c = connect(next).await?;
-            let s = c.status().await?;
-            if !seen.insert(s.me.id) {
-                break;
-            }
-            let succ = s.successors.first().map(|p| p.addr);
-            out.push(s);
-            match succ {
-                Some(a) => next = a,
-                None => break,
-            }
+/// Walk the ring by successors from `start`, asking each node for its status. Bounded: it
+/// stops on returning to a node already seen, or after 100,000 nodes.
+pub async fn walk_ring(start: SocketAddr) -> Result<Vec<Status>> {
+    let mut out: Vec<Status> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut next = start;
+    for _ in 0..100_000 {
+        let mut c = connect(next).await?;
+        let s = c.status().await?;
+        if !seen.insert(s.me.id) {
+            break;
         }
-        Ok::<_, Box<dyn std::error::Error>>(out)
-    })?;
+        let succ = s.successors.first().map(|p| p.addr);
+        out.push(s);
+        match succ {
+            Some(a) => next = a,
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Print a ring walk as `chord ring` does.
+pub fn print_ring(walk: &[Status]) {
+    for s in walk {
+        println!(
+            "{}  →  {}",
+            short(&s.me),
+            s.successors.first().map_or("(none)".into(), short)
+        );
+    }
+    println!(
+        "{} node(s), {}",
+        walk.len(),
+        if ring_consistent(walk) {
+            "consistent"
+        } else {
+            "NOT consistent"
+        }
+    );
+}
+
+pub fn ring(at: &NodeAddr) -> Result<()> {
+    let walk = block_on(walk_ring(at.addr))?;
     let consistent = ring_consistent(&walk);
     if at.json {
         let nodes: Vec<Value> = walk
@@ -313,29 +336,14 @@ pub fn ring(at: &NodeAddr) -> Result<()> {
             .collect();
         println!("{}", json!({"nodes": nodes, "consistent": consistent}));
     } else {
-        for s in &walk {
-            println!(
-                "{}  →  {}",
-                short(&s.me),
-                s.successors.first().map_or("(none)".into(), short)
-            );
-        }
-        println!(
-            "{} node(s), {}",
-            walk.len(),
-            if consistent {
-                "consistent"
-            } else {
-                "NOT consistent"
-            }
-        );
+        print_ring(&walk);
     }
     Ok(())
 }
 
 /// Every node's successor's predecessor is that node, the walk closes on its start, and it
 /// goes round the identifier circle exactly once.
-fn ring_consistent(walk: &[Status]) -> bool {
+pub fn ring_consistent(walk: &[Status]) -> bool {
     let Some(first) = walk.first() else {
         return false;
     };

@@ -124,6 +124,7 @@ fn human_output_and_help() {
         &["get", "--help"],
         &["ls", "--help"],
         &["rm", "--help"],
+        &["demo", "--help"],
     ] {
         let out = chord(cmd);
         assert!(out.status.success());
@@ -172,4 +173,21 @@ fn paths_writes_a_plot() {
     assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
     assert_eq!(text.matches("<circle").count(), 3);
     std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn demo_runs_every_step() {
+    let out = chord(&["demo", "--nodes", "3", "--size", "3M"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("identical (3145728 bytes)"), "{text}");
+    assert!(
+        text.contains("fetched again from the surviving replicas: identical"),
+        "{text}"
+    );
+    assert!(text.contains("done: every step worked."), "{text}");
 }

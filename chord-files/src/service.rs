@@ -254,10 +254,10 @@ pub async fn ask(
     req: &FilesRequest,
 ) -> Result<FilesResponse, FilesError> {
     let bytes = encode(req)?;
-    let answer = node
-        .call(to, SERVICE, bytes)
-        .await
-        .map_err(|e| FilesError::Unreachable(e.to_string()))?;
+    let answer = node.call(to, SERVICE, bytes).await.map_err(|e| match e {
+        chord_net::Error::Stopped => FilesError::Stopped,
+        e => FilesError::Unreachable(e.to_string()),
+    })?;
     decode(&answer).map_err(|_| FilesError::BadRequest)
 }
 
@@ -328,6 +328,7 @@ pub async fn maintain(
                 )
                 .await
                 {
+                    Err(FilesError::Stopped) => return Err(FilesError::Stopped),
                     Ok(FilesResponse::Have(v)) if v.len() == chunk.len() => v,
                     other => {
                         debug!(to = %h.addr, "have failed: {other:?}");
@@ -352,6 +353,7 @@ pub async fn maintain(
                             r.sent += 1;
                             r.bytes += len;
                         }
+                        Err(FilesError::Stopped) => return Err(FilesError::Stopped),
                         other => {
                             warn!(to = %h.addr, "replica refused an item: {other:?}");
                             everywhere[c * MAX_HAVE + n] = false;

@@ -1,0 +1,216 @@
+//! `chord demo`: the whole system on one machine, in one process, with no set-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chord_core::Config;
+use chord_files::manifest::hex;
+use chord_files::transfer::{self, GetOutcome, TransferOptions};
+use chord_files::{FilesConfig, FilesNode, MemoryStore};
+use futures_lite::future::block_on;
+
+use crate::net::{print_ring, ring_consistent, walk_ring};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+pub const EXAMPLES: &str = "Examples:
+  chord demo
+  chord demo --nodes 8 --size 64M
+  chord demo --keep        # leave the ring running and talk to it with chord ls, get, ring…";
+
+/// Options of `chord demo`.
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Nodes in the ring.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..=64))]
+    nodes: u16,
+    /// Size of the generated file (suffixes K, M, G).
+    #[arg(long, default_value = "16M", value_parser = crate::files::parse_size)]
+    size: u64,
+    /// Keep the ring running after the demo, until Ctrl-C.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// Cleans up the demo's files however the demo ends.
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn step(n: u32, what: &str) {
+    println!("\n{n}. {what}");
+}
+
+pub fn demo(a: &DemoArgs) -> Result<()> {
+    let dir = TempDir(std::env::temp_dir().join(format!("chord-demo-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let config = Config {
+        stabilize_interval: Duration::from_millis(200),
+        fix_fingers_interval: Duration::from_millis(200),
+        request_timeout: Duration::from_millis(500),
+        ..Config::default()
+    };
+    let files_cfg = FilesConfig {
+        replicas: 3,
+        repair_every: Duration::from_secs(2),
+    };
+    block_on(async {
+        step(
+            1,
+            &format!(
+                "Starting {} nodes on 127.0.0.1 (ports chosen by the system)",
+                a.nodes
+            ),
+        );
+        let mut nodes: Vec<FilesNode> = Vec::new();
+        for _ in 0..a.nodes {
+            let mut b = chord_net::Node::builder()
+                .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .config(config.clone());
+            if let Some(first) = nodes.first() {
+                b = b.join(first.node().addr());
+            }
+            let n = FilesNode::start(b, Arc::new(MemoryStore::new(u64::MAX)), files_cfg.clone())
+                .await?;
+            println!(
+                "   node {}  id {}",
+                n.node().addr(),
+                &n.node().id().to_string()[..16]
+            );
+            nodes.push(n);
+        }
+        let first = nodes[0].node().addr();
+        let start = Instant::now();
+        let walk = settled_ring(first, nodes.len()).await?;
+        println!(
+            "   the ring formed by stabilization in {:.1} s:",
+            start.elapsed().as_secs_f64()
+        );
+        print_ring(&walk);
+        // Replicas go to the successor lists: give them a moment to fill.
+        async_io::Timer::after(Duration::from_secs(1)).await;
+
+        step(
+            2,
+            &format!(
+                "Generating a {} byte file and storing it with 3 replicas",
+                a.size
+            ),
+        );
+        let src = dir.0.join("demo.bin");
+        write_pattern(&src, a.size)?;
+        let opts = TransferOptions::default();
+        let pb = crate::files::bar(a.size);
+        let put = transfer::put(first, &src, "demo.bin", &opts, &|n| pb.set_position(n)).await?;
+        pb.finish_and_clear();
+        println!(
+            "   stored demo.bin: {} chunk(s), BLAKE3 {}…, {} copies of every piece",
+            put.manifest.chunks.len(),
+            &hex(&put.manifest.file_hash)[..16],
+            put.min_replicas
+        );
+
+        step(3, "Fetching it through another node and verifying it");
+        let other = nodes[nodes.len() - 1].node().addr();
+        let out = dir.0.join("fetched.bin");
+        fetch(other, &out, &opts).await?;
+        println!(
+            "   fetched through {other}: identical ({} bytes)",
+            std::fs::metadata(&out)?.len()
+        );
+
+        step(
+            4,
+            "Crashing a node that holds the file, then fetching again",
+        );
+        let dead = nodes.remove(1);
+        println!(
+            "   killed {}, which held {} bytes of it (no goodbye)",
+            dead.node().addr(),
+            dead.store().used()
+        );
+        dead.node().kill();
+        let out2 = dir.0.join("fetched-again.bin");
+        fetch(other, &out2, &opts).await?;
+        println!("   fetched again from the surviving replicas: identical");
+        let start = Instant::now();
+        let walk = settled_ring(first, nodes.len()).await?;
+        println!(
+            "   the ring repaired itself in {:.1} s:",
+            start.elapsed().as_secs_f64()
+        );
+        print_ring(&walk);
+        let ls = transfer::ls(first, 1000).await?;
+        for l in &ls {
+            println!(
+                "   {}  {} bytes  on {} nodes",
+                l.manifest.name, l.manifest.size, l.replicas
+            );
+        }
+
+        if a.keep {
+            step(5, "The ring keeps running. From another terminal, try:");
+            println!("   chord ring --node {first}");
+            println!("   chord ls --node {first}");
+            println!("   chord get demo.bin --node {other}");
+            println!("   chord put SOME_FILE --node {first}");
+            println!("   Ctrl-C stops the demo.");
+            let (tx, rx) = async_channel::bounded::<()>(1);
+            ctrlc::set_handler(move || {
+                let _ = tx.try_send(());
+            })?;
+            let _ = rx.recv().await;
+        }
+        for n in &nodes {
+            n.node().kill();
+        }
+        println!("\ndone: every step worked.");
+        Ok(())
+    })
+}
+
+/// Walk the ring from `first` until it is consistent with `n` nodes (a walk may meet a
+/// node that just died: that is retried), for at most 30 s.
+async fn settled_ring(first: SocketAddr, n: usize) -> Result<Vec<chord_net::wire::Status>> {
+    let start = Instant::now();
+    loop {
+        let walk = walk_ring(first).await;
+        match walk {
+            Ok(w) if ring_consistent(&w) && w.len() == n => return Ok(w),
+            Ok(w) if start.elapsed() > Duration::from_secs(30) => return Ok(w),
+            Err(e) if start.elapsed() > Duration::from_secs(30) => return Err(e),
+            _ => {
+                async_io::Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn fetch(node: SocketAddr, out: &std::path::Path, opts: &TransferOptions) -> Result<()> {
+    match transfer::get(node, "demo.bin", out, true, opts, &|_, _| {}).await? {
+        GetOutcome::Written(_) | GetOutcome::UpToDate(_) => Ok(()),
+    }
+}
+
+/// A file whose chunks all differ (so that they spread over the ring).
+fn write_pattern(path: &std::path::Path, len: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut left = len;
+    while left > 0 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let bytes = x.to_le_bytes();
+        let n = left.min(8) as usize;
+        f.write_all(&bytes[..n])?;
+        left -= n as u64;
+    }
+    f.flush()
+}
