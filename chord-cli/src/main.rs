@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod files;
+mod menu;
 mod net;
 mod paths;
 mod sim;

@@ -102,16 +102,55 @@ pub struct NodeAddr {
     pub json: bool,
 }
 
-pub fn node(a: &NodeArgs) -> Result<()> {
-    let listen = SocketAddr::new(a.ip, a.port);
-    let mut b = Node::builder()
-        .listen(listen)
-        .successors(a.successors as usize)
-        .vnodes(a.vnodes)
-        .defer_client_leave(true);
-    if let Some(j) = a.join {
-        b = b.join(j);
+/// How to (re)start this process's node: the menu restarts it to join another ring.
+pub struct NodeSetup {
+    pub listen: SocketAddr,
+    successors: usize,
+    vnodes: u16,
+    store: Arc<dyn Store>,
+    cfg: FilesConfig,
+}
+
+impl NodeSetup {
+    /// Start the node, joining `join` if given (else a new ring).
+    pub fn start(&self, join: Option<SocketAddr>) -> Result<FilesNode> {
+        let mut b = Node::builder()
+            .listen(self.listen)
+            .successors(self.successors)
+            .vnodes(self.vnodes)
+            .defer_client_leave(true);
+        if let Some(j) = join {
+            b = b.join(j);
+        }
+        block_on(FilesNode::start(b, self.store.clone(), self.cfg.clone())).map_err(
+            |e| -> Box<dyn std::error::Error> {
+                match (join, &e) {
+                    (Some(j), chord_net::Error::Join(_)) => Box::new(Hinted {
+                        err: e.into(),
+                        hint: no_node_hint(j),
+                    }),
+                    _ => e.into(),
+                }
+            },
+        )
     }
+}
+
+/// Hand the node's files over, then leave; if the hand-over fails, leave anyway.
+pub fn leave_gracefully(files: &FilesNode) -> Result<()> {
+    block_on(async {
+        match files.leave().await {
+            Ok(r) => eprintln!("handed over {} copies ({} bytes)", r.sent, r.bytes),
+            Err(e) => {
+                eprintln!("hand-over failed ({e}); leaving anyway");
+                files.node().leave().await?;
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn node(a: &NodeArgs) -> Result<()> {
     let limit = a.max_store.unwrap_or(u64::MAX);
     let store: Arc<dyn Store> = match &a.data {
         Some(dir) => Arc::new(
@@ -120,69 +159,55 @@ pub fn node(a: &NodeArgs) -> Result<()> {
         ),
         None => Arc::new(MemoryStore::new(limit)),
     };
-    let cfg = FilesConfig {
-        replicas: a.replicas,
-        ..FilesConfig::default()
+    let setup = NodeSetup {
+        listen: SocketAddr::new(a.ip, a.port),
+        successors: a.successors as usize,
+        vnodes: a.vnodes,
+        store,
+        cfg: FilesConfig {
+            replicas: a.replicas,
+            ..FilesConfig::default()
+        },
     };
-    let files =
-        block_on(FilesNode::start(b, store, cfg)).map_err(|e| -> Box<dyn std::error::Error> {
-            match (a.join, &e) {
-                (Some(j), chord_net::Error::Join(_)) => Box::new(Hinted {
-                    err: e.into(),
-                    hint: no_node_hint(j),
-                }),
-                _ => e.into(),
-            }
-        })?;
+    let files = setup.start(a.join)?;
     let node = files.node().clone();
     println!("listening on {} id {}", node.addr(), node.id());
-    if !a.headless && std::io::stdin().is_terminal() {
-        eprintln!(
-            "(the interactive menu is not built yet: serving headless; Ctrl-C leaves the ring)"
-        );
-    }
     let (tx, rx) = async_channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = tx.try_send(());
     })?;
-    block_on(async {
-        let leave = futures_lite::future::or(
-            futures_lite::future::or(
-                async {
-                    let _ = rx.recv().await;
-                    true
-                },
-                async {
-                    node.leave_requested().await;
-                    true
-                },
-            ),
+    if !a.headless && std::io::stdin().is_terminal() {
+        return crate::menu::run(setup, files, rx);
+    }
+    let leave = block_on(futures_lite::future::or(
+        futures_lite::future::or(
             async {
-                node.stopped().await;
-                false
+                let _ = rx.recv().await;
+                true
             },
-        )
-        .await;
-        if leave {
-            eprintln!("handing stored data over and leaving the ring…");
-            match files.leave().await {
-                Ok(r) => eprintln!("handed over {} copies ({} bytes)", r.sent, r.bytes),
-                Err(e) => {
-                    eprintln!("hand-over failed ({e}); leaving anyway");
-                    node.leave().await?;
-                }
-            }
-        }
-        eprintln!("stopped");
-        Ok(())
-    })
+            async {
+                node.leave_requested().await;
+                true
+            },
+        ),
+        async {
+            node.stopped().await;
+            false
+        },
+    ));
+    if leave {
+        eprintln!("handing stored data over and leaving the ring…");
+        leave_gracefully(&files)?;
+    }
+    eprintln!("stopped");
+    Ok(())
 }
 
 fn peer_json(p: &Peer) -> Value {
     json!({"id": p.id.to_string(), "addr": p.addr.to_string()})
 }
 
-fn short(p: &Peer) -> String {
+pub fn short(p: &Peer) -> String {
     format!("{}  {}", &p.id.to_string()[..8], p.addr)
 }
 
@@ -218,7 +243,7 @@ pub fn lookup(at: &NodeAddr, key: &str) -> Result<()> {
     Ok(())
 }
 
-fn status_json(s: &Status) -> Value {
+pub fn status_json(s: &Status) -> Value {
     json!({
         "id": s.me.id.to_string(),
         "addr": s.me.addr.to_string(),

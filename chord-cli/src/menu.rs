@@ -1,0 +1,299 @@
+//! The interactive node: the original app's numbered menu, with line editing and history.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use async_channel::Receiver;
+use chord_files::manifest::{hex, output_name};
+use chord_files::transfer::{self, GetOutcome, TransferOptions};
+use chord_files::FilesNode;
+use futures_lite::future::block_on;
+use rustyline::error::ReadlineError;
+use rustyline::DefaultEditor;
+
+use crate::net::{leave_gracefully, short, NodeSetup};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const MENU: &str = "
+  1) join a ring          2) leave the ring
+  3) upload a file        4) download a file
+  5) finger table         6) predecessor and successor
+  7) list files           8) status
+  0) quit (leaves the ring)";
+
+enum Line {
+    Text(String),
+    /// Ctrl-C or Ctrl-D: leave and quit.
+    Quit,
+}
+
+fn read(rl: &mut DefaultEditor, prompt: &str) -> Result<Line> {
+    match rl.readline(prompt) {
+        Ok(l) => {
+            let l = l.trim().to_string();
+            if !l.is_empty() {
+                let _ = rl.add_history_entry(&l);
+            }
+            Ok(Line::Text(l))
+        }
+        Err(ReadlineError::Interrupted | ReadlineError::Eof) => Ok(Line::Quit),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Ask with a default: an empty answer takes it.
+fn ask(rl: &mut DefaultEditor, what: &str, default: &str) -> Result<Option<String>> {
+    let prompt = if default.is_empty() {
+        format!("{what}: ")
+    } else {
+        format!("{what} [{default}]: ")
+    };
+    Ok(match read(rl, &prompt)? {
+        Line::Text(t) if t.is_empty() => Some(default.to_string()),
+        Line::Text(t) => Some(t),
+        Line::Quit => None,
+    })
+}
+
+/// Run the menu until the user quits. `signals` fires on SIGINT/SIGTERM outside line
+/// editing (e.g. during a transfer).
+pub fn run(setup: NodeSetup, files: FilesNode, signals: Receiver<()>) -> Result<()> {
+    let mut rl = DefaultEditor::new()?;
+    let mut current = Some(files);
+    println!("{MENU}");
+    loop {
+        if signals.try_recv().is_ok() {
+            break;
+        }
+        if let Some(f) = &current {
+            if block_on(futures_lite::future::poll_once(f.node().stopped())).is_some() {
+                println!("the node stopped (a client asked it to leave)");
+                current = None;
+            }
+        }
+        let choice = match read(&mut rl, "chord> ")? {
+            Line::Quit => break,
+            Line::Text(t) => t,
+        };
+        let outcome = match choice.as_str() {
+            "" => Ok(()),
+            "1" => join(&mut rl, &setup, &mut current),
+            "2" => match current.take() {
+                Some(f) => {
+                    println!("handing stored data over and leaving the ring…");
+                    leave_gracefully(&f).map(|()| println!("left; 1) joins a ring again"))
+                }
+                None => {
+                    println!("not in a ring");
+                    Ok(())
+                }
+            },
+            "3" => with_node(&current, |f| upload(&mut rl, f)),
+            "4" => with_node(&current, |f| download(&mut rl, f)),
+            "5" => with_node(&current, fingers),
+            "6" => with_node(&current, neighbours),
+            "7" => with_node(&current, list),
+            "8" => with_node(&current, status),
+            "0" | "q" | "quit" | "exit" => break,
+            "?" | "h" | "help" => {
+                println!("{MENU}");
+                Ok(())
+            }
+            other => {
+                println!("unknown choice {other:?}; the menu:{MENU}");
+                Ok(())
+            }
+        };
+        if let Err(e) = outcome {
+            println!("error: {e}");
+        }
+    }
+    if let Some(f) = current {
+        println!("handing stored data over and leaving the ring…");
+        leave_gracefully(&f)?;
+    }
+    println!("stopped");
+    Ok(())
+}
+
+fn with_node(current: &Option<FilesNode>, f: impl FnOnce(&FilesNode) -> Result<()>) -> Result<()> {
+    match current {
+        Some(n) => f(n),
+        None => Err("not in a ring: 1) joins one".into()),
+    }
+}
+
+fn join(rl: &mut DefaultEditor, setup: &NodeSetup, current: &mut Option<FilesNode>) -> Result<()> {
+    if let Some(f) = current {
+        let s = block_on(f.node().status())?;
+        if !s.successors.is_empty() {
+            return Err("already in a ring with others: 2) leaves it first".into());
+        }
+    }
+    let Some(ip) = ask(rl, "IP of a node in the ring", "127.0.0.1")? else {
+        return Ok(());
+    };
+    let Some(port) = ask(rl, "PORT", "2000")? else {
+        return Ok(());
+    };
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("{ip:?} is not an IP address"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port"))?;
+    let target = SocketAddr::new(ip, port);
+    if target == setup.listen {
+        return Err("that is this node".into());
+    }
+    // Alone in a ring of our own: stop it, then come back into the other ring on the same
+    // address. What we stored stays in the store and is re-replicated from there.
+    if let Some(f) = current.take() {
+        f.node().kill();
+        block_on(f.node().stopped());
+    }
+    match setup.start(Some(target)) {
+        Ok(f) => {
+            println!("joined the ring of {target}");
+            *current = Some(f);
+            Ok(())
+        }
+        Err(e) => {
+            // Back on our own so that the node keeps serving.
+            *current = setup.start(None).ok();
+            Err(e)
+        }
+    }
+}
+
+fn opts() -> TransferOptions {
+    TransferOptions::default()
+}
+
+fn upload(rl: &mut DefaultEditor, f: &FilesNode) -> Result<()> {
+    let Some(path) = ask(rl, "path of the file to upload", "")? else {
+        return Ok(());
+    };
+    let path = PathBuf::from(path);
+    let default_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_string();
+    let Some(name) = ask(rl, "name in the ring", &default_name)? else {
+        return Ok(());
+    };
+    let size = std::fs::metadata(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .len();
+    let pb = crate::files::bar(size);
+    let rep = block_on(transfer::put(
+        f.node().addr(),
+        &path,
+        &name,
+        &opts(),
+        &|n| pb.set_position(n),
+    ))?;
+    pb.finish_and_clear();
+    println!(
+        "stored {} ({} bytes, BLAKE3 {}…) on {} nodes",
+        rep.manifest.name,
+        rep.manifest.size,
+        &hex(&rep.manifest.file_hash)[..16],
+        rep.min_replicas
+    );
+    Ok(())
+}
+
+fn download(rl: &mut DefaultEditor, f: &FilesNode) -> Result<()> {
+    let Some(name) = ask(rl, "name of the file to download", "")? else {
+        return Ok(());
+    };
+    let default_out = output_name(&name).unwrap_or("").to_string();
+    let Some(out) = ask(rl, "save as", &default_out)? else {
+        return Ok(());
+    };
+    if out.is_empty() {
+        return Err("give a file name to save as".into());
+    }
+    let pb = crate::files::bar(0);
+    let r = block_on(transfer::get(
+        f.node().addr(),
+        &name,
+        &PathBuf::from(&out),
+        false,
+        &opts(),
+        &|d, t| {
+            pb.set_length(t);
+            pb.set_position(d);
+        },
+    ))?;
+    pb.finish_and_clear();
+    match r {
+        GetOutcome::Written(p) => println!("saved {name} to {} (verified)", p.display()),
+        GetOutcome::UpToDate(p) => println!("{} is already up to date: no change", p.display()),
+    }
+    Ok(())
+}
+
+fn fingers(f: &FilesNode) -> Result<()> {
+    let s = block_on(f.node().status())?;
+    println!("finger table of {}", short(&s.me));
+    println!("  {:>3}  {:<10}  node", "i", "start");
+    for r in &s.fingers {
+        println!(
+            "  {:>3}  {:<10}  {}",
+            r.index,
+            &r.start.to_string()[..8],
+            short(&r.peer)
+        );
+    }
+    if s.fingers.is_empty() {
+        println!("  (none: alone in the ring)");
+    }
+    Ok(())
+}
+
+fn neighbours(f: &FilesNode) -> Result<()> {
+    let s = block_on(f.node().status())?;
+    println!(
+        "predecessor  {}",
+        s.predecessor.as_ref().map_or("(none yet)".into(), short)
+    );
+    println!(
+        "successor    {}",
+        s.successors
+            .first()
+            .map_or("(alone in the ring)".into(), short)
+    );
+    Ok(())
+}
+
+fn list(f: &FilesNode) -> Result<()> {
+    let files = block_on(transfer::ls(f.node().addr(), 100_000))?;
+    if files.is_empty() {
+        println!("(no files in the ring)");
+    }
+    for l in files {
+        println!(
+            "  {:>12}  x{}  {}",
+            l.manifest.size, l.replicas, l.manifest.name
+        );
+    }
+    Ok(())
+}
+
+fn status(f: &FilesNode) -> Result<()> {
+    let s = block_on(f.node().status())?;
+    println!("node         {}  {}", s.me.id, s.me.addr);
+    for (i, p) in s.successors.iter().enumerate() {
+        println!(
+            "{:<12} {}",
+            if i == 0 { "successors" } else { "" },
+            short(p)
+        );
+    }
+    println!("stored here  {} bytes", f.store().used());
+    Ok(())
+}
