@@ -203,3 +203,17 @@ pub fn rm(at: &NodeAddr, name: &str, replicas: u8) -> Result<()> {
     }
     Ok(())
 }
+
+/// Bytes the files service at `addr` stores, if it answers.
+pub fn stored_bytes(addr: std::net::SocketAddr) -> Option<u64> {
+    use chord_files::service::{FilesRequest, FilesResponse};
+    block_on(async {
+        let mut c = chord_net::Client::connect(addr).await.ok()?;
+        let req = chord_files::encode(&FilesRequest::ListHere).ok()?;
+        let answer = c.call(chord_files::SERVICE, req).await.ok()?;
+        match chord_files::decode::<FilesResponse>(&answer).ok()? {
+            FilesResponse::Here { stored, .. } => Some(stored),
+            _ => None,
+        }
+    })
+}

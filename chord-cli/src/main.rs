@@ -11,6 +11,7 @@ mod menu;
 mod net;
 mod paths;
 mod sim;
+mod svg;
 
 /// A Chord distributed hash table: run a node, talk to one, or simulate a ring.
 #[derive(Parser, Debug)]
@@ -51,6 +52,17 @@ enum Command {
     Ring {
         #[command(flatten)]
         at: net::NodeAddr,
+        /// Also draw the ring (nodes by id, successor arcs, fingers, bytes stored) as SVG.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<std::path::PathBuf>,
+        /// Whose fingers to draw (default: the node given by --node).
+        #[arg(long, value_name = "ADDR")]
+        fingers_of: Option<std::net::SocketAddr>,
+    },
+    /// Generate shell completions: `chord completions bash > /etc/bash_completion.d/chord`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
     /// Make a node leave the ring gracefully and stop.
     #[command(after_help = net::CLIENT_EXAMPLES)]
@@ -136,7 +148,16 @@ fn main() -> ExitCode {
         Command::Node(args) => net::node(&args),
         Command::Lookup { key, at } => net::lookup(&at, &key),
         Command::Status { at } => net::status(&at),
-        Command::Ring { at } => net::ring(&at),
+        Command::Ring {
+            at,
+            svg,
+            fingers_of,
+        } => net::ring(&at, svg.as_deref(), fingers_of),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "chord", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Leave { at } => net::leave(&at),
         Command::Put {
             path,

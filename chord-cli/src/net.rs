@@ -344,8 +344,37 @@ pub fn print_ring(walk: &[Status]) {
     );
 }
 
-pub fn ring(at: &NodeAddr) -> Result<()> {
+pub fn ring(
+    at: &NodeAddr,
+    svg: Option<&std::path::Path>,
+    fingers_of: Option<SocketAddr>,
+) -> Result<()> {
     let walk = block_on(walk_ring(at.addr))?;
+    if let Some(path) = svg {
+        let focus = fingers_of.unwrap_or(at.addr);
+        let st = block_on(async { connect(focus).await?.status().await.map_err(Into::into) })
+            .map_err(|e: Box<dyn std::error::Error>| e)?;
+        let fingers: Vec<Id> = st.fingers.iter().map(|f| f.peer.id).collect();
+        let nodes: Vec<crate::svg::RingNode> = walk
+            .iter()
+            .map(|s| crate::svg::RingNode {
+                id: s.me.id,
+                label: s.me.addr.to_string(),
+                successor: s.successors.first().map(|p| p.id),
+                stored: crate::files::stored_bytes(s.me.addr),
+            })
+            .collect();
+        let title = format!(
+            "Chord ring of {} nodes, fingers of {}",
+            nodes.len(),
+            st.me.addr
+        );
+        std::fs::write(
+            path,
+            crate::svg::ring(&nodes, Some((st.me.id, &fingers)), &title),
+        )
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     let consistent = ring_consistent(&walk);
     if at.json {
         let nodes: Vec<Value> = walk

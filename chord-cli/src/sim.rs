@@ -58,6 +58,10 @@ pub struct SimArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Draw the ring at the end (after the lookups) as SVG, with the fingers of its first
+    /// node.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<std::path::PathBuf>,
 }
 
 fn fraction(s: &str) -> Result<f64, String> {
@@ -102,7 +106,33 @@ pub fn run(a: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
         ..Experiment::default()
     };
     let started = Instant::now();
-    let report = chord_core::sim::run(&e);
+    let (report, sim) = chord_core::sim::run_sim(&e);
+    if let Some(path) = &a.svg {
+        let nodes: Vec<crate::svg::RingNode> = sim
+            .members()
+            .filter_map(|(id, h)| {
+                let n = sim.node(id)?;
+                Some(crate::svg::RingNode {
+                    id,
+                    label: sim.host_addr_of(h).to_string(),
+                    successor: n.successors().first().map(|p| p.id),
+                    stored: None,
+                })
+            })
+            .collect();
+        let focus = nodes.first().map(|n| n.id);
+        let fingers: Vec<chord_core::Id> = focus
+            .and_then(|f| sim.node(f))
+            .map(|n| n.fingers().entries().iter().map(|p| p.id).collect())
+            .unwrap_or_default();
+        let title = format!(
+            "Simulated Chord ring: {} ring positions (seed {})",
+            nodes.len(),
+            a.seed
+        );
+        let doc = crate::svg::ring(&nodes, focus.map(|f| (f, &fingers[..])), &title);
+        std::fs::write(path, doc).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -125,6 +125,7 @@ fn human_output_and_help() {
         &["ls", "--help"],
         &["rm", "--help"],
         &["demo", "--help"],
+        &["completions", "--help"],
     ] {
         let out = chord(cmd);
         assert!(out.status.success());
@@ -190,4 +191,30 @@ fn demo_runs_every_step() {
         "{text}"
     );
     assert!(text.contains("done: every step worked."), "{text}");
+}
+
+#[test]
+fn sim_draws_the_ring_and_completions_generate() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let svg = dir.path().join("ring.svg");
+    let out = chord(&[
+        "sim",
+        "--nodes",
+        "30",
+        "--keys",
+        "10",
+        "--lookups",
+        "10",
+        "--svg",
+        svg.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&svg).expect("svg");
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    assert_eq!(text.matches(r#"class="node""#).count(), 30);
+    assert_eq!(text.matches(r#"class="successor""#).count(), 30);
+    assert!(text.matches(r#"class="finger""#).count() >= 3);
+    let out = chord(&["completions", "bash"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("_chord"));
 }

@@ -170,6 +170,16 @@ fn files_through_processes() {
     );
     assert!(down.join("escape").is_file());
     assert!(!dir.path().parent().expect("parent").join("escape").exists());
+    // A picture of the ring, with bytes stored per node.
+    let svg = dir.path().join("ring.svg");
+    let out = chord_in(
+        dir.path(),
+        &["ring", "--node", &at, "--svg", svg.to_str().expect("utf-8")],
+    );
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&svg).expect("svg");
+    assert_eq!(text.matches(r#"class="node""#).count(), 2);
+    assert!(text.contains("MiB"), "stored bytes are labelled");
     let out = chord_in(&down, &["rm", "photo.jpg", "--node", &at]);
     assert!(out.status.success());
     let ls = chord_json(&["ls", "--node", &at]).expect("ls");

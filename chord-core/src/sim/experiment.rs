@@ -163,6 +163,12 @@ pub struct Report {
 
 /// Run an experiment.
 pub fn run(e: &Experiment) -> Report {
+    run_sim(e).0
+}
+
+/// Run an experiment and also return the simulated world at its end (to draw it, or to
+/// look further).
+pub fn run_sim(e: &Experiment) -> (Report, Sim) {
     let node = Config {
         successor_list_len: e.successors.max(1),
         stabilize_interval: e.stabilize,
@@ -291,7 +297,7 @@ pub fn run(e: &Experiment) -> Report {
     let records = sim.take_lookup_records();
     let ok: Vec<_> = records.iter().filter(|r| r.correct).collect();
     let mut hops: Vec<f64> = ok.iter().map(|r| r.hops as f64).collect();
-    Report {
+    let report = Report {
         nodes: e.nodes,
         keys: e.keys,
         lookups: e.lookups,
@@ -312,7 +318,8 @@ pub fn run(e: &Experiment) -> Report {
         keys_per_node,
         messages: sim.traffic().sent,
         sim_seconds: sim.now().since_epoch().as_secs_f64(),
-    }
+    };
+    (report, sim)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]

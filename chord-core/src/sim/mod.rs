@@ -15,7 +15,7 @@ mod experiment;
 mod invariants;
 mod scenario;
 
-pub use experiment::{run, Distribution, Experiment, Report};
+pub use experiment::{run, run_sim, Distribution, Experiment, Report};
 pub use invariants::Violation;
 pub use scenario::{random_mix, MixReport};
 
