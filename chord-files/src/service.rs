@@ -41,6 +41,7 @@ pub enum FilesRequest {
         /// Its key.
         key: ItemKey,
         /// Its bytes.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// Read an item held here.
@@ -77,7 +78,7 @@ pub enum FilesResponse {
     /// Stored (or a newer manifest of the same name was already here).
     Stored,
     /// The item's bytes.
-    Data(Vec<u8>),
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Not held here.
     NotFound,
     /// One flag per asked key.

@@ -128,6 +128,7 @@ pub enum Frame {
         /// Which service.
         service: u16,
         /// The service's own encoding of the request.
+        #[serde(with = "serde_bytes")]
         body: Vec<u8>,
     },
     /// The answer to a [`Frame::ServiceRequest`].
@@ -135,8 +136,31 @@ pub enum Frame {
         /// The request's id.
         id: u64,
         /// The service's answer, or why there is none.
+        #[serde(with = "result_bytes")]
         body: Result<Vec<u8>, ServiceError>,
     },
+}
+
+/// Byte payloads as postcard byte strings (one copy) rather than sequences of `u8`
+/// (one call per byte). The bytes on the wire are the same either way: a varint length,
+/// then the bytes.
+mod result_bytes {
+    use super::ServiceError;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        r: &Result<Vec<u8>, ServiceError>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        r.as_ref().map(|v| serde_bytes::Bytes::new(v)).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Result<Vec<u8>, ServiceError>, D::Error> {
+        let r: Result<serde_bytes::ByteBuf, ServiceError> = Deserialize::deserialize(d)?;
+        Ok(r.map(serde_bytes::ByteBuf::into_vec))
+    }
 }
 
 /// Why a service request got no answer from the service.
