@@ -92,17 +92,7 @@ fn plot(reports: &[Report]) -> String {
         + 1.0;
     let x = |k: f64| left + (k - kmin) / (kmax - kmin) * (w - left - right);
     let y = |v: f64| h - bottom - v / ymax * (h - top - bottom);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">Lookup path length vs ring size (chord sim)</text>"#,
-        w / 2.0
-    );
+    let mut s = crate::svg::document(w, h, "Lookup path length vs ring size (chord sim)");
     // Axes, ticks and grid.
     let _ = writeln!(
         s,

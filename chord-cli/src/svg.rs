@@ -37,6 +37,24 @@ fn human(bytes: u64) -> String {
     }
 }
 
+/// The start of an SVG document: size, white background, a centred title. The caller
+/// appends shapes and the closing `</svg>`.
+pub fn document(w: f64, h: f64, title: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="26" text-anchor="middle" font-size="15">{}</text>"#,
+        w / 2.0,
+        escape(title)
+    );
+    s
+}
+
 /// The ring as an SVG document. `fingers` are the distinct fingers of the node `of`.
 pub fn ring(nodes: &[RingNode], fingers: Option<(Id, &[Id])>, title: &str) -> String {
     // Wide enough for labels of the form "01585afc 127.0.0.2:5000 · 1.0 MiB" on both sides.
@@ -51,18 +69,7 @@ pub fn ring(nodes: &[RingNode], fingers: Option<(Id, &[Id])>, title: &str) -> St
         .max()
         .unwrap_or(0)
         .max(1);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="28" text-anchor="middle" font-size="16">{}</text>"#,
-        w / 2.0,
-        escape(title)
-    );
+    let mut s = document(w, h, title);
     let _ = writeln!(
         s,
         r##"<circle cx="{cx}" cy="{cy}" r="{r}" fill="none" stroke="#ccc" stroke-width="1"/>"##
