@@ -321,6 +321,22 @@ fn store_full_is_a_clear_error() {
             .await
             .expect_err("full");
         assert!(matches!(e, FilesError::StoreFull { .. }), "{e}");
+        // Bytes that do not match their hash are refused, whoever sends them.
+        let mut c = chord_net::Client::connect(a.node().addr())
+            .await
+            .expect("client");
+        let req = chord_files::encode(&chord_files::service::FilesRequest::Store {
+            key: ItemKey::Chunk(chord_files::manifest::hash(b"the real bytes")),
+            data: b"other bytes".to_vec(),
+        })
+        .expect("enc");
+        let answer: chord_files::service::FilesResponse =
+            chord_files::decode(&c.call(chord_files::SERVICE, req).await.expect("call"))
+                .expect("dec");
+        assert_eq!(
+            answer,
+            chord_files::service::FilesResponse::Error(FilesError::Corrupt)
+        );
         // Still serving: a small file fits.
         std::fs::write(&src, b"small").expect("write");
         transfer::put(a.node().addr(), &src, "small", &opts(), &|_| {})

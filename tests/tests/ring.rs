@@ -117,6 +117,30 @@ fn hostile_connections_do_not_hurt_the_node() {
             .expect("write");
         s.write_all(&[0, 0, 0, 50, 1, 2]).expect("write");
         drop(s);
+        // After a good handshake: a frame with trailing bytes, then one with an unknown
+        // message kind. Each closes that connection (read_to_end returns), nothing more.
+        let hello = frame::encode(&Hello::client()).expect("enc");
+        let mut trailing = frame::encode(&chord_net::wire::Frame::ClientRequest {
+            id: 1,
+            body: chord_net::wire::ClientRequest::Status,
+        })
+        .expect("enc");
+        trailing.push(0xee);
+        let len = (trailing.len() - 4) as u32;
+        trailing[..4].copy_from_slice(&len.to_be_bytes());
+        let unknown_kind = [0, 0, 0, 2, 99, 0];
+        for bad in [&trailing[..], &unknown_kind[..]] {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            s.write_all(&hello).expect("write");
+            s.write_all(bad).expect("write");
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+            // Only the handshake's Welcome came back: no answer to the bad frame.
+            let welcome: HelloReply = frame::decode(&buf[4..]).expect("welcome only");
+            assert!(matches!(welcome, HelloReply::Welcome { .. }));
+        }
         // A slow sender holding a connection open does not block others.
         let mut slow = TcpStream::connect(addr).expect("connect");
         slow.write_all(&[0]).expect("write");
