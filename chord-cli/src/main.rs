@@ -59,7 +59,10 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         fingers_of: Option<std::net::SocketAddr>,
     },
-    /// Generate shell completions: `chord completions bash > /etc/bash_completion.d/chord`.
+    /// Generate shell completions.
+    #[command(
+        after_help = "Examples:\n  chord completions bash > ~/.local/share/bash-completion/completions/chord\n  chord completions zsh > ~/.zfunc/_chord"
+    )]
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
@@ -134,9 +137,13 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only on a terminal, and never with NO_COLOR set.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .try_init();
 }
 
