@@ -71,6 +71,11 @@ pub struct Config {
     /// Closest preceding nodes returned per lookup step, so the asker can skip dead hops
     /// (default 4).
     pub closer_per_step: usize,
+    /// How often to probe a remembered peer that dropped out of our tables, to find and
+    /// merge with a ring that formed apart during a partition (default 10 s).
+    pub merge_interval: Duration,
+    /// How many such peers to remember (default 16; 0 turns merging off).
+    pub remembered_peers: usize,
 }
 
 impl Default for Config {
@@ -86,6 +91,8 @@ impl Default for Config {
             lookup_timeout: Duration::from_secs(10),
             lookup_max_queries: 128,
             closer_per_step: 4,
+            merge_interval: Duration::from_secs(10),
+            remembered_peers: 16,
         }
     }
 }
@@ -156,6 +163,8 @@ enum LookupKind {
     User,
     Join,
     Finger(usize),
+    /// Our own id looked up through a remembered peer.
+    Merge(Peer),
 }
 
 struct RunningLookup {
@@ -206,6 +215,11 @@ pub struct Node {
     checking_predecessor: bool,
     next_stabilize: Time,
     next_fix_fingers: Time,
+    next_merge: Time,
+    /// Peers that dropped out of our tables without saying goodbye: dead, or across a
+    /// partition. Probed now and then; a ring that formed apart is found through them.
+    remembered: VecDeque<Peer>,
+    merging: bool,
     next_request: u64,
     next_lookup: u64,
     pending: HashMap<u64, Pending>,
@@ -230,6 +244,9 @@ impl Node {
             checking_predecessor: false,
             next_stabilize: Time::ZERO,
             next_fix_fingers: Time::ZERO,
+            next_merge: Time::ZERO,
+            remembered: VecDeque::new(),
+            merging: false,
             next_request: 1,
             next_lookup: 1,
             pending: HashMap::new(),
@@ -465,6 +482,12 @@ impl Node {
                 self.fix_fingers(now);
             }
         }
+        if now >= self.next_merge {
+            self.next_merge = now + self.cfg.merge_interval;
+            if !self.merging {
+                self.probe_remembered(now);
+            }
+        }
     }
 
     // ----- outputs -----
@@ -492,6 +515,9 @@ impl Node {
         if self.phase == Phase::Member {
             consider(self.next_stabilize);
             consider(self.next_fix_fingers);
+            if !self.remembered.is_empty() {
+                consider(self.next_merge);
+            }
         }
         t
     }
@@ -646,6 +672,19 @@ impl Node {
             return;
         }
         let tail = &tail[..tail.len().min(MAX_PEERS_PER_MESSAGE)];
+        // Entries before the one that answered were silent this round: dead, or across a
+        // partition. Remember them, to find their ring again if it was the latter.
+        let d = self.me.id.distance_to(head.id);
+        let silent: Vec<Peer> = self
+            .successors
+            .as_slice()
+            .iter()
+            .filter(|p| self.me.id.distance_to(p.id) < d)
+            .copied()
+            .collect();
+        for p in silent {
+            self.remember(p);
+        }
         if self.successors.rebuild(head, tail) {
             self.successors_changed();
         }
@@ -702,6 +741,62 @@ impl Node {
         } else {
             FingerTable::next_index_after(d).unwrap_or(0)
         };
+    }
+
+    // ----- merging rings after a partition -----
+
+    /// Remember a peer that left our tables without a goodbye.
+    fn remember(&mut self, p: Peer) {
+        if self.cfg.remembered_peers == 0 || p.id == self.me.id {
+            return;
+        }
+        self.remembered.retain(|q| q.id != p.id);
+        if self.remembered.len() >= self.cfg.remembered_peers {
+            self.remembered.pop_front();
+        }
+        self.remembered.push_back(p);
+    }
+
+    /// Ask a remembered peer's ring who our successor would be there.
+    fn probe_remembered(&mut self, now: Time) {
+        let Some(via) = self.remembered.pop_front() else {
+            return;
+        };
+        // Back of the queue: every remembered peer gets its turn.
+        self.remembered.push_back(via);
+        let id = self.alloc_lookup_id();
+        let lookup = Lookup::new(self.me.id, &[via], self.cfg.lookup_max_queries);
+        self.lookups.insert(
+            id,
+            RunningLookup {
+                lookup,
+                deadline: now + self.cfg.lookup_timeout,
+                kind: LookupKind::Merge(via),
+            },
+        );
+        self.merging = true;
+        self.drive_lookup(id, now);
+    }
+
+    /// Through `via`, our successor would be `owner`. If it lies between us and our
+    /// successor, the rings have been apart: take it as a stabilize candidate (adopted
+    /// only if it answers), and stabilization merges the rest.
+    fn on_merge_found(&mut self, via: Peer, owner: Peer, now: Time) {
+        let succ = self.successor();
+        if owner.id == self.me.id || owner.id == succ.id {
+            // Same ring as ours: nothing to merge through this peer.
+            self.remembered.retain(|q| q.id != via.id);
+            return;
+        }
+        if owner.id.in_open(self.me.id, succ.id) && !self.stabilizing {
+            self.stabilizing = true;
+            self.send_request(
+                owner,
+                Request::GetNeighbors,
+                Purpose::StabilizeCandidate { fallback: None },
+                now,
+            );
+        }
     }
 
     // ----- lookups -----
@@ -798,7 +893,17 @@ impl Node {
             return;
         };
         // Dead nodes the lookup met are no use as fingers.
-        for dead in l.lookup.failed_peers() {
+        let failed: Vec<Id> = l.lookup.failed_peers().collect();
+        for dead in failed {
+            if let Some(p) = self
+                .fingers
+                .entries()
+                .iter()
+                .find(|p| p.id == dead)
+                .copied()
+            {
+                self.remember(p);
+            }
             self.fingers.remove(dead);
         }
         // Requests still in flight for it are dropped when they answer or time out.
@@ -820,6 +925,12 @@ impl Node {
                 self.finger_lookup = None;
                 if let Ok(out) = result {
                     self.on_finger_found(i, out.owner);
+                }
+            }
+            LookupKind::Merge(via) => {
+                self.merging = false;
+                if let Ok(out) = result {
+                    self.on_merge_found(via, out.owner, now);
                 }
             }
             LookupKind::Join => {

@@ -134,12 +134,12 @@ fn same_seed_same_run() {
     assert_ne!(run(9).0, run(10).0);
 }
 
-/// Plain Chord under a partition: each side repairs its lists into a ring of its own,
-/// lookups across the split cannot reach the true owner, and after healing nothing points
-/// across any more, so the two rings stay apart. Re-merging is the reliability issue's
-/// work; this test pins today's behaviour so that that work shows up as a change here.
+/// A partition: each side repairs its lists into a ring of its own, and lookups across the
+/// split cannot reach the true owner. Plain Chord would stay split after healing (nothing
+/// points across any more); our nodes remember the peers that went silent and probe them,
+/// so after healing the two rings merge back into one.
 #[test]
-fn partition_splits_the_ring_and_plain_chord_does_not_remerge() {
+fn partition_splits_the_ring_and_the_halves_merge_after_healing() {
     let mut s = sim(6);
     s.grow_to(24);
     s.settle(100).expect("settled");
@@ -181,13 +181,17 @@ fn partition_splits_the_ring_and_plain_chord_does_not_remerge() {
     let recs = s.take_lookup_records();
     assert_eq!(recs.len(), 20);
     assert!(recs.iter().all(|r| !r.correct));
-    // Heal: the sides stay two rings.
+    // Heal: the remembered peers are probed and the rings merge into one, exact ring.
     s.partition(|_| 0);
-    assert_eq!(s.settle(30), None);
-    assert!(matches!(
-        s.check_invariants(),
-        Err(v) if v.contains(&Violation::Cycles(2))
-    ));
+    s.reset_violations();
+    let rounds = s.settle(200);
+    assert!(rounds.is_some(), "rings did not merge:\n{}", s.dump());
+    assert!(s.check_invariants().is_ok());
+    for k in &keys {
+        s.lookup(from, *k, 0);
+    }
+    s.run_for(Duration::from_secs(30));
+    assert!(s.take_lookup_records().iter().all(|r| r.correct));
 }
 
 /// A sample of the invariant sweep runs in every `cargo test`; the full sweep is
@@ -294,4 +298,27 @@ fn virtual_nodes_run_on_shared_hosts() {
     assert_eq!(s.member_count(), 76);
     s.settle(60).expect("repaired");
     assert_clean(&s);
+}
+
+/// The same partition with peer memory turned off: plain Chord, which stays split.
+#[test]
+fn without_remembered_peers_the_halves_stay_apart() {
+    let mut s = Sim::new(SimConfig {
+        seed: 6,
+        node: crate::Config {
+            remembered_peers: 0,
+            ..crate::Config::default()
+        },
+        ..SimConfig::default()
+    });
+    s.grow_to(24);
+    s.settle(100).expect("settled");
+    s.partition(|h| (h % 2) as u8);
+    s.run_for(Duration::from_secs(30));
+    s.partition(|_| 0);
+    assert_eq!(s.settle(60), None);
+    assert!(matches!(
+        s.check_invariants(),
+        Err(v) if v.contains(&Violation::Cycles(2))
+    ));
 }
