@@ -452,12 +452,21 @@ impl Sim {
                     },
             } => {
                 // The receiver keeps the list only up to itself (it wraps round in a small
-                // ring), so only entries before it can be its live successor.
+                // ring), and at most r entries: the sender and r - 1 of its list. Only those
+                // can be its live successor.
                 let me = self.nodes[*to].node.me().id;
+                let keep = self.nodes[*to]
+                    .node
+                    .successor_list_capacity()
+                    .saturating_sub(1);
                 self.nodes[*to].host != h
                     && self.hosts[self.nodes[*to].host].alive
                     && !survives(from)
-                    && !successors.iter().take_while(|p| p.id != me).any(survives)
+                    && !successors
+                        .iter()
+                        .take_while(|p| p.id != me)
+                        .take(keep)
+                        .any(survives)
             }
             _ => false,
         });
