@@ -218,3 +218,40 @@ fn sim_draws_the_ring_and_completions_generate() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("_chord"));
 }
+
+#[test]
+fn demo_keep_runs_until_interrupted() {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chord"))
+        .args(["demo", "--nodes", "3", "--size", "1M", "--keep"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        let ready = line.contains("Ctrl-C stops the demo");
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    let text = seen.join("\n");
+    assert!(text.contains("chord ls --node 127.0.0.1:"), "{text}");
+    // Still running; an interrupt ends it cleanly.
+    assert!(child.try_wait().expect("try_wait").is_none());
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("wait");
+    assert!(status.success());
+    assert!(
+        rest.iter().any(|l| l.contains("done: every step worked.")),
+        "{rest:?}"
+    );
+}

@@ -177,3 +177,36 @@ fn connection_refused_is_a_clear_error() {
         assert!(e.to_string().contains("could not join"), "{e}");
     });
 }
+
+/// An idle connection is closed by the node once its idle timeout passes.
+#[test]
+fn idle_connections_are_closed() {
+    block_on(async {
+        let node = chord_net::Node::builder()
+            .listen(chord_tests::any_port())
+            .config(chord_tests::fast_config())
+            .limits(chord_net::Limits {
+                idle_timeout: Duration::from_millis(300),
+                ..chord_net::Limits::default()
+            })
+            .start()
+            .await
+            .expect("start");
+        let mut s = TcpStream::connect(node.addr()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(&frame::encode(&Hello::client()).expect("enc"))
+            .expect("hello");
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        // The Welcome, then end of stream once the node gives up on the silent client.
+        s.read_to_end(&mut buf)
+            .expect("closed by the node, not timed out here");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(250), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        let welcome: HelloReply = frame::decode(&buf[4..]).expect("welcome");
+        assert!(matches!(welcome, HelloReply::Welcome { .. }));
+        node.kill();
+    });
+}
