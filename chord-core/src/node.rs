@@ -339,17 +339,9 @@ impl Node {
             return;
         }
         let id = self.alloc_lookup_id();
-        let lookup = Lookup::new(self.me.id, &[bootstrap], self.cfg.lookup_max_queries);
-        self.lookups.insert(
-            id,
-            RunningLookup {
-                lookup,
-                deadline: now + self.cfg.lookup_timeout,
-                kind: LookupKind::Join,
-            },
-        );
         self.phase = Phase::Joining(id);
-        self.drive_lookup(id, now);
+        let lookup = Lookup::new(self.me.id, &[bootstrap], self.cfg.lookup_max_queries);
+        self.run_lookup(id, lookup, LookupKind::Join, now);
     }
 
     /// Find the live node responsible for `key`. The result arrives as
@@ -765,17 +757,9 @@ impl Node {
         // Back of the queue: every remembered peer gets its turn.
         self.remembered.push_back(via);
         let id = self.alloc_lookup_id();
-        let lookup = Lookup::new(self.me.id, &[via], self.cfg.lookup_max_queries);
-        self.lookups.insert(
-            id,
-            RunningLookup {
-                lookup,
-                deadline: now + self.cfg.lookup_timeout,
-                kind: LookupKind::Merge(via),
-            },
-        );
         self.merging = true;
-        self.drive_lookup(id, now);
+        let lookup = Lookup::new(self.me.id, &[via], self.cfg.lookup_max_queries);
+        self.run_lookup(id, lookup, LookupKind::Merge(via), now);
     }
 
     /// Through `via`, our successor would be `owner`. If it lies between us and our
@@ -822,6 +806,14 @@ impl Node {
             self.successors.as_slice()
         };
         let lookup = Lookup::from_local(key, self.me, succ, &closer, self.cfg.lookup_max_queries);
+        self.run_lookup(id, lookup, kind, now);
+        id
+    }
+
+    /// Register a lookup under `id` with its deadline and take its first steps. The
+    /// caller sets any state the lookup's end checks (join phase, merging) beforehand:
+    /// a lookup can finish within this call.
+    fn run_lookup(&mut self, id: LookupId, lookup: Lookup, kind: LookupKind, now: Time) {
         self.lookups.insert(
             id,
             RunningLookup {
@@ -831,7 +823,6 @@ impl Node {
             },
         );
         self.drive_lookup(id, now);
-        id
     }
 
     fn drive_lookup(&mut self, id: LookupId, now: Time) {
