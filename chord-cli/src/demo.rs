@@ -145,7 +145,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
             start.elapsed().as_secs_f64()
         );
         print_ring(&walk);
-        let ls = transfer::ls(first, 1000).await?;
+        let ls = transfer::ls(first, 1000, &opts).await?;
         for l in &ls {
             println!(
                 "   {}  {} bytes  on {} nodes",
@@ -179,7 +179,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
 async fn settled_ring(first: SocketAddr, n: usize) -> Result<Vec<chord_net::wire::Status>> {
     let start = Instant::now();
     loop {
-        let walk = walk_ring(first).await;
+        let walk = walk_ring(first, None).await;
         match walk {
             Ok(w) if ring_consistent(&w) && w.len() == n => return Ok(w),
             Ok(w) if start.elapsed() > Duration::from_secs(30) => return Ok(w),

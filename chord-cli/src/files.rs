@@ -64,11 +64,12 @@ fn hinted(at: &NodeAddr, e: FilesError) -> Box<dyn std::error::Error> {
     }
 }
 
-fn opts(replicas: u8) -> TransferOptions {
-    TransferOptions {
+fn opts(at: &NodeAddr, replicas: u8) -> Result<TransferOptions> {
+    Ok(TransferOptions {
         replicas,
+        network_key: at.key()?,
         ..TransferOptions::default()
-    }
+    })
 }
 
 pub fn put(at: &NodeAddr, path: &PathBuf, name: Option<&str>, replicas: u8) -> Result<()> {
@@ -85,9 +86,13 @@ pub fn put(at: &NodeAddr, path: &PathBuf, name: Option<&str>, replicas: u8) -> R
         .len();
     let pb = bar(size);
     let start = Instant::now();
-    let rep = block_on(transfer::put(at.addr, path, &name, &opts(replicas), &|n| {
-        pb.set_position(n)
-    }))
+    let rep = block_on(transfer::put(
+        at.addr,
+        path,
+        &name,
+        &opts(at, replicas)?,
+        &|n| pb.set_position(n),
+    ))
     .map_err(|e| hinted(at, e))?;
     pb.finish_and_clear();
     let m = &rep.manifest;
@@ -134,7 +139,7 @@ pub fn get(
         name,
         &out,
         force,
-        &opts(replicas),
+        &opts(at, replicas)?,
         &|done, total| {
             pb.set_length(total);
             pb.set_position(done);
@@ -160,7 +165,8 @@ pub fn get(
 }
 
 pub fn ls(at: &NodeAddr) -> Result<()> {
-    let list = block_on(transfer::ls(at.addr, 100_000)).map_err(|e| hinted(at, e))?;
+    let list =
+        block_on(transfer::ls(at.addr, 100_000, &opts(at, 1)?)).map_err(|e| hinted(at, e))?;
     if at.json {
         let v: Vec<_> = list
             .iter()
@@ -192,7 +198,8 @@ pub fn ls(at: &NodeAddr) -> Result<()> {
 }
 
 pub fn rm(at: &NodeAddr, name: &str, replicas: u8) -> Result<()> {
-    let n = block_on(transfer::rm(at.addr, name, replicas)).map_err(|e| hinted(at, e))?;
+    let n =
+        block_on(transfer::rm(at.addr, name, &opts(at, replicas)?)).map_err(|e| hinted(at, e))?;
     if at.json {
         println!("{}", json!({"name": name, "removed_from": n}));
     } else {
@@ -205,10 +212,15 @@ pub fn rm(at: &NodeAddr, name: &str, replicas: u8) -> Result<()> {
 }
 
 /// Bytes the files service at `addr` stores, if it answers.
-pub fn stored_bytes(addr: std::net::SocketAddr) -> Option<u64> {
+pub fn stored_bytes(
+    addr: std::net::SocketAddr,
+    key: Option<&chord_net::NetworkKey>,
+) -> Option<u64> {
     use chord_files::service::{FilesRequest, FilesResponse};
     block_on(async {
-        let mut c = chord_net::Client::connect(addr).await.ok()?;
+        let mut c = chord_net::Client::connect_with_key(addr, chord_net::Limits::default(), key)
+            .await
+            .ok()?;
         let req = chord_files::encode(&FilesRequest::ListHere).ok()?;
         let answer = c.call(chord_files::SERVICE, req).await.ok()?;
         match chord_files::decode::<FilesResponse>(&answer).ok()? {

@@ -67,6 +67,16 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Make a new network key: give the file to every node and client of a ring
+    /// (--network-key FILE) and all their traffic is authenticated and encrypted.
+    #[command(after_help = net::KEYGEN_EXAMPLES)]
+    Keygen {
+        /// Where to write the key (created with permissions 0600).
+        file: std::path::PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Make a node leave the ring gracefully and stop.
     #[command(after_help = net::CLIENT_EXAMPLES)]
     Leave {
@@ -165,6 +175,7 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "chord", &mut std::io::stdout());
             Ok(())
         }
+        Command::Keygen { file, force } => net::keygen(&file, force),
         Command::Leave { at } => net::leave(&at),
         Command::Put {
             path,

@@ -167,8 +167,11 @@ fn join(rl: &mut DefaultEditor, setup: &NodeSetup, current: &mut Option<FilesNod
     }
 }
 
-fn opts() -> TransferOptions {
-    TransferOptions::default()
+fn opts(f: &FilesNode) -> TransferOptions {
+    TransferOptions {
+        network_key: f.node().network_key().cloned(),
+        ..TransferOptions::default()
+    }
 }
 
 fn upload(rl: &mut DefaultEditor, f: &FilesNode) -> Result<()> {
@@ -192,7 +195,7 @@ fn upload(rl: &mut DefaultEditor, f: &FilesNode) -> Result<()> {
         f.node().addr(),
         &path,
         &name,
-        &opts(),
+        &opts(f),
         &|n| pb.set_position(n),
     ))?;
     pb.finish_and_clear();
@@ -223,7 +226,7 @@ fn download(rl: &mut DefaultEditor, f: &FilesNode) -> Result<()> {
         &name,
         &PathBuf::from(&out),
         false,
-        &opts(),
+        &opts(f),
         &|d, t| {
             pb.set_length(t);
             pb.set_position(d);
@@ -271,7 +274,7 @@ fn neighbours(f: &FilesNode) -> Result<()> {
 }
 
 fn list(f: &FilesNode) -> Result<()> {
-    let files = block_on(transfer::ls(f.node().addr(), 100_000))?;
+    let files = block_on(transfer::ls(f.node().addr(), 100_000, &opts(f)))?;
     if files.is_empty() {
         println!("(no files in the ring)");
     }

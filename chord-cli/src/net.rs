@@ -3,13 +3,14 @@
 use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use std::sync::Arc;
 
 use chord_core::{Id, Peer};
 use chord_files::{DiskStore, FilesConfig, FilesNode, MemoryStore, Store};
 use chord_net::wire::Status;
-use chord_net::{Client, Node};
+use chord_net::{Client, NetworkKey, Node};
 use futures_lite::future::block_on;
 use serde_json::{json, Value};
 
@@ -53,6 +54,42 @@ pub const CLIENT_EXAMPLES: &str = "Examples:
   chord ring --json
   CHORD_NODE=127.0.0.3:5000 chord leave";
 
+pub const KEYGEN_EXAMPLES: &str = "Examples:
+  chord keygen ring.key
+  chord node --network-key ring.key
+  chord node 127.0.0.2 5000 --join 127.0.0.1:2000 --network-key ring.key
+  CHORD_NETWORK_KEY=ring.key chord ls";
+
+/// Write a new random network key to `path`, readable by its owner only.
+pub fn keygen(path: &std::path::Path, force: bool) -> Result<()> {
+    use std::io::Write;
+    let key = NetworkKey::generate()?;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true);
+    if force {
+        o.create(true).truncate(true);
+    } else {
+        o.create_new(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o.open(path).map_err(|e| -> Box<dyn std::error::Error> {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            format!("{} exists; use --force to replace it", path.display()).into()
+        } else {
+            format!("cannot write {}: {e}", path.display()).into()
+        }
+    })?;
+    writeln!(f, "{}", key.to_hex())?;
+    f.sync_all()?;
+    eprintln!(
+        "wrote a new network key to {}; pass --network-key {} to every node and client",
+        path.display(),
+        path.display()
+    );
+    Ok(())
+}
+
 /// Options of `chord node`.
 #[derive(clap::Args, Debug)]
 pub struct NodeArgs {
@@ -84,6 +121,10 @@ pub struct NodeArgs {
     /// Refuse new data beyond this many bytes (suffixes K, M, G, T).
     #[arg(long, value_name = "BYTES", value_parser = crate::files::parse_size)]
     max_store: Option<u64>,
+    /// Encrypt and authenticate all traffic with this network key (made by `chord
+    /// keygen`); nodes and clients without it are refused.
+    #[arg(long, env = "CHORD_NETWORK_KEY", value_name = "FILE")]
+    network_key: Option<PathBuf>,
 }
 
 /// Where a client command connects.
@@ -100,6 +141,21 @@ pub struct NodeAddr {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// The ring's network key (made by `chord keygen`), if it uses one.
+    #[arg(long, env = "CHORD_NETWORK_KEY", value_name = "FILE")]
+    pub network_key: Option<PathBuf>,
+}
+
+impl NodeAddr {
+    /// The network key named by --network-key, read now.
+    pub fn key(&self) -> Result<Option<NetworkKey>> {
+        load_key(self.network_key.as_deref())
+    }
+}
+
+/// Read the key file at `path`, if one is given.
+pub fn load_key(path: Option<&std::path::Path>) -> Result<Option<NetworkKey>> {
+    Ok(path.map(NetworkKey::from_file).transpose()?)
 }
 
 /// How to (re)start this process's node: the menu restarts it to join another ring.
@@ -109,6 +165,7 @@ pub struct NodeSetup {
     vnodes: u16,
     store: Arc<dyn Store>,
     cfg: FilesConfig,
+    key: Option<NetworkKey>,
 }
 
 impl NodeSetup {
@@ -121,6 +178,9 @@ impl NodeSetup {
             .defer_client_leave(true);
         if let Some(j) = join {
             b = b.join(j);
+        }
+        if let Some(k) = &self.key {
+            b = b.network_key(k.clone());
         }
         block_on(FilesNode::start(b, self.store.clone(), self.cfg.clone())).map_err(
             |e| -> Box<dyn std::error::Error> {
@@ -168,6 +228,7 @@ pub fn node(a: &NodeArgs) -> Result<()> {
             replicas: a.replicas,
             ..FilesConfig::default()
         },
+        key: load_key(a.network_key.as_deref())?,
     };
     let files = setup.start(a.join)?;
     let node = files.node().clone();
@@ -211,8 +272,8 @@ pub fn short(p: &Peer) -> String {
     format!("{}  {}", &p.id.to_string()[..8], p.addr)
 }
 
-async fn connect(addr: SocketAddr) -> Result<Client> {
-    Client::connect(addr)
+async fn connect(addr: SocketAddr, key: Option<&NetworkKey>) -> Result<Client> {
+    Client::connect_with_key(addr, chord_net::Limits::default(), key)
         .await
         .map_err(|e| -> Box<dyn std::error::Error> {
             match e {
@@ -227,9 +288,14 @@ async fn connect(addr: SocketAddr) -> Result<Client> {
 
 pub fn lookup(at: &NodeAddr, key: &str) -> Result<()> {
     let id = Id::for_key(key);
-    let (owner, hops) =
-        block_on(async { connect(at.addr).await?.lookup(id).await.map_err(Into::into) })
-            .map_err(|e: Box<dyn std::error::Error>| e)?;
+    let (owner, hops) = block_on(async {
+        connect(at.addr, at.key()?.as_ref())
+            .await?
+            .lookup(id)
+            .await
+            .map_err(Into::into)
+    })
+    .map_err(|e: Box<dyn std::error::Error>| e)?;
     if at.json {
         println!(
             "{}",
@@ -260,8 +326,14 @@ pub fn status_json(s: &Status) -> Value {
 }
 
 pub fn status(at: &NodeAddr) -> Result<()> {
-    let s = block_on(async { connect(at.addr).await?.status().await.map_err(Into::into) })
-        .map_err(|e: Box<dyn std::error::Error>| e)?;
+    let s = block_on(async {
+        connect(at.addr, at.key()?.as_ref())
+            .await?
+            .status()
+            .await
+            .map_err(Into::into)
+    })
+    .map_err(|e: Box<dyn std::error::Error>| e)?;
     if at.json {
         println!("{}", status_json(&s));
         return Ok(());
@@ -291,8 +363,14 @@ pub fn status(at: &NodeAddr) -> Result<()> {
 }
 
 pub fn leave(at: &NodeAddr) -> Result<()> {
-    block_on(async { connect(at.addr).await?.leave().await.map_err(Into::into) })
-        .map_err(|e: Box<dyn std::error::Error>| e)?;
+    block_on(async {
+        connect(at.addr, at.key()?.as_ref())
+            .await?
+            .leave()
+            .await
+            .map_err(Into::into)
+    })
+    .map_err(|e: Box<dyn std::error::Error>| e)?;
     if at.json {
         println!("{}", json!({"left": at.addr.to_string()}));
     } else {
@@ -304,12 +382,12 @@ pub fn leave(at: &NodeAddr) -> Result<()> {
 /// Walk the ring by successors, asking each node for its status.
 /// Walk the ring by successors from `start`, asking each node for its status. Bounded: it
 /// stops on returning to a node already seen, or after 100,000 nodes.
-pub async fn walk_ring(start: SocketAddr) -> Result<Vec<Status>> {
+pub async fn walk_ring(start: SocketAddr, key: Option<&NetworkKey>) -> Result<Vec<Status>> {
     let mut out: Vec<Status> = Vec::new();
     let mut seen = HashSet::new();
     let mut next = start;
     for _ in 0..100_000 {
-        let mut c = connect(next).await?;
+        let mut c = connect(next, key).await?;
         let s = c.status().await?;
         if !seen.insert(s.me.id) {
             break;
@@ -349,11 +427,18 @@ pub fn ring(
     svg: Option<&std::path::Path>,
     fingers_of: Option<SocketAddr>,
 ) -> Result<()> {
-    let walk = block_on(walk_ring(at.addr))?;
+    let key = at.key()?;
+    let walk = block_on(walk_ring(at.addr, key.as_ref()))?;
     if let Some(path) = svg {
         let focus = fingers_of.unwrap_or(at.addr);
-        let st = block_on(async { connect(focus).await?.status().await.map_err(Into::into) })
-            .map_err(|e: Box<dyn std::error::Error>| e)?;
+        let st = block_on(async {
+            connect(focus, key.as_ref())
+                .await?
+                .status()
+                .await
+                .map_err(Into::into)
+        })
+        .map_err(|e: Box<dyn std::error::Error>| e)?;
         let fingers: Vec<Id> = st.fingers.iter().map(|f| f.peer.id).collect();
         let nodes: Vec<crate::svg::RingNode> = walk
             .iter()
@@ -361,7 +446,7 @@ pub fn ring(
                 id: s.me.id,
                 label: s.me.addr.to_string(),
                 successor: s.successors.first().map(|p| p.id),
-                stored: crate::files::stored_bytes(s.me.addr),
+                stored: crate::files::stored_bytes(s.me.addr, key.as_ref()),
             })
             .collect();
         let title = format!(

@@ -185,3 +185,57 @@ fn files_through_processes() {
     let ls = chord_json(&["ls", "--node", &at]).expect("ls");
     assert_eq!(ls.as_array().map(|a| a.len()), Some(1));
 }
+
+/// `chord keygen`, then a keyed node: clients with the key file are served, clients
+/// without it get a one-line reason.
+#[test]
+fn network_key_through_processes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = dir.path().join("ring.key");
+    let out = chord_in(dir.path(), &["keygen", "ring.key"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&key).expect("key file");
+    assert_eq!(text.trim().len(), 64, "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // No silent overwrite of a key.
+    let again = chord_in(dir.path(), &["keygen", "ring.key"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&key).expect("key file"), text);
+
+    let key_arg = key.to_str().expect("utf-8 path");
+    let a = NodeProc::start_with(
+        CHORD,
+        None,
+        &["--network-key", key_arg],
+        std::process::Stdio::null(),
+    );
+    let _b = NodeProc::start_with(
+        CHORD,
+        Some(a.addr),
+        &["--network-key", key_arg],
+        std::process::Stdio::null(),
+    );
+    let at = a.addr.to_string();
+    let start = Instant::now();
+    loop {
+        let out = chord_in(
+            dir.path(),
+            &["ring", "--node", &at, "--network-key", key_arg, "--json"],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if v["consistent"] == true && v["nodes"].as_array().map(|a| a.len()) == Some(2) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{out:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = chord_in(dir.path(), &["status", "--node", &at]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("requires a network key"), "{err}");
+}

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use chord_core::{Id, Peer};
-use chord_net::Client;
+use chord_net::{Client, Limits, NetworkKey};
 
 use crate::manifest::{check_name, hash, ItemKey, Manifest, DEFAULT_CHUNK, MAX_CHUNK};
 use crate::service::{FilesRequest, FilesResponse};
@@ -26,6 +26,8 @@ pub struct TransferOptions {
     pub window: usize,
     /// Chunk size for uploads.
     pub chunk_size: u32,
+    /// The ring's network key, if it uses one.
+    pub network_key: Option<NetworkKey>,
 }
 
 impl Default for TransferOptions {
@@ -34,6 +36,7 @@ impl Default for TransferOptions {
             replicas: DEFAULT_REPLICAS,
             window: 16,
             chunk_size: DEFAULT_CHUNK,
+            network_key: None,
         }
     }
 }
@@ -45,15 +48,17 @@ fn local(e: std::io::Error, what: &Path) -> FilesError {
 /// One lane of a transfer: its own connections (a `Client` serves one request at a time).
 struct Lane {
     node: SocketAddr,
+    key: Option<NetworkKey>,
     clients: HashMap<SocketAddr, Client>,
     /// Ring ranges `(from, to]` already located, with their holders.
     ranges: Vec<(Id, Id, Vec<Peer>)>,
 }
 
 impl Lane {
-    fn new(node: SocketAddr) -> Lane {
+    fn new(node: SocketAddr, key: &Option<NetworkKey>) -> Lane {
         Lane {
             node,
+            key: key.clone(),
             clients: HashMap::new(),
             ranges: Vec::new(),
         }
@@ -68,7 +73,7 @@ impl Lane {
         let c = match self.clients.entry(to) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                Client::connect(to)
+                Client::connect_with_key(to, Limits::default(), self.key.as_ref())
                     .await
                     .map_err(|e| FilesError::Unreachable(chain(&e)))?,
             ),
@@ -202,7 +207,9 @@ pub async fn put(
     let mut file = std::fs::File::open(path).map_err(|e| local(e, path))?;
     let size = file.metadata().map_err(|e| local(e, path))?.len();
     use futures::stream::{FuturesOrdered, StreamExt};
-    let mut idle: Vec<Lane> = (0..window).map(|_| Lane::new(node)).collect();
+    let mut idle: Vec<Lane> = (0..window)
+        .map(|_| Lane::new(node, &opts.network_key))
+        .collect();
     let mut whole = blake3::Hasher::new();
     let mut chunks = Vec::new();
     let mut read = 0u64;
@@ -252,7 +259,9 @@ pub async fn put(
         file_hash: *whole.finalize().as_bytes(),
         uploaded_ms: now_ms(),
     };
-    let mut lane = idle.pop().unwrap_or_else(|| Lane::new(node));
+    let mut lane = idle
+        .pop()
+        .unwrap_or_else(|| Lane::new(node, &opts.network_key));
     let n = lane
         .store(manifest.key(), &encode(&manifest)?, opts.replicas)
         .await?;
@@ -274,9 +283,14 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// The newest manifest named `name`, from its holders.
-pub async fn manifest(node: SocketAddr, name: &str, k: u8) -> Result<Manifest, FilesError> {
+pub async fn manifest(
+    node: SocketAddr,
+    name: &str,
+    opts: &TransferOptions,
+) -> Result<Manifest, FilesError> {
     check_name(name)?;
-    let mut lane = Lane::new(node);
+    let k = opts.replicas;
+    let mut lane = Lane::new(node, &opts.network_key);
     let key = ItemKey::Manifest(Id::for_key(name));
     let mut best: Option<Manifest> = None;
     for p in lane.locate(key.ring_id(), k, true).await? {
@@ -327,7 +341,7 @@ pub async fn get(
     opts: &TransferOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<GetOutcome, FilesError> {
-    let m = manifest(node, name, opts.replicas).await?;
+    let m = manifest(node, name, opts).await?;
     if out.exists() {
         if file_hash(out).map_err(|e| local(e, out))? == m.file_hash {
             return Ok(GetOutcome::UpToDate(out.to_path_buf()));
@@ -365,7 +379,9 @@ async fn download(
     let window = opts.window.max(1);
     let k = opts.replicas;
     let mut f = std::fs::File::create(tmp).map_err(|e| local(e, tmp))?;
-    let mut idle: Vec<Lane> = (0..window).map(|_| Lane::new(node)).collect();
+    let mut idle: Vec<Lane> = (0..window)
+        .map(|_| Lane::new(node, &opts.network_key))
+        .collect();
     let mut whole = blake3::Hasher::new();
     let mut done = 0u64;
     // A sliding window: `window` chunks always in flight, written in order as they come.
@@ -413,8 +429,12 @@ pub struct Listing {
 }
 
 /// Every file in the ring, found by walking it from `node` (bounded by `max_nodes`).
-pub async fn ls(node: SocketAddr, max_nodes: usize) -> Result<Vec<Listing>, FilesError> {
-    let mut lane = Lane::new(node);
+pub async fn ls(
+    node: SocketAddr,
+    max_nodes: usize,
+    opts: &TransferOptions,
+) -> Result<Vec<Listing>, FilesError> {
+    let mut lane = Lane::new(node, &opts.network_key);
     let mut seen = std::collections::HashSet::new();
     let mut by_name: HashMap<String, (Manifest, usize)> = HashMap::new();
     let mut next = node;
@@ -459,9 +479,10 @@ pub async fn ls(node: SocketAddr, max_nodes: usize) -> Result<Vec<Listing>, File
 
 /// Remove the file `name` (its manifest, from every holder). Chunks stay until a future
 /// garbage collection: another file may share them.
-pub async fn rm(node: SocketAddr, name: &str, k: u8) -> Result<usize, FilesError> {
-    let m = manifest(node, name, k).await?;
-    let mut lane = Lane::new(node);
+pub async fn rm(node: SocketAddr, name: &str, opts: &TransferOptions) -> Result<usize, FilesError> {
+    let m = manifest(node, name, opts).await?;
+    let k = opts.replicas;
+    let mut lane = Lane::new(node, &opts.network_key);
     let mut removed = 0;
     for p in lane.locate(m.key().ring_id(), k, true).await? {
         if let Ok(FilesResponse::Removed) = lane

@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use async_net::TcpStream;
 use chord_core::{Id, Peer};
 
+use crate::conn::{open, Opened, Reader, Writer};
 use crate::frame::{read_frame, write_frame, FrameError};
-use crate::wire::{ClientRequest, ClientResponse, Frame, Hello, HelloReply, Status};
-use crate::{Error, Limits};
+use crate::wire::{ClientRequest, ClientResponse, Frame, Hello, Status};
+use crate::{Error, Limits, NetworkKey};
 
 /// A connection to one node, as a client.
 ///
@@ -18,12 +19,21 @@ use crate::{Error, Limits};
 /// println!("{} ({hops} hops)", owner.addr);
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct Client {
     addr: SocketAddr,
-    stream: TcpStream,
+    r: Reader,
+    w: Writer,
     limits: Limits,
     next_id: u64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("addr", &self.addr)
+            .field("next_id", &self.next_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -34,6 +44,15 @@ impl Client {
 
     /// Connect with the given limits (timeouts, frame cap).
     pub async fn connect_with(addr: SocketAddr, limits: Limits) -> Result<Client, Error> {
+        Client::connect_with_key(addr, limits, None).await
+    }
+
+    /// Connect to a ring that uses a network key (or to one that does not, with `None`).
+    pub async fn connect_with_key(
+        addr: SocketAddr,
+        limits: Limits,
+        key: Option<&NetworkKey>,
+    ) -> Result<Client, Error> {
         let stream = futures_lite::future::or(
             async {
                 TcpStream::connect(addr)
@@ -47,27 +66,18 @@ impl Client {
         )
         .await?;
         let _ = stream.set_nodelay(true);
-        let mut c = Client {
-            addr,
-            stream,
-            limits,
-            next_id: 1,
-        };
-        let frame_err = |e| Error::Frame(addr, e);
-        write_frame(&mut c.stream, &Hello::client(), c.limits.frame_timeout)
+        match open(stream, Hello::client(), key, &limits)
             .await
-            .map_err(frame_err)?;
-        let reply: HelloReply = read_frame(
-            &mut c.stream,
-            1024,
-            c.limits.handshake_timeout,
-            c.limits.handshake_timeout,
-        )
-        .await
-        .map_err(frame_err)?;
-        match reply {
-            HelloReply::Welcome { .. } => Ok(c),
-            HelloReply::Refused(why) => Err(Error::Refused(addr, why)),
+            .map_err(|e| Error::Frame(addr, e))?
+        {
+            Opened::Welcome { r, w, .. } => Ok(Client {
+                addr,
+                r,
+                w,
+                limits,
+                next_id: 1,
+            }),
+            Opened::Refused(why) => Err(Error::Refused(addr, why)),
         }
     }
 
@@ -86,12 +96,12 @@ impl Client {
         let id = self.next_id;
         self.next_id += 1;
         let addr = self.addr;
-        write_frame(&mut self.stream, &make(id), self.limits.frame_timeout)
+        write_frame(&mut self.w, &make(id), self.limits.frame_timeout)
             .await
             .map_err(|e| Error::Frame(addr, e))?;
         loop {
             let f: Frame = read_frame(
-                &mut self.stream,
+                &mut self.r,
                 self.limits.max_frame,
                 wait,
                 self.limits.frame_timeout,

@@ -7,9 +7,13 @@ use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use async_net::TcpStream;
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
 
-use crate::frame::{read_frame, write_bytes, write_frame, FrameError};
+use crate::frame::{
+    decode, encode, read_body, read_frame, with_deadline, write_bytes, write_frame, FrameError,
+};
+use crate::noise::{self, NetworkKey, NoiseError, NoiseReader, NoiseWriter};
 use crate::wire::{Frame, Hello, HelloReply, Refusal, Role, MAGIC, VERSION};
 use crate::Limits;
 
@@ -31,6 +35,8 @@ pub(crate) enum Input {
         addr: SocketAddr,
         tx: Sender<Vec<u8>>,
     },
+    /// The node at `addr` refused our connection.
+    Refused { addr: SocketAddr, why: Refusal },
     /// The connection to `addr` (ours) is gone.
     Closed { addr: SocketAddr },
     /// A command from the handle.
@@ -60,12 +66,71 @@ impl Drop for ConnGuard {
     }
 }
 
+/// The reading half of an established connection (plain or encrypted).
+pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half of an established connection (plain or encrypted).
+pub(crate) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// How the opening side's handshake ended.
+pub(crate) enum Opened {
+    /// Accepted: the connection's halves.
+    Welcome { r: Reader, w: Writer },
+    /// Refused, with the node's reason.
+    Refused(Refusal),
+}
+
+/// The opening side of the handshake (a peer or a client): send `hello` (and, with a
+/// network key, the first Noise message), read the answer (and the second Noise message).
+pub(crate) async fn open(
+    stream: TcpStream,
+    mut hello: Hello,
+    key: Option<&NetworkKey>,
+    limits: &Limits,
+) -> Result<Opened, FrameError> {
+    hello.encrypted = key.is_some();
+    let frame = encode(&hello)?;
+    let mut noise = match key {
+        Some(k) => Some(k.initiator(&frame[4..]).map_err(NoiseError::Handshake)?),
+        None => None,
+    };
+    let mut r = stream.clone();
+    let mut w = stream;
+    let t = limits.handshake_timeout;
+    with_deadline(t, async {
+        write_bytes(&mut w, &frame, t).await?;
+        if let Some(hs) = noise.as_mut() {
+            noise::write_message(&mut w, hs, &[]).await?;
+        }
+        let body = read_body(&mut r, 1024, t, t).await?;
+        if let HelloReply::Refused(why) = decode::<HelloReply>(&body)? {
+            return Ok(Opened::Refused(why));
+        }
+        let (r, w): (Reader, Writer) = match noise {
+            None => (Box::new(r), Box::new(w)),
+            Some(mut hs) => {
+                // The welcome again, authenticated this time.
+                if noise::read_message(&mut r, &mut hs).await? != body {
+                    return Err(NoiseError::WelcomeMismatch.into());
+                }
+                let (tr, tw) = noise::split(hs)?;
+                (
+                    Box::new(NoiseReader::new(r, tr)),
+                    Box::new(NoiseWriter::new(w, tw)),
+                )
+            }
+        };
+        Ok(Opened::Welcome { r, w })
+    })
+    .await
+}
+
 /// Serve one accepted connection until it closes.
 pub(crate) async fn serve_inbound(
     stream: TcpStream,
     me: SocketAddr,
     vnodes: u16,
     limits: Limits,
+    key: Option<NetworkKey>,
     count: ConnCount,
     driver: Sender<Input>,
 ) {
@@ -73,21 +138,21 @@ pub(crate) async fn serve_inbound(
     let guard = count.try_acquire(limits.max_connections);
     let mut r = stream.clone();
     let mut w = stream;
-    let hello: Hello = match read_frame(
-        &mut r,
-        1024,
-        limits.handshake_timeout,
-        limits.handshake_timeout,
-    )
-    .await
-    {
-        Ok(h) => h,
+    let t = limits.handshake_timeout;
+    let (hello, body) = match read_body(&mut r, 1024, t, t).await {
+        Ok(body) => match decode::<Hello>(&body) {
+            Ok(h) => (h, body),
+            Err(e) => {
+                debug!(?remote, "handshake failed: {e}");
+                return;
+            }
+        },
         Err(e) => {
             debug!(?remote, "handshake failed: {e}");
             return;
         }
     };
-    let refusal = if hello.magic != MAGIC {
+    let mut refusal = if hello.magic != MAGIC {
         Some(Refusal::BadMagic)
     } else if hello.version != VERSION {
         Some(Refusal::Version {
@@ -96,23 +161,56 @@ pub(crate) async fn serve_inbound(
         })
     } else if hello.role == Role::Peer && hello.listen.is_none() {
         Some(Refusal::NoListenAddress)
+    } else if key.is_some() && !hello.encrypted {
+        Some(Refusal::NetworkKeyRequired)
+    } else if key.is_none() && hello.encrypted {
+        Some(Refusal::NoNetworkKey)
     } else if guard.is_none() {
         Some(Refusal::Busy)
     } else {
         None
     };
+    let mut noise = None;
+    if let (None, Some(k)) = (&refusal, &key) {
+        let Ok(mut hs) = k.responder(&body) else {
+            return;
+        };
+        match with_deadline(t, noise::read_message(&mut r, &mut hs)).await {
+            Ok(_) => noise = Some(hs),
+            Err(FrameError::Noise(_)) => refusal = Some(Refusal::WrongNetworkKey),
+            Err(e) => {
+                debug!(?remote, "handshake failed: {e}");
+                return;
+            }
+        }
+    }
     if let Some(refusal) = refusal {
         debug!(?remote, "refusing connection: {refusal}");
         let _ = write_frame(&mut w, &HelloReply::Refused(refusal), limits.frame_timeout).await;
         return;
     }
-    let welcome = HelloReply::Welcome { addr: me, vnodes };
-    if write_frame(&mut w, &welcome, limits.frame_timeout)
+    let Ok(welcome) = encode(&HelloReply::Welcome { addr: me, vnodes }) else {
+        return;
+    };
+    if write_bytes(&mut w, &welcome, limits.frame_timeout)
         .await
         .is_err()
     {
         return;
     }
+    let (mut r, w): (Reader, Writer) = match noise {
+        None => (Box::new(r), Box::new(w)),
+        Some(mut hs) => {
+            let sent = with_deadline(t, noise::write_message(&mut w, &mut hs, &welcome[4..])).await;
+            let Ok((tr, tw)) = sent.and_then(|()| Ok(noise::split(hs)?)) else {
+                return;
+            };
+            (
+                Box::new(NoiseReader::new(r, tr)),
+                Box::new(NoiseWriter::new(w, tw)),
+            )
+        }
+    };
     let (tx, rx) = async_channel::bounded::<Vec<u8>>(limits.max_in_flight);
     let writer = write_loop(w, rx, limits.frame_timeout);
     let reader = async {
@@ -161,6 +259,7 @@ pub(crate) async fn serve_outbound(
     addr: SocketAddr,
     me: SocketAddr,
     limits: Limits,
+    key: Option<NetworkKey>,
     (tx, rx): (Sender<Vec<u8>>, Receiver<Vec<u8>>),
     driver: Sender<Input>,
 ) {
@@ -173,20 +272,14 @@ pub(crate) async fn serve_outbound(
             },
         )
         .await?;
-        let mut r = stream.clone();
-        let mut w = stream;
-        write_frame(&mut w, &Hello::peer(me), limits.frame_timeout).await?;
-        let reply: HelloReply = read_frame(
-            &mut r,
-            1024,
-            limits.handshake_timeout,
-            limits.handshake_timeout,
-        )
-        .await?;
-        if let HelloReply::Refused(why) = reply {
-            debug!(%addr, "peer refused us: {why}");
-            return Ok(());
-        }
+        let _ = stream.set_nodelay(true);
+        let (mut r, w) = match open(stream, Hello::peer(me), key.as_ref(), &limits).await? {
+            Opened::Welcome { r, w, .. } => (r, w),
+            Opened::Refused(why) => {
+                let _ = driver.send(Input::Refused { addr, why }).await;
+                return Ok(());
+            }
+        };
         let reader = read_loop(
             &mut r,
             &limits,
@@ -211,7 +304,7 @@ pub(crate) async fn serve_outbound(
 }
 
 async fn read_loop(
-    r: &mut TcpStream,
+    r: &mut Reader,
     limits: &Limits,
     wrap: impl Fn(Frame) -> Input,
     driver: &Sender<Input>,
@@ -238,12 +331,12 @@ async fn read_loop(
     }
 }
 
-async fn write_loop(mut w: TcpStream, rx: Receiver<Vec<u8>>, deadline: Duration) {
+async fn write_loop(mut w: Writer, rx: Receiver<Vec<u8>>, deadline: Duration) {
     while let Ok(bytes) = rx.recv().await {
         if write_bytes(&mut w, &bytes, deadline).await.is_err() {
             rx.close();
             return;
         }
     }
-    let _ = w.shutdown(std::net::Shutdown::Write);
+    let _ = with_deadline(deadline, async { Ok(w.close().await?) }).await;
 }

@@ -40,6 +40,9 @@ pub enum FrameError {
     /// The body holds a valid message followed by extra bytes.
     #[error("malformed frame: {0} trailing bytes after the message")]
     TrailingBytes(usize),
+    /// The encrypted handshake failed (only with a network key).
+    #[error("encrypted channel")]
+    Noise(#[from] crate::noise::NoiseError),
 }
 
 /// Encode `msg` as one frame: length prefix and body.
@@ -73,7 +76,7 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     Ok(msg)
 }
 
-async fn with_deadline<T>(
+pub(crate) async fn with_deadline<T>(
     d: Duration,
     f: impl std::future::Future<Output = Result<T, FrameError>>,
 ) -> Result<T, FrameError> {
@@ -96,6 +99,19 @@ where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
 {
+    decode(&read_body(r, max, idle, deadline).await?)
+}
+
+/// Read one frame's body, undecoded, under the same rules as [`read_frame`].
+pub async fn read_body<R>(
+    r: &mut R,
+    max: u32,
+    idle: Duration,
+    deadline: Duration,
+) -> Result<Vec<u8>, FrameError>
+where
+    R: AsyncRead + Unpin,
+{
     let mut first = [0u8; 1];
     let n = with_deadline(idle, async { Ok(r.read(&mut first).await?) }).await?;
     if n == 0 {
@@ -107,7 +123,7 @@ where
         let len = check_header(header, max)?;
         let mut body = vec![0u8; len];
         r.read_exact(&mut body).await?;
-        decode(&body)
+        Ok(body)
     })
     .await
 }

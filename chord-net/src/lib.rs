@@ -33,6 +33,7 @@ pub mod client;
 mod conn;
 pub mod frame;
 pub mod node;
+pub mod noise;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -40,6 +41,7 @@ use std::time::Duration;
 
 pub use client::Client;
 pub use node::{Node, NodeBuilder, Service};
+pub use noise::NetworkKey;
 
 /// Resource limits of a node, with safe defaults.
 #[derive(Clone, Debug)]

@@ -15,17 +15,15 @@ use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
 use async_net::TcpListener;
-use chord_core::{
-    Config, Event, Id, JoinError, LookupError, LookupId, LookupOutcome, Message, Peer, Time,
-};
+use chord_core::{Config, Event, Id, LookupError, LookupId, LookupOutcome, Message, Peer, Time};
 use tracing::{debug, info, warn};
 
 use crate::conn::{serve_inbound, serve_outbound, ConnCount, Input};
 use crate::frame::encode;
 use crate::wire::{
-    ClientRequest, ClientResponse, Finger, Frame, RemoteError, ServiceError, Status,
+    ClientRequest, ClientResponse, Finger, Frame, Refusal, RemoteError, ServiceError, Status,
 };
-use crate::{Error, Limits};
+use crate::{Error, Limits, NetworkKey};
 
 /// An application service running on a node: it receives its own requests (from peers
 /// through [`Node::call`], or from clients through [`crate::Client::call`]) and answers
@@ -91,6 +89,7 @@ pub struct NodeBuilder {
     limits: Limits,
     services: HashMap<u16, Arc<dyn Service>>,
     defer_client_leave: bool,
+    key: Option<NetworkKey>,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -102,6 +101,7 @@ impl std::fmt::Debug for NodeBuilder {
             .field("vnodes", &self.vnodes)
             .field("limits", &self.limits)
             .field("services", &self.services.keys().collect::<Vec<_>>())
+            .field("encrypted", &self.key.is_some())
             .finish()
     }
 }
@@ -116,6 +116,7 @@ impl Default for NodeBuilder {
             limits: Limits::default(),
             services: HashMap::new(),
             defer_client_leave: false,
+            key: None,
         }
     }
 }
@@ -172,6 +173,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Encrypt and authenticate every connection with this network key (Noise `NNpsk0`,
+    /// see [`crate::noise`]). Nodes and clients without the same key are refused.
+    pub fn network_key(mut self, key: NetworkKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
     /// Bind, start the driver, and (with [`NodeBuilder::join`]) join the ring. Resolves
     /// once the node is a ring member.
     pub async fn start(self) -> Result<Node, Error> {
@@ -182,7 +190,7 @@ impl NodeBuilder {
             .local_addr()
             .map_err(|e| Error::Bind(self.listen, e))?;
         let (tx, rx) = async_channel::bounded::<Input>(4096);
-        let (ready_tx, ready_rx) = async_channel::bounded::<Result<(), JoinError>>(1);
+        let (ready_tx, ready_rx) = async_channel::bounded::<Result<(), Error>>(1);
         let (done_tx, done_rx) = async_channel::bounded::<()>(1);
         let ids: Vec<Id> = (0..self.vnodes).map(|v| Id::for_vnode(addr, v)).collect();
         let (leave_tx, leave_rx) = async_channel::bounded::<()>(1);
@@ -193,19 +201,21 @@ impl NodeBuilder {
             done: done_rx.clone(),
             call_timeout: self.limits.call_timeout,
             leave_requests: leave_rx,
+            key: self.key.clone(),
         };
         let mut driver = Driver::new(addr, &self, node.clone(), rx, ready_tx);
         if self.defer_client_leave {
             driver.leave_requested = Some(leave_tx);
         }
         let limits = self.limits.clone();
+        let key = self.key.clone();
         let vnodes = self.vnodes;
         let accept_tx = tx.clone();
         std::thread::Builder::new()
             .name(format!("chord-node-{addr}"))
             .spawn(move || {
                 let ex = async_executor::Executor::new();
-                let accept = accept_loop(&ex, listener, addr, vnodes, limits, accept_tx);
+                let accept = accept_loop(&ex, listener, addr, vnodes, limits, key, accept_tx);
                 futures_lite::future::block_on(
                     ex.run(futures_lite::future::or(driver.run(&ex), accept)),
                 );
@@ -219,7 +229,7 @@ impl NodeBuilder {
             Ok(Err(e)) => {
                 node.kill();
                 node.stopped().await;
-                Err(Error::Join(e))
+                Err(e)
             }
             Err(_) => Err(Error::Stopped),
         }
@@ -232,6 +242,7 @@ async fn accept_loop(
     me: SocketAddr,
     vnodes: u16,
     limits: Limits,
+    key: Option<NetworkKey>,
     driver: Sender<Input>,
 ) {
     let count = ConnCount::default();
@@ -244,6 +255,7 @@ async fn accept_loop(
                     me,
                     vnodes,
                     limits.clone(),
+                    key.clone(),
                     count.clone(),
                     driver.clone(),
                 ))
@@ -268,12 +280,18 @@ pub struct Node {
     done: Receiver<()>,
     call_timeout: Duration,
     leave_requests: Receiver<()>,
+    key: Option<NetworkKey>,
 }
 
 impl Node {
     /// A builder with the defaults.
     pub fn builder() -> NodeBuilder {
         NodeBuilder::default()
+    }
+
+    /// The network key the node was started with, if any (clients of its ring need it).
+    pub fn network_key(&self) -> Option<&NetworkKey> {
+        self.key.as_ref()
     }
 
     /// The address the node listens on.
@@ -383,9 +401,10 @@ struct Driver {
     nodes: Vec<chord_core::Node>,
     join: Option<SocketAddr>,
     limits: Limits,
+    key: Option<NetworkKey>,
     tx: Sender<Input>,
     rx: Receiver<Input>,
-    ready: Option<Sender<Result<(), JoinError>>>,
+    ready: Option<Sender<Result<(), Error>>>,
     pool: HashMap<SocketAddr, Sender<Vec<u8>>>,
     lookups: HashMap<(usize, LookupId), Pending>,
     subscribers: Vec<Sender<Event>>,
@@ -416,7 +435,7 @@ impl Driver {
         b: &NodeBuilder,
         handle: Node,
         rx: Receiver<Input>,
-        ready: Sender<Result<(), JoinError>>,
+        ready: Sender<Result<(), Error>>,
     ) -> Driver {
         let nodes = (0..b.vnodes)
             .map(|v| {
@@ -429,6 +448,7 @@ impl Driver {
             nodes,
             join: b.join,
             limits: b.limits.clone(),
+            key: b.key.clone(),
             tx: handle.tx.clone(),
             rx,
             ready: Some(ready),
@@ -526,6 +546,19 @@ impl Driver {
             Input::Inbound { addr, tx } => {
                 // Answers to that peer may use its connection until we open our own.
                 self.pool.entry(addr).or_insert(tx);
+            }
+            Input::Refused { addr, why } => {
+                if self.ready.is_some() && self.join == Some(addr) {
+                    // The bootstrap node will never let us in: say why, now.
+                    if let Some(r) = self.ready.take() {
+                        let _ = r.try_send(Err(Error::Refused(addr, why)));
+                    }
+                    self.stop = true;
+                } else if why == Refusal::Busy {
+                    debug!(%addr, "peer refused us: {why}");
+                } else {
+                    warn!(%addr, "peer refused us: {why}");
+                }
             }
             Input::Closed { addr } => {
                 if self.pool.get(&addr).is_some_and(|tx| tx.is_closed()) {
@@ -733,6 +766,7 @@ impl Driver {
                     addr,
                     self.addr,
                     self.limits.clone(),
+                    self.key.clone(),
                     (tx.clone(), rx),
                     self.tx.clone(),
                 ))
@@ -763,7 +797,7 @@ impl Driver {
             }
             Event::JoinFailed(err) if v == 0 => {
                 if let Some(r) = self.ready.take() {
-                    let _ = r.try_send(Err(*err));
+                    let _ = r.try_send(Err(Error::Join(*err)));
                 }
                 self.stop = true;
             }

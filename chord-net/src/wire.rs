@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// First four bytes of every handshake.
 pub const MAGIC: [u8; 4] = *b"CHRD";
 /// Protocol version spoken by this crate.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// Who opens a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +33,8 @@ pub struct Hello {
     pub role: Role,
     /// A peer's listening address (its ids are derived from it); `None` for clients.
     pub listen: Option<SocketAddr>,
+    /// The sender holds a network key: a Noise handshake follows (see [`crate::noise`]).
+    pub encrypted: bool,
 }
 
 impl Hello {
@@ -43,6 +45,7 @@ impl Hello {
             version: VERSION,
             role: Role::Peer,
             listen: Some(listen),
+            encrypted: false,
         }
     }
 
@@ -53,6 +56,7 @@ impl Hello {
             version: VERSION,
             role: Role::Client,
             listen: None,
+            encrypted: false,
         }
     }
 }
@@ -91,6 +95,15 @@ pub enum Refusal {
     /// The node has too many connections.
     #[error("too many connections")]
     Busy,
+    /// The node uses a network key and the other side offered none.
+    #[error("this ring requires a network key (--network-key FILE)")]
+    NetworkKeyRequired,
+    /// The other side offered encryption but the node has no network key.
+    #[error("this node does not use a network key; connect without one")]
+    NoNetworkKey,
+    /// The encrypted handshake failed: the keys differ.
+    #[error("the network key does not match this ring's")]
+    WrongNetworkKey,
 }
 
 /// One frame after the handshake.
@@ -270,11 +283,23 @@ mod tests {
             (
                 postcard::to_stdvec(&Hello::peer("127.0.0.1:2000".parse().expect("valid")))
                     .expect("enc"),
-                "43485244010001007f000001d00f",
+                "43485244020001007f000001d00f00",
             ),
             (
                 postcard::to_stdvec(&Hello::client()).expect("enc"),
-                "43485244010100",
+                "4348524402010000",
+            ),
+            (
+                postcard::to_stdvec(&Hello {
+                    encrypted: true,
+                    ..Hello::client()
+                })
+                .expect("enc"),
+                "4348524402010001",
+            ),
+            (
+                postcard::to_stdvec(&HelloReply::Refused(Refusal::WrongNetworkKey)).expect("enc"),
+                "0106",
             ),
             (
                 postcard::to_stdvec(&HelloReply::Refused(Refusal::Version {

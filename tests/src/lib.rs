@@ -7,7 +7,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use chord_core::{Config, Id};
-use chord_net::{Client, Node};
+use chord_net::{Client, Limits, NetworkKey, Node};
 
 /// Protocol settings fast enough for tests: a ring settles in a second or two.
 pub fn fast_config() -> Config {
@@ -41,10 +41,15 @@ pub async fn start_ring(n: usize) -> Vec<Node> {
 /// Is the ring of the (single-position) nodes at `addrs` exactly right: each node's
 /// successor and predecessor are its neighbours in id order?
 pub async fn ring_is_consistent(addrs: &[SocketAddr]) -> bool {
+    ring_is_consistent_with(addrs, None).await
+}
+
+/// [`ring_is_consistent`] for a ring that uses a network key.
+pub async fn ring_is_consistent_with(addrs: &[SocketAddr], key: Option<&NetworkKey>) -> bool {
     let mut ids: Vec<(Id, SocketAddr)> = addrs.iter().map(|a| (Id::for_addr(*a), *a)).collect();
     ids.sort();
     for (k, (_, addr)) in ids.iter().enumerate() {
-        let Ok(mut c) = Client::connect(*addr).await else {
+        let Ok(mut c) = Client::connect_with_key(*addr, Limits::default(), key).await else {
             return false;
         };
         let Ok(s) = c.status().await else {
@@ -65,9 +70,18 @@ pub async fn ring_is_consistent(addrs: &[SocketAddr]) -> bool {
 
 /// Wait up to `limit` for the ring of `addrs` to be consistent; returns how long it took.
 pub async fn wait_consistent_at(addrs: &[SocketAddr], limit: Duration) -> Option<Duration> {
+    wait_consistent_with(addrs, None, limit).await
+}
+
+/// [`wait_consistent_at`] for a ring that uses a network key.
+pub async fn wait_consistent_with(
+    addrs: &[SocketAddr],
+    key: Option<&NetworkKey>,
+    limit: Duration,
+) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < limit {
-        if ring_is_consistent(addrs).await {
+        if ring_is_consistent_with(addrs, key).await {
             return Some(start.elapsed());
         }
         async_io::Timer::after(Duration::from_millis(100)).await;
@@ -79,6 +93,15 @@ pub async fn wait_consistent_at(addrs: &[SocketAddr], limit: Duration) -> Option
 /// with r the default list length. Replica placement needs the whole list, not only the
 /// first successor that [`wait_consistent_at`] checks.
 pub async fn wait_full_lists(addrs: &[SocketAddr], limit: Duration) -> bool {
+    wait_full_lists_with(addrs, None, limit).await
+}
+
+/// [`wait_full_lists`] for a ring that uses a network key.
+pub async fn wait_full_lists_with(
+    addrs: &[SocketAddr],
+    key: Option<&NetworkKey>,
+    limit: Duration,
+) -> bool {
     let want = Config::default()
         .successor_list_len
         .min(addrs.len().saturating_sub(1));
@@ -86,7 +109,7 @@ pub async fn wait_full_lists(addrs: &[SocketAddr], limit: Duration) -> bool {
     while start.elapsed() < limit {
         let mut full = true;
         for a in addrs {
-            let len = match Client::connect(*a).await {
+            let len = match Client::connect_with_key(*a, Limits::default(), key).await {
                 Ok(mut c) => c.status().await.map(|s| s.successors.len()).unwrap_or(0),
                 Err(_) => 0,
             };
@@ -100,10 +123,11 @@ pub async fn wait_full_lists(addrs: &[SocketAddr], limit: Duration) -> bool {
     false
 }
 
-/// [`wait_consistent_at`] for in-process nodes.
+/// [`wait_consistent_at`] for in-process nodes (with their network key, if any).
 pub async fn wait_consistent(nodes: &[Node], limit: Duration) -> Option<Duration> {
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr()).collect();
-    wait_consistent_at(&addrs, limit).await
+    let key = nodes.first().and_then(|n| n.network_key());
+    wait_consistent_with(&addrs, key, limit).await
 }
 
 /// A `chord node` process on a free loopback port, killed when dropped (also when a test

@@ -173,11 +173,11 @@ fn round_trips_of_every_shape() {
     block_on(transfer::get(at, "big.bin", &out, true, &o, &|_, _| {})).expect("forced");
     assert!(std::fs::read(&out).expect("read") == big);
     // ls sees every file with its replica count; rm removes one.
-    let list = block_on(transfer::ls(at, 100)).expect("ls");
+    let list = block_on(transfer::ls(at, 100, &o)).expect("ls");
     assert_eq!(list.len(), 6);
     assert!(list.iter().all(|l| l.replicas == 3), "{list:?}");
-    assert_eq!(block_on(transfer::rm(at, "one byte", 3)).expect("rm"), 3);
-    let list = block_on(transfer::ls(at, 100)).expect("ls");
+    assert_eq!(block_on(transfer::rm(at, "one byte", &o)).expect("rm"), 3);
+    let list = block_on(transfer::ls(at, 100, &o)).expect("ls");
     assert_eq!(list.len(), 5);
     let e = block_on(transfer::get(
         at,

@@ -94,6 +94,7 @@ fn hostile_connections_do_not_hurt_the_node() {
                 version,
                 role: Role::Client,
                 listen: None,
+                encrypted: false,
             })
             .expect("encode");
             let reply = probe(&hello);
@@ -107,7 +108,7 @@ fn hostile_connections_do_not_hurt_the_node() {
         assert_eq!(
             refusal_for(MAGIC, 99),
             HelloReply::Refused(Refusal::Version {
-                ours: 1,
+                ours: chord_net::wire::VERSION,
                 theirs: 99
             })
         );
