@@ -290,3 +290,84 @@ fn transfers_on_five_nodes() {
         start.elapsed().as_secs_f64()
     );
 }
+
+/// Five nodes with k = 3, each given `extra` arguments too.
+fn five_nodes(dir: &Path, tag: &str, extra: &[&str]) -> Vec<NodeProc> {
+    let mut nodes: Vec<NodeProc> = Vec::new();
+    for i in 0..5 {
+        let data = dir.join(format!("{tag}-data{i}"));
+        let mut args = vec!["--data", data.to_str().expect("utf-8"), "--replicas", "3"];
+        args.extend_from_slice(extra);
+        let join = nodes.first().map(|n| n.addr);
+        nodes.push(NodeProc::start_with(CHORD, join, &args, Stdio::null()));
+    }
+    nodes
+}
+
+/// The cost of the network key: the same 1 GiB put and get on a plain ring and on a
+/// keyed one, in one run, with a raw loopback copy measured right before each get.
+///
+/// ```text
+/// cargo test --release -p chord-cli --test bench_files -- --ignored --nocapture noise_cost
+/// ```
+#[test]
+#[ignore = "benchmark: 2 x 1 GiB put and get on 5-node rings, a few minutes"]
+fn noise_cost_on_five_nodes() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tmp");
+    let dir = tmp.path();
+    write_random(&dir.join("big.bin"), 1 << 30);
+    let key = dir.join("ring.key");
+    let st = Command::new(CHORD)
+        .args(["keygen", key.to_str().expect("utf-8")])
+        .status()
+        .expect("keygen");
+    assert!(st.success());
+    let key = key.to_str().expect("utf-8").to_string();
+    for (tag, extra) in [("plain", vec![]), ("noise", vec!["--network-key", &key])] {
+        let nodes = five_nodes(dir, tag, &extra);
+        let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+        // The ring check speaks the protocol, so it needs the key too: wait by `chord ring`.
+        let at = addrs[0].to_string();
+        let start = Instant::now();
+        loop {
+            let mut args = vec!["ring", "--json", "--node", &at];
+            args.extend_from_slice(&extra);
+            let out = Command::new(CHORD).args(&args).output().expect("ring");
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if v["consistent"] == true && v["nodes"].as_array().map(|a| a.len()) == Some(5) {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "{tag} ring");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let mut put = vec!["put", "big.bin", "--node", &at];
+        put.extend_from_slice(&extra);
+        let (tp, _, ok) = timed(&put, dir, |_| {});
+        assert!(ok, "{tag} put");
+        let out = dir.join(format!("{tag}-down"));
+        std::fs::create_dir(&out).expect("mkdir");
+        let raw = raw_copy(&dir.join("big.bin"), &dir.join("raw.copy"));
+        let _ = std::fs::remove_file(dir.join("raw.copy"));
+        let mut get = vec!["get", "big.bin", "--node", &at];
+        get.extend_from_slice(&extra);
+        let (tg, rss, ok) = timed(&get, &out, |_| {});
+        assert!(ok, "{tag} get");
+        let node_rss = nodes
+            .iter()
+            .map(|n| n.peak_rss_kib() as f64 / 1024.0)
+            .fold(0.0, f64::max);
+        println!(
+            "{tag}: put {:.0} MiB/s, get {:.0} MiB/s (raw copy just before: {:.0} MiB/s, get = {:.0}%), \
+             get client peak RSS {rss:.1} MiB, largest node peak RSS {node_rss:.1} MiB",
+            1024.0 / tp,
+            1024.0 / tg,
+            1024.0 / raw,
+            100.0 * raw / tg
+        );
+        drop(nodes);
+        let _ = std::fs::remove_dir_all(&out);
+        for i in 0..5 {
+            let _ = std::fs::remove_dir_all(dir.join(format!("{tag}-data{i}")));
+        }
+    }
+}

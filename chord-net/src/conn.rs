@@ -1,8 +1,8 @@
 //! Connections: the handshake, and the reader and writer halves of an established one.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
@@ -43,26 +43,57 @@ pub(crate) enum Input {
     Command(crate::node::Command),
 }
 
-/// Counts open connections, to refuse new ones past the limit.
+/// Counts open inbound connections, in all and per remote IP address, to refuse new ones
+/// past the limits.
 #[derive(Clone, Default)]
-pub(crate) struct ConnCount(Arc<AtomicUsize>);
+pub(crate) struct ConnCount(Arc<Mutex<Counts>>);
 
-pub(crate) struct ConnGuard(Arc<AtomicUsize>);
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// One counted connection; uncounted when dropped.
+pub(crate) struct ConnGuard {
+    counts: Arc<Mutex<Counts>>,
+    ip: Option<IpAddr>,
+}
 
 impl ConnCount {
-    pub(crate) fn try_acquire(&self, max: usize) -> Option<ConnGuard> {
-        let n = self.0.fetch_add(1, Ordering::SeqCst);
-        if n >= max {
-            self.0.fetch_sub(1, Ordering::SeqCst);
+    /// Count a connection from `ip`, unless that would pass `limits`.
+    pub(crate) fn try_acquire(&self, ip: Option<IpAddr>, limits: &Limits) -> Option<ConnGuard> {
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if c.total >= limits.max_connections {
             return None;
         }
-        Some(ConnGuard(self.0.clone()))
+        if let Some(ip) = ip {
+            let n = c.per_ip.entry(ip).or_insert(0);
+            if *n >= limits.max_connections_per_ip {
+                return None;
+            }
+            *n += 1;
+        }
+        c.total += 1;
+        Some(ConnGuard {
+            counts: self.0.clone(),
+            ip,
+        })
     }
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.total = c.total.saturating_sub(1);
+        if let Some(ip) = self.ip {
+            if let Some(n) = c.per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    c.per_ip.remove(&ip);
+                }
+            }
+        }
     }
 }
 
@@ -135,10 +166,18 @@ pub(crate) async fn serve_inbound(
     driver: Sender<Input>,
 ) {
     let remote = stream.peer_addr().ok();
-    let guard = count.try_acquire(limits.max_connections);
+    let guard = count.try_acquire(remote.map(|a| a.ip()), &limits);
     let mut r = stream.clone();
     let mut w = stream;
     let t = limits.handshake_timeout;
+    if guard.is_none() {
+        // Over a limit: say so at once and close, without waiting for a hello, so that a
+        // flood of silent connections costs nothing past the limit.
+        debug!(?remote, "refusing connection: too many");
+        let busy = HelloReply::Refused(Refusal::Busy);
+        let _ = write_frame(&mut w, &busy, Duration::from_millis(100)).await;
+        return;
+    }
     let (hello, body) = match read_body(&mut r, 1024, t, t).await {
         Ok(body) => match decode::<Hello>(&body) {
             Ok(h) => (h, body),
@@ -165,8 +204,6 @@ pub(crate) async fn serve_inbound(
         Some(Refusal::NetworkKeyRequired)
     } else if key.is_none() && hello.encrypted {
         Some(Refusal::NoNetworkKey)
-    } else if guard.is_none() {
-        Some(Refusal::Busy)
     } else {
         None
     };

@@ -48,8 +48,11 @@ pub use noise::NetworkKey;
 pub struct Limits {
     /// Largest frame body accepted (default 8 MiB).
     pub max_frame: u32,
-    /// Most open connections; more are refused with `Busy` (default 1024).
+    /// Most open inbound connections; more are refused with `Busy` (default 1024).
     pub max_connections: usize,
+    /// Most open inbound connections from one IP address (default 256), so that one
+    /// host cannot take every connection.
+    pub max_connections_per_ip: usize,
     /// Frames queued per connection before new ones are dropped (default 256).
     pub max_in_flight: usize,
     /// An idle connection is closed after this long (default 120 s).
@@ -71,6 +74,7 @@ impl Default for Limits {
         Limits {
             max_frame: frame::DEFAULT_MAX_FRAME,
             max_connections: 1024,
+            max_connections_per_ip: 256,
             max_in_flight: 256,
             idle_timeout: Duration::from_secs(120),
             frame_timeout: Duration::from_secs(10),
