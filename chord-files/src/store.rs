@@ -268,14 +268,21 @@ impl Store for DiskStore {
             ));
             let len = data.len() as u64;
             blocking::unblock(move || -> io::Result<()> {
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)?;
+                let write = || -> io::Result<()> {
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    let mut f = std::fs::File::create(&tmp)?;
+                    f.write_all(&data)?;
+                    f.sync_all()?;
+                    std::fs::rename(&tmp, &path)
+                };
+                let r = write();
+                if r.is_err() {
+                    // A full disk, say: do not leave the partial copy taking room.
+                    let _ = std::fs::remove_file(&tmp);
                 }
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(&data)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, &path)?;
-                Ok(())
+                r
             })
             .await?;
             self.used.fetch_add(len, Ordering::SeqCst);

@@ -354,6 +354,7 @@ pub async fn get(
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| FilesError::Local(format!("{} is not a file path", out.display())))?;
+    remove_stale_parts(out, file_name);
     let tmp = out.with_file_name(format!(".{file_name}.chord-part-{}", std::process::id()));
     let result = download(&m, node, &tmp, opts, progress).await;
     match result {
@@ -364,6 +365,36 @@ pub async fn get(
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             Err(e)
+        }
+    }
+}
+
+/// Remove the partial downloads of `out` left by `chord get` processes that died (killed
+/// mid-way): `.NAME.chord-part-PID` whose PID no longer runs. Where processes cannot be
+/// checked (no /proc), nothing is removed.
+fn remove_stale_parts(out: &Path, file_name: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!(".{file_name}.chord-part-");
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }
