@@ -154,16 +154,17 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         }
 
         if a.keep {
+            // The handler first: whoever reads "Ctrl-C stops the demo" may press it at once.
+            let (tx, rx) = async_channel::bounded::<()>(1);
+            ctrlc::set_handler(move || {
+                let _ = tx.try_send(());
+            })?;
             step(5, "The ring keeps running. From another terminal, try:");
             println!("   chord ring --node {first}");
             println!("   chord ls --node {first}");
             println!("   chord get demo.bin --node {other}");
             println!("   chord put SOME_FILE --node {first}");
             println!("   Ctrl-C stops the demo.");
-            let (tx, rx) = async_channel::bounded::<()>(1);
-            ctrlc::set_handler(move || {
-                let _ = tx.try_send(());
-            })?;
             let _ = rx.recv().await;
         }
         for n in &nodes {

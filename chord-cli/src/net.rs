@@ -230,13 +230,15 @@ pub fn node(a: &NodeArgs) -> Result<()> {
         },
         key: load_key(a.network_key.as_deref())?,
     };
-    let files = setup.start(a.join)?;
-    let node = files.node().clone();
-    println!("listening on {} id {}", node.addr(), node.id());
+    // The handler before the "listening" line: a supervisor may signal as soon as it
+    // reads it, and the node must then leave gracefully, not die.
     let (tx, rx) = async_channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = tx.try_send(());
     })?;
+    let files = setup.start(a.join)?;
+    let node = files.node().clone();
+    println!("listening on {} id {}", node.addr(), node.id());
     if !a.headless && std::io::stdin().is_terminal() {
         return crate::menu::run(setup, files, rx);
     }

@@ -191,6 +191,12 @@ pub(crate) async fn serve_inbound(
             return;
         }
     };
+    // Ids are SHA-1 of the listening address: a peer may only announce an address on the
+    // IP it connects from, or it could take another node's ids.
+    let mismatch = match (hello.role, hello.listen, remote) {
+        (Role::Peer, Some(listen), Some(seen)) if listen.ip() != seen.ip() => Some(seen.ip()),
+        _ => None,
+    };
     let mut refusal = if hello.magic != MAGIC {
         Some(Refusal::BadMagic)
     } else if hello.version != VERSION {
@@ -200,6 +206,8 @@ pub(crate) async fn serve_inbound(
         })
     } else if hello.role == Role::Peer && hello.listen.is_none() {
         Some(Refusal::NoListenAddress)
+    } else if let Some(seen) = mismatch {
+        Some(Refusal::AddressMismatch { seen })
     } else if key.is_some() && !hello.encrypted {
         Some(Refusal::NetworkKeyRequired)
     } else if key.is_none() && hello.encrypted {
@@ -291,6 +299,25 @@ pub(crate) async fn serve_inbound(
     drop(guard);
 }
 
+/// Connect to `addr` from the IP address `local` (the one we listen on), so that the peer
+/// sees the IP our ids are derived from, within `timeout`.
+pub(crate) async fn connect_from(
+    local: IpAddr,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let stream = blocking::unblock(move || -> std::io::Result<std::net::TcpStream> {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        s.bind(&SocketAddr::new(local, 0).into())?;
+        s.connect_timeout(&addr.into(), timeout)?;
+        Ok(s.into())
+    })
+    .await?;
+    let stream = TcpStream::from(async_io::Async::new(stream)?);
+    Ok(stream)
+}
+
 /// Open a peer connection to `addr` and serve it; frames to send arrive on `rx`.
 pub(crate) async fn serve_outbound(
     addr: SocketAddr,
@@ -301,14 +328,7 @@ pub(crate) async fn serve_outbound(
     driver: Sender<Input>,
 ) {
     let result = async {
-        let stream = futures_lite::future::or(
-            async { TcpStream::connect(addr).await.map_err(FrameError::Io) },
-            async {
-                async_io::Timer::after(limits.connect_timeout).await;
-                Err(FrameError::Timeout)
-            },
-        )
-        .await?;
+        let stream = connect_from(me.ip(), addr, limits.connect_timeout).await?;
         let _ = stream.set_nodelay(true);
         let (mut r, w) = match open(stream, Hello::peer(me), key.as_ref(), &limits).await? {
             Opened::Welcome { r, w, .. } => (r, w),

@@ -183,6 +183,17 @@ impl NodeBuilder {
     /// Bind, start the driver, and (with [`NodeBuilder::join`]) join the ring. Resolves
     /// once the node is a ring member.
     pub async fn start(self) -> Result<Node, Error> {
+        if self.listen.ip().is_unspecified() {
+            // Peers identify a node by the address it listens on (its ids are derived
+            // from it), so it must be one they can reach it at.
+            return Err(Error::Bind(
+                self.listen,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "listen on a specific address (e.g. 192.168.1.5), not a wildcard",
+                ),
+            ));
+        }
         let listener = TcpListener::bind(self.listen)
             .await
             .map_err(|e| Error::Bind(self.listen, e))?;

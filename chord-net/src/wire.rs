@@ -104,6 +104,13 @@ pub enum Refusal {
     /// The encrypted handshake failed: the keys differ.
     #[error("the network key does not match this ring's")]
     WrongNetworkKey,
+    /// A peer announced a listening address on another IP than the one it connects from:
+    /// it would take ring ids that are not its own.
+    #[error("a peer connecting from {seen} cannot announce an address on another IP")]
+    AddressMismatch {
+        /// The IP address the connection came from.
+        seen: std::net::IpAddr,
+    },
 }
 
 /// One frame after the handshake.

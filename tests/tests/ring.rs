@@ -1,14 +1,14 @@
 //! Real nodes on loopback, in one process.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use chord_core::Id;
 use chord_net::frame;
 use chord_net::wire::{Hello, HelloReply, Refusal, Role, MAGIC};
-use chord_net::Client;
-use chord_tests::{owner_of, start_ring, wait_consistent};
+use chord_net::{Client, Node};
+use chord_tests::{fast_config, owner_of, start_ring, wait_consistent};
 use futures_lite::future::block_on;
 
 #[test]
@@ -112,6 +112,17 @@ fn hostile_connections_do_not_hurt_the_node() {
                 theirs: 99
             })
         );
+        // A peer announcing an address on another IP than it connects from: refused, so it
+        // cannot take the ids of the node at that address.
+        let claim =
+            frame::encode(&Hello::peer("127.0.0.9:2000".parse().expect("addr"))).expect("encode");
+        let reply = probe(&claim);
+        assert_eq!(
+            frame::decode::<HelloReply>(&reply[4..]).expect("a refusal frame"),
+            HelloReply::Refused(Refusal::AddressMismatch {
+                seen: [127, 0, 0, 1].into()
+            })
+        );
         // A truncated frame after a good handshake, then hang up.
         let mut s = TcpStream::connect(addr).expect("connect");
         s.write_all(&frame::encode(&Hello::client()).expect("enc"))
@@ -209,5 +220,35 @@ fn idle_connections_are_closed() {
         let welcome: HelloReply = frame::decode(&buf[4..]).expect("welcome");
         assert!(matches!(welcome, HelloReply::Welcome { .. }));
         node.kill();
+    });
+}
+
+/// Nodes on different loopback addresses form one ring: each connects from the IP it
+/// listens on, which is what the others check. A wildcard address is refused.
+#[test]
+fn nodes_on_different_ips_and_no_wildcards() {
+    block_on(async {
+        let mut nodes: Vec<Node> = Vec::new();
+        for ip in [[127, 0, 0, 1], [127, 0, 0, 2], [127, 0, 0, 3]] {
+            let mut b = Node::builder()
+                .listen(SocketAddr::from((ip, 0)))
+                .config(fast_config());
+            if let Some(first) = nodes.first() {
+                b = b.join(first.addr());
+            }
+            nodes.push(b.start().await.expect("start"));
+        }
+        wait_consistent(&nodes, Duration::from_secs(20))
+            .await
+            .expect("one ring over three addresses");
+        let e = Node::builder()
+            .listen(SocketAddr::from(([0, 0, 0, 0], 0)))
+            .start()
+            .await
+            .expect_err("wildcard");
+        assert!(matches!(e, chord_net::Error::Bind(..)), "{e:?}");
+        for n in nodes.iter().rev() {
+            n.leave().await.expect("leave");
+        }
     });
 }
