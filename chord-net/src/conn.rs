@@ -174,8 +174,7 @@ pub(crate) async fn serve_inbound(
         // Over a limit: say so at once and close, without waiting for a hello, so that a
         // flood of silent connections costs nothing past the limit.
         debug!(?remote, "refusing connection: too many");
-        let busy = HelloReply::Refused(Refusal::Busy);
-        let _ = write_frame(&mut w, &busy, Duration::from_millis(100)).await;
+        refuse(r, w, Refusal::Busy, Duration::from_millis(100)).await;
         return;
     }
     let (hello, body) = match read_body(&mut r, 1024, t, t).await {
@@ -231,7 +230,7 @@ pub(crate) async fn serve_inbound(
     }
     if let Some(refusal) = refusal {
         debug!(?remote, "refusing connection: {refusal}");
-        let _ = write_frame(&mut w, &HelloReply::Refused(refusal), limits.frame_timeout).await;
+        refuse(r, w, refusal, limits.frame_timeout).await;
         return;
     }
     let Ok(welcome) = encode(&HelloReply::Welcome { addr: me, vnodes }) else {
@@ -297,6 +296,34 @@ pub(crate) async fn serve_inbound(
     };
     futures_lite::future::zip(reader, writer).await;
     drop(guard);
+}
+
+/// Send a refusal and close gracefully: the other side's hello (or first Noise message)
+/// may still be unread, and closing with unread bytes would reset the connection and could
+/// destroy the refusal before it is read. So: send, shut our side, and read what is left
+/// for a moment (bounded in bytes and time) before dropping the socket.
+async fn refuse(mut r: TcpStream, mut w: TcpStream, why: Refusal, deadline: Duration) {
+    use futures_lite::AsyncReadExt;
+    if write_frame(&mut w, &HelloReply::Refused(why), deadline)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let _ = w.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 1024];
+    let mut left: usize = 16 * 1024;
+    let _ = with_deadline(Duration::from_millis(200), async {
+        while left > 0 {
+            let n = r.read(&mut sink).await?;
+            if n == 0 {
+                break;
+            }
+            left = left.saturating_sub(n);
+        }
+        Ok(())
+    })
+    .await;
 }
 
 /// Connect to `addr` from the IP address `local` (the one we listen on), so that the peer
