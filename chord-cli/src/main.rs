@@ -5,12 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc rather than the system allocator: a transfer allocates and frees megabyte
-/// buffers all the time, and glibc's heap trimming turned that into hundreds of thousands
-/// of page faults per GiB (docs/benchmarks.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod demo;
 mod files;
 mod menu;

@@ -406,14 +406,51 @@ async fn download(
     opts: &TransferOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(), FilesError> {
-    use futures::stream::{FuturesOrdered, StreamExt};
     let window = opts.window.max(1);
     let k = opts.replicas;
-    let mut f = std::fs::File::create(tmp).map_err(|e| local(e, tmp))?;
+    let f = std::fs::File::create(tmp).map_err(|e| local(e, tmp))?;
     let mut idle: Vec<Lane> = (0..window)
         .map(|_| Lane::new(node, &opts.network_key))
         .collect();
-    let mut whole = blake3::Hasher::new();
+    // Writing to the file and hashing the whole of it happen on a thread of their own, so
+    // that neither holds up the receiving of the next chunks; a few chunks of queue.
+    let (to_writer, from_fetch) = async_channel::bounded::<Vec<u8>>(4);
+    let writer = std::thread::Builder::new()
+        .name("chord-get-writer".into())
+        .spawn(move || -> std::io::Result<crate::Hash> {
+            let mut f = f;
+            let mut whole = blake3::Hasher::new();
+            while let Ok(data) = from_fetch.recv_blocking() {
+                f.write_all(&data)?;
+                whole.update(&data);
+            }
+            f.sync_all()?;
+            Ok(*whole.finalize().as_bytes())
+        })
+        .map_err(|e| local(e, tmp))?;
+    let fetched = fetch_in_order(m, &mut idle, k, &to_writer, progress).await;
+    to_writer.close();
+    let written = writer
+        .join()
+        .map_err(|_| FilesError::Local("the writer thread failed".into()))?
+        .map_err(|e| local(e, tmp))?;
+    let done = fetched?;
+    if written != m.file_hash || done != m.size {
+        return Err(FilesError::Corrupt);
+    }
+    Ok(())
+}
+
+/// Fetch the chunks of `m`, one in flight per lane of `idle`, handing them to `out` in
+/// order; returns the bytes handed over.
+async fn fetch_in_order(
+    m: &Manifest,
+    idle: &mut Vec<Lane>,
+    k: u8,
+    out: &async_channel::Sender<Vec<u8>>,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<u64, FilesError> {
+    use futures::stream::{FuturesOrdered, StreamExt};
     let mut done = 0u64;
     // A sliding window: `window` chunks always in flight, written in order as they come.
     let mut in_flight = FuturesOrdered::new();
@@ -437,17 +474,15 @@ async fn download(
         if data.len() != m.chunk_len(written) {
             return Err(FilesError::Corrupt);
         }
-        f.write_all(&data).map_err(|e| local(e, tmp))?;
-        whole.update(&data);
         done += data.len() as u64;
         written += 1;
+        if out.send(data).await.is_err() {
+            // The writer stopped: its error is reported by the caller.
+            break;
+        }
         progress(done, m.size);
     }
-    if *whole.finalize().as_bytes() != m.file_hash || done != m.size {
-        return Err(FilesError::Corrupt);
-    }
-    f.sync_all().map_err(|e| local(e, tmp))?;
-    Ok(())
+    Ok(done)
 }
 
 /// One file as `ls` shows it.
