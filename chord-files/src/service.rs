@@ -106,6 +106,20 @@ pub enum FilesResponse {
     },
 }
 
+impl FilesResponse {
+    /// Where the bytes of an encoded `Data` answer start (they run to its end), so that a
+    /// receiver can keep them in place instead of copying them out.
+    pub fn data_at(encoded: &[u8]) -> Option<usize> {
+        const DATA: u32 = 2; // the variant index of `Data`, pinned by a test
+        let (variant, rest) = postcard::take_from_bytes::<u32>(encoded).ok()?;
+        if variant != DATA {
+            return None;
+        }
+        let (bytes, rest) = postcard::take_from_bytes::<&[u8]>(rest).ok()?;
+        rest.is_empty().then(|| encoded.len() - bytes.len())
+    }
+}
+
 /// The files service of one node.
 pub struct FilesService {
     store: Arc<dyn Store>,
@@ -317,48 +331,70 @@ pub async fn maintain(
             holders.retain(|p| p.addr != me);
             holders.truncate(usize::from(k));
         }
-        let mut everywhere = vec![true; group.len()];
-        for h in holders.iter().filter(|p| p.addr != me) {
+        // What every other holder has of the group (`None`: it did not say).
+        let mut has: Vec<Vec<Option<bool>>> = Vec::with_capacity(holders.len());
+        for h in &holders {
+            let mut v = vec![None; group.len()];
+            if h.addr == me {
+                v.fill(Some(true));
+                has.push(v);
+                continue;
+            }
             for (c, chunk) in group.chunks(MAX_HAVE).enumerate() {
-                let have = match ask(
-                    node,
-                    h.addr,
-                    &FilesRequest::Have {
-                        keys: chunk.to_vec(),
-                    },
-                )
-                .await
-                {
-                    Err(FilesError::Stopped) => return Err(FilesError::Stopped),
-                    Ok(FilesResponse::Have(v)) if v.len() == chunk.len() => v,
-                    other => {
-                        debug!(to = %h.addr, "have failed: {other:?}");
-                        everywhere
-                            .iter_mut()
-                            .skip(c * MAX_HAVE)
-                            .take(chunk.len())
-                            .for_each(|e| *e = false);
-                        continue;
-                    }
+                let req = FilesRequest::Have {
+                    keys: chunk.to_vec(),
                 };
-                for (n, (key, has)) in chunk.iter().zip(have).enumerate() {
-                    if has {
-                        continue;
+                match ask(node, h.addr, &req).await {
+                    Err(FilesError::Stopped) => return Err(FilesError::Stopped),
+                    Ok(FilesResponse::Have(answer)) if answer.len() == chunk.len() => {
+                        for (n, a) in answer.into_iter().enumerate() {
+                            v[c * MAX_HAVE + n] = Some(a);
+                        }
                     }
-                    let Ok(Some(data)) = store.get(*key).await else {
-                        continue;
-                    };
-                    let len = data.len() as u64;
-                    match ask(node, h.addr, &FilesRequest::Store { key: *key, data }).await {
-                        Ok(FilesResponse::Stored) => {
-                            r.sent += 1;
-                            r.bytes += len;
-                        }
-                        Err(FilesError::Stopped) => return Err(FilesError::Stopped),
-                        other => {
-                            warn!(to = %h.addr, "replica refused an item: {other:?}");
-                            everywhere[c * MAX_HAVE + n] = false;
-                        }
+                    other => debug!(to = %h.addr, "have failed: {other:?}"),
+                }
+            }
+            has.push(v);
+        }
+        // One copy is sent per missing replica, by one node: the first holder (owner
+        // first) that has the item, or, if no holder has it, whoever holds it outside the
+        // replica set (a node that is leaving it, or leaving the ring). Without this rule
+        // every holder pushed the same item to a newcomer at once (1.6-1.9 times the
+        // bytes a join needs).
+        let mut everywhere = vec![true; group.len()];
+        for (n, key) in group.iter().enumerate() {
+            let first = holders
+                .iter()
+                .zip(&has)
+                .find(|(_, v)| v[n] == Some(true))
+                .map(|(p, _)| p.addr);
+            let duty = leaving || first.is_none_or(|a| a == me);
+            let mut data = None;
+            for (h, v) in holders.iter().zip(&has) {
+                if h.addr == me || v[n] == Some(true) {
+                    continue;
+                }
+                if !duty || v[n].is_none() {
+                    everywhere[n] = false;
+                    continue;
+                }
+                if data.is_none() {
+                    data = store.get(*key).await.ok().flatten();
+                }
+                let Some(d) = data.clone() else {
+                    everywhere[n] = false;
+                    continue;
+                };
+                let len = d.len() as u64;
+                match ask(node, h.addr, &FilesRequest::Store { key: *key, data: d }).await {
+                    Ok(FilesResponse::Stored) => {
+                        r.sent += 1;
+                        r.bytes += len;
+                    }
+                    Err(FilesError::Stopped) => return Err(FilesError::Stopped),
+                    other => {
+                        warn!(to = %h.addr, "replica refused an item: {other:?}");
+                        everywhere[n] = false;
                     }
                 }
             }
@@ -417,5 +453,30 @@ pub async fn maintenance_loop(node: Node, store: Arc<dyn Store>, k: u8, every: D
             Ok(_) => {}
             Err(e) => debug!("repair pass failed: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_is_found_in_place() {
+        for len in [0usize, 1, 200, 1 << 20] {
+            let d: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let enc = encode(&FilesResponse::Data(d.clone())).expect("enc");
+            let at = FilesResponse::data_at(&enc).expect("found");
+            assert_eq!(&enc[at..], &d[..]);
+        }
+        for other in [
+            FilesResponse::Stored,
+            FilesResponse::NotFound,
+            FilesResponse::Have(vec![true, false]),
+        ] {
+            assert_eq!(FilesResponse::data_at(&encode(&other).expect("enc")), None);
+        }
+        let mut enc = encode(&FilesResponse::Data(vec![1, 2, 3])).expect("enc");
+        enc.push(0);
+        assert_eq!(FilesResponse::data_at(&enc), None);
     }
 }

@@ -79,10 +79,17 @@ impl Lane {
             ),
         };
         match c.call(SERVICE, bytes).await {
-            Ok(answer) => match decode::<FilesResponse>(&answer)? {
-                FilesResponse::Error(e) => Err(e),
-                r => Ok(r),
-            },
+            Ok(mut answer) => {
+                // A chunk: keep it in the buffer it arrived in.
+                if let Some(at) = FilesResponse::data_at(&answer) {
+                    answer.drain(..at);
+                    return Ok(FilesResponse::Data(answer));
+                }
+                match decode::<FilesResponse>(&answer)? {
+                    FilesResponse::Error(e) => Err(e),
+                    r => Ok(r),
+                }
+            }
             Err(e) => {
                 // The connection may be broken: open a new one next time.
                 self.clients.remove(&to);

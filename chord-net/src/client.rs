@@ -6,7 +6,7 @@ use async_net::TcpStream;
 use chord_core::{Id, Peer};
 
 use crate::conn::{open, Opened, Reader, Writer};
-use crate::frame::{read_frame, write_frame, FrameError};
+use crate::frame::{decode, read_body, read_frame, write_frame, FrameError};
 use crate::wire::{ClientRequest, ClientResponse, Frame, Hello, Status};
 use crate::{Error, Limits, NetworkKey};
 
@@ -165,13 +165,37 @@ impl Client {
 
     /// Send a request to service `service` on the node and wait for its answer.
     pub async fn call(&mut self, service: u16, body: Vec<u8>) -> Result<Vec<u8>, Error> {
-        let wait = self.limits.call_timeout;
-        match self
-            .exchange(|id| Frame::ServiceRequest { id, service, body }, wait)
-            .await?
-        {
-            Frame::ServiceResponse { body, .. } => body.map_err(|e| Error::Service(self.addr, e)),
-            _ => Err(Error::Unexpected(self.addr)),
+        let id = self.next_id;
+        self.next_id += 1;
+        let addr = self.addr;
+        let request = Frame::ServiceRequest { id, service, body };
+        write_frame(&mut self.w, &request, self.limits.frame_timeout)
+            .await
+            .map_err(|e| Error::Frame(addr, e))?;
+        loop {
+            let mut buf = read_body(
+                &mut self.r,
+                self.limits.max_frame,
+                self.limits.call_timeout,
+                self.limits.frame_timeout,
+            )
+            .await
+            .map_err(|e| Error::Frame(addr, e))?;
+            // The usual answer: keep its payload in the buffer just read (no copy).
+            if let Some((rid, at)) = crate::wire::service_answer_at(&buf) {
+                if rid == id {
+                    buf.drain(..at);
+                    return Ok(buf);
+                }
+                continue; // a late answer to an earlier request
+            }
+            match decode::<Frame>(&buf).map_err(|e| Error::Frame(addr, e))? {
+                Frame::ServiceResponse { id: rid, body } if rid == id => {
+                    return body.map_err(|e| Error::Service(addr, e));
+                }
+                Frame::ServiceResponse { .. } | Frame::ClientResponse { .. } => {}
+                _ => return Err(Error::Unexpected(addr)),
+            }
         }
     }
 
