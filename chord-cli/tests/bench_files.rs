@@ -1,7 +1,8 @@
 //! File-transfer measurements for docs/benchmarks.md. Not part of `cargo test`:
 //!
 //! ```text
-//! cargo test --release -p chord-cli --test bench_files -- --ignored --nocapture
+//! cargo test --release -p chord-cli --test bench_files -- --ignored --nocapture --test-threads 1
+//! CHORD_BENCH_COLD=1 ...   # without warming the page cache first (see docs/benchmarks.md)
 //! ```
 //!
 //! Uses about 6 GiB of disk in a temporary directory (removed at the end) and loopback
@@ -51,6 +52,9 @@ fn sync_disk() {
 /// free page reporting; writing 1 GiB into such pages costs 1.5-2.5 s of system time
 /// instead of 0.2 s). Both the raw copy and `chord get` get the same treatment.
 fn warm_pages(dir: &Path) {
+    if std::env::var_os("CHORD_BENCH_COLD").is_some() {
+        return; // to see what the warming hides
+    }
     let p = dir.join("warm.bin");
     let mut f = std::fs::File::create(&p).expect("warm");
     let buf = vec![0u8; 1 << 20];

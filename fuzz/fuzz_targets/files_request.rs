@@ -21,6 +21,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = decode::<FilesResponse>(data);
+    if let Some(at) = FilesResponse::data_at(data) {
+        assert!(at <= data.len());
+    }
     if let Ok(m) = decode::<Manifest>(data) {
         let _ = m.validate();
     }

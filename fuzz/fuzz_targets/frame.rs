@@ -11,6 +11,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode::<Hello>(data);
     let _ = decode::<HelloReply>(data);
     let _ = decode::<Frame>(data);
+    if let Some((_, at)) = chord_net::wire::service_answer_at(data) {
+        assert!(at <= data.len());
+    }
     if data.len() >= 4 {
         let _ = check_header([data[0], data[1], data[2], data[3]], 1 << 20);
     }
