@@ -15,7 +15,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,12 +43,7 @@ fn content(seed: u64, len: usize) -> Vec<u8> {
 }
 
 fn chord(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(CHORD)
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run chord")
+    chord_tests::run_in(CHORD, dir, args)
 }
 
 #[derive(Default, Debug)]

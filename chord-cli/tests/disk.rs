@@ -13,26 +13,11 @@ use futures_lite::future::block_on;
 const CHORD: &str = env!("CARGO_BIN_EXE_chord");
 
 fn chord(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(CHORD)
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run chord")
+    chord_tests::run_in(CHORD, dir, args)
 }
 
-/// Pseudo-random bytes (xorshift): no two chunks alike, as content addressing would store
-/// repeated chunks once.
 fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    chord_tests::random_bytes(len, seed)
 }
 
 fn files_under(p: &Path) -> usize {

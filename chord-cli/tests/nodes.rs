@@ -108,11 +108,7 @@ fn client_errors_are_clear() {
 }
 
 fn chord_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(CHORD)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run chord")
+    chord_tests::run_in(CHORD, dir, args)
 }
 
 #[test]

@@ -130,6 +130,30 @@ pub async fn wait_consistent(nodes: &[Node], limit: Duration) -> Option<Duration
     wait_consistent_with(&addrs, key, limit).await
 }
 
+/// Pseudo-random bytes (xorshift), so that no two chunks of a test file are alike (content
+/// addressing stores identical chunks once, which would hide what a test means to check).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Run the `chord` binary at `bin` in `dir` with `args` (stdin closed) to completion.
+pub fn run_in(bin: &str, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chord")
+}
+
 /// A `chord node` process on a free loopback port, killed when dropped (also when a test
 /// fails half-way).
 pub struct NodeProc {

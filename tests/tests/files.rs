@@ -47,18 +47,8 @@ async fn ring(n: usize) -> Vec<FilesNode> {
     nodes
 }
 
-/// Pseudo-random bytes (xorshift), so that no two chunks are alike (identical chunks are
-/// stored once: content addressing).
 fn data(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(seed);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    chord_tests::random_bytes(len, u64::from(seed))
 }
 
 fn opts() -> TransferOptions {
