@@ -49,6 +49,8 @@ fn local(e: std::io::Error, what: &Path) -> FilesError {
 struct Lane {
     node: SocketAddr,
     key: Option<NetworkKey>,
+    /// A buffer to read the next answer into (recycled from chunks already written).
+    spare: Vec<u8>,
     clients: HashMap<SocketAddr, Client>,
     /// Ring ranges `(from, to]` already located, with their holders.
     ranges: Vec<(Id, Id, Vec<Peer>)>,
@@ -59,6 +61,7 @@ impl Lane {
         Lane {
             node,
             key: key.clone(),
+            spare: Vec::new(),
             clients: HashMap::new(),
             ranges: Vec::new(),
         }
@@ -78,7 +81,10 @@ impl Lane {
                     .map_err(|e| FilesError::Unreachable(chain(&e)))?,
             ),
         };
-        match c.call(SERVICE, bytes).await {
+        match c
+            .call_into(SERVICE, bytes, std::mem::take(&mut self.spare))
+            .await
+        {
             Ok(mut answer) => {
                 // A chunk: keep it in the buffer it arrived in.
                 if let Some(at) = FilesResponse::data_at(&answer) {
@@ -421,7 +427,10 @@ async fn download(
         .collect();
     // Writing to the file and hashing the whole of it happen on a thread of their own, so
     // that neither holds up the receiving of the next chunks; a few chunks of queue.
+    // Written chunks come back as buffers for the next answers: a download then reuses a
+    // window's worth of memory instead of asking for a fresh megabyte per chunk.
     let (to_writer, from_fetch) = async_channel::bounded::<Vec<u8>>(4);
+    let (recycle, recycled) = async_channel::bounded::<Vec<u8>>(window + 4);
     let writer = std::thread::Builder::new()
         .name("chord-get-writer".into())
         .spawn(move || -> std::io::Result<crate::Hash> {
@@ -430,12 +439,13 @@ async fn download(
             while let Ok(data) = from_fetch.recv_blocking() {
                 f.write_all(&data)?;
                 whole.update(&data);
+                let _ = recycle.try_send(data);
             }
             f.sync_all()?;
             Ok(*whole.finalize().as_bytes())
         })
         .map_err(|e| local(e, tmp))?;
-    let fetched = fetch_in_order(m, &mut idle, k, &to_writer, progress).await;
+    let fetched = fetch_in_order(m, &mut idle, k, &to_writer, &recycled, progress).await;
     to_writer.close();
     let written = writer
         .join()
@@ -449,12 +459,14 @@ async fn download(
 }
 
 /// Fetch the chunks of `m`, one in flight per lane of `idle`, handing them to `out` in
-/// order; returns the bytes handed over.
+/// order and reading into the buffers that come back on `recycled`; returns the bytes
+/// handed over.
 async fn fetch_in_order(
     m: &Manifest,
     idle: &mut Vec<Lane>,
     k: u8,
     out: &async_channel::Sender<Vec<u8>>,
+    recycled: &async_channel::Receiver<Vec<u8>>,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<u64, FilesError> {
     use futures::stream::{FuturesOrdered, StreamExt};
@@ -466,6 +478,9 @@ async fn fetch_in_order(
     while written < m.chunks.len() {
         while next < m.chunks.len() {
             let Some(mut lane) = idle.pop() else { break };
+            if let Ok(buf) = recycled.try_recv() {
+                lane.spare = buf;
+            }
             let h = m.chunks[next];
             in_flight.push_back(async move {
                 let r = lane.fetch_chunk(h, k).await;

@@ -6,7 +6,7 @@ use async_net::TcpStream;
 use chord_core::{Id, Peer};
 
 use crate::conn::{open, Opened, Reader, Writer};
-use crate::frame::{decode, read_body, read_frame, write_frame, FrameError};
+use crate::frame::{decode, read_body_into, read_frame, write_frame, FrameError};
 use crate::wire::{ClientRequest, ClientResponse, Frame, Hello, Status};
 use crate::{Error, Limits, NetworkKey};
 
@@ -165,6 +165,17 @@ impl Client {
 
     /// Send a request to service `service` on the node and wait for its answer.
     pub async fn call(&mut self, service: u16, body: Vec<u8>) -> Result<Vec<u8>, Error> {
+        self.call_into(service, body, Vec::new()).await
+    }
+
+    /// [`Client::call`], reading the answer into `buf` (its allocation is reused: pass back
+    /// the buffers of earlier answers to keep a transfer from allocating fresh memory).
+    pub async fn call_into(
+        &mut self,
+        service: u16,
+        body: Vec<u8>,
+        mut buf: Vec<u8>,
+    ) -> Result<Vec<u8>, Error> {
         let id = self.next_id;
         self.next_id += 1;
         let addr = self.addr;
@@ -173,8 +184,9 @@ impl Client {
             .await
             .map_err(|e| Error::Frame(addr, e))?;
         loop {
-            let mut buf = read_body(
+            buf = read_body_into(
                 &mut self.r,
+                buf,
                 self.limits.max_frame,
                 self.limits.call_timeout,
                 self.limits.frame_timeout,

@@ -112,6 +112,21 @@ pub async fn read_body<R>(
 where
     R: AsyncRead + Unpin,
 {
+    read_body_into(r, Vec::new(), max, idle, deadline).await
+}
+
+/// [`read_body`] into `buf`, reusing its allocation (a large frame then costs no new
+/// memory when a buffer of that size is recycled).
+pub async fn read_body_into<R>(
+    r: &mut R,
+    mut buf: Vec<u8>,
+    max: u32,
+    idle: Duration,
+    deadline: Duration,
+) -> Result<Vec<u8>, FrameError>
+where
+    R: AsyncRead + Unpin,
+{
     let mut first = [0u8; 1];
     let n = with_deadline(idle, async { Ok(r.read(&mut first).await?) }).await?;
     if n == 0 {
@@ -121,9 +136,10 @@ where
         let mut header = [first[0], 0, 0, 0];
         r.read_exact(&mut header[1..]).await?;
         let len = check_header(header, max)?;
-        let mut body = vec![0u8; len];
-        r.read_exact(&mut body).await?;
-        Ok(body)
+        buf.clear();
+        buf.resize(len, 0);
+        r.read_exact(&mut buf).await?;
+        Ok(buf)
     })
     .await
 }
