@@ -61,8 +61,16 @@ pub(crate) struct ConnGuard {
 }
 
 impl ConnCount {
-    /// Count a connection from `ip`, unless that would pass `limits`.
+    /// Count a connection from `ip`, unless that would pass `limits`. IPv6 addresses count
+    /// by their /64 (one host usually has a whole /64 to choose from).
     pub(crate) fn try_acquire(&self, ip: Option<IpAddr>, limits: &Limits) -> Option<ConnGuard> {
+        let ip = ip.map(|ip| match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            },
+            v4 => v4,
+        });
         let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if c.total >= limits.max_connections {
             return None;
@@ -423,4 +431,39 @@ async fn write_loop(mut w: Writer, rx: Receiver<Vec<u8>>, deadline: Duration) {
         }
     }
     let _ = with_deadline(deadline, async { Ok(w.close().await?) }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_counted_per_address_and_per_ipv6_64() {
+        let limits = Limits {
+            max_connections: 5,
+            max_connections_per_ip: 2,
+            ..Limits::default()
+        };
+        let count = ConnCount::default();
+        let a: IpAddr = "10.0.0.1".parse().expect("ip");
+        let g1 = count.try_acquire(Some(a), &limits).expect("first");
+        let _g2 = count.try_acquire(Some(a), &limits).expect("second");
+        assert!(count.try_acquire(Some(a), &limits).is_none(), "per address");
+        // The same host over IPv4-mapped IPv6 is the same address.
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().expect("ip");
+        assert!(count.try_acquire(Some(mapped), &limits).is_none());
+        drop(g1);
+        let _g3 = count.try_acquire(Some(mapped), &limits).expect("freed");
+        // Two addresses in one /64 share a count; another /64 does not.
+        let x: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
+        let y: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
+        let z: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        let _gx = count.try_acquire(Some(x), &limits).expect("x");
+        let _gy = count.try_acquire(Some(y), &limits).expect("y");
+        assert!(count.try_acquire(Some(x), &limits).is_none(), "same /64");
+        let _gz = count.try_acquire(Some(z), &limits).expect("z");
+        // The total: 5 held now.
+        let w: IpAddr = "10.0.0.9".parse().expect("ip");
+        assert!(count.try_acquire(Some(w), &limits).is_none(), "total");
+    }
 }

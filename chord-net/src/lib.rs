@@ -50,8 +50,8 @@ pub struct Limits {
     pub max_frame: u32,
     /// Most open inbound connections; more are refused with `Busy` (default 1024).
     pub max_connections: usize,
-    /// Most open inbound connections from one IP address (default 256), so that one
-    /// host cannot take every connection.
+    /// Most open inbound connections from one IP address, or one IPv6 /64 (default 256),
+    /// so that one host cannot take every connection.
     pub max_connections_per_ip: usize,
     /// Frames queued per connection before new ones are dropped (default 256).
     pub max_in_flight: usize,
