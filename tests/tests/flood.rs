@@ -69,6 +69,14 @@ fn flood(n: usize) {
             .collect();
         println!("{n} idle connections opened in {:?}", start.elapsed());
 
+        // Past the per-address limit, connections were refused at once; those within it
+        // are still open (checked before anything else, well within the 2 s deadline).
+        async_io::Timer::after(Duration::from_millis(200)).await;
+        let still: usize = idle.iter_mut().map(|s| usize::from(held(s))).sum();
+        println!("held by the node after 0.2 s: {still} (limit per address {per_ip})");
+        assert!(still <= per_ip, "{still} connections held, limit {per_ip}");
+        assert!(still > 0, "the node should hold some, up to its limit");
+
         // The node keeps serving: lookups from another address, and the ring itself.
         let mut c = Client::connect(target)
             .await
@@ -81,13 +89,6 @@ fn flood(n: usize) {
         wait_consistent(&nodes, Duration::from_secs(20))
             .await
             .expect("ring consistent during the flood");
-
-        // Past the per-address limit, connections were refused at once.
-        async_io::Timer::after(Duration::from_millis(500)).await;
-        let still: usize = idle.iter_mut().map(|s| usize::from(held(s))).sum();
-        println!("held by the node after 0.5 s: {still} (limit per address {per_ip})");
-        assert!(still <= per_ip, "{still} connections held, limit {per_ip}");
-        assert!(still > 0, "the node should hold some, up to its limit");
 
         // The rest are closed at the handshake deadline.
         let t = Instant::now();
@@ -114,8 +115,8 @@ fn flood(n: usize) {
 }
 
 #[test]
-fn two_thousand_idle_connections() {
-    flood(2_000);
+fn a_thousand_idle_connections() {
+    flood(1_000);
 }
 
 #[test]
