@@ -151,6 +151,11 @@ impl NodeAddr {
     pub fn key(&self) -> Result<Option<NetworkKey>> {
         load_key(self.network_key.as_deref())
     }
+
+    /// A client of the node at --node, with the key of --network-key.
+    async fn connect(&self) -> Result<Client> {
+        connect(self.addr, self.key()?.as_ref()).await
+    }
 }
 
 /// Read the key file at `path`, if one is given.
@@ -290,14 +295,9 @@ async fn connect(addr: SocketAddr, key: Option<&NetworkKey>) -> Result<Client> {
 
 pub fn lookup(at: &NodeAddr, key: &str) -> Result<()> {
     let id = Id::for_key(key);
-    let (owner, hops) = block_on(async {
-        connect(at.addr, at.key()?.as_ref())
-            .await?
-            .lookup(id)
-            .await
-            .map_err(Into::into)
-    })
-    .map_err(|e: Box<dyn std::error::Error>| e)?;
+    let (owner, hops) =
+        block_on(async { at.connect().await?.lookup(id).await.map_err(Into::into) })
+            .map_err(|e: Box<dyn std::error::Error>| e)?;
     if at.json {
         println!(
             "{}",
@@ -328,14 +328,8 @@ pub fn status_json(s: &Status) -> Value {
 }
 
 pub fn status(at: &NodeAddr) -> Result<()> {
-    let s = block_on(async {
-        connect(at.addr, at.key()?.as_ref())
-            .await?
-            .status()
-            .await
-            .map_err(Into::into)
-    })
-    .map_err(|e: Box<dyn std::error::Error>| e)?;
+    let s = block_on(async { at.connect().await?.status().await.map_err(Into::into) })
+        .map_err(|e: Box<dyn std::error::Error>| e)?;
     if at.json {
         println!("{}", status_json(&s));
         return Ok(());
@@ -365,14 +359,8 @@ pub fn status(at: &NodeAddr) -> Result<()> {
 }
 
 pub fn leave(at: &NodeAddr) -> Result<()> {
-    block_on(async {
-        connect(at.addr, at.key()?.as_ref())
-            .await?
-            .leave()
-            .await
-            .map_err(Into::into)
-    })
-    .map_err(|e: Box<dyn std::error::Error>| e)?;
+    block_on(async { at.connect().await?.leave().await.map_err(Into::into) })
+        .map_err(|e: Box<dyn std::error::Error>| e)?;
     if at.json {
         println!("{}", json!({"left": at.addr.to_string()}));
     } else {

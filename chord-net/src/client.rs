@@ -70,7 +70,7 @@ impl Client {
             .await
             .map_err(|e| Error::Frame(addr, e))?
         {
-            Opened::Welcome { r, w, .. } => Ok(Client {
+            Opened::Welcome { r, w } => Ok(Client {
                 addr,
                 r,
                 w,

@@ -366,7 +366,7 @@ pub(crate) async fn serve_outbound(
         let stream = connect_from(me.ip(), addr, limits.connect_timeout).await?;
         let _ = stream.set_nodelay(true);
         let (mut r, w) = match open(stream, Hello::peer(me), key.as_ref(), &limits).await? {
-            Opened::Welcome { r, w, .. } => (r, w),
+            Opened::Welcome { r, w } => (r, w),
             Opened::Refused(why) => {
                 let _ = driver.send(Input::Refused { addr, why }).await;
                 return Ok(());
