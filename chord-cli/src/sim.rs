@@ -52,6 +52,10 @@ pub struct SimArgs {
     /// Probability that a message is lost.
     #[arg(long, default_value_t = 0.0, value_parser = fraction)]
     loss: f64,
+    /// One-way message latency in virtual milliseconds, uniform in MIN..MAX (or one
+    /// fixed value).
+    #[arg(long, value_name = "MIN_MS..MAX_MS", default_value = "5..50", value_parser = latency_range)]
+    latency: (Duration, Duration),
     /// Check invariants every this many virtual seconds.
     #[arg(long, default_value_t = 1.0)]
     check_every: f64,
@@ -71,6 +75,27 @@ fn fraction(s: &str) -> Result<f64, String> {
     } else {
         Err(format!("{x} is not between 0 and 1"))
     }
+}
+
+fn latency_range(s: &str) -> Result<(Duration, Duration), String> {
+    let ms = |x: &str| -> Result<u64, String> {
+        let v: u64 = x
+            .trim()
+            .parse()
+            .map_err(|e| format!("{x:?} is not a whole number of milliseconds: {e}"))?;
+        if v > 600_000 {
+            return Err(format!("{v} ms is more than 10 minutes"));
+        }
+        Ok(v)
+    };
+    let (lo, hi) = match s.split_once("..") {
+        Some((a, b)) => (ms(a)?, ms(b)?),
+        None => (ms(s)?, ms(s)?),
+    };
+    if lo > hi {
+        return Err(format!("{lo}..{hi}: the minimum is above the maximum"));
+    }
+    Ok((Duration::from_millis(lo), Duration::from_millis(hi)))
 }
 
 fn seconds(name: &str, x: f64) -> Result<Duration, Box<dyn std::error::Error>> {
@@ -103,6 +128,7 @@ pub fn run(a: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
         stabilize: seconds("stabilize", a.stabilize)?,
         check_every: seconds("check-every", a.check_every)?,
         loss: a.loss,
+        latency: a.latency,
         ..Experiment::default()
     };
     let started = Instant::now();
@@ -166,8 +192,8 @@ fn print_table(r: &Report, took: Duration) {
         (
             "lookups",
             format!(
-                "{} ({} failed, {} retried)",
-                r.lookups, r.lookups_failed, r.lookups_retried
+                "{} ({} failed, {} wrong, {} retried)",
+                r.lookups, r.lookups_failed, r.lookups_wrong, r.lookups_retried
             ),
         ),
         (

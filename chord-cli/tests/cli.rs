@@ -41,6 +41,7 @@ fn sim_json_has_the_documented_fields() {
         "stabilize_rounds",
         "invariant_violations",
         "lookups_failed",
+        "lookups_wrong",
         "keys_lost",
     ] {
         assert!(v[f].is_number(), "{f} missing in {v}");
@@ -58,8 +59,45 @@ fn sim_json_has_the_documented_fields() {
     assert_eq!(v["lookups"], 300);
     assert_eq!(v["invariant_violations"], 0);
     assert_eq!(v["lookups_failed"], 0);
+    assert_eq!(v["lookups_wrong"], 0);
     // 500 keys over 40 nodes.
     assert!((v["keys_per_node"]["mean"].as_f64().expect("number") - 12.5).abs() < 1e-9);
+}
+
+#[test]
+fn sim_takes_a_latency_range() {
+    let v = sim_json(&[
+        "--nodes",
+        "30",
+        "--keys",
+        "100",
+        "--lookups",
+        "200",
+        "--latency",
+        "50..200",
+    ]);
+    assert_eq!(v["lookups"], 200);
+    assert_eq!(v["lookups_failed"], 0, "{v}");
+    assert_eq!(v["lookups_wrong"], 0, "{v}");
+    // Lookups of several hops at 50-200 ms a message take seconds of virtual time, and a
+    // faster network gives the same ring in less.
+    let fast = sim_json(&[
+        "--nodes",
+        "30",
+        "--keys",
+        "100",
+        "--lookups",
+        "200",
+        "--latency",
+        "1",
+    ]);
+    assert!(
+        v["sim_seconds"].as_f64() > fast["sim_seconds"].as_f64(),
+        "{v} {fast}"
+    );
+    let bad = chord(&["sim", "--latency", "900..100"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("minimum is above the maximum"));
 }
 
 #[test]
@@ -99,6 +137,7 @@ fn crash_half_the_ring_loses_only_keys_whose_holders_all_died() {
         "1000",
     ]);
     assert_eq!(v["lookups_failed"], 0, "{v}");
+    assert_eq!(v["lookups_wrong"], 0, "{v}");
     let lost = v["keys_lost"].as_f64().expect("number") / 4000.0;
     // 0.5^2 = 0.25, give or take sampling.
     assert!((0.15..0.35).contains(&lost), "lost fraction {lost}");

@@ -69,6 +69,14 @@ pub enum LookupError {
     /// The node is not a ring member (it has not joined, or has left).
     #[error("this node is not a ring member")]
     NotMember,
+    /// The owner found does not count the key as its own yet: its predecessor, which
+    /// does, did not answer twice (it crashed and the owner has not noticed, or messages
+    /// were lost). Rather than name an owner that may be wrong, the lookup gives up;
+    /// asking again a little later (after a stabilization round) gets a sure answer.
+    #[error(
+        "the key's owner is uncertain right now (its predecessor is silent); try again shortly"
+    )]
+    Unsure,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,8 +97,7 @@ struct Candidate {
 /// The best covering answer so far.
 #[derive(Clone, Debug)]
 struct Covering {
-    /// The covering responder.
-    from: Id,
+    /// How closely the covering responder precedes the key.
     rank: Id,
     owners: Vec<Peer>,
     next: usize,
@@ -104,7 +111,11 @@ pub struct Lookup {
     covering: Option<Covering>,
     confirming: Option<Peer>,
     failed_owners: Vec<Id>,
+    /// Failed owners given a second chance because a confirmed owner named them as its
+    /// predecessor: each gets one.
+    reconfirmed: Vec<Id>,
     result: Option<LookupOutcome>,
+    error: Option<LookupError>,
     hops: u32,
     queries: u32,
     max_queries: u32,
@@ -119,7 +130,9 @@ impl Lookup {
             covering: None,
             confirming: None,
             failed_owners: Vec::new(),
+            reconfirmed: Vec::new(),
             result: None,
+            error: None,
             hops: 0,
             queries: 0,
             max_queries,
@@ -218,7 +231,6 @@ impl Lookup {
                     .copied()
                     .collect();
                 self.covering = Some(Covering {
-                    from: from.id,
                     rank: from_rank,
                     owners,
                     next: 0,
@@ -243,6 +255,13 @@ impl Lookup {
     }
 
     /// The owner candidate `from` answered the confirmation with its predecessor and list.
+    ///
+    /// The answer is taken only if `from` itself counts the key as its own, i.e. the key
+    /// lies in `(predecessor, from]` as `from` sees it. Otherwise its predecessor `p` owns
+    /// the key (a node that joined since the covering responder's list was made, or one
+    /// whose confirmation was lost): `p` is confirmed next, and if it already failed once
+    /// it gets one more try. If it fails again the lookup ends with
+    /// [`LookupError::Unsure`] rather than name `from`, which may be wrong.
     pub fn on_confirm(&mut self, from: Peer, predecessor: Option<Peer>, successors: &[Peer]) {
         if self.confirming.map(|p| p.id) != Some(from.id) {
             return;
@@ -252,14 +271,20 @@ impl Lookup {
             return;
         };
         if let Some(p) = predecessor {
-            // A node between the covering responder and the key's owner that the responder
-            // did not know yet (it joined since): if the key falls at or before it, it is
-            // the owner. Confirm it next.
-            if p.id.in_open(cov.from, from.id)
-                && self.key.in_half_open(cov.from, p.id)
-                && !self.failed_owners.contains(&p.id)
-            {
-                cov.owners.insert(cov.next, p);
+            if p.id != from.id && !self.key.in_half_open(p.id, from.id) {
+                // Every owner candidate has the key in (covering responder, candidate], so
+                // p lies between the covering responder and `from`, the key at or before p.
+                if !self.failed_owners.contains(&p.id) {
+                    cov.owners.insert(cov.next, p);
+                    return;
+                }
+                if !self.reconfirmed.contains(&p.id) {
+                    self.reconfirmed.push(p.id);
+                    self.failed_owners.retain(|f| *f != p.id);
+                    cov.owners.insert(cov.next, p);
+                    return;
+                }
+                self.error = Some(LookupError::Unsure);
                 return;
             }
         }
@@ -298,6 +323,9 @@ impl Lookup {
     pub fn poll(&mut self) -> LookupAction {
         if let Some(r) = &self.result {
             return LookupAction::Done(r.clone());
+        }
+        if let Some(e) = self.error {
+            return LookupAction::Failed(e);
         }
         if self.confirming.is_some() || self.candidates.iter().any(|c| c.state == State::Waiting) {
             return LookupAction::Wait;

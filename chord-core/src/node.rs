@@ -171,6 +171,10 @@ struct RunningLookup {
     lookup: Lookup,
     deadline: Time,
     kind: LookupKind,
+    /// An attempt ended [`LookupError::Unsure`]: start afresh at this time (once).
+    again_at: Option<Time>,
+    /// Has it been started afresh already?
+    retried: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -459,6 +463,16 @@ impl Node {
         for id in late {
             self.finish_lookup(id, Err(LookupError::Timeout), now);
         }
+        let mut again: Vec<LookupId> = self
+            .lookups
+            .iter()
+            .filter(|(_, l)| l.again_at.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        again.sort_unstable();
+        for id in again {
+            self.restart_lookup(id, now);
+        }
         if self.phase != Phase::Member {
             return;
         }
@@ -503,6 +517,9 @@ impl Node {
         }
         for l in self.lookups.values() {
             consider(l.deadline);
+            if let Some(t) = l.again_at {
+                consider(t);
+            }
         }
         if self.phase == Phase::Member {
             consider(self.next_stabilize);
@@ -797,6 +814,13 @@ impl Node {
             self.finish_kind(id, kind, Err(LookupError::NotMember), now);
             return id;
         }
+        let lookup = self.local_lookup(key);
+        self.run_lookup(id, lookup, kind, now);
+        id
+    }
+
+    /// A lookup for `key` seeded with our own successor list and closest fingers.
+    fn local_lookup(&self, key: Id) -> Lookup {
         let closer = self.closest_preceding_nodes(key, self.cfg.closer_per_step);
         // Alone, we are our own successor: (me, me] is the whole ring.
         let alone = [self.me];
@@ -805,9 +829,7 @@ impl Node {
         } else {
             self.successors.as_slice()
         };
-        let lookup = Lookup::from_local(key, self.me, succ, &closer, self.cfg.lookup_max_queries);
-        self.run_lookup(id, lookup, kind, now);
-        id
+        Lookup::from_local(key, self.me, succ, &closer, self.cfg.lookup_max_queries)
     }
 
     /// Register a lookup under `id` with its deadline and take its first steps. The
@@ -820,6 +842,8 @@ impl Node {
                 lookup,
                 deadline: now + self.cfg.lookup_timeout,
                 kind,
+                again_at: None,
+                retried: false,
             },
         );
         self.drive_lookup(id, now);
@@ -866,12 +890,41 @@ impl Node {
                     self.finish_lookup(id, Ok(out), now);
                     return;
                 }
+                LookupAction::Failed(LookupError::Unsure)
+                    if !l.retried && now + self.cfg.stabilize_interval < l.deadline =>
+                {
+                    // The owner does not count the key as its own yet and its predecessor
+                    // is silent: a crash the owner has not noticed, or lost messages. One
+                    // stabilization round later the owner has usually been rectified;
+                    // ask again then, once, rather than fail or name a doubtful owner.
+                    l.retried = true;
+                    l.again_at = Some(now + self.cfg.stabilize_interval);
+                    return;
+                }
                 LookupAction::Failed(e) => {
                     self.finish_lookup(id, Err(e), now);
                     return;
                 }
             }
         }
+    }
+
+    /// Start a parked lookup afresh from our own tables, keeping its id and deadline.
+    fn restart_lookup(&mut self, id: LookupId, now: Time) {
+        let Some(l) = self.lookups.get_mut(&id) else {
+            return;
+        };
+        l.again_at = None;
+        let key = l.lookup.key();
+        if self.phase != Phase::Member {
+            self.finish_lookup(id, Err(LookupError::NotMember), now);
+            return;
+        }
+        let fresh = self.local_lookup(key);
+        if let Some(l) = self.lookups.get_mut(&id) {
+            l.lookup = fresh;
+        }
+        self.drive_lookup(id, now);
     }
 
     fn finish_lookup(

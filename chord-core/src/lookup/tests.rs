@@ -132,3 +132,44 @@ fn gives_up_when_out_of_candidates_or_budget() {
     }
     assert_eq!(l.poll(), LookupAction::Failed(LookupError::TooManyQueries));
 }
+
+#[test]
+fn an_owner_that_does_not_own_the_key_hands_on_to_its_predecessor_then_gives_up() {
+    // Node 10 with successors 20, 30: key 15 is owned by 20.
+    let mut l = Lookup::from_local(key(15), p(10), &[p(20), p(30)], &[], 16);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(20)));
+    // 20's confirmation is lost: 30 is tried next.
+    l.on_failure(p(20).id);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(30)));
+    // 30 says its predecessor is 20, so 30 does not own key 15: 20 gets a second chance.
+    l.on_confirm(p(30), Some(p(20)), &[p(40)]);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(20)));
+    l.on_confirm(p(20), Some(p(10)), &[p(30)]);
+    match l.poll() {
+        LookupAction::Done(out) => assert_eq!(out.owner, p(20)),
+        other => panic!("{other:?}"),
+    }
+
+    // The same, but 20 stays silent: the lookup says it is unsure instead of naming 30.
+    let mut l = Lookup::from_local(key(15), p(10), &[p(20), p(30)], &[], 16);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(20)));
+    l.on_failure(p(20).id);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(30)));
+    l.on_confirm(p(30), Some(p(20)), &[p(40)]);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(20)));
+    l.on_failure(p(20).id);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(30)));
+    l.on_confirm(p(30), Some(p(20)), &[p(40)]);
+    assert_eq!(l.poll(), LookupAction::Failed(LookupError::Unsure));
+
+    // Once 30 has noticed and taken 10 as its predecessor, 30 is the answer.
+    let mut l = Lookup::from_local(key(15), p(10), &[p(20), p(30)], &[], 16);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(20)));
+    l.on_failure(p(20).id);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(30)));
+    l.on_confirm(p(30), Some(p(10)), &[p(40)]);
+    match l.poll() {
+        LookupAction::Done(out) => assert_eq!(out.owner, p(30)),
+        other => panic!("{other:?}"),
+    }
+}

@@ -53,6 +53,8 @@ pub struct Experiment {
     pub check_every: Duration,
     /// Message loss probability.
     pub loss: f64,
+    /// One-way message latency, uniform in this range.
+    pub latency: (Duration, Duration),
     /// Most stabilization rounds to wait for the ring to settle.
     pub max_settle_rounds: u32,
 }
@@ -74,6 +76,7 @@ impl Default for Experiment {
             stabilize: Duration::from_secs(1),
             check_every: Duration::from_secs(1),
             loss: 0.0,
+            latency: (Duration::from_millis(5), Duration::from_millis(50)),
             max_settle_rounds: 300,
         }
     }
@@ -144,9 +147,13 @@ pub struct Report {
     pub invariant_violations: u64,
     /// Invariant checks made.
     pub invariant_checks: u64,
-    /// Lookups that did not reach the live node responsible for their key (after retries),
+    /// Lookups that never got an answer (an error, or no answer after every retry),
     /// including lookups whose issuing node crashed before they finished.
     pub lookups_failed: usize,
+    /// Lookups that were answered as a success with an owner that was not the key's live
+    /// owner at that moment (on any attempt): silent wrong answers, counted apart from
+    /// failures.
+    pub lookups_wrong: usize,
     /// Lookups that needed at least one retry.
     pub lookups_retried: usize,
     /// Keys none of whose holders is alive after the crash.
@@ -181,6 +188,8 @@ pub fn run_sim(e: &Experiment) -> (Report, Sim) {
         seed: e.seed,
         node,
         loss: e.loss,
+        latency_min: e.latency.0.min(e.latency.1),
+        latency_max: e.latency.1.max(e.latency.0),
         vnodes: e.vnodes.max(1),
         check_every: Some(e.check_every),
         ..SimConfig::default()
@@ -295,7 +304,8 @@ pub fn run_sim(e: &Experiment) -> (Report, Sim) {
     }
 
     let records = sim.take_lookup_records();
-    let ok: Vec<_> = records.iter().filter(|r| r.correct).collect();
+    let ok: Vec<_> = records.iter().filter(|r| r.correct && !r.wrong).collect();
+    let wrong = records.iter().filter(|r| r.wrong).count();
     let mut hops: Vec<f64> = ok.iter().map(|r| r.hops as f64).collect();
     let report = Report {
         nodes: e.nodes,
@@ -311,7 +321,8 @@ pub fn run_sim(e: &Experiment) -> (Report, Sim) {
         settled,
         invariant_violations: sim.invariant_report().1,
         invariant_checks: sim.invariant_report().0,
-        lookups_failed: e.lookups - ok.len(),
+        lookups_failed: e.lookups - ok.len() - wrong,
+        lookups_wrong: wrong,
         lookups_retried: records.iter().filter(|r| r.attempts > 1).count(),
         keys_lost,
         path_length: Distribution::of(&mut hops),

@@ -121,6 +121,9 @@ pub struct LookupRecord {
     pub key: Id,
     /// Did it reach the live node responsible for the key (at completion time)?
     pub correct: bool,
+    /// Did some attempt answer `Ok` with an owner that was not the live node responsible
+    /// for the key (a silent wrong answer, worse than a failure)?
+    pub wrong: bool,
     /// Hops of the final attempt (0 if it failed without an answer).
     pub hops: u32,
     /// Attempts made (1 + retries).
@@ -151,8 +154,9 @@ pub struct Sim {
     /// Live ring members by id: the truth lookups are judged against.
     members: BTreeMap<Id, usize>,
     finished: Vec<LookupRecord>,
-    /// Failed attempts of lookups being retried, by (node, key).
-    retry_counts: HashMap<(usize, Id), u32>,
+    /// Failed attempts of lookups being retried, by (node, key), and whether one of them
+    /// was a wrong answer.
+    retry_counts: HashMap<(usize, Id), (u32, bool)>,
     traffic: Traffic,
     retry_delay: Duration,
     next_check: Time,
@@ -704,6 +708,7 @@ impl Sim {
                     Ok(out) => (Some(out.owner.id) == truth, out.hops),
                     Err(_) => (false, 0),
                 };
+                let wrong = result.is_ok() && !correct;
                 if !correct && p.retries_left > 0 {
                     let at = self.now + self.retry_delay;
                     self.schedule(
@@ -715,18 +720,19 @@ impl Sim {
                         },
                     );
                     // Attempts are counted when the final one is recorded.
-                    self.retry_counts
-                        .entry((i, p.key))
-                        .and_modify(|c| *c += 1)
-                        .or_insert(1);
+                    let c = self.retry_counts.entry((i, p.key)).or_insert((0, false));
+                    c.0 += 1;
+                    c.1 |= wrong;
                     return;
                 }
-                let attempts = 1 + self.retry_counts.remove(&(i, p.key)).unwrap_or(0);
+                let (retried, wrong_before) =
+                    self.retry_counts.remove(&(i, p.key)).unwrap_or((0, false));
                 self.finished.push(LookupRecord {
                     key: p.key,
                     correct,
+                    wrong: wrong || wrong_before,
                     hops,
-                    attempts,
+                    attempts: 1 + retried,
                 });
             }
             Event::PredecessorChanged { .. } | Event::SuccessorsChanged(_) => {}
