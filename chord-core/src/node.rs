@@ -42,6 +42,9 @@ use crate::lookup::{Lookup, LookupAction, LookupError, LookupOutcome};
 use crate::successors::SuccessorList;
 use crate::{Id, Message, Peer, Request, Response, Time, MAX_PEERS_PER_MESSAGE};
 
+/// Most departed nodes remembered at once.
+const MAX_DEPARTED: usize = 64;
+
 /// Protocol settings. The defaults suit a LAN or loopback ring.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -76,6 +79,15 @@ pub struct Config {
     pub merge_interval: Duration,
     /// How many such peers to remember (default 16; 0 turns merging off).
     pub remembered_peers: usize,
+    /// How long a node that told us it was leaving is kept out of our successor list,
+    /// whatever stale lists say (default 60 s). A node that comes back at the same address
+    /// sooner is taken again as soon as it rectifies us or answers us directly.
+    pub departed_horizon: Duration,
+    /// Stabilization rounds in a row in which every successor and every other node we
+    /// know stays silent before we give them up and carry on as a ring of one (default 3).
+    /// The silent ones are remembered and probed, so the ring merges again if they come
+    /// back.
+    pub silent_rounds_to_alone: u32,
 }
 
 impl Default for Config {
@@ -93,6 +105,8 @@ impl Default for Config {
             closer_per_step: 4,
             merge_interval: Duration::from_secs(10),
             remembered_peers: 16,
+            departed_horizon: Duration::from_secs(60),
+            silent_rounds_to_alone: 3,
         }
     }
 }
@@ -224,6 +238,11 @@ pub struct Node {
     /// partition. Probed now and then; a ring that formed apart is found through them.
     remembered: VecDeque<Peer>,
     merging: bool,
+    /// Nodes that told us they were leaving, with when: kept out of our successor list
+    /// until `Config::departed_horizon` has passed.
+    departed: VecDeque<(Id, Time)>,
+    /// Stabilization rounds in a row in which nobody answered.
+    silent_rounds: u32,
     next_request: u64,
     next_lookup: u64,
     pending: HashMap<u64, Pending>,
@@ -251,6 +270,8 @@ impl Node {
             next_merge: Time::ZERO,
             remembered: VecDeque::new(),
             merging: false,
+            departed: VecDeque::new(),
+            silent_rounds: 0,
             next_request: 1,
             next_lookup: 1,
             pending: HashMap::new(),
@@ -396,6 +417,10 @@ impl Node {
     pub fn handle(&mut self, from: Peer, message: Message, now: Time) {
         match message {
             Message::Request { id, body } => {
+                if matches!(body, Request::Rectify) {
+                    // Only a member rectifies: a node that left has come back.
+                    self.departed.retain(|(d, _)| *d != from.id);
+                }
                 let answer = self.answer(from, body, now);
                 self.transmits.push_back(Transmit {
                     to: from,
@@ -415,6 +440,8 @@ impl Node {
                 if body == Response::NotMember {
                     self.on_request_failed(p.to, p.purpose, now);
                 } else {
+                    // A member answered us directly: whatever it did before, it is back.
+                    self.departed.retain(|(d, _)| *d != from.id);
                     self.on_response(p.to, p.purpose, body, now);
                 }
             }
@@ -472,6 +499,14 @@ impl Node {
         again.sort_unstable();
         for id in again {
             self.restart_lookup(id, now);
+        }
+        let horizon = self.cfg.departed_horizon;
+        while self
+            .departed
+            .front()
+            .is_some_and(|(_, at)| *at + horizon <= now)
+        {
+            self.departed.pop_front();
         }
         if self.phase != Phase::Member {
             return;
@@ -607,25 +642,30 @@ impl Node {
     }
 
     fn on_leaving(&mut self, from: Peer, pred: Option<Peer>, succs: &[Peer], now: Time) {
+        self.note_departed(from.id, now);
         self.fingers.remove(from.id);
         if self.successors.contains(from.id) {
             self.successors.remove(from.id);
             // Only the part of the leaver's list between it and us: past us it wraps round
             // the ring (small ring) and would put nodes behind us, maybe long dead, in
-            // front.
+            // front. Nodes that left are not taken back from it.
             let handed: Vec<Peer> = succs
                 .iter()
                 .take(MAX_PEERS_PER_MESSAGE)
-                .filter(|p| p.id.in_open(from.id, self.me.id))
+                .filter(|p| p.id.in_open(from.id, self.me.id) && !self.is_departed(p.id))
                 .copied()
                 .collect();
-            self.successors.merge(&handed);
+            // The handed entries are unconfirmed: they must not push out the live entries
+            // we had (they may die before we ask them). The list may exceed its capacity
+            // until the next stabilize rebuilds it from a fresh answer.
+            self.successors.merge_keeping(&handed);
             self.successors_changed();
             // Confirm the new first successor at once (Zave: no unconfirmed pointers last).
             self.next_stabilize = now;
         }
         if self.predecessor.map(|p| p.id) == Some(from.id) {
-            let pred = pred.filter(|p| p.id != from.id && p.id != self.me.id);
+            let pred =
+                pred.filter(|p| p.id != from.id && p.id != self.me.id && !self.is_departed(p.id));
             self.set_predecessor(pred);
             if let Some(p) = pred {
                 if !self.checking_predecessor {
@@ -639,6 +679,29 @@ impl Node {
                 }
             }
         }
+    }
+
+    fn note_departed(&mut self, id: Id, now: Time) {
+        self.departed.retain(|(d, _)| *d != id);
+        if self.departed.len() >= MAX_DEPARTED {
+            self.departed.pop_front();
+        }
+        self.departed.push_back((id, now));
+        self.remembered.retain(|q| q.id != id);
+    }
+
+    fn is_departed(&self, id: Id) -> bool {
+        self.departed.iter().any(|(d, _)| *d == id)
+    }
+
+    /// `peers` without the nodes that told us they left.
+    fn without_departed(&self, peers: &[Peer]) -> Vec<Peer> {
+        peers
+            .iter()
+            .take(MAX_PEERS_PER_MESSAGE)
+            .filter(|p| !self.is_departed(p.id))
+            .copied()
+            .collect()
     }
 
     // ----- stabilize -----
@@ -661,18 +724,52 @@ impl Node {
             .predecessor
             .iter()
             .chain(self.fingers.entries())
-            .filter(|p| p.id != self.me.id && !self.successors.contains(p.id))
+            .filter(|p| {
+                p.id != self.me.id && !self.successors.contains(p.id) && !self.is_departed(p.id)
+            })
             .min_by_key(|p| self.me.id.distance_to(p.id))
             .copied();
-        if let Some(c) = candidate {
-            self.stabilizing = true;
-            self.send_request(
-                c,
-                Request::GetNeighbors,
-                Purpose::StabilizeCandidate { fallback: None },
-                now,
-            );
+        match candidate {
+            Some(c) => {
+                self.stabilizing = true;
+                self.send_request(
+                    c,
+                    Request::GetNeighbors,
+                    Purpose::StabilizeCandidate { fallback: None },
+                    now,
+                );
+            }
+            None => self.silent_round(),
         }
+    }
+
+    /// A stabilization round in which nobody answered, or nobody was left to ask. After
+    /// `Config::silent_rounds_to_alone` of them in a row, or at once if every entry of
+    /// our list told us it left, give the list up and carry on as a ring of one: keys must
+    /// have an owner, and a lone node answers for all of them. The silent entries are
+    /// remembered, so merge probing finds their ring again if they were only cut off.
+    fn silent_round(&mut self) {
+        self.silent_rounds += 1;
+        let all_departed = self
+            .successors
+            .as_slice()
+            .iter()
+            .all(|p| self.is_departed(p.id));
+        if self.successors.is_empty()
+            || !(all_departed || self.silent_rounds >= self.cfg.silent_rounds_to_alone)
+        {
+            return;
+        }
+        let gone: Vec<Peer> = self.successors.as_slice().to_vec();
+        for p in gone {
+            if !self.is_departed(p.id) {
+                self.remember(p);
+            }
+            self.successors.remove(p.id);
+            self.fingers.remove(p.id);
+        }
+        self.successors_changed();
+        self.silent_rounds = 0;
     }
 
     fn adopt_successor(&mut self, head: Peer, tail: &[Peer], now: Time) {
@@ -680,25 +777,40 @@ impl Node {
         if head.id == self.me.id {
             return;
         }
-        let tail = &tail[..tail.len().min(MAX_PEERS_PER_MESSAGE)];
-        // Entries before the one that answered were silent this round: dead, or across a
-        // partition. Remember them, to find their ring again if it was the latter.
+        self.silent_rounds = 0;
+        let tail = self.without_departed(tail);
         let d = self.me.id.distance_to(head.id);
-        let silent: Vec<Peer> = self
+        let closer: Vec<Peer> = self
             .successors
             .as_slice()
             .iter()
             .filter(|p| self.me.id.distance_to(p.id) < d)
             .copied()
             .collect();
-        for p in silent {
-            self.remember(p);
+        let head_was_listed = self.successors.contains(head.id);
+        let mut changed = self.successors.rebuild(head, &tail);
+        if head_was_listed {
+            // We asked the entries before `head` in order this round and they were
+            // silent: dead, or across a partition. Remember them, to find their ring
+            // again if it was the latter.
+            for p in closer {
+                self.remember(p);
+            }
+        } else {
+            // `head` came from outside the list (a node we knew otherwise, or one that
+            // joined in front of an entry): entries before it were not all asked, or
+            // were silent only this once. Dropping a live one on a false suspicion for a
+            // node beyond it closes a loop that wraps the ring twice (Zave's "loopy"
+            // ring) which nothing repairs. Keep them one more round: the next round asks
+            // them first and drops them if they are silent again.
+            let keep = self.without_departed(&closer);
+            changed |= self.successors.merge(&keep);
         }
-        if self.successors.rebuild(head, tail) {
+        if changed {
             self.successors_changed();
         }
         if self.cfg.adaptive_successor_list {
-            self.resize_successor_list(tail);
+            self.resize_successor_list(&tail);
         }
         self.fingers.update(0, head);
         self.send_request(head, Request::Rectify, Purpose::Rectify, now);
@@ -988,7 +1100,8 @@ impl Node {
                     }
                     Ok(out) => {
                         // Copy the successor's list before we count as a member (Zave).
-                        self.successors.rebuild(out.owner, &out.successors);
+                        let tail = self.without_departed(&out.successors);
+                        self.successors.rebuild(out.owner, &tail);
                         self.fingers.update(0, out.owner);
                         self.phase = Phase::Member;
                         self.next_stabilize = now;
@@ -1125,8 +1238,14 @@ impl Node {
                     Some(s) => {
                         self.send_request(s, Request::GetNeighbors, Purpose::StabilizeAdopt, now)
                     }
-                    // Try the next known node, if any, at the next tick.
-                    None => self.stabilizing = false,
+                    // Nobody answered this round. Try the next known node, if any, at the
+                    // next tick.
+                    None => {
+                        self.stabilizing = false;
+                        if !self.successors.contains(to.id) {
+                            self.silent_round();
+                        }
+                    }
                 }
             }
             Purpose::StabilizeAdopt => self.stabilizing = false,

@@ -97,6 +97,22 @@ impl SuccessorList {
         changed
     }
 
+    /// Merge `peers` into the list keeping it ordered, without dropping any entry we had:
+    /// the list may grow past its capacity, by at most `peers.len()`, until the next
+    /// [`SuccessorList::rebuild`]. Used for a leaver's list, whose entries are
+    /// unconfirmed and must not push out live entries. Returns whether the list changed.
+    pub fn merge_keeping(&mut self, peers: &[Peer]) -> bool {
+        let mut all: Vec<Peer> = self.entries.iter().chain(peers).copied().collect();
+        all.retain(|p| p.id != self.me);
+        all.sort_by_key(|p| self.me.distance_to(p.id));
+        all.dedup_by_key(|p| p.id);
+        all.truncate(self.cap.max(self.entries.len()) + peers.len());
+        all.truncate(crate::MAX_PEERS_PER_MESSAGE);
+        let changed = all != self.entries;
+        self.entries = all;
+        changed
+    }
+
     /// Remove `id` (it failed or left). Returns whether it was there.
     pub fn remove(&mut self, id: Id) -> bool {
         let before = self.entries.len();

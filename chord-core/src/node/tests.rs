@@ -222,3 +222,135 @@ fn responses_from_the_wrong_peer_are_ignored() {
     assert!(w.nodes[1].poll_transmit().is_none());
     assert!(!w.nodes[1].is_member());
 }
+
+/// A peer at position `x` of the ring (in units of 2^152).
+fn at(x: u8) -> Peer {
+    let mut b = [0u8; 20];
+    b[0] = x;
+    Peer::new(Id(b), format!("127.0.0.{x}:1").parse().expect("valid"))
+}
+
+/// Run `node` alone for `secs` seconds in 100 ms steps; each request it sends is answered
+/// by `peers` (or not at all when it returns `None`), instantly.
+fn drive(
+    node: &mut Node,
+    now: &mut Time,
+    secs: u64,
+    peers: impl Fn(&Peer, &Request) -> Option<Response>,
+) {
+    for _ in 0..secs * 10 {
+        while let Some(t) = node.poll_transmit() {
+            if let Message::Request { id, body } = t.message {
+                if let Some(answer) = peers(&t.to, &body) {
+                    node.handle(t.to, Message::Response { id, body: answer }, *now);
+                }
+            }
+        }
+        *now = *now + Duration::from_millis(100);
+        node.handle_timeout(*now);
+    }
+}
+
+/// Finding 4: A has [B, C]; B leaves and hands over [X, Y], two fresh joiners that crash
+/// while the notice is in flight. Merging B's list used to cut A's list to [X, Y] and
+/// push the live C out: A was left with no live successor.
+#[test]
+fn a_leavers_list_never_pushes_out_live_successors() {
+    let (a, b, c, x, y) = (at(10), at(20), at(40), at(25), at(30));
+    let mut node = Node::new(
+        a,
+        Config {
+            successor_list_len: 2,
+            ..Config::default()
+        },
+    );
+    let mut now = Time::ZERO;
+    node.create(now);
+    node.handle(
+        b,
+        Message::Request {
+            id: 1,
+            body: Request::Rectify,
+        },
+        now,
+    );
+    let live_ring = move |to: &Peer, body: &Request| -> Option<Response> {
+        let next = |p: Peer| if p == b { c } else { at(50) };
+        match body {
+            _ if *to == x || *to == y => None,
+            Request::GetNeighbors => Some(Response::Neighbors {
+                predecessor: Some(a),
+                successors: vec![next(*to), at(50)],
+            }),
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    drive(&mut node, &mut now, 3, live_ring);
+    let ids = |n: &Node| n.successors().iter().map(|p| p.id).collect::<Vec<_>>();
+    assert_eq!(ids(&node), vec![b.id, c.id]);
+    node.handle(
+        b,
+        Message::Request {
+            id: 2,
+            body: Request::Leaving {
+                predecessor: Some(a),
+                successors: vec![x, y],
+            },
+        },
+        now,
+    );
+    // B is gone too now; X and Y never answer.
+    let after = move |to: &Peer, body: &Request| if *to == b { None } else { live_ring(to, body) };
+    drive(&mut node, &mut now, 10, after);
+    assert_eq!(node.successor(), c, "{:?}", ids(&node));
+}
+
+/// Finding 9 (part): after every successor has left, a node is a ring of one at once and
+/// stale lists never put a departed node back.
+#[test]
+fn departed_nodes_are_not_taken_back_from_stale_lists() {
+    let (a, b, c) = (at(10), at(20), at(40));
+    let mut node = Node::new(a, Config::default());
+    let mut now = Time::ZERO;
+    node.create(now);
+    node.handle(
+        c,
+        Message::Request {
+            id: 1,
+            body: Request::Rectify,
+        },
+        now,
+    );
+    let ring = move |to: &Peer, body: &Request| -> Option<Response> {
+        match body {
+            Request::GetNeighbors if *to == c => Some(Response::Neighbors {
+                predecessor: Some(b),
+                successors: vec![a, b],
+            }),
+            Request::GetNeighbors => Some(Response::Neighbors {
+                predecessor: Some(a),
+                successors: vec![c, a],
+            }),
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    drive(&mut node, &mut now, 3, ring);
+    let ids = |n: &Node| n.successors().iter().map(|p| p.id).collect::<Vec<_>>();
+    assert_eq!(ids(&node), vec![b.id, c.id]);
+    // C leaves first, then B, whose notice still lists C.
+    let leave = |id, list: Vec<Peer>| Message::Request {
+        id,
+        body: Request::Leaving {
+            predecessor: Some(a),
+            successors: list,
+        },
+    };
+    node.handle(c, leave(2, vec![a, b]), now);
+    node.handle(b, leave(3, vec![c, a]), now);
+    assert!(node.successors().is_empty(), "{:?}", ids(&node));
+    drive(&mut node, &mut now, 5, |_, _| None);
+    assert!(node.successors().is_empty());
+    assert!(node.is_responsible_for(Id::for_key("anything")));
+}

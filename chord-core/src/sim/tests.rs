@@ -374,3 +374,44 @@ fn a_static_ring_under_loss_never_names_a_wrong_owner() {
         }
     }
 }
+
+/// Finding 3: when every other node of a small ring leaves gracefully at once (Ctrl-C in
+/// every terminal but one), the survivor must end as a ring of one that answers lookups.
+/// It used to keep a departed node in its list (another leaver's stale list put it back)
+/// and fail every lookup for good: 91 of 200 runs with 3 nodes, 200 of 200 with 4.
+#[test]
+fn the_survivor_of_simultaneous_leaves_becomes_a_ring_of_one() {
+    let mut stuck = Vec::new();
+    for n in [2usize, 3, 4, 5] {
+        for seed in 0..25 {
+            let mut s = sim(1000 + seed);
+            s.grow_to(n);
+            s.settle(60).expect("settled");
+            let hosts = s.live_hosts();
+            for h in &hosts[1..] {
+                s.leave(*h);
+            }
+            s.run_for(Duration::from_secs(30));
+            let survivor = s.members().next().map(|(id, _)| id);
+            if s.member_count() != 1 || s.settle(30).is_none() {
+                stuck.push((n, seed, s.dump()));
+                continue;
+            }
+            let from = survivor.expect("one member");
+            for k in 0..10 {
+                s.lookup(from, Id::for_key(&format!("s{k}")), 0);
+            }
+            s.run_for(Duration::from_secs(15));
+            let recs = s.take_lookup_records();
+            if recs.len() != 10 || !recs.iter().all(|r| r.correct) {
+                stuck.push((n, seed, s.dump()));
+            }
+        }
+    }
+    assert!(
+        stuck.is_empty(),
+        "{} of 100 survivors stuck, first: {:?}",
+        stuck.len(),
+        stuck.first()
+    );
+}
