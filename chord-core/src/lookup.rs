@@ -116,6 +116,8 @@ pub struct Lookup {
     reconfirmed: Vec<Id>,
     result: Option<LookupOutcome>,
     error: Option<LookupError>,
+    /// With [`LookupError::Unsure`]: the owner whose predecessor was silent.
+    doubtful: Option<Peer>,
     hops: u32,
     queries: u32,
     max_queries: u32,
@@ -133,6 +135,7 @@ impl Lookup {
             reconfirmed: Vec::new(),
             result: None,
             error: None,
+            doubtful: None,
             hops: 0,
             queries: 0,
             max_queries,
@@ -285,6 +288,7 @@ impl Lookup {
                     return;
                 }
                 self.error = Some(LookupError::Unsure);
+                self.doubtful = Some(from);
                 return;
             }
         }
@@ -307,6 +311,12 @@ impl Lookup {
             }
         }
         self.set_state(id, State::Failed);
+    }
+
+    /// After [`LookupError::Unsure`]: the owner that named a silent predecessor (worth a
+    /// [`crate::Request::CheckPredecessor`]).
+    pub fn doubtful_owner(&self) -> Option<Peer> {
+        self.doubtful
     }
 
     /// Every peer this lookup found dead, so that the node can drop them from its tables.

@@ -86,6 +86,12 @@ pub enum Request {
         /// The leaver's successor list.
         successors: Vec<Peer>,
     },
+    /// "Your predecessor did not answer me": a lookup found the receiver's predecessor
+    /// silent while the receiver still counts it as alive. The receiver pings its
+    /// predecessor (it trusts nothing else in the hint) and drops it if it is silent, so
+    /// that its range, and lookups for those keys, are sure again sooner. Answered with
+    /// [`Response::Ack`].
+    CheckPredecessor,
 }
 
 /// What a node answers.

@@ -208,6 +208,8 @@ enum Purpose {
     Lookup(LookupId),
     /// Our Leaving notice.
     Leaving,
+    /// A [`Request::CheckPredecessor`] hint: nothing to do with the answer.
+    Hint,
 }
 
 struct Pending {
@@ -297,6 +299,11 @@ impl Node {
     /// Is the node a ring member (answers ring queries)?
     pub fn is_member(&self) -> bool {
         self.phase == Phase::Member
+    }
+
+    /// Is the node leaving (its notices sent, their answers awaited)?
+    pub fn is_leaving(&self) -> bool {
+        self.phase == Phase::Leaving
     }
 
     /// Has the node finished leaving?
@@ -598,6 +605,21 @@ impl Node {
                 self.on_leaving(from, predecessor, &successors, now);
                 Response::Ack
             }
+            Request::CheckPredecessor => {
+                // Trust nothing but our own ping; one check at a time bounds the cost.
+                if let Some(p) = self.predecessor {
+                    if !self.checking_predecessor {
+                        self.checking_predecessor = true;
+                        self.send_request(
+                            p,
+                            Request::Ping,
+                            Purpose::CheckPredecessor { candidate: None },
+                            now,
+                        );
+                    }
+                }
+                Response::Ack
+            }
         }
     }
 
@@ -804,7 +826,7 @@ impl Node {
             // ring) which nothing repairs. Keep them one more round: the next round asks
             // them first and drops them if they are silent again.
             let keep = self.without_departed(&closer);
-            changed |= self.successors.merge(&keep);
+            changed |= self.successors.merge_keeping(&keep);
         }
         if changed {
             self.successors_changed();
@@ -962,6 +984,7 @@ impl Node {
     }
 
     fn drive_lookup(&mut self, id: LookupId, now: Time) {
+        let recheck = self.recheck_delay();
         loop {
             let Some(l) = self.lookups.get_mut(&id) else {
                 return;
@@ -1003,14 +1026,31 @@ impl Node {
                     return;
                 }
                 LookupAction::Failed(LookupError::Unsure)
-                    if !l.retried && now + self.cfg.stabilize_interval < l.deadline =>
+                    if !l.retried && now + recheck < l.deadline =>
                 {
                     // The owner does not count the key as its own yet and its predecessor
-                    // is silent: a crash the owner has not noticed, or lost messages. One
-                    // stabilization round later the owner has usually been rectified;
-                    // ask again then, once, rather than fail or name a doubtful owner.
+                    // is silent: a crash the owner has not noticed, or lost messages. Tell
+                    // the owner, which checks its predecessor itself (and drops it if it
+                    // is dead), and ask again once that check is over, rather than fail or
+                    // name a doubtful owner.
                     l.retried = true;
-                    l.again_at = Some(now + self.cfg.stabilize_interval);
+                    l.again_at = Some(now + recheck);
+                    let doubtful = l.lookup.doubtful_owner();
+                    if let Some(owner) = doubtful {
+                        if owner.id != self.me.id {
+                            self.send_request(owner, Request::CheckPredecessor, Purpose::Hint, now);
+                        } else if let Some(p) = self.predecessor {
+                            if !self.checking_predecessor {
+                                self.checking_predecessor = true;
+                                self.send_request(
+                                    p,
+                                    Request::Ping,
+                                    Purpose::CheckPredecessor { candidate: None },
+                                    now,
+                                );
+                            }
+                        }
+                    }
                     return;
                 }
                 LookupAction::Failed(e) => {
@@ -1019,6 +1059,12 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// How long an owner needs to check its predecessor: every try of a ping times out,
+    /// plus one timeout for the messages to and from it.
+    fn recheck_delay(&self) -> Duration {
+        self.cfg.request_timeout * (self.cfg.request_retries + 2)
     }
 
     /// Start a parked lookup afresh from our own tables, keeping its id and deadline.
@@ -1190,6 +1236,7 @@ impl Node {
                 }
             }
             (Purpose::Leaving, _) => self.leave_acknowledged(),
+            (Purpose::Hint, _) => {}
             (purpose, _) => {
                 // An answer of the wrong kind is as good as none.
                 self.on_request_failed(from, purpose, now);
@@ -1263,6 +1310,7 @@ impl Node {
                 }
             }
             Purpose::Leaving => self.leave_acknowledged(),
+            Purpose::Hint => {}
         }
     }
 

@@ -46,8 +46,17 @@ impl std::fmt::Display for Violation {
 }
 
 impl Sim {
+    /// The first entry of `list` that is a live member, or a node still leaving whose
+    /// notices are in flight (Zave's leave is one atomic step; ours takes a message, and
+    /// until it arrives the leaver's list, which it sends along, stands in for it).
     fn best_successor(&self, list: &[Peer]) -> Option<usize> {
-        list.iter().find_map(|p| self.members.get(&p.id).copied())
+        list.iter().find_map(|p| {
+            self.members.get(&p.id).copied().or_else(|| {
+                let &i = self.by_id.get(&p.id)?;
+                let n = &self.nodes[i];
+                (n.node.is_leaving() && self.hosts[n.host].alive).then_some(i)
+            })
+        })
     }
 
     /// Check Zave's invariants now. `Ok` or every violation found.
@@ -78,6 +87,23 @@ impl Sim {
             };
             if best[i].is_none() {
                 v.push(Violation::NoLiveSuccessor(me));
+            }
+        }
+        // Leaving nodes that some list still reaches pass on to their own best successor.
+        let mut frontier: Vec<usize> = best.iter().flatten().copied().collect();
+        while let Some(i) = frontier.pop() {
+            if best[i].is_some() || self.members.contains_key(&self.nodes[i].node.me().id) {
+                continue;
+            }
+            let list = self.nodes[i].node.successors();
+            best[i] = if list.is_empty() {
+                None
+            } else {
+                self.best_successor(list)
+            };
+            match best[i] {
+                Some(next) => frontier.push(next),
+                None => v.push(Violation::NoLiveSuccessor(self.nodes[i].node.me().id)),
             }
         }
         if v.is_empty() && !self.members.is_empty() {
@@ -229,10 +255,11 @@ impl Sim {
                 let n = &self.nodes[i].node;
                 let _ = writeln!(
                     out,
-                    "host {h}{} {:?} member={} pred={:?} succ={:?} fingers={} pending={}",
+                    "host {h}{} {:?} member={} leaving={} pred={:?} succ={:?} fingers={} pending={}",
                     if host.alive { "" } else { " (dead)" },
                     n.me().id,
                     n.is_member(),
+                    n.is_leaving(),
                     n.predecessor().map(|p| p.id),
                     n.successors().iter().map(|p| p.id).collect::<Vec<_>>(),
                     n.fingers().entries().len(),

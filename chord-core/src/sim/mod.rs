@@ -17,7 +17,7 @@ mod scenario;
 
 pub use experiment::{run, run_sim, Distribution, Experiment, Report};
 pub use invariants::Violation;
-pub use scenario::{random_mix, MixReport};
+pub use scenario::{hunt, random_mix, HuntConfig, HuntReport, MixReport};
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -163,6 +163,8 @@ pub struct Sim {
     checks: u64,
     violations: Vec<(Time, Violation)>,
     violation_count: u64,
+    /// Every node's routing state when the first violation was found.
+    first_violation_dump: Option<String>,
 }
 
 impl Sim {
@@ -188,6 +190,7 @@ impl Sim {
             checks: 0,
             violations: Vec::new(),
             violation_count: 0,
+            first_violation_dump: None,
         }
     }
 
@@ -197,11 +200,17 @@ impl Sim {
         (self.checks, self.violation_count, &self.violations)
     }
 
+    /// Every node's routing state at the first violation found, for debugging.
+    pub fn first_violation_dump(&self) -> Option<&str> {
+        self.first_violation_dump.as_deref()
+    }
+
     /// Forget the violations seen so far (for a scenario that broke the fault assumption
     /// on purpose and wants to watch the repair).
     pub fn reset_violations(&mut self) {
         self.violations.clear();
         self.violation_count = 0;
+        self.first_violation_dump = None;
     }
 
     // ----- inspection -----
@@ -530,6 +539,9 @@ impl Sim {
                 self.run_events_until(t);
                 self.checks += 1;
                 if let Err(vs) = self.check_invariants() {
+                    if self.first_violation_dump.is_none() {
+                        self.first_violation_dump = Some(self.dump());
+                    }
                     self.violation_count += vs.len() as u64;
                     for v in vs {
                         if self.violations.len() < 100 {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::{Sim, SimConfig, Time, Violation};
-use crate::Config;
+use crate::{Config, Id};
 
 /// What one random scenario did and found.
 #[derive(Clone, Debug, PartialEq)]
@@ -96,6 +96,9 @@ pub fn random_mix(seed: u64) -> MixReport {
     }
     sim.set_loss(0.0);
     let settled_after = sim.settle(200);
+    if settled_after.is_none() && std::env::var("CHORD_MIX_DUMP").is_ok() {
+        eprintln!("{:?}\n{}", sim.not_ideal_counts(), sim.dump());
+    }
     let (checks, _, violations) = sim.invariant_report();
     MixReport {
         seed,
@@ -122,4 +125,232 @@ impl SeedExt for rand_chacha::ChaCha8Rng {
         use rand::SeedableRng;
         rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed)
     }
+}
+
+/// Settings of the hunting sweep ([`hunt`]): the ranges each seed draws from.
+#[derive(Clone, Debug)]
+pub struct HuntConfig {
+    /// Largest message loss drawn during the faults (a third of the seeds have none).
+    pub max_loss: f64,
+    /// Largest one-way latency drawn (a seed draws its own range below it).
+    pub max_latency: Duration,
+    /// Largest number of ring positions per host drawn.
+    pub max_vnodes: u16,
+    /// Refuse graceful leaves that would break the fault assumption, as crashes are (on
+    /// by default). A leaver tells only its predecessor and successor; the nodes further
+    /// back that list it see a failure, so unguarded bursts of neighbouring leaves can
+    /// still empty a list (see docs/correctness.md, "what the sweeps do not cover").
+    pub guard_leaves: bool,
+    /// Operations (joins, leaves, crashes) per seed.
+    pub operations: u32,
+}
+
+impl Default for HuntConfig {
+    fn default() -> HuntConfig {
+        HuntConfig {
+            max_loss: 0.10,
+            max_latency: Duration::from_millis(200),
+            max_vnodes: 4,
+            guard_leaves: true,
+            operations: 60,
+        }
+    }
+}
+
+/// What one hunting scenario did and found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HuntReport {
+    /// The seed.
+    pub seed: u64,
+    /// Hosts at the start (1 to 24).
+    pub initial: usize,
+    /// Ring positions per host.
+    pub vnodes: u16,
+    /// Successor list length (the lower bound when adaptive).
+    pub successors: usize,
+    /// Was the successor list length adaptive?
+    pub adaptive: bool,
+    /// Message loss during the faults.
+    pub loss: f64,
+    /// One-way latency range, in milliseconds.
+    pub latency_ms: (u64, u64),
+    /// Joins, graceful leaves and crashes performed.
+    pub joins: u32,
+    /// See `joins`.
+    pub leaves: u32,
+    /// See `joins`.
+    pub crashes: u32,
+    /// Crashes (and leaves, with `guard_leaves`) refused by the fault assumption.
+    pub refused: u32,
+    /// Invariant checks made.
+    pub checks: u64,
+    /// Violations found (the first 100, with virtual time).
+    pub violations: Vec<(Time, Violation)>,
+    /// Lookups issued while faults happened.
+    pub lookups_churn: usize,
+    /// Of those, answered `Ok` with an owner that was not the key's live owner.
+    pub wrong_churn: usize,
+    /// Of those, failed (an error or no answer).
+    pub failed_churn: usize,
+    /// Lookups issued once the ring had settled after the faults.
+    pub lookups_quiet: usize,
+    /// Of those, wrong-but-Ok (must be 0).
+    pub wrong_quiet: usize,
+    /// Of those, failed (must be 0).
+    pub failed_quiet: usize,
+    /// Stabilization rounds to the ideal ring after loss stopped, or `None` if it did not
+    /// settle within 60 s.
+    pub settled_after: Option<u32>,
+    /// The routing state at the first violation (debugging aid).
+    pub first_violation_dump: Option<String>,
+}
+
+impl HuntReport {
+    /// No violation, settled, and every lookup at quiescence right.
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty()
+            && self.settled_after.is_some()
+            && self.wrong_quiet == 0
+            && self.failed_quiet == 0
+    }
+}
+
+/// One scenario of the hunting sweep: small rings down to one host, virtual nodes,
+/// adaptive `r`, loss, latency, operations as close as 5 ms and in bursts, graceful leaves
+/// the fault guard does not refuse, and lookups judged against the true owner throughout.
+/// At the end loss stops; the ring must settle within 60 simulated seconds, and then
+/// every lookup must return the true owner.
+pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
+    let mut draw = rand_chacha::ChaCha8Rng::seed_from_u64_ext(seed ^ 0x4875_6e74);
+    let initial = if draw.random_bool(0.3) {
+        draw.random_range(1..=4)
+    } else {
+        draw.random_range(5..=24)
+    };
+    let vnodes = if cfg.max_vnodes > 1 && draw.random_bool(0.3) {
+        draw.random_range(2..=cfg.max_vnodes)
+    } else {
+        1
+    };
+    let successors = draw.random_range(2..=8);
+    let adaptive = draw.random_bool(0.2);
+    let loss = match draw.random_range(0..3) {
+        0 => 0.0,
+        1 => draw.random_range(0.0..=cfg.max_loss / 2.0),
+        _ => draw.random_range(cfg.max_loss / 2.0..=cfg.max_loss),
+    };
+    let max_ms = cfg.max_latency.as_millis().max(1) as u64;
+    let hi = if draw.random_bool(0.5) {
+        max_ms.min(50)
+    } else {
+        draw.random_range(1..=max_ms)
+    };
+    let lo = draw.random_range(0..=hi);
+    let mut sim = Sim::new(SimConfig {
+        seed,
+        node: Config {
+            successor_list_len: successors,
+            adaptive_successor_list: adaptive,
+            ..Config::default()
+        },
+        latency_min: Duration::from_millis(lo),
+        latency_max: Duration::from_millis(hi),
+        vnodes,
+        check_every: Some(Duration::from_millis(250)),
+        ..SimConfig::default()
+    });
+    sim.grow_to(initial);
+    sim.settle(100);
+    sim.set_loss(loss);
+    let mut r = HuntReport {
+        seed,
+        initial,
+        vnodes,
+        successors,
+        adaptive,
+        loss,
+        latency_ms: (lo, hi),
+        joins: 0,
+        leaves: 0,
+        crashes: 0,
+        refused: 0,
+        checks: 0,
+        violations: Vec::new(),
+        lookups_churn: 0,
+        wrong_churn: 0,
+        failed_churn: 0,
+        lookups_quiet: 0,
+        wrong_quiet: 0,
+        failed_quiet: 0,
+        settled_after: None,
+        first_violation_dump: None,
+    };
+    let mut burst = 0;
+    let mut key = 0u64;
+    for _ in 0..cfg.operations {
+        let gap = if burst > 0 {
+            burst -= 1;
+            Duration::from_millis(5)
+        } else {
+            if sim.rng().random_bool(0.15) {
+                burst = sim.rng().random_range(1..=3);
+            }
+            Duration::from_millis(sim.rng().random_range(5..1500))
+        };
+        sim.run_for(gap);
+        for _ in 0..2 {
+            if let Some(from) = sim.random_member_id() {
+                key += 1;
+                sim.lookup(from, Id::for_key(&format!("hunt-{key}")), 0);
+            }
+        }
+        let live = sim.live_hosts();
+        let roll: f64 = sim.rng().random();
+        if roll < 0.4 || live.is_empty() {
+            sim.add_joining_host();
+            r.joins += 1;
+            continue;
+        }
+        let h = live[sim.rng().random_range(0..live.len())];
+        let leave = roll < 0.7;
+        if live.len() == 1 && !leave {
+            // Crashing the last host ends the ring; leaving it alone is covered below.
+            continue;
+        }
+        if live.len() == 1 || ((!leave || cfg.guard_leaves) && sim.crash_would_break_ring(h)) {
+            r.refused += 1;
+        } else if leave {
+            sim.leave(h);
+            r.leaves += 1;
+        } else {
+            sim.crash(h);
+            r.crashes += 1;
+        }
+    }
+    sim.set_loss(0.0);
+    // Lookups in flight finish (each within its timeout) while the ring heals.
+    r.settled_after = sim.settle(60);
+    sim.run_for(Duration::from_secs(12));
+    let churn = sim.take_lookup_records();
+    r.lookups_churn = churn.len();
+    r.wrong_churn = churn.iter().filter(|l| l.wrong).count();
+    r.failed_churn = churn.iter().filter(|l| !l.correct && !l.wrong).count();
+    if r.settled_after.is_some() {
+        for _ in 0..20 {
+            if let Some(from) = sim.random_member_id() {
+                key += 1;
+                sim.lookup(from, Id::for_key(&format!("hunt-{key}")), 0);
+            }
+        }
+        sim.run_for(Duration::from_secs(12));
+        let quiet = sim.take_lookup_records();
+        r.lookups_quiet = quiet.len();
+        r.wrong_quiet = quiet.iter().filter(|l| l.wrong).count();
+        r.failed_quiet = 20 - quiet.iter().filter(|l| l.correct).count();
+    }
+    let (checks, _, violations) = sim.invariant_report();
+    r.checks = checks;
+    r.violations = violations.to_vec();
+    r.first_violation_dump = sim.first_violation_dump().map(str::to_owned);
+    r
 }

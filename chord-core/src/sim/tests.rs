@@ -415,3 +415,77 @@ fn the_survivor_of_simultaneous_leaves_becomes_a_ring_of_one() {
         stuck.first()
     );
 }
+
+/// The hunting sweep (see docs/correctness.md): `CHORD_HUNT_SEEDS=N`, and
+/// `CHORD_HUNT_LOSS`, `CHORD_HUNT_LATENCY_MS`, `CHORD_HUNT_VNODES`,
+/// `CHORD_HUNT_GUARD_LEAVES=0` to change its ranges, `CHORD_HUNT_FIRST` for the first
+/// seed, `CHORD_HUNT_DUMP=1` to print the routing state at the first violation. Prints the per-sweep figures and the first unclean seeds.
+#[test]
+#[ignore = "long: the hunting sweep (see docs/correctness.md)"]
+fn hunt_sweep() {
+    let env = |k: &str| std::env::var(k).ok();
+    let n: u64 = env("CHORD_HUNT_SEEDS")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let first: u64 = env("CHORD_HUNT_FIRST")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut cfg = HuntConfig::default();
+    if let Some(l) = env("CHORD_HUNT_LOSS").and_then(|s| s.parse().ok()) {
+        cfg.max_loss = l;
+    }
+    if let Some(ms) = env("CHORD_HUNT_LATENCY_MS").and_then(|s| s.parse().ok()) {
+        cfg.max_latency = Duration::from_millis(ms);
+    }
+    cfg.guard_leaves = env("CHORD_HUNT_GUARD_LEAVES").is_none_or(|v| v != "0");
+    if let Some(v) = env("CHORD_HUNT_VNODES").and_then(|s| s.parse().ok()) {
+        cfg.max_vnodes = v;
+    }
+    let (mut ops, mut checks, mut bad) = (0u64, 0u64, Vec::new());
+    let (mut lc, mut wc, mut fc, mut lq, mut wq, mut fq) = (0, 0, 0, 0, 0, 0);
+    for seed in first..first + n {
+        let r = hunt(seed, &cfg);
+        ops += u64::from(r.joins + r.leaves + r.crashes);
+        checks += r.checks;
+        lc += r.lookups_churn;
+        wc += r.wrong_churn;
+        fc += r.failed_churn;
+        lq += r.lookups_quiet;
+        wq += r.wrong_quiet;
+        fq += r.failed_quiet;
+        if !r.is_clean() {
+            bad.push(r);
+        }
+    }
+    println!(
+        "hunt: {n} seeds (loss <= {}, latency <= {:?}, guard leaves {}), {ops} operations, {checks} checks, {} unclean; lookups under faults {lc}: {wc} wrong-but-Ok, {fc} failed; at quiescence {lq}: {wq} wrong-but-Ok, {fq} failed",
+        cfg.max_loss,
+        cfg.max_latency,
+        cfg.guard_leaves,
+        bad.len()
+    );
+    for r in bad.iter().take(5) {
+        println!(
+            "unclean seed {}: initial {} vnodes {} r {}{} loss {:.3} latency {:?} j/l/c {}/{}/{} settled {:?} violations {} first {:?} quiet wrong {} failed {}",
+            r.seed, r.initial, r.vnodes, r.successors, if r.adaptive { " (adaptive)" } else { "" },
+            r.loss, r.latency_ms, r.joins, r.leaves, r.crashes, r.settled_after,
+            r.violations.len(), r.violations.first(), r.wrong_quiet, r.failed_quiet
+        );
+    }
+    if env("CHORD_HUNT_DUMP").is_some() {
+        if let Some(d) = bad.first().and_then(|r| r.first_violation_dump.as_ref()) {
+            println!("{d}");
+        }
+    }
+    assert!(bad.is_empty(), "{} unclean seeds", bad.len());
+}
+
+/// A sample of the hunting sweep in every `cargo test`.
+#[test]
+fn hunt_sample() {
+    for seed in 0..6 {
+        let r = hunt(seed, &HuntConfig::default());
+        assert!(r.checks > 100, "{r:?}");
+        assert!(r.is_clean(), "seed {seed}: {r:?}");
+    }
+}
