@@ -42,6 +42,10 @@ use crate::lookup::{Lookup, LookupAction, LookupError, LookupOutcome};
 use crate::successors::SuccessorList;
 use crate::{Id, Message, Peer, Request, Response, Time, MAX_PEERS_PER_MESSAGE};
 
+/// How far the adaptive successor list length must fall below the current one before
+/// the list shrinks.
+const RESIZE_MARGIN: usize = 3;
+
 /// Most departed nodes remembered at once.
 const MAX_DEPARTED: usize = 64;
 
@@ -843,8 +847,18 @@ impl Node {
             return;
         };
         let want = (2.0 * n.max(2.0).log2()).ceil() as usize;
-        let r = want.clamp(self.cfg.successor_list_len, self.cfg.max_successor_list_len);
-        if r != self.successors.capacity() {
+        let cap = self.successors.capacity();
+        // Our list is our successor and its list, so it can be no longer than that list
+        // plus one: a capacity above it would never be filled (lists shorter than their
+        // capacity for good, the ring never exact). The estimate is noisy (it comes from
+        // the list itself), so r grows at once but shrinks on the estimate only once it
+        // has fallen by a factor of about 2.8 (2·log2 N three lower); without that margin
+        // r changed every round in small rings after churn.
+        let fill = tail.len() + 1;
+        let r = want
+            .min(fill)
+            .clamp(self.cfg.successor_list_len, self.cfg.max_successor_list_len);
+        if r > cap || (r < cap && (want + RESIZE_MARGIN <= cap || fill < cap)) {
             self.successors.set_capacity(r);
             if let Some(head) = self.successors.first().copied() {
                 self.successors.rebuild(head, tail);

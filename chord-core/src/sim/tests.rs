@@ -489,3 +489,16 @@ fn hunt_sample() {
         assert!(r.is_clean(), "seed {seed}: {r:?}");
     }
 }
+
+/// Finding 5: with adaptive r, capacities kept changing and lists stayed shorter than
+/// their capacity (a list is its successor's list plus one, and neighbours' estimates
+/// differ), so small rings never settled after churn: these hunting seeds (all adaptive)
+/// never reached the exact ring.
+#[test]
+fn adaptive_successor_lists_settle_in_small_rings_after_churn() {
+    for seed in [1020, 1201, 1307] {
+        let r = hunt(seed, &HuntConfig::default());
+        assert!(r.adaptive, "{r:?}");
+        assert!(r.is_clean(), "seed {seed}: {r:?}");
+    }
+}
