@@ -111,6 +111,10 @@ pub struct Lookup {
     covering: Option<Covering>,
     confirming: Option<Peer>,
     failed_owners: Vec<Id>,
+    /// Peers known for certain not to be members (the asking node's own id while it is
+    /// not a member: an old incarnation others still list). A confirmed owner that names
+    /// one as its predecessor is taken: that predecessor is gone, not doubtful.
+    gone: Vec<Id>,
     /// Failed owners given a second chance because a confirmed owner named them as its
     /// predecessor: each gets one.
     reconfirmed: Vec<Id>,
@@ -133,6 +137,7 @@ impl Lookup {
             confirming: None,
             failed_owners: Vec::new(),
             reconfirmed: Vec::new(),
+            gone: Vec::new(),
             result: None,
             error: None,
             doubtful: None,
@@ -274,7 +279,10 @@ impl Lookup {
             return;
         };
         if let Some(p) = predecessor {
-            if p.id != from.id && !self.key.in_half_open(p.id, from.id) {
+            if p.id != from.id
+                && !self.gone.contains(&p.id)
+                && !self.key.in_half_open(p.id, from.id)
+            {
                 // Every owner candidate has the key in (covering responder, candidate], so
                 // p lies between the covering responder and `from`, the key at or before p.
                 if !self.failed_owners.contains(&p.id) {
@@ -317,6 +325,15 @@ impl Lookup {
     /// [`crate::Request::CheckPredecessor`]).
     pub fn doubtful_owner(&self) -> Option<Peer> {
         self.doubtful
+    }
+
+    /// `id` is certainly not a member (the asking node itself, while it is not one): a
+    /// failure that needs no second chance.
+    pub fn on_gone(&mut self, id: Id) {
+        if !self.gone.contains(&id) {
+            self.gone.push(id);
+        }
+        self.on_failure(id);
     }
 
     /// Every peer this lookup found dead, so that the node can drop them from its tables.

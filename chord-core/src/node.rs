@@ -247,6 +247,8 @@ pub struct Node {
     /// Nodes that told us they were leaving, with when: kept out of our successor list
     /// until `Config::departed_horizon` has passed.
     departed: VecDeque<(Id, Time)>,
+    /// The peer we last joined through.
+    bootstrap: Option<Peer>,
     /// Stabilization rounds in a row in which nobody answered.
     silent_rounds: u32,
     next_request: u64,
@@ -277,6 +279,7 @@ impl Node {
             remembered: VecDeque::new(),
             merging: false,
             departed: VecDeque::new(),
+            bootstrap: None,
             silent_rounds: 0,
             next_request: 1,
             next_lookup: 1,
@@ -376,6 +379,7 @@ impl Node {
         }
         let id = self.alloc_lookup_id();
         self.phase = Phase::Joining(id);
+        self.bootstrap = Some(bootstrap);
         let lookup = Lookup::new(self.me.id, &[bootstrap], self.cfg.lookup_max_queries);
         self.run_lookup(id, lookup, LookupKind::Join, now);
     }
@@ -1011,7 +1015,7 @@ impl Node {
                 LookupAction::Query(p) | LookupAction::Confirm(p)
                     if p.id == self.me.id && self.phase != Phase::Member =>
                 {
-                    l.lookup.on_failure(p.id);
+                    l.lookup.on_gone(p.id);
                 }
                 LookupAction::Query(p) if p.id == self.me.id => {
                     let key = l.lookup.key();
@@ -1081,18 +1085,27 @@ impl Node {
         self.cfg.request_timeout * (self.cfg.request_retries + 2)
     }
 
-    /// Start a parked lookup afresh from our own tables, keeping its id and deadline.
+    /// Start a parked lookup afresh, keeping its id and deadline: from our own tables, or
+    /// through the peer it started from (a join's bootstrap, a merge probe's peer).
     fn restart_lookup(&mut self, id: LookupId, now: Time) {
         let Some(l) = self.lookups.get_mut(&id) else {
             return;
         };
         l.again_at = None;
         let key = l.lookup.key();
-        if self.phase != Phase::Member {
-            self.finish_lookup(id, Err(LookupError::NotMember), now);
-            return;
-        }
-        let fresh = self.local_lookup(key);
+        let fresh = match l.kind {
+            LookupKind::Join => match self.bootstrap {
+                Some(b) => Lookup::new(key, &[b], self.cfg.lookup_max_queries),
+                None => return self.finish_lookup(id, Err(LookupError::NoRoute), now),
+            },
+            LookupKind::Merge(via) => Lookup::new(key, &[via], self.cfg.lookup_max_queries),
+            LookupKind::User | LookupKind::Finger(_) if self.phase == Phase::Member => {
+                self.local_lookup(key)
+            }
+            LookupKind::User | LookupKind::Finger(_) => {
+                return self.finish_lookup(id, Err(LookupError::NotMember), now)
+            }
+        };
         if let Some(l) = self.lookups.get_mut(&id) {
             l.lookup = fresh;
         }
