@@ -616,15 +616,7 @@ impl Node {
             Request::CheckPredecessor => {
                 // Trust nothing but our own ping; one check at a time bounds the cost.
                 if let Some(p) = self.predecessor {
-                    if !self.checking_predecessor {
-                        self.checking_predecessor = true;
-                        self.send_request(
-                            p,
-                            Request::Ping,
-                            Purpose::CheckPredecessor { candidate: None },
-                            now,
-                        );
-                    }
+                    self.check_predecessor(p, None, now);
                 }
                 Response::Ack
             }
@@ -658,15 +650,7 @@ impl Node {
             Some(p) if n.id.in_open(p.id, self.me.id) => self.set_predecessor(Some(n)),
             Some(p) => {
                 // n is farther than our predecessor: take it only if p is dead.
-                if !self.checking_predecessor {
-                    self.checking_predecessor = true;
-                    self.send_request(
-                        p,
-                        Request::Ping,
-                        Purpose::CheckPredecessor { candidate: Some(n) },
-                        now,
-                    );
-                }
+                self.check_predecessor(p, Some(n), now);
             }
         }
     }
@@ -698,16 +682,22 @@ impl Node {
                 pred.filter(|p| p.id != from.id && p.id != self.me.id && !self.is_departed(p.id));
             self.set_predecessor(pred);
             if let Some(p) = pred {
-                if !self.checking_predecessor {
-                    self.checking_predecessor = true;
-                    self.send_request(
-                        p,
-                        Request::Ping,
-                        Purpose::CheckPredecessor { candidate: None },
-                        now,
-                    );
-                }
+                self.check_predecessor(p, None, now);
             }
+        }
+    }
+
+    /// Ping our predecessor `p` (one check at a time); if it is silent, take `candidate`
+    /// (maybe none) instead.
+    fn check_predecessor(&mut self, p: Peer, candidate: Option<Peer>, now: Time) {
+        if !self.checking_predecessor {
+            self.checking_predecessor = true;
+            self.send_request(
+                p,
+                Request::Ping,
+                Purpose::CheckPredecessor { candidate },
+                now,
+            );
         }
     }
 
@@ -1058,15 +1048,7 @@ impl Node {
                         if owner.id != self.me.id {
                             self.send_request(owner, Request::CheckPredecessor, Purpose::Hint, now);
                         } else if let Some(p) = self.predecessor {
-                            if !self.checking_predecessor {
-                                self.checking_predecessor = true;
-                                self.send_request(
-                                    p,
-                                    Request::Ping,
-                                    Purpose::CheckPredecessor { candidate: None },
-                                    now,
-                                );
-                            }
+                            self.check_predecessor(p, None, now);
                         }
                     }
                     return;
