@@ -87,14 +87,7 @@ impl SuccessorList {
     /// Merge `peers` into the list keeping it ordered (used when a successor leaves and
     /// hands us its own list). Returns whether the list changed.
     pub fn merge(&mut self, peers: &[Peer]) -> bool {
-        let mut all: Vec<Peer> = self.entries.iter().chain(peers).copied().collect();
-        all.retain(|p| p.id != self.me);
-        all.sort_by_key(|p| self.me.distance_to(p.id));
-        all.dedup_by_key(|p| p.id);
-        all.truncate(self.cap);
-        let changed = all != self.entries;
-        self.entries = all;
-        changed
+        self.merge_up_to(peers, self.cap)
     }
 
     /// Merge `peers` into the list keeping it ordered, without dropping any entry we had:
@@ -102,12 +95,18 @@ impl SuccessorList {
     /// [`SuccessorList::rebuild`]. Used for a leaver's list, whose entries are
     /// unconfirmed and must not push out live entries. Returns whether the list changed.
     pub fn merge_keeping(&mut self, peers: &[Peer]) -> bool {
+        let len =
+            (self.cap.max(self.entries.len()) + peers.len()).min(crate::MAX_PEERS_PER_MESSAGE);
+        self.merge_up_to(peers, len)
+    }
+
+    /// Merge `peers` into the list, ordered and without duplicates, cut at `len` entries.
+    fn merge_up_to(&mut self, peers: &[Peer], len: usize) -> bool {
         let mut all: Vec<Peer> = self.entries.iter().chain(peers).copied().collect();
         all.retain(|p| p.id != self.me);
         all.sort_by_key(|p| self.me.distance_to(p.id));
         all.dedup_by_key(|p| p.id);
-        all.truncate(self.cap.max(self.entries.len()) + peers.len());
-        all.truncate(crate::MAX_PEERS_PER_MESSAGE);
+        all.truncate(len);
         let changed = all != self.entries;
         self.entries = all;
         changed
