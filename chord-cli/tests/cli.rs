@@ -66,31 +66,25 @@ fn sim_json_has_the_documented_fields() {
 
 #[test]
 fn sim_takes_a_latency_range() {
-    let v = sim_json(&[
-        "--nodes",
-        "30",
-        "--keys",
-        "100",
-        "--lookups",
-        "200",
-        "--latency",
-        "50..200",
-    ]);
+    let with_latency = |ms: &str| {
+        sim_json(&[
+            "--nodes",
+            "30",
+            "--keys",
+            "100",
+            "--lookups",
+            "200",
+            "--latency",
+            ms,
+        ])
+    };
+    let v = with_latency("50..200");
     assert_eq!(v["lookups"], 200);
     assert_eq!(v["lookups_failed"], 0, "{v}");
     assert_eq!(v["lookups_wrong"], 0, "{v}");
     // Lookups of several hops at 50-200 ms a message take seconds of virtual time, and a
     // faster network gives the same ring in less.
-    let fast = sim_json(&[
-        "--nodes",
-        "30",
-        "--keys",
-        "100",
-        "--lookups",
-        "200",
-        "--latency",
-        "1",
-    ]);
+    let fast = with_latency("1");
     assert!(
         v["sim_seconds"].as_f64() > fast["sim_seconds"].as_f64(),
         "{v} {fast}"

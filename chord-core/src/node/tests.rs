@@ -251,28 +251,36 @@ fn drive(
     }
 }
 
+/// A node at `me` that created a ring and was then rectified by `pred`: its first
+/// stabilize asks `pred`, the only other node it knows.
+fn alone_then_rectified_by(me: Peer, cfg: Config, pred: Peer) -> (Node, Time) {
+    let now = Time::ZERO;
+    let mut node = Node::new(me, cfg);
+    node.create(now);
+    node.handle(
+        pred,
+        Message::Request {
+            id: 1,
+            body: Request::Rectify,
+        },
+        now,
+    );
+    (node, now)
+}
+
 /// Finding 4: A has [B, C]; B leaves and hands over [X, Y], two fresh joiners that crash
 /// while the notice is in flight. Merging B's list used to cut A's list to [X, Y] and
 /// push the live C out: A was left with no live successor.
 #[test]
 fn a_leavers_list_never_pushes_out_live_successors() {
     let (a, b, c, x, y) = (at(10), at(20), at(40), at(25), at(30));
-    let mut node = Node::new(
+    let (mut node, mut now) = alone_then_rectified_by(
         a,
         Config {
             successor_list_len: 2,
             ..Config::default()
         },
-    );
-    let mut now = Time::ZERO;
-    node.create(now);
-    node.handle(
         b,
-        Message::Request {
-            id: 1,
-            body: Request::Rectify,
-        },
-        now,
     );
     let live_ring = move |to: &Peer, body: &Request| -> Option<Response> {
         let next = |p: Peer| if p == b { c } else { at(50) };
@@ -311,17 +319,7 @@ fn a_leavers_list_never_pushes_out_live_successors() {
 #[test]
 fn departed_nodes_are_not_taken_back_from_stale_lists() {
     let (a, b, c) = (at(10), at(20), at(40));
-    let mut node = Node::new(a, Config::default());
-    let mut now = Time::ZERO;
-    node.create(now);
-    node.handle(
-        c,
-        Message::Request {
-            id: 1,
-            body: Request::Rectify,
-        },
-        now,
-    );
+    let (mut node, mut now) = alone_then_rectified_by(a, Config::default(), c);
     let ring = move |to: &Peer, body: &Request| -> Option<Response> {
         match body {
             Request::GetNeighbors if *to == c => Some(Response::Neighbors {
