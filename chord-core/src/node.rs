@@ -1089,22 +1089,16 @@ impl Node {
             }
         };
         if let Some(l) = self.lookups.get_mut(&id) {
-            l.lookup = fresh;
+            let first = std::mem::replace(&mut l.lookup, fresh);
+            self.forget_failed(&first);
         }
         self.drive_lookup(id, now);
     }
 
-    fn finish_lookup(
-        &mut self,
-        id: LookupId,
-        result: Result<LookupOutcome, LookupError>,
-        now: Time,
-    ) {
-        let Some(l) = self.lookups.remove(&id) else {
-            return;
-        };
-        // Dead nodes the lookup met are no use as fingers.
-        let failed: Vec<Id> = l.lookup.failed_peers().collect();
+    /// Dead nodes a lookup met are no use as fingers: drop them (and remember them, in
+    /// case they were only cut off).
+    fn forget_failed(&mut self, lookup: &Lookup) {
+        let failed: Vec<Id> = lookup.failed_peers().collect();
         for dead in failed {
             if let Some(p) = self
                 .fingers
@@ -1117,6 +1111,18 @@ impl Node {
             }
             self.fingers.remove(dead);
         }
+    }
+
+    fn finish_lookup(
+        &mut self,
+        id: LookupId,
+        result: Result<LookupOutcome, LookupError>,
+        now: Time,
+    ) {
+        let Some(l) = self.lookups.remove(&id) else {
+            return;
+        };
+        self.forget_failed(&l.lookup);
         // Requests still in flight for it are dropped when they answer or time out.
         self.pending
             .retain(|_, p| !matches!(p.purpose, Purpose::Lookup(x) if x == id));
