@@ -1229,7 +1229,10 @@ impl Node {
             (Purpose::StabilizeAdopt, Response::Neighbors { successors, .. }) => {
                 self.adopt_successor(from, &successors, now)
             }
-            (Purpose::Rectify | Purpose::CheckPredecessor { .. }, _) => {
+            // Our Rectify was heard: nothing to do (the predecessor check, if one is
+            // running, is not this request's).
+            (Purpose::Rectify, _) => {}
+            (Purpose::CheckPredecessor { .. }, _) => {
                 self.checking_predecessor = false;
             }
             (Purpose::Lookup(id), Response::Step { successors, closer }) => {

@@ -352,3 +352,70 @@ fn departed_nodes_are_not_taken_back_from_stale_lists() {
     assert!(node.successors().is_empty());
     assert!(node.is_responsible_for(Id::for_key("anything")));
 }
+
+/// Finding 9: the acknowledgement of our own Rectify cleared the "checking the
+/// predecessor" flag, so a second farther rectifier sent a duplicate ping.
+#[test]
+fn a_rectify_acknowledgement_does_not_start_a_second_predecessor_check() {
+    let (a, p, q, r) = (at(10), at(200), at(100), at(150));
+    let (mut node, now) = alone_then_rectified_by(a, Config::default(), p);
+    assert_eq!(node.predecessor(), Some(p));
+    while node.poll_transmit().is_some() {}
+    // First stabilize asks p (the only node known), which answers: we adopt it and
+    // rectify it.
+    node.handle_timeout(now);
+    let mut rectify_id = None;
+    for _ in 0..2 {
+        let t = node.poll_transmit().expect("a request");
+        let Message::Request { id, body } = t.message else {
+            panic!("expected a request")
+        };
+        match body {
+            Request::GetNeighbors => node.handle(
+                p,
+                Message::Response {
+                    id,
+                    body: Response::Neighbors {
+                        predecessor: Some(a),
+                        successors: vec![a],
+                    },
+                },
+                now,
+            ),
+            Request::Rectify => rectify_id = Some(id),
+            other => panic!("{other:?}"),
+        }
+    }
+    let rectify_id = rectify_id.expect("rectify sent");
+    let pings = |node: &mut Node| {
+        std::iter::from_fn(|| node.poll_transmit())
+            .filter(|t| {
+                matches!(
+                    t.message,
+                    Message::Request {
+                        body: Request::Ping,
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    // q, farther than p, rectifies us: p is pinged.
+    let rectify = |id| Message::Request {
+        id,
+        body: Request::Rectify,
+    };
+    node.handle(q, rectify(5), now);
+    assert_eq!(pings(&mut node), 1);
+    // p acknowledges our Rectify; then r, also farther, rectifies us: no second ping.
+    node.handle(
+        p,
+        Message::Response {
+            id: rectify_id,
+            body: Response::Ack,
+        },
+        now,
+    );
+    node.handle(r, rectify(6), now);
+    assert_eq!(pings(&mut node), 0);
+}
