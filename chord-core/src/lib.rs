@@ -11,6 +11,7 @@
 //! * [`message`]: the requests and responses nodes exchange.
 //! * [`successors`] and [`finger`]: the routing state of one node.
 //! * [`lookup`]: an iterative lookup as a small state machine.
+//! * [`rtt`]: round-trip estimates per peer (Jacobson/Karels) for adaptive timeouts.
 //! * [`node`]: one ring position: join, stabilize, rectify, fix_fingers, leave (Pamela
 //!   Zave's corrected Chord), with the quinn-proto style interface `handle`,
 //!   `handle_timeout`, `poll_transmit`, `poll_timeout`, `poll_event`.
@@ -34,6 +35,7 @@ pub mod id;
 pub mod lookup;
 pub mod message;
 pub mod node;
+pub mod rtt;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod successors;
@@ -44,5 +46,6 @@ pub use id::{Id, ParseIdError, ID_BITS, ID_BYTES};
 pub use lookup::{Lookup, LookupAction, LookupError, LookupOutcome};
 pub use message::{Message, Peer, Request, Response, MAX_PEERS_PER_MESSAGE};
 pub use node::{Config, Event, JoinError, LookupId, Node, Transmit};
+pub use rtt::RttTable;
 pub use successors::SuccessorList;
 pub use time::Time;

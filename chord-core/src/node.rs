@@ -39,6 +39,7 @@ use std::time::Duration;
 
 use crate::finger::FingerTable;
 use crate::lookup::{Lookup, LookupAction, LookupError, LookupOutcome};
+use crate::rtt::RttTable;
 use crate::successors::SuccessorList;
 use crate::{Id, Message, Peer, Request, Response, Time, MAX_PEERS_PER_MESSAGE};
 
@@ -65,8 +66,13 @@ pub struct Config {
     /// Period of fix_fingers; each tick refreshes the next distinct finger (default 1 s).
     pub fix_fingers_interval: Duration,
     /// How long to wait for an answer before resending or, with no resends left, taking
-    /// the peer as failed (default 1 s).
+    /// the peer as failed, at least (default 1 s). This is the timeout for a peer never
+    /// measured; for the others it is the RTT estimate (`srtt + 4·rttvar`, Jacobson/Karels)
+    /// when that is longer, up to `max_request_timeout`. Each resend waits twice as long.
     pub request_timeout: Duration,
+    /// The most a request waits for an answer, however slow the peer has been (default
+    /// 10 s).
+    pub max_request_timeout: Duration,
     /// Resends of an unanswered request before the peer counts as failed (default 1). Over
     /// TCP a lost message is rare, but a false suspicion costs a live successor, so one
     /// more try is cheap insurance.
@@ -103,6 +109,7 @@ impl Default for Config {
             stabilize_interval: Duration::from_secs(1),
             fix_fingers_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
+            max_request_timeout: Duration::from_secs(10),
             request_retries: 1,
             lookup_timeout: Duration::from_secs(10),
             lookup_max_queries: 128,
@@ -223,6 +230,9 @@ struct Pending {
     /// Kept for a resend after a timeout (every request is idempotent).
     body: Request,
     retries_left: u32,
+    /// When the first copy was sent, and how long the current try waits.
+    first_sent: Time,
+    wait: Duration,
 }
 
 /// One ring position. See the [module documentation](self).
@@ -254,6 +264,7 @@ pub struct Node {
     next_request: u64,
     next_lookup: u64,
     pending: HashMap<u64, Pending>,
+    rtt: RttTable,
     lookups: HashMap<LookupId, RunningLookup>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -284,6 +295,7 @@ impl Node {
             next_request: 1,
             next_lookup: 1,
             pending: HashMap::new(),
+            rtt: RttTable::new(),
             lookups: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -452,6 +464,11 @@ impl Node {
                 let Some(p) = self.pending.remove(&id) else {
                     return;
                 };
+                // Karn's rule: an answer to a resent request may be to either copy, so it
+                // is no sample, except as a first, too large, estimate for a new peer.
+                if p.retries_left == self.cfg.request_retries || !self.rtt.knows(p.to.id) {
+                    self.rtt.sample(p.to.id, now - p.first_sent, now);
+                }
                 if body == Response::NotMember {
                     self.on_request_failed(p.to, p.purpose, now);
                 } else {
@@ -482,7 +499,12 @@ impl Node {
                 // Silence may be a lost message: ask once more (same id, so a late answer
                 // to the first copy counts) before calling the peer failed.
                 p.retries_left -= 1;
-                p.deadline = now + self.cfg.request_timeout;
+                // A measured peer's timeout already covers its round trip; an unmeasured
+                // one may simply be far: give it twice as long each time.
+                if !self.rtt.knows(p.to.id) {
+                    p.wait = (p.wait * 2).min(self.cfg.max_request_timeout.max(p.wait));
+                }
+                p.deadline = now + p.wait;
                 self.transmits.push_back(Transmit {
                     to: p.to,
                     message: Message::Request {
@@ -1061,6 +1083,12 @@ impl Node {
         }
     }
 
+    /// How long the first try of a request to `peer` waits for an answer.
+    fn timeout_for(&self, peer: Id) -> Duration {
+        self.rtt
+            .timeout(peer, self.cfg.request_timeout, self.cfg.max_request_timeout)
+    }
+
     /// How long an owner needs to check its predecessor: every try of a ping times out,
     /// plus one timeout for the messages to and from it.
     fn recheck_delay(&self) -> Duration {
@@ -1192,14 +1220,17 @@ impl Node {
                 body: body.clone(),
             },
         });
+        let wait = self.timeout_for(to.id);
         self.pending.insert(
             id,
             Pending {
                 to,
-                deadline: now + self.cfg.request_timeout,
+                deadline: now + wait,
                 purpose,
                 body,
                 retries_left: self.cfg.request_retries,
+                first_sent: now,
+                wait,
             },
         );
     }

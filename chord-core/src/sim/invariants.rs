@@ -246,6 +246,37 @@ impl Sim {
         out
     }
 
+    /// The members whose successor list or predecessor is not exact: what they have and
+    /// what they should have.
+    pub fn dump_not_ideal(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for &i in self.members.values() {
+            let node = &self.nodes[i].node;
+            let me = node.me().id;
+            let want = self.true_successors(me, node.successor_list_capacity());
+            let have: Vec<Id> = node.successors().iter().map(|p| p.id).collect();
+            let pred = node.predecessor().map(|p| p.id);
+            if have != want || pred != self.true_predecessor(me) {
+                let _ = writeln!(
+                    out,
+                    "{me:?} cap={} have={have:?} want={want:?} pred={pred:?} want_pred={:?}",
+                    node.successor_list_capacity(),
+                    self.true_predecessor(me),
+                );
+                if let Some(s) = have.first().and_then(|id| self.node(*id)) {
+                    let _ = writeln!(
+                        out,
+                        "  its successor: cap={} {:?}",
+                        s.successor_list_capacity(),
+                        s.successors().iter().map(|p| p.id).collect::<Vec<_>>()
+                    );
+                }
+            }
+        }
+        out
+    }
+
     /// A human-readable dump of every live node's routing state, for test failures.
     pub fn dump(&self) -> String {
         use std::fmt::Write;

@@ -203,6 +203,9 @@ pub struct HuntReport {
     pub settled_after: Option<u32>,
     /// The routing state at the first violation (debugging aid).
     pub first_violation_dump: Option<String>,
+    /// If it did not settle: members whose list, and whose predecessor, were not exact,
+    /// and the fraction with exact fingers.
+    pub unsettled: Option<(usize, usize, f64)>,
 }
 
 impl HuntReport {
@@ -284,6 +287,7 @@ pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
         failed_quiet: 0,
         settled_after: None,
         first_violation_dump: None,
+        unsettled: None,
     };
     let mut burst = 0;
     let mut key = 0u64;
@@ -330,6 +334,13 @@ pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
     sim.set_loss(0.0);
     // Lookups in flight finish (each within its timeout) while the ring heals.
     r.settled_after = sim.settle(60);
+    if r.settled_after.is_none() {
+        let (lists, preds) = sim.not_ideal_counts();
+        r.unsettled = Some((lists, preds, sim.finger_accuracy()));
+        if std::env::var("CHORD_HUNT_DUMP_UNSETTLED").is_ok() {
+            eprintln!("seed {seed} did not settle:\n{}", sim.dump_not_ideal());
+        }
+    }
     sim.run_for(Duration::from_secs(12));
     let churn = sim.take_lookup_records();
     r.lookups_churn = churn.len();

@@ -1,0 +1,146 @@
+//! Round-trip time estimates per peer, for request timeouts that follow the network.
+//!
+//! The estimator is TCP's (Jacobson/Karels, as RFC 6298 states it): a smoothed RTT and a
+//! mean deviation per peer, and a retransmission timeout `srtt + 4·rttvar` clamped to
+//! `[floor, ceiling]`. Samples come only from requests answered without a resend (Karn's
+//! rule: the answer to a resent request could be to either copy), except for a peer with
+//! no estimate yet, where the time since the first copy is taken as a conservative
+//! (too large) first sample. A resend waits twice as long as the try before it.
+//!
+//! A node talks to a bounded set of peers at a time, but over its life to any number, so
+//! the table is bounded: past [`RttTable::CAPACITY`] peers the one heard from least
+//! recently is forgotten.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::{Id, Time};
+
+#[derive(Clone, Copy, Debug)]
+struct Estimate {
+    srtt: Duration,
+    rttvar: Duration,
+    last: Time,
+}
+
+/// Per-peer RTT estimates. See the [module documentation](self).
+#[derive(Clone, Debug, Default)]
+pub struct RttTable {
+    peers: HashMap<Id, Estimate>,
+}
+
+impl RttTable {
+    /// Most peers with an estimate at once.
+    pub const CAPACITY: usize = 256;
+
+    /// An empty table.
+    pub fn new() -> RttTable {
+        RttTable::default()
+    }
+
+    /// Does `peer` have an estimate?
+    pub fn knows(&self, peer: Id) -> bool {
+        self.peers.contains_key(&peer)
+    }
+
+    /// Take in a round-trip sample for `peer`, measured at `now`.
+    pub fn sample(&mut self, peer: Id, rtt: Duration, now: Time) {
+        match self.peers.get_mut(&peer) {
+            Some(e) => {
+                let err = e.srtt.abs_diff(rtt);
+                e.rttvar = e.rttvar.mul_f64(0.75) + err.mul_f64(0.25);
+                e.srtt = e.srtt.mul_f64(0.875) + rtt.mul_f64(0.125);
+                e.last = now;
+            }
+            None => {
+                if self.peers.len() >= Self::CAPACITY {
+                    let oldest = self
+                        .peers
+                        .iter()
+                        .min_by_key(|(id, e)| (e.last, **id))
+                        .map(|(id, _)| *id);
+                    if let Some(id) = oldest {
+                        self.peers.remove(&id);
+                    }
+                }
+                self.peers.insert(
+                    peer,
+                    Estimate {
+                        srtt: rtt,
+                        rttvar: rtt / 2,
+                        last: now,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The timeout for a first try to `peer`: `srtt + 4·rttvar` within `[floor, ceiling]`,
+    /// or `floor` for a peer never measured.
+    pub fn timeout(&self, peer: Id, floor: Duration, ceiling: Duration) -> Duration {
+        let rto = self
+            .peers
+            .get(&peer)
+            .map_or(floor, |e| e.srtt + e.rttvar * 4);
+        rto.clamp(floor, ceiling.max(floor))
+    }
+
+    /// The smoothed RTT of `peer`, if measured.
+    pub fn srtt(&self, peer: Id) -> Option<Duration> {
+        self.peers.get(&peer).map(|e| e.srtt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> Id {
+        let mut b = [0u8; 20];
+        b[0] = n;
+        Id(b)
+    }
+
+    const FLOOR: Duration = Duration::from_millis(200);
+    const CEILING: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn unknown_peers_get_the_floor_and_slow_ones_more() {
+        let mut t = RttTable::new();
+        assert_eq!(t.timeout(id(1), FLOOR, CEILING), FLOOR);
+        for _ in 0..20 {
+            t.sample(id(1), Duration::from_millis(2000), Time::ZERO);
+        }
+        let rto = t.timeout(id(1), FLOOR, CEILING);
+        assert!(rto >= Duration::from_millis(2000), "{rto:?}");
+        assert!(rto < Duration::from_millis(2600), "{rto:?}");
+        // A fast peer stays at the floor.
+        t.sample(id(2), Duration::from_millis(1), Time::ZERO);
+        assert_eq!(t.timeout(id(2), FLOOR, CEILING), FLOOR);
+    }
+
+    #[test]
+    fn jitter_widens_the_timeout_and_the_ceiling_holds() {
+        let mut t = RttTable::new();
+        for k in 0..40u64 {
+            let ms = if k % 2 == 0 { 100 } else { 900 };
+            t.sample(id(1), Duration::from_millis(ms), Time::ZERO);
+        }
+        let rto = t.timeout(id(1), FLOOR, CEILING);
+        assert!(rto > Duration::from_millis(1500), "{rto:?}");
+        t.sample(id(3), Duration::from_secs(60), Time::ZERO);
+        assert_eq!(t.timeout(id(3), FLOOR, CEILING), CEILING);
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_forgets_the_least_recent() {
+        let mut t = RttTable::new();
+        for k in 0..RttTable::CAPACITY as u64 + 10 {
+            let mut b = [0u8; 20];
+            b[..8].copy_from_slice(&k.to_be_bytes());
+            t.sample(Id(b), Duration::from_millis(5), Time(k));
+        }
+        assert_eq!(t.peers.len(), RttTable::CAPACITY);
+        assert!(!t.knows(Id([0u8; 20])));
+    }
+}
