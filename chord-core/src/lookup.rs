@@ -48,7 +48,9 @@ pub struct LookupOutcome {
     /// The owner's predecessor as the owner reported it: the owner is responsible for
     /// `(predecessor, owner]`, so every key in that range has the same answer.
     pub predecessor: Option<Peer>,
-    /// Number of hops: lookup steps answered by other nodes.
+    /// Number of hops: the length of the routing path from the asking node to the node
+    /// whose successor list named the owner (0 when the asking node's own list did).
+    /// Requests sent in parallel to other candidates are not counted.
     pub hops: u32,
 }
 
@@ -92,6 +94,8 @@ struct Candidate {
     peer: Peer,
     rank: Id,
     state: State,
+    /// Hops from the asking node: one more than the node that named it.
+    depth: u32,
 }
 
 /// The best covering answer so far.
@@ -99,6 +103,8 @@ struct Candidate {
 struct Covering {
     /// How closely the covering responder precedes the key.
     rank: Id,
+    /// Its depth: the lookup's hop count if an owner it named is confirmed.
+    depth: u32,
     owners: Vec<Peer>,
     next: usize,
 }
@@ -125,6 +131,8 @@ pub struct Lookup {
     hops: u32,
     queries: u32,
     max_queries: u32,
+    /// Most `FindStep` requests in flight at once (α).
+    alpha: usize,
 }
 
 impl Lookup {
@@ -144,11 +152,20 @@ impl Lookup {
             hops: 0,
             queries: 0,
             max_queries,
+            alpha: 1,
         };
         for p in seeds {
-            l.add_candidate(*p);
+            l.add_candidate(*p, 1);
         }
         l
+    }
+
+    /// Keep up to `alpha` (at least 1) step requests in flight, to the best untried
+    /// candidates: a dead or slow hop then costs little more than the next one's answer,
+    /// not a timeout (Kademlia's α; default 1).
+    pub fn with_parallelism(mut self, alpha: usize) -> Lookup {
+        self.alpha = alpha.max(1);
+        self
     }
 
     /// A lookup for `key` started by the member `me`, seeded with its own answer to the
@@ -165,6 +182,7 @@ impl Lookup {
             peer: me,
             rank: l.rank(me.id),
             state: State::Succeeded,
+            depth: 0,
         });
         l.absorb(me, successors, closer);
         l
@@ -185,8 +203,9 @@ impl Lookup {
         id.distance_to(self.key).wrapping_sub(Id::pow2(0))
     }
 
-    fn add_candidate(&mut self, p: Peer) {
-        if self.candidates.iter().any(|c| c.peer.id == p.id) {
+    fn add_candidate(&mut self, p: Peer, depth: u32) {
+        if let Some(c) = self.candidates.iter_mut().find(|c| c.peer.id == p.id) {
+            c.depth = c.depth.min(depth);
             return;
         }
         let rank = self.rank(p.id);
@@ -197,6 +216,7 @@ impl Lookup {
                 peer: p,
                 rank,
                 state: State::NotContacted,
+                depth,
             },
         );
     }
@@ -214,11 +234,17 @@ impl Lookup {
     /// Take in a responder's successor list and closer nodes.
     fn absorb(&mut self, from: Peer, successors: &[Peer], closer: &[Peer]) {
         let from_rank = self.rank(from.id);
+        let from_depth = self
+            .candidates
+            .iter()
+            .find(|c| c.peer.id == from.id)
+            .map_or(0, |c| c.depth);
+        let depth = from_depth + 1;
         // Only nodes that precede the key more closely than the responder are hops worth
         // taking; anything else in `closer` is wrong or hostile and ignored.
         for p in closer.iter().take(MAX_PEERS_PER_MESSAGE) {
             if p.id.in_open(from.id, self.key) {
-                self.add_candidate(*p);
+                self.add_candidate(*p, depth);
             }
         }
         let successors = &successors[..successors.len().min(MAX_PEERS_PER_MESSAGE)];
@@ -228,9 +254,13 @@ impl Lookup {
         {
             for p in &successors[..i] {
                 if p.id.in_open(from.id, self.key) {
-                    self.add_candidate(*p);
+                    self.add_candidate(*p, depth);
                 }
             }
+            // A better answer replaces the owner list even while an owner from the old
+            // one is being confirmed (steps run in parallel): that confirmation's own
+            // check still decides whether its owner holds the key, and owners that
+            // failed are skipped in any list.
             let better = self.covering.as_ref().is_none_or(|c| from_rank < c.rank);
             if better {
                 let owners = successors[i..]
@@ -240,6 +270,7 @@ impl Lookup {
                     .collect();
                 self.covering = Some(Covering {
                     rank: from_rank,
+                    depth: from_depth,
                     owners,
                     next: 0,
                 });
@@ -247,7 +278,7 @@ impl Lookup {
         } else {
             for p in successors {
                 if p.id.in_open(from.id, self.key) {
-                    self.add_candidate(*p);
+                    self.add_candidate(*p, depth);
                 }
             }
         }
@@ -305,18 +336,16 @@ impl Lookup {
             owner: from,
             successors: successors[..successors.len().min(MAX_PEERS_PER_MESSAGE)].to_vec(),
             predecessor,
-            hops: self.hops,
+            hops: self.covering.as_ref().map_or(self.hops, |c| c.depth),
         });
     }
 
     /// The request to `id` (a hop or an owner candidate) failed or timed out.
     pub fn on_failure(&mut self, id: Id) {
         if self.confirming.map(|p| p.id) == Some(id) {
+            // `poll` moves past failed owners.
             self.confirming = None;
             self.failed_owners.push(id);
-            if let Some(c) = self.covering.as_mut() {
-                c.next += 1;
-            }
         }
         self.set_state(id, State::Failed);
     }
@@ -354,32 +383,53 @@ impl Lookup {
         if let Some(e) = self.error {
             return LookupAction::Failed(e);
         }
-        if self.confirming.is_some() || self.candidates.iter().any(|c| c.state == State::Waiting) {
+        if self.confirming.is_some() {
             return LookupAction::Wait;
         }
+        let waiting = self
+            .candidates
+            .iter()
+            .filter(|c| c.state == State::Waiting)
+            .count();
         if self.queries >= self.max_queries {
-            return LookupAction::Failed(LookupError::TooManyQueries);
+            return if waiting > 0 {
+                LookupAction::Wait
+            } else {
+                LookupAction::Failed(LookupError::TooManyQueries)
+            };
         }
         let bound = self.covering.as_ref().map(|c| c.rank);
-        let hop = self
+        let mut untried = self
             .candidates
             .iter_mut()
-            .find(|c| c.state == State::NotContacted && bound.is_none_or(|b| c.rank < b));
-        if let Some(c) = hop {
-            c.state = State::Waiting;
-            self.queries += 1;
-            return LookupAction::Query(c.peer);
-        }
-        if let Some(cov) = self.covering.as_mut() {
-            while let Some(o) = cov.owners.get(cov.next).copied() {
-                if self.failed_owners.contains(&o.id) {
-                    cov.next += 1;
-                    continue;
-                }
-                self.confirming = Some(o);
+            .filter(|c| c.state == State::NotContacted && bound.is_none_or(|b| c.rank < b))
+            .peekable();
+        let any_untried = untried.peek().is_some();
+        if waiting < self.alpha {
+            if let Some(c) = untried.next() {
+                c.state = State::Waiting;
                 self.queries += 1;
-                return LookupAction::Confirm(o);
+                return LookupAction::Query(c.peer);
             }
+        }
+        // Confirm an owner once nothing untried could name a better one. Steps still in
+        // flight do not hold it up: the covering answer we have is enough, and a slow or
+        // dead hop must not cost its timeout.
+        if !any_untried {
+            if let Some(cov) = self.covering.as_mut() {
+                while let Some(o) = cov.owners.get(cov.next).copied() {
+                    if self.failed_owners.contains(&o.id) {
+                        cov.next += 1;
+                        continue;
+                    }
+                    self.confirming = Some(o);
+                    self.queries += 1;
+                    return LookupAction::Confirm(o);
+                }
+            }
+        }
+        if waiting > 0 {
+            return LookupAction::Wait;
         }
         LookupAction::Failed(LookupError::NoRoute)
     }

@@ -81,6 +81,11 @@ pub struct Config {
     pub lookup_timeout: Duration,
     /// Most requests one lookup may send (default 128).
     pub lookup_max_queries: u32,
+    /// Step requests a lookup asked for with [`Node::lookup`] keeps in flight at once, to
+    /// its best untried candidates (Kademlia's α, default 3): a dead or slow hop then
+    /// costs about the next hop's answer rather than a timeout. The node's own lookups
+    /// (join, fingers, merge probes) are not in a hurry and keep one.
+    pub lookup_parallelism: usize,
     /// Closest preceding nodes returned per lookup step, so the asker can skip dead hops
     /// (default 4).
     pub closer_per_step: usize,
@@ -113,6 +118,7 @@ impl Default for Config {
             request_retries: 1,
             lookup_timeout: Duration::from_secs(10),
             lookup_max_queries: 128,
+            lookup_parallelism: 3,
             closer_per_step: 4,
             merge_interval: Duration::from_secs(10),
             remembered_peers: 16,
@@ -392,7 +398,7 @@ impl Node {
         let id = self.alloc_lookup_id();
         self.phase = Phase::Joining(id);
         self.bootstrap = Some(bootstrap);
-        let lookup = Lookup::new(self.me.id, &[bootstrap], self.cfg.lookup_max_queries);
+        let lookup = self.seeded_lookup(self.me.id, bootstrap);
         self.run_lookup(id, lookup, LookupKind::Join, now);
     }
 
@@ -939,7 +945,7 @@ impl Node {
         self.remembered.push_back(via);
         let id = self.alloc_lookup_id();
         self.merging = true;
-        let lookup = Lookup::new(self.me.id, &[via], self.cfg.lookup_max_queries);
+        let lookup = self.seeded_lookup(self.me.id, via);
         self.run_lookup(id, lookup, LookupKind::Merge(via), now);
     }
 
@@ -978,13 +984,13 @@ impl Node {
             self.finish_kind(id, kind, Err(LookupError::NotMember), now);
             return id;
         }
-        let lookup = self.local_lookup(key);
+        let lookup = self.local_lookup(key, kind);
         self.run_lookup(id, lookup, kind, now);
         id
     }
 
     /// A lookup for `key` seeded with our own successor list and closest fingers.
-    fn local_lookup(&self, key: Id) -> Lookup {
+    fn local_lookup(&self, key: Id, kind: LookupKind) -> Lookup {
         let closer = self.closest_preceding_nodes(key, self.cfg.closer_per_step);
         // Alone, we are our own successor: (me, me] is the whole ring.
         let alone = [self.me];
@@ -993,7 +999,18 @@ impl Node {
         } else {
             self.successors.as_slice()
         };
+        let alpha = if kind == LookupKind::User {
+            self.cfg.lookup_parallelism
+        } else {
+            1
+        };
         Lookup::from_local(key, self.me, succ, &closer, self.cfg.lookup_max_queries)
+            .with_parallelism(alpha)
+    }
+
+    /// A lookup for `key` that starts at `seed` (a join's bootstrap, a merge probe's peer).
+    fn seeded_lookup(&self, key: Id, seed: Peer) -> Lookup {
+        Lookup::new(key, &[seed], self.cfg.lookup_max_queries)
     }
 
     /// Register a lookup under `id` with its deadline and take its first steps. The
@@ -1043,9 +1060,9 @@ impl Node {
                     l.lookup.on_confirm(self.me, pred, &succ);
                 }
                 LookupAction::Query(p) => {
+                    // Up to `lookup_parallelism` of these go out before the lookup waits.
                     let key = l.lookup.key();
                     self.send_request(p, Request::FindStep { key }, Purpose::Lookup(id), now);
-                    return;
                 }
                 LookupAction::Confirm(p) => {
                     self.send_request(p, Request::GetNeighbors, Purpose::Lookup(id), now);
@@ -1103,14 +1120,15 @@ impl Node {
         };
         l.again_at = None;
         let key = l.lookup.key();
-        let fresh = match l.kind {
+        let kind = l.kind;
+        let fresh = match kind {
             LookupKind::Join => match self.bootstrap {
-                Some(b) => Lookup::new(key, &[b], self.cfg.lookup_max_queries),
+                Some(b) => self.seeded_lookup(key, b),
                 None => return self.finish_lookup(id, Err(LookupError::NoRoute), now),
             },
-            LookupKind::Merge(via) => Lookup::new(key, &[via], self.cfg.lookup_max_queries),
+            LookupKind::Merge(via) => self.seeded_lookup(key, via),
             LookupKind::User | LookupKind::Finger(_) if self.phase == Phase::Member => {
-                self.local_lookup(key)
+                self.local_lookup(key, kind)
             }
             LookupKind::User | LookupKind::Finger(_) => {
                 return self.finish_lookup(id, Err(LookupError::NotMember), now)

@@ -80,6 +80,7 @@ struct SimNode {
 struct PendingLookup {
     key: Id,
     retries_left: u32,
+    started: Time,
 }
 
 struct Host {
@@ -128,6 +129,8 @@ pub struct LookupRecord {
     pub hops: u32,
     /// Attempts made (1 + retries).
     pub attempts: u32,
+    /// Virtual time the final attempt took.
+    pub latency: Duration,
 }
 
 /// Message counters.
@@ -502,6 +505,7 @@ impl Sim {
             PendingLookup {
                 key,
                 retries_left: retries,
+                started: self.now,
             },
         );
         self.sync(i);
@@ -745,6 +749,7 @@ impl Sim {
                     wrong: wrong || wrong_before,
                     hops,
                     attempts: 1 + retried,
+                    latency: self.now - p.started,
                 });
             }
             Event::PredecessorChanged { .. } | Event::SuccessorsChanged(_) => {}

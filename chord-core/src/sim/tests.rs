@@ -538,3 +538,66 @@ fn timeouts_follow_the_round_trip_time() {
     assert_eq!((wrong, failed), (0, 0));
     assert_clean(&s);
 }
+
+/// Lookup latency with the first hop dead, with `alpha` step requests in flight.
+fn latency_through_a_dead_hop(alpha: usize) -> Vec<Duration> {
+    let mut s = Sim::new(SimConfig {
+        seed: 31,
+        node: crate::Config {
+            lookup_parallelism: alpha,
+            ..crate::Config::default()
+        },
+        ..SimConfig::default()
+    });
+    s.grow_to(64);
+    s.settle(100).expect("settled");
+    let mut out = Vec::new();
+    for k in 0..40 {
+        let Some(from) = s.random_member_id() else {
+            break;
+        };
+        let key = Id::for_key(&format!("dead-hop-{k}"));
+        let node = s.node(from).expect("node");
+        let owner = s.responsible(key).expect("owner").id;
+        let Some(hop) = node.closest_preceding_nodes(key, 1).first().copied() else {
+            continue;
+        };
+        if hop.id == owner || node.successors().iter().any(|p| p.id == hop.id) {
+            continue; // a dead successor is stabilize's business, not the lookup's
+        }
+        let h = s.host_of(hop.id).expect("host");
+        if s.crash_would_break_ring(h) {
+            continue;
+        }
+        s.crash(h);
+        s.lookup(from, key, 0);
+        s.run_for(Duration::from_secs(15));
+        let r = s.take_lookup_records();
+        assert_eq!(r.len(), 1);
+        assert!(r[0].correct, "{:?}", r[0]);
+        out.push(r[0].latency);
+        if out.len() == 10 {
+            break;
+        }
+    }
+    assert_eq!(out.len(), 10);
+    out
+}
+
+/// Finding 8 (lookups): a dead hop on the path cost two timeouts (a resend, then the next
+/// candidate). With three step requests in flight it costs about the next hop's answer:
+/// every such lookup finishes within 1.5 request timeouts (1 s here).
+#[test]
+fn a_dead_hop_costs_less_than_one_and_a_half_timeouts() {
+    let slow = latency_through_a_dead_hop(1);
+    assert!(
+        slow.iter().all(|l| *l >= Duration::from_secs(2)),
+        "one request in flight: {slow:?}"
+    );
+    let fast = latency_through_a_dead_hop(3);
+    println!("dead first hop: alpha 1 {slow:?}; alpha 3 {fast:?}");
+    assert!(
+        fast.iter().all(|l| *l <= Duration::from_millis(1500)),
+        "three in flight: {fast:?}"
+    );
+}
