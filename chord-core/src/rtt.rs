@@ -7,31 +7,43 @@
 //! no estimate yet, where the time since the first copy is taken as a conservative
 //! (too large) first sample. A resend waits twice as long as the try before it.
 //!
-//! A node talks to a bounded set of peers at a time, but over its life to any number, so
-//! the table is bounded: past [`RttTable::CAPACITY`] peers the one heard from least
-//! recently is forgotten.
+//! A node talks to a bounded set of peers at a time (its successors, predecessor,
+//! fingers and the hops of its lookups), but over its life to any number, so the table is
+//! bounded: past [`RttTable::CAPACITY`] peers the one heard from least recently is
+//! forgotten. It is small and kept compact (a simulator runs 10^4 nodes or more, each
+//! with a table): a vector searched linearly, times in microseconds as `u32` (up to
+//! 71 minutes, far above any timeout ceiling).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::{Id, Time};
 
 #[derive(Clone, Copy, Debug)]
 struct Estimate {
-    srtt: Duration,
-    rttvar: Duration,
+    peer: Id,
+    /// Smoothed RTT and mean deviation, in microseconds.
+    srtt: u32,
+    rttvar: u32,
     last: Time,
+}
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+fn duration(us: u32) -> Duration {
+    Duration::from_micros(u64::from(us))
 }
 
 /// Per-peer RTT estimates. See the [module documentation](self).
 #[derive(Clone, Debug, Default)]
 pub struct RttTable {
-    peers: HashMap<Id, Estimate>,
+    peers: Vec<Estimate>,
 }
 
 impl RttTable {
     /// Most peers with an estimate at once.
-    pub const CAPACITY: usize = 256;
+    pub const CAPACITY: usize = 64;
 
     /// An empty table.
     pub fn new() -> RttTable {
@@ -40,16 +52,21 @@ impl RttTable {
 
     /// Does `peer` have an estimate?
     pub fn knows(&self, peer: Id) -> bool {
-        self.peers.contains_key(&peer)
+        self.get(peer).is_some()
+    }
+
+    fn get(&self, peer: Id) -> Option<&Estimate> {
+        self.peers.iter().find(|e| e.peer == peer)
     }
 
     /// Take in a round-trip sample for `peer`, measured at `now`.
     pub fn sample(&mut self, peer: Id, rtt: Duration, now: Time) {
-        match self.peers.get_mut(&peer) {
+        let rtt = micros(rtt);
+        match self.peers.iter_mut().find(|e| e.peer == peer) {
             Some(e) => {
                 let err = e.srtt.abs_diff(rtt);
-                e.rttvar = e.rttvar.mul_f64(0.75) + err.mul_f64(0.25);
-                e.srtt = e.srtt.mul_f64(0.875) + rtt.mul_f64(0.125);
+                e.rttvar = (u64::from(e.rttvar) * 3 / 4 + u64::from(err) / 4) as u32;
+                e.srtt = (u64::from(e.srtt) * 7 / 8 + u64::from(rtt) / 8) as u32;
                 e.last = now;
             }
             None => {
@@ -57,20 +74,19 @@ impl RttTable {
                     let oldest = self
                         .peers
                         .iter()
-                        .min_by_key(|(id, e)| (e.last, **id))
-                        .map(|(id, _)| *id);
-                    if let Some(id) = oldest {
-                        self.peers.remove(&id);
+                        .enumerate()
+                        .min_by_key(|(_, e)| (e.last, e.peer))
+                        .map(|(i, _)| i);
+                    if let Some(i) = oldest {
+                        self.peers.swap_remove(i);
                     }
                 }
-                self.peers.insert(
+                self.peers.push(Estimate {
                     peer,
-                    Estimate {
-                        srtt: rtt,
-                        rttvar: rtt / 2,
-                        last: now,
-                    },
-                );
+                    srtt: rtt,
+                    rttvar: rtt / 2,
+                    last: now,
+                });
             }
         }
     }
@@ -79,15 +95,14 @@ impl RttTable {
     /// or `floor` for a peer never measured.
     pub fn timeout(&self, peer: Id, floor: Duration, ceiling: Duration) -> Duration {
         let rto = self
-            .peers
-            .get(&peer)
-            .map_or(floor, |e| e.srtt + e.rttvar * 4);
+            .get(peer)
+            .map_or(floor, |e| duration(e.srtt) + duration(e.rttvar) * 4);
         rto.clamp(floor, ceiling.max(floor))
     }
 
     /// The smoothed RTT of `peer`, if measured.
     pub fn srtt(&self, peer: Id) -> Option<Duration> {
-        self.peers.get(&peer).map(|e| e.srtt)
+        self.get(peer).map(|e| duration(e.srtt))
     }
 }
 
