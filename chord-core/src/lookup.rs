@@ -85,6 +85,9 @@ pub enum LookupError {
 enum State {
     NotContacted,
     Waiting,
+    /// Asked, and slower to answer than its round trip suggests: still awaited, but no
+    /// longer counted against the lookup's parallelism.
+    Slow,
     Succeeded,
     Failed,
 }
@@ -161,8 +164,8 @@ impl Lookup {
     }
 
     /// Keep up to `alpha` (at least 1) step requests in flight, to the best untried
-    /// candidates: a dead or slow hop then costs little more than the next one's answer,
-    /// not a timeout (Kademlia's α; default 1).
+    /// candidates, not counting those reported slow with [`Lookup::on_slow`]
+    /// (Kademlia's α; default 1).
     pub fn with_parallelism(mut self, alpha: usize) -> Lookup {
         self.alpha = alpha.max(1);
         self
@@ -391,8 +394,13 @@ impl Lookup {
             .iter()
             .filter(|c| c.state == State::Waiting)
             .count();
+        let slow = self
+            .candidates
+            .iter()
+            .filter(|c| c.state == State::Slow)
+            .count();
         if self.queries >= self.max_queries {
-            return if waiting > 0 {
+            return if waiting + slow > 0 {
                 LookupAction::Wait
             } else {
                 LookupAction::Failed(LookupError::TooManyQueries)
@@ -428,10 +436,23 @@ impl Lookup {
                 }
             }
         }
-        if waiting > 0 {
+        if waiting + slow > 0 {
             return LookupAction::Wait;
         }
         LookupAction::Failed(LookupError::NoRoute)
+    }
+
+    /// The step request to `id` is taking longer than that peer's round trip suggests
+    /// (the driver decides when): keep waiting for it, but let another candidate be asked
+    /// meanwhile (a hedged request). A dead hop then costs this delay, not a timeout.
+    pub fn on_slow(&mut self, id: Id) {
+        if let Some(c) = self
+            .candidates
+            .iter_mut()
+            .find(|c| c.peer.id == id && c.state == State::Waiting)
+        {
+            c.state = State::Slow;
+        }
     }
 }
 

@@ -81,10 +81,12 @@ pub struct Config {
     pub lookup_timeout: Duration,
     /// Most requests one lookup may send (default 128).
     pub lookup_max_queries: u32,
-    /// Step requests a lookup asked for with [`Node::lookup`] keeps in flight at once, to
-    /// its best untried candidates (Kademlia's α, default 3): a dead or slow hop then
-    /// costs about the next hop's answer rather than a timeout. The node's own lookups
-    /// (join, fingers, merge probes) are not in a hurry and keep one.
+    /// Step requests a lookup keeps in flight at once, to its best untried candidates
+    /// (Kademlia's α, default 1), not counting slow ones: a step unanswered after twice
+    /// the peer's smoothed round trip (a quarter of the timeout for a peer never
+    /// measured) lets the lookup ask the next candidate meanwhile (a hedged request), so a
+    /// dead or slow hop costs that delay rather than a timeout and a resend, and a
+    /// healthy path costs no extra messages.
     pub lookup_parallelism: usize,
     /// Closest preceding nodes returned per lookup step, so the asker can skip dead hops
     /// (default 4).
@@ -118,7 +120,7 @@ impl Default for Config {
             request_retries: 1,
             lookup_timeout: Duration::from_secs(10),
             lookup_max_queries: 128,
-            lookup_parallelism: 3,
+            lookup_parallelism: 1,
             closer_per_step: 4,
             merge_interval: Duration::from_secs(10),
             remembered_peers: 16,
@@ -239,6 +241,9 @@ struct Pending {
     /// When the first copy was sent, and how long the current try waits.
     first_sent: Time,
     wait: Duration,
+    /// A lookup step: when to tell the lookup it is slow and let it ask another
+    /// candidate meanwhile (once).
+    hedge_at: Option<Time>,
 }
 
 /// One ring position. See the [module documentation](self).
@@ -471,9 +476,11 @@ impl Node {
                     return;
                 };
                 // Karn's rule: an answer to a resent request may be to either copy, so it
-                // is no sample, except as a first, too large, estimate for a new peer.
-                if p.retries_left == self.cfg.request_retries || !self.rtt.knows(p.to.id) {
+                // is no sample; the timeout that worked is kept until a clean one.
+                if p.retries_left == self.cfg.request_retries {
                     self.rtt.sample(p.to.id, now - p.first_sent, now);
+                } else {
+                    self.rtt.backed_off(p.to.id, p.wait, now);
                 }
                 if body == Response::NotMember {
                     self.on_request_failed(p.to, p.purpose, now);
@@ -505,9 +512,11 @@ impl Node {
                 // Silence may be a lost message: ask once more (same id, so a late answer
                 // to the first copy counts) before calling the peer failed.
                 p.retries_left -= 1;
-                // A measured peer's timeout already covers its round trip; an unmeasured
-                // one may simply be far: give it twice as long each time.
-                if !self.rtt.knows(p.to.id) {
+                // A measured peer's timeout already covers its round trip, and an
+                // unmeasured one got the typical timeout of the peers we know. Only while
+                // we know none may the network simply be slower than the floor: give the
+                // peer twice as long each time.
+                if !self.rtt.any_measured() {
                     p.wait = (p.wait * 2).min(self.cfg.max_request_timeout.max(p.wait));
                 }
                 p.deadline = now + p.wait;
@@ -521,6 +530,24 @@ impl Node {
                 self.pending.insert(id, p);
             } else {
                 self.on_request_failed(p.to, p.purpose, now);
+            }
+        }
+        let mut slow: Vec<(u64, LookupId, Id)> = self
+            .pending
+            .iter()
+            .filter_map(|(id, p)| match (p.hedge_at, &p.purpose) {
+                (Some(t), Purpose::Lookup(l)) if t <= now => Some((*id, *l, p.to.id)),
+                _ => None,
+            })
+            .collect();
+        slow.sort_unstable();
+        for (req, lookup, peer) in slow {
+            if let Some(p) = self.pending.get_mut(&req) {
+                p.hedge_at = None;
+            }
+            if let Some(l) = self.lookups.get_mut(&lookup) {
+                l.lookup.on_slow(peer);
+                self.drive_lookup(lookup, now);
             }
         }
         let mut late: Vec<LookupId> = self
@@ -592,6 +619,9 @@ impl Node {
         let mut consider = |x: Time| t = Some(t.map_or(x, |t| t.min(x)));
         for p in self.pending.values() {
             consider(p.deadline);
+            if let Some(t) = p.hedge_at {
+                consider(t);
+            }
         }
         for l in self.lookups.values() {
             consider(l.deadline);
@@ -984,13 +1014,13 @@ impl Node {
             self.finish_kind(id, kind, Err(LookupError::NotMember), now);
             return id;
         }
-        let lookup = self.local_lookup(key, kind);
+        let lookup = self.local_lookup(key);
         self.run_lookup(id, lookup, kind, now);
         id
     }
 
     /// A lookup for `key` seeded with our own successor list and closest fingers.
-    fn local_lookup(&self, key: Id, kind: LookupKind) -> Lookup {
+    fn local_lookup(&self, key: Id) -> Lookup {
         let closer = self.closest_preceding_nodes(key, self.cfg.closer_per_step);
         // Alone, we are our own successor: (me, me] is the whole ring.
         let alone = [self.me];
@@ -999,18 +1029,14 @@ impl Node {
         } else {
             self.successors.as_slice()
         };
-        let alpha = if kind == LookupKind::User {
-            self.cfg.lookup_parallelism
-        } else {
-            1
-        };
         Lookup::from_local(key, self.me, succ, &closer, self.cfg.lookup_max_queries)
-            .with_parallelism(alpha)
+            .with_parallelism(self.cfg.lookup_parallelism)
     }
 
     /// A lookup for `key` that starts at `seed` (a join's bootstrap, a merge probe's peer).
     fn seeded_lookup(&self, key: Id, seed: Peer) -> Lookup {
         Lookup::new(key, &[seed], self.cfg.lookup_max_queries)
+            .with_parallelism(self.cfg.lookup_parallelism)
     }
 
     /// Register a lookup under `id` with its deadline and take its first steps. The
@@ -1100,6 +1126,17 @@ impl Node {
         }
     }
 
+    /// How long a lookup step to `peer` may take before another candidate is asked
+    /// meanwhile: twice its smoothed round trip (at least 10 ms), or a quarter of the
+    /// timeout for a peer never measured; never more than the timeout.
+    fn hedge_delay(&self, peer: Id) -> Duration {
+        let timeout = self.timeout_for(peer);
+        match self.rtt.srtt(peer) {
+            Some(srtt) => (srtt * 2).max(Duration::from_millis(10)).min(timeout),
+            None => timeout / 4,
+        }
+    }
+
     /// How long the first try of a request to `peer` waits for an answer.
     fn timeout_for(&self, peer: Id) -> Duration {
         self.rtt
@@ -1128,7 +1165,7 @@ impl Node {
             },
             LookupKind::Merge(via) => self.seeded_lookup(key, via),
             LookupKind::User | LookupKind::Finger(_) if self.phase == Phase::Member => {
-                self.local_lookup(key, kind)
+                self.local_lookup(key)
             }
             LookupKind::User | LookupKind::Finger(_) => {
                 return self.finish_lookup(id, Err(LookupError::NotMember), now)
@@ -1239,6 +1276,10 @@ impl Node {
             },
         });
         let wait = self.timeout_for(to.id);
+        let hedge_at = match (&purpose, &body) {
+            (Purpose::Lookup(_), Request::FindStep { .. }) => Some(now + self.hedge_delay(to.id)),
+            _ => None,
+        };
         self.pending.insert(
             id,
             Pending {
@@ -1249,6 +1290,7 @@ impl Node {
                 retries_left: self.cfg.request_retries,
                 first_sent: now,
                 wait,
+                hedge_at,
             },
         );
     }

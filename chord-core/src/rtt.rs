@@ -3,9 +3,9 @@
 //! The estimator is TCP's (Jacobson/Karels, as RFC 6298 states it): a smoothed RTT and a
 //! mean deviation per peer, and a retransmission timeout `srtt + 4·rttvar` clamped to
 //! `[floor, ceiling]`. Samples come only from requests answered without a resend (Karn's
-//! rule: the answer to a resent request could be to either copy), except for a peer with
-//! no estimate yet, where the time since the first copy is taken as a conservative
-//! (too large) first sample. A resend waits twice as long as the try before it.
+//! rule: the answer to a resent request could be to either copy). A peer that answered
+//! only after a resend keeps the timeout that worked ([`RttTable::backed_off`]) until a
+//! clean sample arrives, so a peer farther away than the floor gets measured at all.
 //!
 //! A node talks to a bounded set of peers at a time (its successors, predecessor,
 //! fingers and the hops of its lookups), but over its life to any number, so the table is
@@ -21,9 +21,11 @@ use crate::{Id, Time};
 #[derive(Clone, Copy, Debug)]
 struct Estimate {
     peer: Id,
-    /// Smoothed RTT and mean deviation, in microseconds.
+    /// Smoothed RTT and mean deviation, in microseconds (0 and 0 before a first sample).
     srtt: u32,
     rttvar: u32,
+    /// A timeout that worked after resends, kept until a clean sample (microseconds).
+    backoff: u32,
     last: Time,
 }
 
@@ -43,7 +45,7 @@ pub struct RttTable {
 
 impl RttTable {
     /// Most peers with an estimate at once.
-    pub const CAPACITY: usize = 64;
+    pub const CAPACITY: usize = 32;
 
     /// An empty table.
     pub fn new() -> RttTable {
@@ -52,7 +54,7 @@ impl RttTable {
 
     /// Does `peer` have an estimate?
     pub fn knows(&self, peer: Id) -> bool {
-        self.get(peer).is_some()
+        self.get(peer).is_some_and(|e| e.srtt > 0 || e.rttvar > 0)
     }
 
     fn get(&self, peer: Id) -> Option<&Estimate> {
@@ -62,13 +64,28 @@ impl RttTable {
     /// Take in a round-trip sample for `peer`, measured at `now`.
     pub fn sample(&mut self, peer: Id, rtt: Duration, now: Time) {
         let rtt = micros(rtt);
-        match self.peers.iter_mut().find(|e| e.peer == peer) {
-            Some(e) => {
-                let err = e.srtt.abs_diff(rtt);
-                e.rttvar = (u64::from(e.rttvar) * 3 / 4 + u64::from(err) / 4) as u32;
-                e.srtt = (u64::from(e.srtt) * 7 / 8 + u64::from(rtt) / 8) as u32;
-                e.last = now;
-            }
+        let e = self.entry(peer, now);
+        if e.srtt == 0 && e.rttvar == 0 {
+            e.srtt = rtt;
+            e.rttvar = rtt / 2;
+        } else {
+            let err = e.srtt.abs_diff(rtt);
+            e.rttvar = (u64::from(e.rttvar) * 3 / 4 + u64::from(err) / 4) as u32;
+            e.srtt = (u64::from(e.srtt) * 7 / 8 + u64::from(rtt) / 8) as u32;
+        }
+        e.backoff = 0;
+    }
+
+    /// `peer` answered only after resends, the last of which waited `wait`: keep that as
+    /// its timeout until a clean sample (Karn's backoff).
+    pub fn backed_off(&mut self, peer: Id, wait: Duration, now: Time) {
+        let e = self.entry(peer, now);
+        e.backoff = e.backoff.max(micros(wait));
+    }
+
+    fn entry(&mut self, peer: Id, now: Time) -> &mut Estimate {
+        let i = match self.peers.iter().position(|e| e.peer == peer) {
+            Some(i) => i,
             None => {
                 if self.peers.len() >= Self::CAPACITY {
                     let oldest = self
@@ -83,26 +100,51 @@ impl RttTable {
                 }
                 self.peers.push(Estimate {
                     peer,
-                    srtt: rtt,
-                    rttvar: rtt / 2,
+                    srtt: 0,
+                    rttvar: 0,
+                    backoff: 0,
                     last: now,
                 });
+                self.peers.len() - 1
             }
-        }
+        };
+        let e = &mut self.peers[i];
+        e.last = now;
+        e
     }
 
-    /// The timeout for a first try to `peer`: `srtt + 4·rttvar` within `[floor, ceiling]`,
-    /// or `floor` for a peer never measured.
+    /// The timeout for a first try to `peer`: `srtt + 4·rttvar` within `[floor, ceiling]`;
+    /// for a peer never measured, the median of the measured peers' timeouts (the network
+    /// is likely alike), or `floor` when none is measured.
     pub fn timeout(&self, peer: Id, floor: Duration, ceiling: Duration) -> Duration {
-        let rto = self
-            .get(peer)
-            .map_or(floor, |e| duration(e.srtt) + duration(e.rttvar) * 4);
-        rto.clamp(floor, ceiling.max(floor))
+        let rto =
+            |e: &Estimate| (duration(e.srtt) + duration(e.rttvar) * 4).max(duration(e.backoff));
+        let t = match self.get(peer) {
+            Some(e) if e.srtt > 0 || e.rttvar > 0 || e.backoff > 0 => rto(e),
+            _ => {
+                let mut known: Vec<Duration> = self
+                    .peers
+                    .iter()
+                    .filter(|e| e.srtt > 0 || e.rttvar > 0)
+                    .map(rto)
+                    .collect();
+                known.sort_unstable();
+                known.get(known.len() / 2).copied().unwrap_or(floor)
+            }
+        };
+        t.clamp(floor, ceiling.max(floor))
+    }
+
+    /// Has any peer been measured?
+    pub fn any_measured(&self) -> bool {
+        self.peers.iter().any(|e| e.srtt > 0 || e.rttvar > 0)
     }
 
     /// The smoothed RTT of `peer`, if measured.
     pub fn srtt(&self, peer: Id) -> Option<Duration> {
-        self.get(peer).map(|e| duration(e.srtt))
+        self.get(peer)
+            .filter(|e| e.srtt > 0 || e.rttvar > 0)
+            .map(|e| duration(e.srtt))
     }
 }
 
@@ -145,6 +187,18 @@ mod tests {
         assert!(rto > Duration::from_millis(1500), "{rto:?}");
         t.sample(id(3), Duration::from_secs(60), Time::ZERO);
         assert_eq!(t.timeout(id(3), FLOOR, CEILING), CEILING);
+    }
+
+    #[test]
+    fn a_peer_answering_only_after_resends_keeps_the_timeout_that_worked() {
+        let mut t = RttTable::new();
+        t.backed_off(id(4), Duration::from_secs(2), Time::ZERO);
+        assert!(!t.knows(id(4)));
+        assert_eq!(t.timeout(id(4), FLOOR, CEILING), Duration::from_secs(2));
+        // A clean sample replaces it.
+        t.sample(id(4), Duration::from_millis(50), Time::ZERO);
+        assert!(t.knows(id(4)));
+        assert_eq!(t.timeout(id(4), FLOOR, CEILING), FLOOR);
     }
 
     #[test]

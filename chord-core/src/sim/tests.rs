@@ -539,14 +539,10 @@ fn timeouts_follow_the_round_trip_time() {
     assert_clean(&s);
 }
 
-/// Lookup latency with the first hop dead, with `alpha` step requests in flight.
-fn latency_through_a_dead_hop(alpha: usize) -> Vec<Duration> {
+/// Lookup latency with the first hop dead.
+fn latency_through_a_dead_hop() -> Vec<Duration> {
     let mut s = Sim::new(SimConfig {
         seed: 31,
-        node: crate::Config {
-            lookup_parallelism: alpha,
-            ..crate::Config::default()
-        },
         ..SimConfig::default()
     });
     s.grow_to(64);
@@ -585,19 +581,15 @@ fn latency_through_a_dead_hop(alpha: usize) -> Vec<Duration> {
 }
 
 /// Finding 8 (lookups): a dead hop on the path cost two timeouts (a resend, then the next
-/// candidate). With three step requests in flight it costs about the next hop's answer:
-/// every such lookup finishes within 1.5 request timeouts (1 s here).
+/// candidate): 2.1-2.3 s for these ten lookups before. A step unanswered after twice the
+/// peer's round trip now lets the lookup ask the next candidate meanwhile: every such
+/// lookup finishes within 1.5 request timeouts (1 s here).
 #[test]
 fn a_dead_hop_costs_less_than_one_and_a_half_timeouts() {
-    let slow = latency_through_a_dead_hop(1);
+    let took = latency_through_a_dead_hop();
+    println!("dead first hop: {took:?}");
     assert!(
-        slow.iter().all(|l| *l >= Duration::from_secs(2)),
-        "one request in flight: {slow:?}"
-    );
-    let fast = latency_through_a_dead_hop(3);
-    println!("dead first hop: alpha 1 {slow:?}; alpha 3 {fast:?}");
-    assert!(
-        fast.iter().all(|l| *l <= Duration::from_millis(1500)),
-        "three in flight: {fast:?}"
+        took.iter().all(|l| *l <= Duration::from_millis(1500)),
+        "{took:?}"
     );
 }
