@@ -589,6 +589,21 @@ impl Sim {
         None
     }
 
+    /// Run one stabilization interval at a time until every successor list and
+    /// predecessor is exact (fingers may still be catching up), at most `max_rounds`
+    /// intervals. Returns the intervals it took, or `None`.
+    pub fn heal(&mut self, max_rounds: u32) -> Option<u32> {
+        for round in 0..=max_rounds {
+            if self.is_ideal() {
+                return Some(round);
+            }
+            if round < max_rounds {
+                self.run_for(self.cfg.node.stabilize_interval);
+            }
+        }
+        None
+    }
+
     fn run_events_until(&mut self, until: Time) {
         while let Some(Reverse((at, _, _))) = self.queue.peek() {
             if *at > until {

@@ -444,6 +444,7 @@ fn hunt_sweep() {
     }
     let (mut ops, mut checks, mut bad) = (0u64, 0u64, Vec::new());
     let (mut lc, mut wc, mut fc, mut lq, mut wq, mut fq) = (0, 0, 0, 0, 0, 0);
+    let (mut with_violations, mut not_healed, mut fingers_late) = (0, 0, 0);
     for seed in first..first + n {
         let r = hunt(seed, &cfg);
         ops += u64::from(r.joins + r.leaves + r.crashes);
@@ -454,6 +455,9 @@ fn hunt_sweep() {
         lq += r.lookups_quiet;
         wq += r.wrong_quiet;
         fq += r.failed_quiet;
+        with_violations += usize::from(!r.violations.is_empty());
+        not_healed += usize::from(r.healed_after.is_none());
+        fingers_late += usize::from(r.healed_after.is_some() && r.settled_after.is_none());
         if !r.is_clean() {
             bad.push(r);
         }
@@ -465,11 +469,14 @@ fn hunt_sweep() {
         cfg.guard_leaves,
         bad.len()
     );
+    println!(
+        "hunt: seeds with violations {with_violations}, ring not healed within 60 s {not_healed}, healed but fingers not exact within 60 s {fingers_late}"
+    );
     for r in bad.iter().take(5) {
         println!(
-            "unclean seed {}: initial {} vnodes {} r {}{} loss {:.3} latency {:?} j/l/c {}/{}/{} settled {:?} {:?} violations {} first {:?} quiet wrong {} failed {}",
+            "unclean seed {}: initial {} vnodes {} r {}{} loss {:.3} latency {:?} j/l/c {}/{}/{} healed {:?} settled {:?} {:?} violations {} first {:?} quiet wrong {} failed {}",
             r.seed, r.initial, r.vnodes, r.successors, if r.adaptive { " (adaptive)" } else { "" },
-            r.loss, r.latency_ms, r.joins, r.leaves, r.crashes, r.settled_after, r.unsettled,
+            r.loss, r.latency_ms, r.joins, r.leaves, r.crashes, r.healed_after, r.settled_after, r.unsettled,
             r.violations.len(), r.violations.first(), r.wrong_quiet, r.failed_quiet
         );
     }
