@@ -284,7 +284,7 @@ pub struct Node {
 impl Node {
     /// A node at `me` that is not yet in any ring: call [`Node::create`] or [`Node::join`].
     pub fn new(me: Peer, cfg: Config) -> Node {
-        let successors = SuccessorList::new(me.id, cfg.successor_list_len);
+        let successors = SuccessorList::counting_hosts(me, cfg.successor_list_len);
         Node {
             me,
             phase: Phase::Idle,
@@ -329,6 +329,12 @@ impl Node {
     /// Is the node a ring member (answers ring queries)?
     pub fn is_member(&self) -> bool {
         self.phase == Phase::Member
+    }
+
+    /// Nodes that told us they left, kept out of our successor list for
+    /// [`Config::departed_horizon`].
+    pub fn departed(&self) -> impl Iterator<Item = Id> + '_ {
+        self.departed.iter().map(|(id, _)| *id)
     }
 
     /// Is the node leaving (its notices sent, their answers awaited)?
@@ -906,7 +912,14 @@ impl Node {
         // the list itself), so r grows at once but shrinks on the estimate only once it
         // has fallen by a factor of about 2.8 (2·log2 N three lower); without that margin
         // r changed every round in small rings after churn.
-        let fill = tail.len() + 1;
+        let fill = match self.successors.first() {
+            Some(head) => {
+                let mut all = vec![*head];
+                all.extend_from_slice(tail);
+                self.successors.coverage(&all)
+            }
+            None => tail.len() + 1,
+        };
         let r = want
             .min(fill)
             .clamp(self.cfg.successor_list_len, self.cfg.max_successor_list_len);

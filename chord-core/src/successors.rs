@@ -5,12 +5,17 @@
 //! through [`SuccessorList::rebuild`] or [`SuccessorList::remove`], which keep that true
 //! even when the input (from the network) is unordered, duplicated or too long.
 
-use crate::{Id, Peer};
+use std::net::SocketAddr;
+
+use crate::{Id, Peer, MAX_PEERS_PER_MESSAGE};
 
 /// The successor list of the node `me`.
 #[derive(Clone, Debug)]
 pub struct SuccessorList {
     me: Id,
+    /// Our host's address, when the list counts hosts (see
+    /// [`SuccessorList::counting_hosts`]).
+    host: Option<SocketAddr>,
     cap: usize,
     entries: Vec<Peer>,
 }
@@ -20,9 +25,58 @@ impl SuccessorList {
     pub fn new(me: Id, cap: usize) -> SuccessorList {
         SuccessorList {
             me,
+            host: None,
             cap: cap.max(1),
             entries: Vec::with_capacity(cap.max(1)),
         }
+    }
+
+    /// An empty list for the ring position `me` whose capacity counts *hosts*: it holds
+    /// the next positions, in order, up to the one that brings in the `cap`-th distinct
+    /// host other than `me`'s own (further positions of hosts already covered are kept,
+    /// not skipped). With virtual nodes a list of `r` positions may cover fewer than `r`
+    /// hosts, and one host's crash then takes several entries at once; this list survives
+    /// `r - 1` host failures as a list without virtual nodes does. Without virtual nodes
+    /// it is the plain list of `cap` entries. (Keeping the positions in between, rather
+    /// than skipping them, is what lets a node build its list from its successor's: see
+    /// docs/design.md.) At most [`MAX_PEERS_PER_MESSAGE`] entries in any case.
+    pub fn counting_hosts(me: Peer, cap: usize) -> SuccessorList {
+        SuccessorList {
+            host: Some(me.addr),
+            ..SuccessorList::new(me.id, cap)
+        }
+    }
+
+    /// How much of a capacity `peers` would fill: its distinct hosts other than ours
+    /// when the list counts hosts, else its length.
+    pub fn coverage(&self, peers: &[Peer]) -> usize {
+        match self.host {
+            None => peers.len(),
+            Some(mine) => {
+                let mut hosts: Vec<SocketAddr> = Vec::with_capacity(peers.len());
+                for p in peers {
+                    if p.addr != mine && !hosts.contains(&p.addr) {
+                        hosts.push(p.addr);
+                    }
+                }
+                hosts.len()
+            }
+        }
+    }
+
+    /// Is a list `entries` long enough for `want` (hosts, or entries)?
+    fn full(&self, entries: &[Peer], want: usize) -> bool {
+        entries.len() >= MAX_PEERS_PER_MESSAGE || self.coverage(entries) >= want
+    }
+
+    /// The first entries of `all` that make a full list of `want`.
+    fn cut(&self, mut all: Vec<Peer>, want: usize) -> Vec<Peer> {
+        let mut n = 0;
+        while n < all.len() && !self.full(&all[..n], want) {
+            n += 1;
+        }
+        all.truncate(n);
+        all
     }
 
     /// The nearest successor, if any.
@@ -53,7 +107,8 @@ impl SuccessorList {
     /// Change the capacity (the adaptive `r`), dropping the farthest entries if needed.
     pub fn set_capacity(&mut self, cap: usize) {
         self.cap = cap.max(1);
-        self.entries.truncate(self.cap);
+        let entries = std::mem::take(&mut self.entries);
+        self.entries = self.cut(entries, self.cap);
     }
 
     /// Does the list contain `id`?
@@ -69,7 +124,7 @@ impl SuccessorList {
         let mut next = Vec::with_capacity(self.cap);
         let mut last = Id::ZERO;
         for p in std::iter::once(&head).chain(tail) {
-            if next.len() == self.cap || p.id == self.me {
+            if self.full(&next, self.cap) || p.id == self.me {
                 break;
             }
             let d = self.me.distance_to(p.id);
@@ -95,18 +150,18 @@ impl SuccessorList {
     /// [`SuccessorList::rebuild`]. Used for a leaver's list, whose entries are
     /// unconfirmed and must not push out live entries. Returns whether the list changed.
     pub fn merge_keeping(&mut self, peers: &[Peer]) -> bool {
-        let len =
-            (self.cap.max(self.entries.len()) + peers.len()).min(crate::MAX_PEERS_PER_MESSAGE);
+        let len = (self.cap.max(self.entries.len()) + peers.len()).min(MAX_PEERS_PER_MESSAGE);
         self.merge_up_to(peers, len)
     }
 
-    /// Merge `peers` into the list, ordered and without duplicates, cut at `len` entries.
+    /// Merge `peers` into the list, ordered and without duplicates, cut when it is full
+    /// for `len` (hosts, or entries).
     fn merge_up_to(&mut self, peers: &[Peer], len: usize) -> bool {
         let mut all: Vec<Peer> = self.entries.iter().chain(peers).copied().collect();
         all.retain(|p| p.id != self.me);
         all.sort_by_key(|p| self.me.distance_to(p.id));
         all.dedup_by_key(|p| p.id);
-        all.truncate(len);
+        let all = self.cut(all, len);
         let changed = all != self.entries;
         self.entries = all;
         changed
@@ -127,7 +182,8 @@ impl SuccessorList {
         if span <= 0.0 {
             return None;
         }
-        Some(self.entries.len() as f64 / span)
+        // Positions, or hosts when the list counts hosts (the capacity is in hosts then).
+        Some(self.coverage(&self.entries).max(1) as f64 / span)
     }
 }
 
@@ -177,6 +233,38 @@ mod tests {
         assert!(l.remove(peer(20).id));
         assert!(!l.remove(peer(20).id));
         assert_eq!(l.first().map(|p| p.id), Some(peer(30).id));
+    }
+
+    #[test]
+    fn a_list_counting_hosts_keeps_positions_until_it_covers_r_hosts() {
+        let at = |x: u8, host: u8| {
+            let mut b = [0u8; 20];
+            b[0] = x;
+            Peer::new(Id(b), format!("127.0.0.{host}:1").parse().expect("valid"))
+        };
+        let me = at(10, 1);
+        let mut l = SuccessorList::counting_hosts(me, 3);
+        // 20 and 40 are our own host, 30 and 50 host 2, 60 host 3, 70 host 4, 80 host 5.
+        l.rebuild(
+            at(20, 1),
+            &[
+                at(30, 2),
+                at(40, 1),
+                at(50, 2),
+                at(60, 3),
+                at(70, 4),
+                at(80, 5),
+            ],
+        );
+        let ids: Vec<u8> = l.as_slice().iter().map(|p| p.id.0[0]).collect();
+        assert_eq!(ids, vec![20, 30, 40, 50, 60, 70]);
+        // Merging keeps the same rule; a smaller r cuts by hosts.
+        l.merge(&[at(35, 6)]);
+        let ids: Vec<u8> = l.as_slice().iter().map(|p| p.id.0[0]).collect();
+        assert_eq!(ids, vec![20, 30, 35, 40, 50, 60]);
+        l.set_capacity(2);
+        let ids: Vec<u8> = l.as_slice().iter().map(|p| p.id.0[0]).collect();
+        assert_eq!(ids, vec![20, 30, 35]);
     }
 
     #[test]

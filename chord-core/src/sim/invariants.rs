@@ -16,7 +16,7 @@
 //! [`Sim::is_ideal`] is the stronger, eventual property: every member's successor list and
 //! predecessor are exactly right.
 
-use super::Sim;
+use super::{HostId, Sim};
 use crate::{FingerTable, Id, Peer};
 
 /// A broken invariant.
@@ -155,14 +155,28 @@ impl Sim {
         }
     }
 
-    /// The `k` live members following `id` (exclusive), in ring order.
+    /// The live members following `id` (exclusive), in ring order, up to the one that
+    /// brings in the `k`-th distinct host other than `id`'s own: what a list counting
+    /// hosts holds (without virtual nodes, the next `k` members).
     fn true_successors(&self, id: Id, k: usize) -> Vec<Id> {
-        self.members
+        let mine = self.by_id.get(&id).map(|&i| self.nodes[i].host);
+        let mut out: Vec<Id> = Vec::new();
+        let mut hosts: Vec<HostId> = Vec::new();
+        for (&m, &i) in self
+            .members
             .range((std::ops::Bound::Excluded(id), std::ops::Bound::Unbounded))
             .chain(self.members.range(..id))
-            .take(k.min(self.members.len().saturating_sub(1)))
-            .map(|(id, _)| *id)
-            .collect()
+        {
+            if hosts.len() == k || out.len() == crate::MAX_PEERS_PER_MESSAGE {
+                break;
+            }
+            out.push(m);
+            let h = self.nodes[i].host;
+            if Some(h) != mine && !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+        out
     }
 
     /// The live member just before `me`, if any other exists.
@@ -260,9 +274,10 @@ impl Sim {
             if have != want || pred != self.true_predecessor(me) {
                 let _ = writeln!(
                     out,
-                    "{me:?} cap={} have={have:?} want={want:?} pred={pred:?} want_pred={:?}",
+                    "{me:?} cap={} have={have:?} want={want:?} pred={pred:?} want_pred={:?} departed={:?}",
                     node.successor_list_capacity(),
                     self.true_predecessor(me),
+                    node.departed().collect::<Vec<_>>(),
                 );
                 if let Some(s) = have.first().and_then(|id| self.node(*id)) {
                     let _ = writeln!(
