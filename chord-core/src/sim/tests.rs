@@ -630,3 +630,36 @@ fn with_virtual_nodes_lists_survive_r_minus_one_host_crashes() {
     }
     assert!(broken.is_empty(), "{broken:?}");
 }
+
+/// The figure behind finding 6: `CHORD_VNODE_RUNS=200 cargo test -p chord-core --release
+/// -- --ignored vnode_host_crashes --nocapture` crashes 7 of 12 hosts (8 vnodes, r = 8)
+/// at once in each run and counts runs that left a list with no live entry.
+#[test]
+#[ignore = "long: the virtual-node crash figure (docs/benchmarks.md)"]
+fn vnode_host_crashes() {
+    use rand::seq::SliceRandom;
+    let runs: u64 = std::env::var("CHORD_VNODE_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let mut broken = 0;
+    for seed in 0..runs {
+        let mut s = Sim::new(SimConfig {
+            seed: 10_000 + seed,
+            vnodes: 8,
+            ..SimConfig::default()
+        });
+        s.grow_to(12);
+        s.settle(100).expect("settled");
+        let mut hosts = s.live_hosts();
+        hosts.shuffle(s.rng());
+        for h in &hosts[..7] {
+            s.crash(*h);
+        }
+        if s.check_invariants().is_err() {
+            broken += 1;
+        }
+    }
+    println!("vnode host crashes: {broken} of {runs} runs left a list with no live entry");
+    assert_eq!(broken, 0);
+}
