@@ -96,6 +96,10 @@ pub struct Config {
     pub merge_interval: Duration,
     /// How many such peers to remember (default 16; 0 turns merging off).
     pub remembered_peers: usize,
+    /// How often to probe a seed (a bootstrap address, see [`Node::add_seed`]) the same
+    /// way (default 60 s): a ring split by a partition merges through it even when every
+    /// peer met across the partition is gone.
+    pub seed_probe_interval: Duration,
     /// How long a node that told us it was leaving is kept out of our successor list,
     /// whatever stale lists say (default 60 s). A node that comes back at the same address
     /// sooner is taken again as soon as it rectifies us or answers us directly.
@@ -124,6 +128,7 @@ impl Default for Config {
             closer_per_step: 4,
             merge_interval: Duration::from_secs(10),
             remembered_peers: 16,
+            seed_probe_interval: Duration::from_secs(60),
             departed_horizon: Duration::from_secs(60),
             silent_rounds_to_alone: 3,
         }
@@ -246,6 +251,23 @@ struct Pending {
     hedge_at: Option<Time>,
 }
 
+/// A peer probed now and then to find a ring that formed apart.
+#[derive(Clone, Copy, Debug)]
+struct Remembered {
+    peer: Peer,
+    /// A seed (a bootstrap address) stays whatever its probes give; any other peer is
+    /// forgotten once a probe through it finds our own ring, or after
+    /// `MAX_PROBE_FAILURES` probes through it in a row failed (it is dead).
+    seed: bool,
+    failures: u8,
+}
+
+/// Failed probes in a row after which a remembered peer is forgotten.
+const MAX_PROBE_FAILURES: u8 = 3;
+
+/// Most seeds kept.
+const MAX_SEEDS: usize = 8;
+
 /// One ring position. See the [module documentation](self).
 pub struct Node {
     me: Peer,
@@ -263,8 +285,9 @@ pub struct Node {
     next_merge: Time,
     /// Peers that dropped out of our tables without saying goodbye: dead, or across a
     /// partition. Probed now and then; a ring that formed apart is found through them.
-    remembered: VecDeque<Peer>,
+    remembered: VecDeque<Remembered>,
     merging: bool,
+    next_seed_probe: Time,
     /// Nodes that told us they were leaving, with when: kept out of our successor list
     /// until `Config::departed_horizon` has passed.
     departed: VecDeque<(Id, Time)>,
@@ -300,6 +323,7 @@ impl Node {
             next_merge: Time::ZERO,
             remembered: VecDeque::new(),
             merging: false,
+            next_seed_probe: Time::ZERO,
             departed: VecDeque::new(),
             bootstrap: None,
             silent_rounds: 0,
@@ -409,6 +433,7 @@ impl Node {
         let id = self.alloc_lookup_id();
         self.phase = Phase::Joining(id);
         self.bootstrap = Some(bootstrap);
+        self.add_seed(bootstrap);
         let lookup = self.seeded_lookup(self.me.id, bootstrap);
         self.run_lookup(id, lookup, LookupKind::Join, now);
     }
@@ -771,7 +796,7 @@ impl Node {
             self.departed.pop_front();
         }
         self.departed.push_back((id, now));
-        self.remembered.retain(|q| q.id != id);
+        self.remembered.retain(|q| q.seed || q.peer.id != id);
     }
 
     fn is_departed(&self, id: Id) -> bool {
@@ -972,24 +997,73 @@ impl Node {
         if self.cfg.remembered_peers == 0 || p.id == self.me.id {
             return;
         }
-        self.remembered.retain(|q| q.id != p.id);
-        if self.remembered.len() >= self.cfg.remembered_peers {
-            self.remembered.pop_front();
+        if self.remembered.iter().any(|q| q.peer.id == p.id) {
+            return;
         }
-        self.remembered.push_back(p);
+        let others = self.remembered.iter().filter(|q| !q.seed).count();
+        if others >= self.cfg.remembered_peers {
+            if let Some(i) = self.remembered.iter().position(|q| !q.seed) {
+                self.remembered.remove(i);
+            }
+        }
+        self.remembered.push_back(Remembered {
+            peer: p,
+            seed: false,
+            failures: 0,
+        });
+    }
+
+    /// Keep probing `p` for a ring that formed apart, whatever happens: a bootstrap
+    /// address from the configuration, which stays useful after every peer we met on the
+    /// other side of a partition is gone. [`Node::join`] adds its bootstrap peer. At most
+    /// 8 seeds are kept (the oldest goes); with `Config::remembered_peers` 0, none.
+    pub fn add_seed(&mut self, p: Peer) {
+        if self.cfg.remembered_peers == 0 || p.id == self.me.id {
+            return;
+        }
+        self.remembered.retain(|q| q.peer.id != p.id);
+        if self.remembered.iter().filter(|q| q.seed).count() >= MAX_SEEDS {
+            if let Some(i) = self.remembered.iter().position(|q| q.seed) {
+                self.remembered.remove(i);
+            }
+        }
+        self.remembered.push_back(Remembered {
+            peer: p,
+            seed: true,
+            failures: 0,
+        });
     }
 
     /// Ask a remembered peer's ring who our successor would be there.
     fn probe_remembered(&mut self, now: Time) {
-        let Some(via) = self.remembered.pop_front() else {
+        // Seeds only every `seed_probe_interval`; the others in turn.
+        let seeds_due = now >= self.next_seed_probe;
+        let Some(i) = self.remembered.iter().position(|q| seeds_due || !q.seed) else {
             return;
         };
+        let Some(via) = self.remembered.remove(i) else {
+            return;
+        };
+        if via.seed {
+            self.next_seed_probe = now + self.cfg.seed_probe_interval;
+        }
         // Back of the queue: every remembered peer gets its turn.
         self.remembered.push_back(via);
         let id = self.alloc_lookup_id();
         self.merging = true;
-        let lookup = self.seeded_lookup(self.me.id, via);
-        self.run_lookup(id, lookup, LookupKind::Merge(via), now);
+        let lookup = self.seeded_lookup(self.me.id, via.peer);
+        self.run_lookup(id, lookup, LookupKind::Merge(via.peer), now);
+    }
+
+    /// A probe through `via` failed: forget it after a few in a row, unless a seed.
+    fn on_probe_failed(&mut self, via: Peer) {
+        if let Some(i) = self.remembered.iter().position(|q| q.peer.id == via.id) {
+            let q = &mut self.remembered[i];
+            q.failures = q.failures.saturating_add(1);
+            if !q.seed && q.failures >= MAX_PROBE_FAILURES {
+                self.remembered.remove(i);
+            }
+        }
     }
 
     /// Through `via`, our successor would be `owner`. If it lies between us and our
@@ -997,9 +1071,12 @@ impl Node {
     /// only if it answers), and stabilization merges the rest.
     fn on_merge_found(&mut self, via: Peer, owner: Peer, now: Time) {
         let succ = self.successor();
+        if let Some(q) = self.remembered.iter_mut().find(|q| q.peer.id == via.id) {
+            q.failures = 0;
+        }
         if owner.id == self.me.id || owner.id == succ.id {
-            // Same ring as ours: nothing to merge through this peer.
-            self.remembered.retain(|q| q.id != via.id);
+            // Same ring as ours: nothing to merge through this peer (a seed stays).
+            self.remembered.retain(|q| q.seed || q.peer.id != via.id);
             return;
         }
         if owner.id.in_open(self.me.id, succ.id) && !self.stabilizing {
@@ -1242,8 +1319,9 @@ impl Node {
             }
             LookupKind::Merge(via) => {
                 self.merging = false;
-                if let Ok(out) = result {
-                    self.on_merge_found(via, out.owner, now);
+                match result {
+                    Ok(out) => self.on_merge_found(via, out.owner, now),
+                    Err(_) => self.on_probe_failed(via),
                 }
             }
             LookupKind::Join => {

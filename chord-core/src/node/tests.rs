@@ -419,3 +419,29 @@ fn a_rectify_acknowledgement_does_not_start_a_second_predecessor_check() {
     node.handle(r, rectify(6), now);
     assert_eq!(pings(&mut node), 0);
 }
+
+/// Finding 7 (part): a remembered peer that never answers is forgotten after a few
+/// probes instead of being probed for ever (and crowding out useful ones); a seed stays.
+#[test]
+fn silent_remembered_peers_are_forgotten_but_seeds_stay() {
+    let (a, p) = (at(10), at(20));
+    let mut node = Node::new(
+        a,
+        Config {
+            merge_interval: Duration::from_secs(1),
+            seed_probe_interval: Duration::from_secs(1),
+            ..Config::default()
+        },
+    );
+    let mut now = Time::ZERO;
+    node.create(now);
+    let dead: Vec<Peer> = (30..34).map(at).collect();
+    for d in &dead {
+        node.remember(*d);
+    }
+    node.add_seed(p);
+    // Nobody ever answers.
+    drive(&mut node, &mut now, 120, |_, _| None);
+    let left: Vec<Peer> = node.remembered.iter().map(|q| q.peer).collect();
+    assert_eq!(left, vec![p]);
+}

@@ -354,7 +354,16 @@ impl Sim {
     /// Add a host whose ring positions join now, each through a random live member (the
     /// first host creates the ring). Returns the host.
     pub fn add_joining_host(&mut self) -> HostId {
+        self.add_joining_host_in(0)
+    }
+
+    /// [`Sim::add_joining_host`] for a host in partition group `group` (see
+    /// [`Sim::partition`]); it joins through random members until one on its side
+    /// answers. `seed`, if given, is a host every ring position of the new host keeps
+    /// probing ([`Node::add_seed`]), as a node started with a bootstrap address would.
+    pub fn add_joining_host_in(&mut self, group: u8) -> HostId {
         let h = self.add_host();
+        self.hosts[h].group = group;
         let nodes = self.hosts[h].nodes.clone();
         for i in nodes {
             if self.members.is_empty() {
@@ -416,6 +425,18 @@ impl Sim {
             self.members.remove(&id);
             self.nodes[i].node.leave(self.now);
             self.sync(i);
+        }
+    }
+
+    /// Make every ring position of host `h` keep probing host `seed`'s first position for
+    /// a ring that formed apart ([`Node::add_seed`]).
+    pub fn add_seed(&mut self, h: HostId, seed: HostId) {
+        let Some(&first) = self.hosts[seed].nodes.first() else {
+            return;
+        };
+        let peer = self.nodes[first].node.me();
+        for i in self.hosts[h].nodes.clone() {
+            self.nodes[i].node.add_seed(peer);
         }
     }
 
