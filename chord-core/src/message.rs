@@ -119,6 +119,15 @@ pub enum Response {
     Ack,
     /// The responder is not (or no longer) a ring member and does not answer ring queries.
     NotMember,
+    /// "I am leaving (or have just left): here is my successor list." A leaving node
+    /// answers every request this way for `Config::leave_linger_rounds` stabilization
+    /// intervals after its notices, so that the nodes further back that still list it
+    /// (it told only its neighbours) drop it and take its list at once, instead of
+    /// timing out on it.
+    Departed {
+        /// The leaver's successor list.
+        successors: Vec<Peer>,
+    },
 }
 
 #[cfg(test)]

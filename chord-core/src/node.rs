@@ -104,6 +104,11 @@ pub struct Config {
     /// whatever stale lists say (default 60 s). A node that comes back at the same address
     /// sooner is taken again as soon as it rectifies us or answers us directly.
     pub departed_horizon: Duration,
+    /// Stabilization intervals a leaving node stays up after its neighbours acknowledged
+    /// its notices, answering every request with its successor list
+    /// ([`Response::Departed`]), so that nodes further back that list it skip it at once
+    /// (default 2; 0 leaves at once).
+    pub leave_linger_rounds: u32,
     /// Stabilization rounds in a row in which every successor and every other node we
     /// know stays silent before we give them up and carry on as a ring of one (default 3).
     /// The silent ones are remembered and probed, so the ring merges again if they come
@@ -130,6 +135,7 @@ impl Default for Config {
             remembered_peers: 16,
             seed_probe_interval: Duration::from_secs(60),
             departed_horizon: Duration::from_secs(60),
+            leave_linger_rounds: 2,
             silent_rounds_to_alone: 3,
         }
     }
@@ -193,6 +199,8 @@ enum Phase {
     Joining(LookupId),
     Member,
     Leaving,
+    /// Notices acknowledged; answering [`Response::Departed`] until then.
+    Lingering(Time),
     Left,
 }
 
@@ -363,7 +371,7 @@ impl Node {
 
     /// Is the node leaving (its notices sent, their answers awaited)?
     pub fn is_leaving(&self) -> bool {
-        self.phase == Phase::Leaving
+        matches!(self.phase, Phase::Leaving | Phase::Lingering(_))
     }
 
     /// Has the node finished leaving?
@@ -454,7 +462,7 @@ impl Node {
                 self.finish_leave();
                 return;
             }
-            Phase::Leaving | Phase::Left => return,
+            Phase::Leaving | Phase::Lingering(_) | Phase::Left => return,
         }
         self.phase = Phase::Leaving;
         let notice = Request::Leaving {
@@ -487,8 +495,11 @@ impl Node {
         match message {
             Message::Request { id, body } => {
                 if matches!(body, Request::Rectify) {
-                    // Only a member rectifies: a node that left has come back.
-                    self.departed.retain(|(d, _)| *d != from.id);
+                    // Only a member rectifies: a node that left has come back, unless it
+                    // left so recently that this is a message sent before it left.
+                    let fresh = self.cfg.stabilize_interval * (self.cfg.leave_linger_rounds + 2);
+                    self.departed
+                        .retain(|(d, at)| *d != from.id || now < *at + fresh);
                 }
                 let answer = self.answer(from, body, now);
                 self.transmits.push_back(Transmit {
@@ -513,7 +524,11 @@ impl Node {
                 } else {
                     self.rtt.backed_off(p.to.id, p.wait, now);
                 }
-                if body == Response::NotMember {
+                if let Response::Departed { successors } = &body {
+                    // It is leaving: as good as its notice, then on to the next.
+                    self.on_leaving(from, None, successors, now);
+                    self.on_request_failed(p.to, p.purpose, now);
+                } else if body == Response::NotMember {
                     self.on_request_failed(p.to, p.purpose, now);
                 } else {
                     // A member answered us directly: whatever it did before, it is back.
@@ -601,6 +616,11 @@ impl Node {
         for id in again {
             self.restart_lookup(id, now);
         }
+        if let Phase::Lingering(until) = self.phase {
+            if now >= until {
+                self.finish_leave();
+            }
+        }
         let horizon = self.cfg.departed_horizon;
         while self
             .departed
@@ -660,6 +680,9 @@ impl Node {
                 consider(t);
             }
         }
+        if let Phase::Lingering(until) = self.phase {
+            consider(until);
+        }
         if self.phase == Phase::Member {
             consider(self.next_stabilize);
             consider(self.next_fix_fingers);
@@ -673,6 +696,11 @@ impl Node {
     // ----- answering -----
 
     fn answer(&mut self, from: Peer, req: Request, now: Time) -> Response {
+        if self.is_leaving() {
+            return Response::Departed {
+                successors: self.successors.as_slice().to_vec(),
+            };
+        }
         if self.phase != Phase::Member {
             return Response::NotMember;
         }
@@ -730,7 +758,7 @@ impl Node {
     }
 
     fn rectify(&mut self, n: Peer, now: Time) {
-        if n.id == self.me.id {
+        if n.id == self.me.id || self.is_departed(n.id) {
             return;
         }
         match self.predecessor {
@@ -766,9 +794,13 @@ impl Node {
             // Confirm the new first successor at once (Zave: no unconfirmed pointers last).
             self.next_stabilize = now;
         }
-        if self.predecessor.map(|p| p.id) == Some(from.id) {
-            let pred =
-                pred.filter(|p| p.id != from.id && p.id != self.me.id && !self.is_departed(p.id));
+        let pred =
+            pred.filter(|p| p.id != from.id && p.id != self.me.id && !self.is_departed(p.id));
+        // The leaver was our predecessor; or we have none (its Departed answer to another
+        // request of ours may have cleared it before its notice arrived): take the
+        // leaver's predecessor, checked by a ping.
+        let ours = self.predecessor.map(|p| p.id);
+        if ours == Some(from.id) || (ours.is_none() && pred.is_some()) {
             self.set_predecessor(pred);
             if let Some(p) = pred {
                 self.check_predecessor(p, None, now);
@@ -1435,7 +1467,7 @@ impl Node {
                     self.drive_lookup(id, now);
                 }
             }
-            (Purpose::Leaving, _) => self.leave_acknowledged(),
+            (Purpose::Leaving, _) => self.leave_acknowledged(now),
             (Purpose::Hint, _) => {}
             (purpose, _) => {
                 // An answer of the wrong kind is as good as none.
@@ -1509,19 +1541,26 @@ impl Node {
                     self.drive_lookup(id, now);
                 }
             }
-            Purpose::Leaving => self.leave_acknowledged(),
+            Purpose::Leaving => self.leave_acknowledged(now),
             Purpose::Hint => {}
         }
     }
 
-    fn leave_acknowledged(&mut self) {
+    fn leave_acknowledged(&mut self, now: Time) {
         if self.phase == Phase::Leaving
             && !self
                 .pending
                 .values()
                 .any(|p| matches!(p.purpose, Purpose::Leaving))
         {
-            self.finish_leave();
+            let linger = self.cfg.stabilize_interval * self.cfg.leave_linger_rounds;
+            if linger.is_zero() {
+                self.finish_leave();
+            } else {
+                // Nothing of ours is in flight any more; answer Departed until then.
+                self.pending.clear();
+                self.phase = Phase::Lingering(now + linger);
+            }
         }
     }
 

@@ -188,12 +188,41 @@ fn leave_hands_over_pointers() {
     w.nodes[leaver].leave(w.now);
     // Before any stabilize tick, delivering the notices alone fixes both neighbours.
     w.run(1, Duration::from_millis(1));
-    assert!(w.events(leaver).contains(&Event::Left));
-    assert!(w.nodes[leaver].has_left());
     let p = w.index(pred.id).expect("pred");
     let s = w.index(succ.id).expect("succ");
     assert_eq!(w.nodes[p].successor().id, succ.id);
-    assert_eq!(w.nodes[s].predecessor().map(|x| x.id), Some(pred.id));
+    assert_eq!(
+        w.nodes[s].predecessor().map(|x| x.id),
+        Some(pred.id),
+        "{:?} {:?}",
+        w.events(s),
+        w.nodes[leaver].me()
+    );
+    // The leaver lingers two stabilization intervals, answering Departed with its list,
+    // then is gone.
+    assert!(w.nodes[leaver].is_leaving());
+    let t = w.nodes[leaver].poll_transmit();
+    assert!(t.is_none());
+    let asker = w.nodes[p].me();
+    w.nodes[leaver].handle(
+        asker,
+        Message::Request {
+            id: 99,
+            body: Request::GetNeighbors,
+        },
+        w.now,
+    );
+    match w.nodes[leaver].poll_transmit().map(|t| t.message) {
+        Some(Message::Response {
+            body: Response::Departed { successors },
+            ..
+        }) => assert_eq!(successors.first().map(|x| x.id), Some(succ.id)),
+        other => panic!("{other:?}"),
+    }
+    assert!(!w.events(leaver).contains(&Event::Left));
+    w.run(3, Duration::from_secs(1));
+    assert!(w.events(leaver).contains(&Event::Left));
+    assert!(w.nodes[leaver].has_left());
 }
 
 #[test]

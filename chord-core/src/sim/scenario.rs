@@ -325,7 +325,10 @@ pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
             // Crashing the last host ends the ring; leaving it alone is covered below.
             continue;
         }
-        if live.len() == 1 || ((!leave || cfg.guard_leaves) && sim.crash_would_break_ring(h)) {
+        // The last host with ring members never goes (hosts still leaving are alive but
+        // hold no members).
+        let last = sim.members().all(|(_, m)| m == h);
+        if last || ((!leave || cfg.guard_leaves) && sim.crash_would_break_ring(h)) {
             r.refused += 1;
         } else if leave {
             sim.leave(h);
