@@ -370,6 +370,36 @@ mod tests {
                  007f000001d00f",
             ),
             (
+                // Request 5: CheckPredecessor (added at the end, 2026-11-27).
+                postcard::to_stdvec(&Frame::Chord {
+                    from_vnode: 0,
+                    to: Id([0xaa; 20]),
+                    msg: Message::Request {
+                        id: 7,
+                        body: Request::CheckPredecessor,
+                    },
+                })
+                .expect("enc"),
+                "0000aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa000705",
+            ),
+            (
+                // Response 5: Departed { successors } (added at the end, 2026-11-27).
+                postcard::to_stdvec(&Frame::Chord {
+                    from_vnode: 0,
+                    to: Id([0xaa; 20]),
+                    msg: Message::Response {
+                        id: 7,
+                        body: Response::Departed {
+                            successors: vec![peer()],
+                        },
+                    },
+                })
+                .expect("enc"),
+                "0000aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa010705\
+                 011111111111111111111111111111111111111111\
+                 007f000001d00f",
+            ),
+            (
                 postcard::to_stdvec(&Frame::ClientRequest {
                     id: 1,
                     body: ClientRequest::Status,
