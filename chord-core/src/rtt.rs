@@ -20,6 +20,9 @@ use crate::{Id, Time};
 
 #[derive(Clone, Copy, Debug)]
 struct Estimate {
+    /// The first 8 bytes of `peer`, compared first (a linear scan of the table is on the
+    /// path of every request).
+    key: u64,
     peer: Id,
     /// Smoothed RTT and mean deviation, in microseconds (0 and 0 before a first sample).
     srtt: u32,
@@ -27,6 +30,12 @@ struct Estimate {
     /// A timeout that worked after resends, kept until a clean sample (microseconds).
     backoff: u32,
     last: Time,
+}
+
+fn prefix(id: Id) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&id.0[..8]);
+    u64::from_ne_bytes(b)
 }
 
 fn micros(d: Duration) -> u32 {
@@ -41,6 +50,9 @@ fn duration(us: u32) -> Duration {
 #[derive(Clone, Debug, Default)]
 pub struct RttTable {
     peers: Vec<Estimate>,
+    /// A smoothed timeout over every peer measured (microseconds, 0 before any), for
+    /// peers never measured: the network is likely alike.
+    typical: u32,
 }
 
 impl RttTable {
@@ -58,7 +70,8 @@ impl RttTable {
     }
 
     fn get(&self, peer: Id) -> Option<&Estimate> {
-        self.peers.iter().find(|e| e.peer == peer)
+        let key = prefix(peer);
+        self.peers.iter().find(|e| e.key == key && e.peer == peer)
     }
 
     /// Take in a round-trip sample for `peer`, measured at `now`.
@@ -74,6 +87,13 @@ impl RttTable {
             e.srtt = (u64::from(e.srtt) * 7 / 8 + u64::from(rtt) / 8) as u32;
         }
         e.backoff = 0;
+        let rto = u64::from(e.srtt) + 4 * u64::from(e.rttvar);
+        let rto = u32::try_from(rto).unwrap_or(u32::MAX);
+        self.typical = if self.typical == 0 {
+            rto
+        } else {
+            (u64::from(self.typical) * 7 / 8 + u64::from(rto) / 8) as u32
+        };
     }
 
     /// `peer` answered only after resends, the last of which waited `wait`: keep that as
@@ -84,7 +104,12 @@ impl RttTable {
     }
 
     fn entry(&mut self, peer: Id, now: Time) -> &mut Estimate {
-        let i = match self.peers.iter().position(|e| e.peer == peer) {
+        let key = prefix(peer);
+        let i = match self
+            .peers
+            .iter()
+            .position(|e| e.key == key && e.peer == peer)
+        {
             Some(i) => i,
             None => {
                 if self.peers.len() >= Self::CAPACITY {
@@ -99,6 +124,7 @@ impl RttTable {
                     }
                 }
                 self.peers.push(Estimate {
+                    key,
                     peer,
                     srtt: 0,
                     rttvar: 0,
@@ -114,30 +140,22 @@ impl RttTable {
     }
 
     /// The timeout for a first try to `peer`: `srtt + 4·rttvar` within `[floor, ceiling]`;
-    /// for a peer never measured, the median of the measured peers' timeouts (the network
-    /// is likely alike), or `floor` when none is measured.
+    /// for a peer never measured, a smoothed average of the measured peers' timeouts (the
+    /// network is likely alike), or `floor` when none is measured.
     pub fn timeout(&self, peer: Id, floor: Duration, ceiling: Duration) -> Duration {
-        let rto =
-            |e: &Estimate| (duration(e.srtt) + duration(e.rttvar) * 4).max(duration(e.backoff));
         let t = match self.get(peer) {
-            Some(e) if e.srtt > 0 || e.rttvar > 0 || e.backoff > 0 => rto(e),
-            _ => {
-                let mut known: Vec<Duration> = self
-                    .peers
-                    .iter()
-                    .filter(|e| e.srtt > 0 || e.rttvar > 0)
-                    .map(rto)
-                    .collect();
-                known.sort_unstable();
-                known.get(known.len() / 2).copied().unwrap_or(floor)
+            Some(e) if e.srtt > 0 || e.rttvar > 0 || e.backoff > 0 => {
+                (duration(e.srtt) + duration(e.rttvar) * 4).max(duration(e.backoff))
             }
+            _ if self.typical > 0 => duration(self.typical),
+            _ => floor,
         };
         t.clamp(floor, ceiling.max(floor))
     }
 
     /// Has any peer been measured?
     pub fn any_measured(&self) -> bool {
-        self.peers.iter().any(|e| e.srtt > 0 || e.rttvar > 0)
+        self.typical > 0
     }
 
     /// The smoothed RTT of `peer`, if measured.

@@ -9,6 +9,34 @@ use std::net::SocketAddr;
 
 use crate::{Id, Peer, MAX_PEERS_PER_MESSAGE};
 
+/// Counts how much of a capacity the entries seen so far fill, one entry at a time:
+/// entries, or distinct hosts other than `host` (a list holds a few dozen at most, so a
+/// small vector is the set).
+#[derive(Default)]
+struct Coverage {
+    hosts: Vec<SocketAddr>,
+    count: usize,
+}
+
+impl Coverage {
+    fn add(&mut self, host: Option<SocketAddr>, p: &Peer) {
+        match host {
+            None => self.count += 1,
+            Some(mine) => {
+                if p.addr != mine && !self.hosts.contains(&p.addr) {
+                    self.hosts.push(p.addr);
+                    self.count += 1;
+                }
+            }
+        }
+    }
+
+    /// Full for `want`, with `entries` entries so far?
+    fn full(&self, want: usize, entries: usize) -> bool {
+        entries >= MAX_PEERS_PER_MESSAGE || self.count >= want
+    }
+}
+
 /// The successor list of the node `me`.
 #[derive(Clone, Debug)]
 pub struct SuccessorList {
@@ -50,29 +78,19 @@ impl SuccessorList {
     /// How much of a capacity `peers` would fill: its distinct hosts other than ours
     /// when the list counts hosts, else its length.
     pub fn coverage(&self, peers: &[Peer]) -> usize {
-        match self.host {
-            None => peers.len(),
-            Some(mine) => {
-                let mut hosts: Vec<SocketAddr> = Vec::with_capacity(peers.len());
-                for p in peers {
-                    if p.addr != mine && !hosts.contains(&p.addr) {
-                        hosts.push(p.addr);
-                    }
-                }
-                hosts.len()
-            }
+        let mut c = Coverage::default();
+        for p in peers {
+            c.add(self.host, p);
         }
-    }
-
-    /// Is a list `entries` long enough for `want` (hosts, or entries)?
-    fn full(&self, entries: &[Peer], want: usize) -> bool {
-        entries.len() >= MAX_PEERS_PER_MESSAGE || self.coverage(entries) >= want
+        c.count
     }
 
     /// The first entries of `all` that make a full list of `want`.
     fn cut(&self, mut all: Vec<Peer>, want: usize) -> Vec<Peer> {
+        let mut c = Coverage::default();
         let mut n = 0;
-        while n < all.len() && !self.full(&all[..n], want) {
+        while n < all.len() && !c.full(want, n) {
+            c.add(self.host, &all[n]);
             n += 1;
         }
         all.truncate(n);
@@ -122,9 +140,10 @@ impl SuccessorList {
     /// Returns whether the list changed.
     pub fn rebuild(&mut self, head: Peer, tail: &[Peer]) -> bool {
         let mut next = Vec::with_capacity(self.cap);
+        let mut c = Coverage::default();
         let mut last = Id::ZERO;
         for p in std::iter::once(&head).chain(tail) {
-            if self.full(&next, self.cap) || p.id == self.me {
+            if c.full(self.cap, next.len()) || p.id == self.me {
                 break;
             }
             let d = self.me.distance_to(p.id);
@@ -132,6 +151,7 @@ impl SuccessorList {
                 continue;
             }
             last = d;
+            c.add(self.host, p);
             next.push(*p);
         }
         let changed = next != self.entries;

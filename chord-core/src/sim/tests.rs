@@ -209,10 +209,7 @@ fn random_mix_sample_keeps_invariants() {
 #[test]
 #[ignore = "long: the full invariant sweep (see docs/correctness.md)"]
 fn sweep() {
-    let n: u64 = std::env::var("CHORD_SWEEP_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
+    let n: u64 = env_number("CHORD_SWEEP_SEEDS", 1000);
     let mut bad = Vec::new();
     let (mut checks, mut ops, mut crashes) = (0, 0, 0);
     for seed in 0..n {
@@ -425,23 +422,19 @@ fn the_survivor_of_simultaneous_leaves_becomes_a_ring_of_one() {
 #[ignore = "long: the hunting sweep (see docs/correctness.md)"]
 fn hunt_sweep() {
     let env = |k: &str| std::env::var(k).ok();
-    let n: u64 = env("CHORD_HUNT_SEEDS")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
-    let first: u64 = env("CHORD_HUNT_FIRST")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut cfg = HuntConfig::default();
-    if let Some(l) = env("CHORD_HUNT_LOSS").and_then(|s| s.parse().ok()) {
-        cfg.max_loss = l;
-    }
-    if let Some(ms) = env("CHORD_HUNT_LATENCY_MS").and_then(|s| s.parse().ok()) {
-        cfg.max_latency = Duration::from_millis(ms);
-    }
-    cfg.guard_leaves = env("CHORD_HUNT_GUARD_LEAVES").is_none_or(|v| v != "0");
-    if let Some(v) = env("CHORD_HUNT_VNODES").and_then(|s| s.parse().ok()) {
-        cfg.max_vnodes = v;
-    }
+    let n: u64 = env_number("CHORD_HUNT_SEEDS", 1000);
+    let first: u64 = env_number("CHORD_HUNT_FIRST", 0);
+    let default = HuntConfig::default();
+    let cfg = HuntConfig {
+        max_loss: env_number("CHORD_HUNT_LOSS", default.max_loss),
+        max_latency: Duration::from_millis(env_number(
+            "CHORD_HUNT_LATENCY_MS",
+            default.max_latency.as_millis() as u64,
+        )),
+        guard_leaves: env("CHORD_HUNT_GUARD_LEAVES").is_none_or(|v| v != "0"),
+        max_vnodes: env_number("CHORD_HUNT_VNODES", default.max_vnodes),
+        ..default
+    };
     let (mut ops, mut checks, mut bad) = (0u64, 0u64, Vec::new());
     let (mut lc, mut wc, mut fc, mut lq, mut wq, mut fq) = (0, 0, 0, 0, 0, 0);
     let (mut with_violations, mut not_healed, mut fingers_late) = (0, 0, 0);
@@ -608,20 +601,8 @@ fn a_dead_hop_costs_less_than_one_and_a_half_timeouts() {
 fn with_virtual_nodes_lists_survive_r_minus_one_host_crashes() {
     let mut broken = Vec::new();
     for seed in 0..8 {
-        let mut s = Sim::new(SimConfig {
-            seed: 700 + seed,
-            vnodes: 8,
-            ..SimConfig::default()
-        });
-        s.grow_to(12);
-        s.settle(100).expect("settled");
-        let mut hosts = s.live_hosts();
-        use rand::seq::SliceRandom;
-        hosts.shuffle(s.rng());
-        for h in &hosts[..7] {
-            s.crash(*h);
-        }
-        if let Err(v) = s.check_invariants() {
+        let (mut s, checked) = crash_seven_of_twelve_vnode_hosts(700 + seed);
+        if let Err(v) = checked {
             broken.push((seed, v));
         }
         // And the ring repairs from there.
@@ -631,35 +612,44 @@ fn with_virtual_nodes_lists_survive_r_minus_one_host_crashes() {
     assert!(broken.is_empty(), "{broken:?}");
 }
 
+/// 12 hosts with 8 virtual nodes each (r = 8), settled; then 7 random hosts crash at
+/// once. Returns the world and the invariant check made right after the crashes.
+fn crash_seven_of_twelve_vnode_hosts(seed: u64) -> (Sim, Result<(), Vec<Violation>>) {
+    use rand::seq::SliceRandom;
+    let mut s = Sim::new(SimConfig {
+        seed,
+        vnodes: 8,
+        ..SimConfig::default()
+    });
+    s.grow_to(12);
+    s.settle(100).expect("settled");
+    let mut hosts = s.live_hosts();
+    hosts.shuffle(s.rng());
+    for h in &hosts[..7] {
+        s.crash(*h);
+    }
+    let checked = s.check_invariants();
+    (s, checked)
+}
+
+/// A number from the environment variable `name`, or `default`.
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The figure behind finding 6: `CHORD_VNODE_RUNS=200 cargo test -p chord-core --release
 /// -- --ignored vnode_host_crashes --nocapture` crashes 7 of 12 hosts (8 vnodes, r = 8)
 /// at once in each run and counts runs that left a list with no live entry.
 #[test]
 #[ignore = "long: the virtual-node crash figure (docs/benchmarks.md)"]
 fn vnode_host_crashes() {
-    use rand::seq::SliceRandom;
-    let runs: u64 = std::env::var("CHORD_VNODE_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
-    let mut broken = 0;
-    for seed in 0..runs {
-        let mut s = Sim::new(SimConfig {
-            seed: 10_000 + seed,
-            vnodes: 8,
-            ..SimConfig::default()
-        });
-        s.grow_to(12);
-        s.settle(100).expect("settled");
-        let mut hosts = s.live_hosts();
-        hosts.shuffle(s.rng());
-        for h in &hosts[..7] {
-            s.crash(*h);
-        }
-        if s.check_invariants().is_err() {
-            broken += 1;
-        }
-    }
+    let runs: u64 = env_number("CHORD_VNODE_RUNS", 200);
+    let broken = (0..runs)
+        .filter(|seed| crash_seven_of_twelve_vnode_hosts(10_000 + seed).1.is_err())
+        .count();
     println!("vnode host crashes: {broken} of {runs} runs left a list with no live entry");
     assert_eq!(broken, 0);
 }
