@@ -46,17 +46,38 @@ impl std::fmt::Display for Violation {
 }
 
 impl Sim {
-    /// The first entry of `list` that is a live member, or a node still leaving whose
-    /// notices are in flight (Zave's leave is one atomic step; ours takes a message, and
-    /// until it arrives the leaver's list, which it sends along, stands in for it).
-    fn best_successor(&self, list: &[Peer]) -> Option<usize> {
-        list.iter().find_map(|p| {
-            self.members.get(&p.id).copied().or_else(|| {
-                let &i = self.by_id.get(&p.id)?;
+    /// The best successor of `me` with successor list `list`: its first entry that is a
+    /// live member, where an entry that is still leaving (notices in flight, or lingering)
+    /// stands for its own list. Zave's leave is one atomic step that hands the leaver's
+    /// list over; ours takes messages, and until they arrive the leaver's list, which it
+    /// sends along (and answers with), stands in for it. So the best successor is the
+    /// nearest live member among `list` and the lists of its leaving entries, followed
+    /// transitively.
+    fn best_successor(&self, me: Id, list: &[Peer]) -> Option<usize> {
+        let mut best: Option<(Id, usize)> = None;
+        let mut seen: Vec<usize> = Vec::new();
+        let mut todo: Vec<&[Peer]> = vec![list];
+        while let Some(l) = todo.pop() {
+            for p in l {
+                let Some(&i) = self.by_id.get(&p.id) else {
+                    continue;
+                };
+                if self.members.contains_key(&p.id) {
+                    let d = me.distance_to(p.id);
+                    if p.id != me && best.is_none_or(|(b, _)| d < b) {
+                        best = Some((d, i));
+                    }
+                    // Entries after a live member are farther in this list.
+                    break;
+                }
                 let n = &self.nodes[i];
-                (n.node.is_leaving() && self.hosts[n.host].alive).then_some(i)
-            })
-        })
+                if n.node.is_leaving() && self.hosts[n.host].alive && !seen.contains(&i) {
+                    seen.push(i);
+                    todo.push(n.node.successors());
+                }
+            }
+        }
+        best.map(|(_, i)| i)
     }
 
     /// Check Zave's invariants now. `Ok` or every violation found.
@@ -83,27 +104,10 @@ impl Sim {
             best[i] = if list.is_empty() {
                 Some(i)
             } else {
-                self.best_successor(list)
+                self.best_successor(me, list)
             };
             if best[i].is_none() {
                 v.push(Violation::NoLiveSuccessor(me));
-            }
-        }
-        // Leaving nodes that some list still reaches pass on to their own best successor.
-        let mut frontier: Vec<usize> = best.iter().flatten().copied().collect();
-        while let Some(i) = frontier.pop() {
-            if best[i].is_some() || self.members.contains_key(&self.nodes[i].node.me().id) {
-                continue;
-            }
-            let list = self.nodes[i].node.successors();
-            best[i] = if list.is_empty() {
-                None
-            } else {
-                self.best_successor(list)
-            };
-            match best[i] {
-                Some(next) => frontier.push(next),
-                None => v.push(Violation::NoLiveSuccessor(self.nodes[i].node.me().id)),
             }
         }
         if v.is_empty() && !self.members.is_empty() {

@@ -465,7 +465,7 @@ fn hunt_sweep() {
     println!(
         "hunt: seeds with violations {with_violations}, ring not healed within 60 s {not_healed}, healed but fingers not exact within 60 s {fingers_late}"
     );
-    for r in bad.iter().take(5) {
+    for r in bad.iter().take(env_number("CHORD_HUNT_SHOW", 5)) {
         println!(
             "unclean seed {}: initial {} vnodes {} r {}{} loss {:.3} latency {:?} j/l/c {}/{}/{} healed {:?} settled {:?} {:?} violations {} first {:?} quiet wrong {} failed {}",
             r.seed, r.initial, r.vnodes, r.successors, if r.adaptive { " (adaptive)" } else { "" },
