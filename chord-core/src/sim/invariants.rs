@@ -63,8 +63,14 @@ impl Sim {
                     continue;
                 };
                 if self.members.contains_key(&p.id) {
-                    let d = me.distance_to(p.id);
-                    if p.id != me && best.is_none_or(|(b, _)| d < b) {
+                    // Reaching ourselves through a leaver's list means the ring is
+                    // ourselves: the farthest possible successor.
+                    let d = if p.id == me {
+                        Id([0xff; crate::ID_BYTES])
+                    } else {
+                        me.distance_to(p.id)
+                    };
+                    if best.is_none_or(|(b, _)| d < b) {
                         best = Some((d, i));
                     }
                     // Entries after a live member are farther in this list.
