@@ -168,6 +168,8 @@ pub struct Sim {
     violation_count: u64,
     /// Every node's routing state when the first violation was found.
     first_violation_dump: Option<String>,
+    /// Checks that found an unordered appendage (measured, not a violation).
+    appendage_disorder: u64,
 }
 
 impl Sim {
@@ -194,6 +196,7 @@ impl Sim {
             violations: Vec::new(),
             violation_count: 0,
             first_violation_dump: None,
+            appendage_disorder: 0,
         }
     }
 
@@ -201,6 +204,12 @@ impl Sim {
     /// their time; the count is of all).
     pub fn invariant_report(&self) -> (u64, u64, &[(Time, Violation)]) {
         (self.checks, self.violation_count, &self.violations)
+    }
+
+    /// Invariant checks that found an unordered appendage (Zave's OrderedAppendages,
+    /// measured rather than enforced: see [`Sim::unordered_appendages`]).
+    pub fn appendage_disorder_checks(&self) -> u64 {
+        self.appendage_disorder
     }
 
     /// Every node's routing state at the first violation found, for debugging.
@@ -563,6 +572,9 @@ impl Sim {
                 let t = self.next_check;
                 self.run_events_until(t);
                 self.checks += 1;
+                if !self.unordered_appendages().is_empty() {
+                    self.appendage_disorder += 1;
+                }
                 if let Err(vs) = self.check_invariants() {
                     if self.first_violation_dump.is_none() {
                         self.first_violation_dump = Some(self.dump());

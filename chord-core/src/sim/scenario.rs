@@ -39,6 +39,8 @@ pub struct MixReport {
     pub violations: Vec<(Time, Violation)>,
     /// Stabilization rounds to the ideal ring after the faults stopped, or `None`.
     pub settled_after: Option<u32>,
+    /// Invariant checks that found an unordered appendage (measured, not a violation).
+    pub appendage_disorder_checks: u64,
 }
 
 impl MixReport {
@@ -112,6 +114,7 @@ pub fn random_mix(seed: u64) -> MixReport {
         checks,
         violations: violations.to_vec(),
         settled_after,
+        appendage_disorder_checks: sim.appendage_disorder_checks(),
     }
 }
 
