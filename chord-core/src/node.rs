@@ -67,8 +67,10 @@ pub struct Config {
     pub fix_fingers_interval: Duration,
     /// How long to wait for an answer before resending or, with no resends left, taking
     /// the peer as failed, at least (default 1 s). This is the timeout for a peer never
-    /// measured; for the others it is the RTT estimate (`srtt + 4·rttvar`, Jacobson/Karels)
-    /// when that is longer, up to `max_request_timeout`. Each resend waits twice as long.
+    /// measured while no peer is; for the others it is the RTT estimate (`srtt + 4·rttvar`,
+    /// Jacobson/Karels) when that is longer, up to `max_request_timeout`, and a peer never
+    /// measured gets a smoothed average of the measured ones' timeouts. While no peer has
+    /// been measured, each resend waits twice as long.
     pub request_timeout: Duration,
     /// The most a request waits for an answer, however slow the peer has been (default
     /// 10 s).
@@ -524,7 +526,18 @@ impl Node {
                 } else {
                     self.rtt.backed_off(p.to.id, p.wait, now);
                 }
-                if let Response::Departed { successors } = &body {
+                let lookup_kind_mismatch = matches!(p.purpose, Purpose::Lookup(_))
+                    && !matches!(
+                        (&p.body, &body),
+                        (Request::FindStep { .. }, Response::Step { .. })
+                            | (Request::GetNeighbors, Response::Neighbors { .. })
+                            | (_, Response::Departed { .. } | Response::NotMember)
+                    );
+                if lookup_kind_mismatch {
+                    // A step answered with neighbours, or a confirmation with a step: as
+                    // good as no answer (else the lookup would wait for it for ever).
+                    self.on_request_failed(p.to, p.purpose, now);
+                } else if let Response::Departed { successors } = &body {
                     // It is leaving: as good as its notice, then on to the next.
                     self.on_leaving(from, None, successors, now);
                     self.on_request_failed(p.to, p.purpose, now);
@@ -1179,11 +1192,15 @@ impl Node {
     }
 
     fn drive_lookup(&mut self, id: LookupId, now: Time) {
-        let recheck = self.recheck_delay();
         loop {
             let Some(l) = self.lookups.get_mut(&id) else {
                 return;
             };
+            if l.again_at.is_some() {
+                // Parked until it starts afresh: late answers of its first attempt change
+                // nothing (its outcome, Unsure, is already known).
+                return;
+            }
             match l.lookup.poll() {
                 LookupAction::Wait => return,
                 // Asked to contact ourselves while not a member (joining, e.g. after a
@@ -1220,17 +1237,23 @@ impl Node {
                     self.finish_lookup(id, Ok(out), now);
                     return;
                 }
-                LookupAction::Failed(LookupError::Unsure)
-                    if !l.retried && now + recheck < l.deadline =>
-                {
+                LookupAction::Failed(LookupError::Unsure) if !l.retried => {
                     // The owner does not count the key as its own yet and its predecessor
                     // is silent: a crash the owner has not noticed, or lost messages. Tell
                     // the owner, which checks its predecessor itself (and drops it if it
                     // is dead), and ask again once that check is over, rather than fail or
                     // name a doubtful owner.
-                    l.retried = true;
-                    l.again_at = Some(now + recheck);
+                    let deadline = l.deadline;
                     let doubtful = l.lookup.doubtful_owner();
+                    let recheck = self.recheck_delay(doubtful);
+                    if now + recheck >= deadline {
+                        self.finish_lookup(id, Err(LookupError::Unsure), now);
+                        return;
+                    }
+                    if let Some(l) = self.lookups.get_mut(&id) {
+                        l.retried = true;
+                        l.again_at = Some(now + recheck);
+                    }
                     if let Some(owner) = doubtful {
                         if owner.id != self.me.id {
                             self.send_request(owner, Request::CheckPredecessor, Purpose::Hint, now);
@@ -1266,14 +1289,19 @@ impl Node {
     }
 
     /// How long an owner needs to check its predecessor: every try of a ping times out,
-    /// plus one timeout for the messages to and from it.
-    fn recheck_delay(&self) -> Duration {
-        self.cfg.request_timeout * (self.cfg.request_retries + 2)
+    /// plus one timeout for the messages to and from it. Its timeouts are not ours to
+    /// know; ours towards it stand in for them.
+    fn recheck_delay(&self, owner: Option<Peer>) -> Duration {
+        let t = owner.map_or(self.cfg.request_timeout, |o| self.timeout_for(o.id));
+        t * (self.cfg.request_retries + 2)
     }
 
     /// Start a parked lookup afresh, keeping its id and deadline: from our own tables, or
     /// through the peer it started from (a join's bootstrap, a merge probe's peer).
     fn restart_lookup(&mut self, id: LookupId, now: Time) {
+        // Requests of the first attempt still in flight must not speak for the second.
+        self.pending
+            .retain(|_, p| !matches!(p.purpose, Purpose::Lookup(x) if x == id));
         let Some(l) = self.lookups.get_mut(&id) else {
             return;
         };
@@ -1531,7 +1559,10 @@ impl Node {
             Purpose::Rectify => {}
             Purpose::CheckPredecessor { candidate } => {
                 self.checking_predecessor = false;
-                if self.predecessor.map(|p| p.id) == Some(to.id) {
+                // The predecessor may be gone already (its Departed answer to this very
+                // ping cleared it): the candidate that rectified us is still the one.
+                let ours = self.predecessor.map(|p| p.id);
+                if ours == Some(to.id) || (ours.is_none() && candidate.is_some()) {
                     self.set_predecessor(candidate);
                 }
             }

@@ -474,3 +474,39 @@ fn silent_remembered_peers_are_forgotten_but_seeds_stay() {
     let left: Vec<Peer> = node.remembered.iter().map(|q| q.peer).collect();
     assert_eq!(left, vec![p]);
 }
+
+/// A hop that answers a lookup step with the wrong kind of answer (neighbours instead of a
+/// step) used to leave the lookup waiting for it until the lookup's deadline (10 s); it
+/// counts as a failed hop now, and the lookup ends within a couple of seconds.
+#[test]
+fn a_wrong_kind_of_answer_to_a_lookup_step_counts_as_a_failure() {
+    let (a, b, c) = (at(10), at(20), at(40));
+    let (mut node, mut now) = alone_then_rectified_by(a, Config::default(), b);
+    let ring = move |to: &Peer, body: &Request| -> Option<Response> {
+        match body {
+            // c is hostile: every request gets neighbours, whatever was asked.
+            _ if *to == c => Some(Response::Neighbors {
+                predecessor: Some(b),
+                successors: vec![at(60)],
+            }),
+            Request::GetNeighbors => Some(Response::Neighbors {
+                predecessor: Some(a),
+                successors: vec![c, a],
+            }),
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    drive(&mut node, &mut now, 3, ring);
+    while node.poll_event().is_some() {}
+    // A key past c: c is the closest preceding node we know, and is asked a step.
+    let mut k = [0u8; 20];
+    k[0] = 50;
+    let id = node.lookup(Id(k), now);
+    drive(&mut node, &mut now, 3, ring);
+    let done = std::iter::from_fn(|| node.poll_event()).find_map(|e| match e {
+        Event::LookupDone { id: done, result } if done == id => Some(result),
+        _ => None,
+    });
+    assert!(done.is_some(), "the lookup was still waiting after 3 s");
+}
