@@ -368,8 +368,8 @@ impl Sim {
 
     /// [`Sim::add_joining_host`] for a host in partition group `group` (see
     /// [`Sim::partition`]); it joins through random members until one on its side
-    /// answers. `seed`, if given, is a host every ring position of the new host keeps
-    /// probing ([`Node::add_seed`]), as a node started with a bootstrap address would.
+    /// answers (each peer it joins through becomes one of its seeds, see
+    /// [`Node::add_seed`]; [`Sim::add_seed`] adds others).
     pub fn add_joining_host_in(&mut self, group: u8) -> HostId {
         let h = self.add_host();
         self.hosts[h].group = group;
