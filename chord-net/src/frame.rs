@@ -136,12 +136,30 @@ where
         let mut header = [first[0], 0, 0, 0];
         r.read_exact(&mut header[1..]).await?;
         let len = check_header(header, max)?;
-        buf.clear();
-        buf.resize(len, 0);
-        r.read_exact(&mut buf).await?;
+        read_growing(r, len, &mut buf).await?;
         Ok(buf)
     })
     .await
+}
+
+/// The first step of a body read: a length prefix alone commits no more than this.
+const FIRST_STEP: usize = 64 << 10;
+
+/// Read exactly `len` bytes into `buf` (cleared first), growing it as bytes arrive: each
+/// step at most doubles what has arrived, so a peer that announces 8 MiB and sends 4 bytes
+/// costs 64 KiB, not 8 MiB. A recycled buffer with the capacity already allocates nothing.
+async fn read_growing<R>(r: &mut R, len: usize, buf: &mut Vec<u8>) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+{
+    buf.clear();
+    while buf.len() < len {
+        let start = buf.len();
+        let step = (len - start).min(start.max(FIRST_STEP));
+        buf.resize(start + step, 0);
+        r.read_exact(&mut buf[start..]).await?;
+    }
+    Ok(())
 }
 
 /// Write one frame within `deadline`.
@@ -194,6 +212,58 @@ mod tests {
             check_header([0xff; 4], DEFAULT_MAX_FRAME),
             Err(FrameError::TooLarge { .. })
         ));
+    }
+
+    /// Finding 2 of issue 13: a length prefix of 8 MiB made the reader allocate and zero
+    /// 8 MiB before a byte of the body arrived. The reader below records the largest slice
+    /// it is asked to fill: a body that never comes must not be asked for whole.
+    #[test]
+    fn a_length_prefix_alone_allocates_nothing_big() {
+        struct Stingy {
+            data: Vec<u8>,
+            at: usize,
+            largest_ask: usize,
+        }
+        impl AsyncRead for Stingy {
+            fn poll_read(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                buf: &mut [u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.largest_ask = self.largest_ask.max(buf.len());
+                let n = buf.len().min(self.data.len() - self.at).min(16);
+                let at = self.at;
+                buf[..n].copy_from_slice(&self.data[at..at + n]);
+                self.at += n;
+                std::task::Poll::Ready(Ok(n))
+            }
+        }
+        futures_lite::future::block_on(async {
+            let mut data = (DEFAULT_MAX_FRAME).to_be_bytes().to_vec();
+            data.extend_from_slice(b"only a few bytes");
+            let mut r = Stingy {
+                data,
+                at: 0,
+                largest_ask: 0,
+            };
+            let t = Duration::from_secs(1);
+            let e = read_body(&mut r, DEFAULT_MAX_FRAME, t, t).await;
+            assert!(matches!(e, Err(FrameError::Io(_))), "{e:?}");
+            assert!(
+                r.largest_ask <= FIRST_STEP,
+                "asked to fill {} bytes at once",
+                r.largest_ask
+            );
+            // A whole large body still arrives intact, in growing steps.
+            let body: Vec<u8> = (0..(3 << 20)).map(|i| (i % 251) as u8).collect();
+            let mut data = (body.len() as u32).to_be_bytes().to_vec();
+            data.extend_from_slice(&body);
+            let mut r = futures_lite::io::Cursor::new(data);
+            let got = read_body(&mut r, DEFAULT_MAX_FRAME, t, t)
+                .await
+                .expect("read");
+            assert_eq!(got, body);
+        });
     }
 
     #[test]
