@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use chord_core::Id;
 
-use crate::manifest::{hash, hex, ItemKey, Manifest};
+use crate::manifest::{hash, hex, ItemKey, Manifest, MAX_CHUNK};
 
 /// A boxed future, as the trait methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -54,7 +54,9 @@ pub trait Store: Send + Sync + 'static {
 /// Do these bytes really belong under this key?
 pub fn verify(key: &ItemKey, data: &[u8]) -> bool {
     match key {
-        ItemKey::Chunk(h) => hash(data) == *h,
+        // No chunk above the protocol's chunk size, whatever the frame limit allows: a
+        // stored chunk is later read whole into memory to answer a Fetch.
+        ItemKey::Chunk(h) => data.len() <= MAX_CHUNK as usize && hash(data) == *h,
         ItemKey::Manifest(id) => crate::decode::<Manifest>(data)
             .is_ok_and(|m| m.validate().is_ok() && Id::for_key(&m.name) == *id),
     }
@@ -369,6 +371,16 @@ mod tests {
             assert_eq!(store.get(ka).await.expect("get"), None);
             assert_eq!(store.used(), 0);
         });
+    }
+
+    /// Issue 13, finding 1: a chunk of ~8 MiB (the frame limit) was accepted; every Fetch
+    /// of it then costs 8 MiB of answer queue.
+    #[test]
+    fn no_chunk_above_the_chunk_size() {
+        let big = vec![7u8; MAX_CHUNK as usize + 1];
+        assert!(!verify(&ItemKey::Chunk(hash(&big)), &big));
+        let fits = vec![7u8; MAX_CHUNK as usize];
+        assert!(verify(&ItemKey::Chunk(hash(&fits)), &fits));
     }
 
     #[test]
