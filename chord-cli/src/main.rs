@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod control;
 mod demo;
 mod files;
 mod menu;

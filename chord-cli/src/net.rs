@@ -171,6 +171,8 @@ pub struct NodeSetup {
     store: Arc<dyn Store>,
     cfg: FilesConfig,
     key: Option<NetworkKey>,
+    /// Obeyed from `chord leave` on this host (see [`crate::control`]).
+    pub control: chord_net::ControlToken,
 }
 
 impl NodeSetup {
@@ -180,6 +182,7 @@ impl NodeSetup {
             .listen(self.listen)
             .successors(self.successors)
             .vnodes(self.vnodes)
+            .control_token(self.control.clone())
             .defer_client_leave(true);
         if let Some(j) = join {
             b = b.join(j);
@@ -234,6 +237,8 @@ pub fn node(a: &NodeArgs) -> Result<()> {
             ..FilesConfig::default()
         },
         key: load_key(a.network_key.as_deref())?,
+        control: chord_net::ControlToken::generate()
+            .ok_or("cannot get random bytes from the operating system")?,
     };
     // The handler before the "listening" line: a supervisor may signal as soon as it
     // reads it, and the node must then leave gracefully, not die.
@@ -243,6 +248,8 @@ pub fn node(a: &NodeArgs) -> Result<()> {
     })?;
     let files = setup.start(a.join)?;
     let node = files.node().clone();
+    // Removed when this function returns (the node has stopped).
+    let _token = crate::control::write_token(node.addr(), &setup.control)?;
     println!("listening on {} id {}", node.addr(), node.id());
     if !a.headless && std::io::stdin().is_terminal() {
         return crate::menu::run(setup, files, rx);
@@ -359,7 +366,8 @@ pub fn status(at: &NodeAddr) -> Result<()> {
 }
 
 pub fn leave(at: &NodeAddr) -> Result<()> {
-    block_on(async { at.connect().await?.leave().await.map_err(Into::into) })
+    let token = crate::control::read_token(at.addr)?;
+    block_on(async { at.connect().await?.leave(&token).await.map_err(Into::into) })
         .map_err(|e: Box<dyn std::error::Error>| e)?;
     if at.json {
         println!("{}", json!({"left": at.addr.to_string()}));

@@ -7,8 +7,8 @@ use chord_core::{Id, Peer};
 
 use crate::conn::{open, Opened, Reader, Writer};
 use crate::frame::{decode, read_body_into, read_frame, write_frame, FrameError};
-use crate::wire::{ClientRequest, ClientResponse, Frame, Hello, Status};
-use crate::{Error, Limits, NetworkKey};
+use crate::wire::{ClientRequest, ClientResponse, ControlCommand, Frame, Hello, Status};
+use crate::{ControlToken, Error, Limits, NetworkKey};
 
 /// A connection to one node, as a client.
 ///
@@ -48,7 +48,23 @@ impl Client {
     }
 
     /// Connect to a ring that uses a network key (or to one that does not, with `None`).
+    /// A node that refuses because it has too many connections is tried again, with
+    /// jittered exponential backoff, for up to [`Limits::busy_deadline`].
     pub async fn connect_with_key(
+        addr: SocketAddr,
+        limits: Limits,
+        key: Option<&NetworkKey>,
+    ) -> Result<Client, Error> {
+        let mut backoff = Backoff::new(limits.busy_deadline);
+        loop {
+            match Client::connect_once(addr, limits.clone(), key).await {
+                Err(Error::Refused(_, crate::wire::Refusal::Busy)) if backoff.wait().await => {}
+                other => return other,
+            }
+        }
+    }
+
+    async fn connect_once(
         addr: SocketAddr,
         limits: Limits,
         key: Option<&NetworkKey>,
@@ -170,19 +186,51 @@ impl Client {
 
     /// [`Client::call`], reading the answer into `buf` (its allocation is reused: pass back
     /// the buffers of earlier answers to keep a transfer from allocating fresh memory).
+    /// A `Busy` answer is retried with jittered exponential backoff for up to
+    /// [`Limits::busy_deadline`].
     pub async fn call_into(
         &mut self,
         service: u16,
         body: Vec<u8>,
-        mut buf: Vec<u8>,
+        buf: Vec<u8>,
     ) -> Result<Vec<u8>, Error> {
+        let mut backoff = Backoff::new(self.limits.busy_deadline);
+        let mut request = Frame::ServiceRequest {
+            id: 0,
+            service,
+            body,
+        };
+        let mut buf = buf;
+        loop {
+            match self.call_once(&mut request, std::mem::take(&mut buf)).await {
+                Err((Error::Service(_, crate::wire::ServiceError::Busy), b))
+                    if backoff.wait().await =>
+                {
+                    buf = b;
+                }
+                Err((e, _)) => return Err(e),
+                Ok(answer) => return Ok(answer),
+            }
+        }
+    }
+
+    /// One try of a service call: `request`'s id is set here. On failure the buffer comes
+    /// back for the next try.
+    async fn call_once(
+        &mut self,
+        request: &mut Frame,
+        buf: Vec<u8>,
+    ) -> Result<Vec<u8>, (Error, Vec<u8>)> {
         let id = self.next_id;
         self.next_id += 1;
         let addr = self.addr;
-        let request = Frame::ServiceRequest { id, service, body };
-        write_frame(&mut self.w, &request, self.limits.frame_timeout)
-            .await
-            .map_err(|e| Error::Frame(addr, e))?;
+        if let Frame::ServiceRequest { id: rid, .. } = request {
+            *rid = id;
+        }
+        if let Err(e) = write_frame(&mut self.w, &*request, self.limits.frame_timeout).await {
+            return Err((Error::Frame(addr, e), buf));
+        }
+        let mut buf = buf;
         loop {
             buf = read_body_into(
                 &mut self.r,
@@ -192,7 +240,7 @@ impl Client {
                 self.limits.frame_timeout,
             )
             .await
-            .map_err(|e| Error::Frame(addr, e))?;
+            .map_err(|e| (Error::Frame(addr, e), Vec::new()))?;
             // The usual answer: keep its payload in the buffer just read (no copy).
             if let Some((rid, at)) = crate::wire::service_answer_at(&buf) {
                 if rid == id {
@@ -201,24 +249,59 @@ impl Client {
                 }
                 continue; // a late answer to an earlier request
             }
-            match decode::<Frame>(&buf).map_err(|e| Error::Frame(addr, e))? {
-                Frame::ServiceResponse { id: rid, body } if rid == id => {
-                    return body.map_err(|e| Error::Service(addr, e));
+            match decode::<Frame>(&buf) {
+                Ok(Frame::ServiceResponse { id: rid, body }) if rid == id => {
+                    return body.map_err(|e| (Error::Service(addr, e), buf));
                 }
-                Frame::ServiceResponse { .. } | Frame::ClientResponse { .. } => {}
-                _ => return Err(Error::Unexpected(addr)),
+                Ok(Frame::ServiceResponse { .. } | Frame::ClientResponse { .. }) => {}
+                Ok(_) => return Err((Error::Unexpected(addr), buf)),
+                Err(e) => return Err((Error::Frame(addr, e), buf)),
             }
         }
     }
 
-    /// Ask the node to leave the ring gracefully and stop.
-    pub async fn leave(&mut self) -> Result<(), Error> {
-        match self
-            .request(ClientRequest::Leave, self.limits.frame_timeout)
-            .await?
-        {
+    /// Ask the node to leave the ring gracefully and stop, as its operator: `token` is the
+    /// node's control token, and this must run on the node's host (see
+    /// [`crate::ControlToken`]); anything else is refused with
+    /// [`crate::wire::RemoteError::NotAllowed`].
+    pub async fn leave(&mut self, token: &ControlToken) -> Result<(), Error> {
+        let req = ClientRequest::Control {
+            token: token.clone(),
+            command: ControlCommand::Leave,
+        };
+        match self.request(req, self.limits.frame_timeout).await? {
             ClientResponse::Leaving => Ok(()),
             _ => Err(Error::Unexpected(self.addr)),
         }
+    }
+}
+
+/// Jittered exponential backoff within a deadline: 50 ms doubling up to 2 s, each wait
+/// drawn uniformly from [d/2, d] so that clients refused together do not return together.
+struct Backoff {
+    until: std::time::Instant,
+    next: std::time::Duration,
+    tries: u32,
+}
+
+impl Backoff {
+    fn new(deadline: std::time::Duration) -> Backoff {
+        Backoff {
+            until: std::time::Instant::now() + deadline,
+            next: std::time::Duration::from_millis(50),
+            tries: 0,
+        }
+    }
+
+    /// Wait before the next try; false (at once) if the deadline would pass.
+    async fn wait(&mut self) -> bool {
+        let d = self.next.mul_f64(0.5 + fastrand::f64() / 2.0);
+        if std::time::Instant::now() + d > self.until {
+            return false;
+        }
+        self.tries += 1;
+        self.next = (self.next * 2).min(std::time::Duration::from_secs(2));
+        async_io::Timer::after(d).await;
+        true
     }
 }

@@ -10,8 +10,10 @@ use async_net::TcpStream;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
 
+use crate::budget::{Budget, Lease};
 use crate::frame::{
-    decode, encode, read_body, read_frame, with_deadline, write_bytes, write_frame, FrameError,
+    decode, encode, read_body, read_body_leased, with_deadline, write_bytes, write_frame,
+    FrameError,
 };
 use crate::noise::{self, NetworkKey, NoiseError, NoiseReader, NoiseWriter};
 use crate::wire::{Frame, Hello, HelloReply, Refusal, Role, MAGIC, VERSION};
@@ -23,24 +25,124 @@ pub(crate) enum Input {
     Peer {
         from: SocketAddr,
         frame: Frame,
-        reply: Sender<Vec<u8>>,
+        reply: Reply,
     },
-    /// A frame from a client; answers go to `reply`.
+    /// A frame from a client; answers go to `reply`. `from_host`: the client connects from
+    /// the node's own host (see [`crate::control`]).
     Client {
         frame: Frame,
-        reply: Sender<Vec<u8>>,
+        reply: Reply,
+        from_host: bool,
     },
     /// A peer connection opened by the other side: frames for `addr` may go to `tx`.
-    Inbound {
-        addr: SocketAddr,
-        tx: Sender<Vec<u8>>,
-    },
+    Inbound { addr: SocketAddr, tx: Outbox },
     /// The node at `addr` refused our connection.
     Refused { addr: SocketAddr, why: Refusal },
     /// The connection to `addr` (ours) is gone.
     Closed { addr: SocketAddr },
     /// A command from the handle.
     Command(crate::node::Command),
+}
+
+/// A frame waiting to be written, with its shares of the connection's and the node's
+/// byte budgets (given back once it is written or dropped).
+pub(crate) struct Queued {
+    bytes: Vec<u8>,
+    _conn: Lease,
+    _node: Lease,
+}
+
+/// The sending side of a connection: two queues, ring maintenance first, each bounded in
+/// frames, and together in bytes (per connection, and against the node's budget).
+#[derive(Clone)]
+pub(crate) struct Outbox {
+    urgent: Sender<Queued>,
+    bulk: Sender<Queued>,
+    conn: Budget,
+    node: Budget,
+}
+
+/// The writer's end of an [`Outbox`].
+pub(crate) struct OutboxRx {
+    urgent: Receiver<Queued>,
+    bulk: Receiver<Queued>,
+}
+
+impl Outbox {
+    pub(crate) fn new(limits: &Limits, node: &Budget) -> (Outbox, OutboxRx) {
+        let (utx, urx) = async_channel::bounded(limits.max_in_flight);
+        let (btx, brx) = async_channel::bounded(limits.max_in_flight);
+        let out = Outbox {
+            urgent: utx,
+            bulk: btx,
+            conn: Budget::new(limits.max_queued_bytes),
+            node: node.clone(),
+        };
+        (
+            out,
+            OutboxRx {
+                urgent: urx,
+                bulk: brx,
+            },
+        )
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.urgent.is_closed()
+    }
+
+    fn close(&self) {
+        self.urgent.close();
+        self.bulk.close();
+    }
+
+    /// Queue a frame of our own: ring maintenance (`urgent`) goes first and is only
+    /// bounded in frames; anything else is also refused when the connection's bytes are
+    /// spent (its peer is not reading). False if dropped.
+    pub(crate) fn push(&self, bytes: Vec<u8>, urgent: bool) -> bool {
+        let conn = if urgent {
+            self.conn.force(bytes.len())
+        } else {
+            match self.conn.try_take(bytes.len()) {
+                Some(l) => l,
+                None => return false,
+            }
+        };
+        let q = Queued {
+            _node: self.node.force(bytes.len()),
+            _conn: conn,
+            bytes,
+        };
+        let tx = if urgent { &self.urgent } else { &self.bulk };
+        tx.try_send(q).is_ok()
+    }
+
+    /// Queue the answer to a request that was admitted: kept whatever its size (admission
+    /// bounded how many there can be). False if the connection is gone.
+    fn answer(&self, bytes: Vec<u8>) -> bool {
+        let q = Queued {
+            _node: self.node.force(bytes.len()),
+            _conn: self.conn.force(bytes.len()),
+            bytes,
+        };
+        self.bulk.try_send(q).is_ok()
+    }
+}
+
+/// The way back to whoever sent a request: its connection, and what the request holds
+/// while it is served (its place among the connection's requests in flight, and its
+/// bytes of the node's budget), given back when the answer is queued or the request is
+/// dropped unanswered.
+pub(crate) struct Reply {
+    out: Outbox,
+    _held: [Lease; 3],
+}
+
+impl Reply {
+    /// Queue the answer.
+    pub(crate) fn send(self, bytes: Vec<u8>) {
+        let _ = self.out.answer(bytes);
+    }
 }
 
 /// Counts open inbound connections, in all and per remote IP address, to refuse new ones
@@ -163,16 +265,31 @@ pub(crate) async fn open(
     .await
 }
 
+/// What every accepted connection of a node shares.
+#[derive(Clone)]
+pub(crate) struct Listening {
+    /// The node's listening address.
+    pub(crate) me: SocketAddr,
+    /// Its ring positions.
+    pub(crate) vnodes: u16,
+    pub(crate) limits: Limits,
+    pub(crate) key: Option<NetworkKey>,
+    pub(crate) count: ConnCount,
+    pub(crate) budgets: Budgets,
+    pub(crate) driver: Sender<Input>,
+}
+
 /// Serve one accepted connection until it closes.
-pub(crate) async fn serve_inbound(
-    stream: TcpStream,
-    me: SocketAddr,
-    vnodes: u16,
-    limits: Limits,
-    key: Option<NetworkKey>,
-    count: ConnCount,
-    driver: Sender<Input>,
-) {
+pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
+    let Listening {
+        me,
+        vnodes,
+        limits,
+        key,
+        count,
+        budgets,
+        driver,
+    } = l;
     let remote = stream.peer_addr().ok();
     let guard = count.try_acquire(remote.map(|a| a.ip()), &limits);
     let mut r = stream.clone();
@@ -263,7 +380,7 @@ pub(crate) async fn serve_inbound(
             )
         }
     };
-    let (tx, rx) = async_channel::bounded::<Vec<u8>>(limits.max_in_flight);
+    let (tx, rx) = Outbox::new(&limits, &budgets.memory);
     let writer = write_loop(w, rx, limits.frame_timeout);
     let reader = async {
         match (hello.role, hello.listen) {
@@ -277,10 +394,13 @@ pub(crate) async fn serve_inbound(
                 read_loop(
                     &mut r,
                     &limits,
-                    |frame| Input::Peer {
+                    &tx,
+                    &budgets,
+                    None,
+                    |frame, reply| Input::Peer {
                         from: addr,
                         frame,
-                        reply: tx.clone(),
+                        reply,
                     },
                     &driver,
                 )
@@ -290,9 +410,13 @@ pub(crate) async fn serve_inbound(
                 read_loop(
                     &mut r,
                     &limits,
-                    |frame| Input::Client {
+                    &tx,
+                    &budgets,
+                    Some(&budgets.services),
+                    |frame, reply| Input::Client {
                         frame,
-                        reply: tx.clone(),
+                        reply,
+                        from_host: crate::control::from_host(remote, me),
                     },
                     &driver,
                 )
@@ -359,7 +483,8 @@ pub(crate) async fn serve_outbound(
     me: SocketAddr,
     limits: Limits,
     key: Option<NetworkKey>,
-    (tx, rx): (Sender<Vec<u8>>, Receiver<Vec<u8>>),
+    (tx, rx): (Outbox, OutboxRx),
+    budgets: Budgets,
     driver: Sender<Input>,
 ) {
     let result = async {
@@ -375,14 +500,17 @@ pub(crate) async fn serve_outbound(
         let reader = read_loop(
             &mut r,
             &limits,
-            |frame| Input::Peer {
+            &tx,
+            &budgets,
+            None,
+            |frame, reply| Input::Peer {
                 from: addr,
                 frame,
-                reply: tx.clone(),
+                reply,
             },
             &driver,
         );
-        let writer = write_loop(w, rx.clone(), limits.frame_timeout);
+        let writer = write_loop(w, rx, limits.frame_timeout);
         // Either half ending ends the connection.
         futures_lite::future::or(reader, writer).await;
         Ok::<(), FrameError>(())
@@ -391,42 +519,141 @@ pub(crate) async fn serve_outbound(
     if let Err(e) = result {
         debug!(%addr, "connection failed: {e}");
     }
-    rx.close();
+    tx.close();
     let _ = driver.send(Input::Closed { addr }).await;
 }
 
+/// The node-wide budgets that connections share.
+#[derive(Clone)]
+pub(crate) struct Budgets {
+    /// Bytes of frames held (see [`Limits::memory_budget`]).
+    pub(crate) memory: Budget,
+    /// Service requests being served (see [`Limits::max_service_requests`]).
+    pub(crate) services: Budget,
+}
+
+/// Service requests from one client connection served at once; past it the client waits
+/// (transfers use one request per connection at a time).
+const SERVICE_REQUESTS_PER_CLIENT: usize = 4;
+/// Service requests from one peer served at once; past it the peer is answered `Busy`. A
+/// peer sends all its calls (repair, hand-over) on one connection, so it gets more.
+const SERVICE_REQUESTS_PER_PEER: usize = 16;
+
+/// Read frames and hand them to the driver, with backpressure: nothing more is read while
+/// the connection's answers are not being read by its peer (its bytes are spent) or,
+/// from a client, while it has its fill of requests in flight; a client's service request
+/// is handed on only when the node has memory and a service slot for it (`services` is
+/// `Some` for clients). A peer is never waited for on the node's account (its
+/// connection carries ring maintenance): its service requests past the limits are
+/// answered `Busy`, here or by the driver.
 async fn read_loop(
     r: &mut Reader,
     limits: &Limits,
-    wrap: impl Fn(Frame) -> Input,
+    out: &Outbox,
+    budgets: &Budgets,
+    services: Option<&Budget>,
+    wrap: impl Fn(Frame, Reply) -> Input,
     driver: &Sender<Input>,
 ) {
+    let requests = Budget::new(limits.max_requests_per_conn);
+    let client = services.is_some();
+    let services_here = Budget::new(if client {
+        SERVICE_REQUESTS_PER_CLIENT
+    } else {
+        SERVICE_REQUESTS_PER_PEER
+    });
     loop {
-        match read_frame::<_, Frame>(
+        loop {
+            if out.is_closed() {
+                return;
+            }
+            if out.conn.over() {
+                out.conn.room().await;
+            } else if client && requests.over() {
+                requests.room().await;
+            } else {
+                break;
+            }
+        }
+        let (frame, body) = match read_body_leased(
             r,
+            Vec::new(),
             limits.max_frame,
             limits.idle_timeout,
             limits.frame_timeout,
+            Some(&budgets.memory),
         )
         .await
+        .and_then(|(body, lease)| Ok((decode::<Frame>(&body)?, lease)))
         {
-            Ok(frame) => {
-                if driver.send(wrap(frame)).await.is_err() {
-                    return; // node stopped
-                }
-            }
+            Ok(x) => x,
             Err(e) => {
                 debug!("closing connection: {e}");
                 return;
             }
+        };
+        let held = match &frame {
+            Frame::ClientRequest { .. } if client => [requests.force(1), body, Lease::none()],
+            Frame::ServiceRequest { id, .. } => match services {
+                Some(slots) => {
+                    services_here.room().await;
+                    budgets.memory.room().await;
+                    slots.room().await;
+                    [requests.force(1), services_here.force(1), body]
+                }
+                None if services_here.over() => {
+                    let busy = Frame::ServiceResponse {
+                        id: *id,
+                        body: Err(crate::wire::ServiceError::Busy),
+                    };
+                    if let Ok(bytes) = encode(&busy) {
+                        out.answer(bytes);
+                    }
+                    continue;
+                }
+                None => [services_here.force(1), body, Lease::none()],
+            },
+            _ => [body, Lease::none(), Lease::none()],
+        };
+        let reply = Reply {
+            out: out.clone(),
+            _held: held,
+        };
+        if driver.send(wrap(frame, reply)).await.is_err() {
+            return; // node stopped
         }
     }
 }
 
-async fn write_loop(mut w: Writer, rx: Receiver<Vec<u8>>, deadline: Duration) {
-    while let Ok(bytes) = rx.recv().await {
-        if write_bytes(&mut w, &bytes, deadline).await.is_err() {
-            rx.close();
+/// Write queued frames, ring maintenance first. On a failed write (the peer does not
+/// read within the deadline, or is gone) everything queued is dropped and its budget
+/// given back at once.
+async fn write_loop(mut w: Writer, rx: OutboxRx, deadline: Duration) {
+    loop {
+        let next = match rx.urgent.try_recv() {
+            Ok(q) => Some(q),
+            Err(_) => match rx.bulk.try_recv() {
+                Ok(q) => Some(q),
+                Err(_) => {
+                    let either =
+                        futures_lite::future::or(async { rx.urgent.recv().await.ok() }, async {
+                            rx.bulk.recv().await.ok()
+                        })
+                        .await;
+                    // One queue closed: the other may still hold frames.
+                    either
+                        .or_else(|| rx.urgent.try_recv().ok())
+                        .or_else(|| rx.bulk.try_recv().ok())
+                }
+            },
+        };
+        let Some(q) = next else {
+            break;
+        };
+        if write_bytes(&mut w, &q.bytes, deadline).await.is_err() {
+            rx.urgent.close();
+            rx.bulk.close();
+            while rx.urgent.try_recv().is_ok() || rx.bulk.try_recv().is_ok() {}
             return;
         }
     }

@@ -11,6 +11,8 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::budget::{Budget, Lease};
+
 /// Default cap on a frame's body: 8 MiB (a 1 MiB file chunk fits with room to spare).
 pub const DEFAULT_MAX_FRAME: u32 = 8 << 20;
 
@@ -119,11 +121,27 @@ where
 /// memory when a buffer of that size is recycled).
 pub async fn read_body_into<R>(
     r: &mut R,
-    mut buf: Vec<u8>,
+    buf: Vec<u8>,
     max: u32,
     idle: Duration,
     deadline: Duration,
 ) -> Result<Vec<u8>, FrameError>
+where
+    R: AsyncRead + Unpin,
+{
+    Ok(read_body_leased(r, buf, max, idle, deadline, None).await?.0)
+}
+
+/// [`read_body_into`], and a body above [`FIRST_STEP`] first takes its length from
+/// `budget` (waiting for it, within the frame's deadline): the lease goes with the body.
+pub(crate) async fn read_body_leased<R>(
+    r: &mut R,
+    mut buf: Vec<u8>,
+    max: u32,
+    idle: Duration,
+    deadline: Duration,
+    budget: Option<&Budget>,
+) -> Result<(Vec<u8>, Lease), FrameError>
 where
     R: AsyncRead + Unpin,
 {
@@ -136,18 +154,23 @@ where
         let mut header = [first[0], 0, 0, 0];
         r.read_exact(&mut header[1..]).await?;
         let len = check_header(header, max)?;
+        let lease = match budget {
+            Some(b) if len > FIRST_STEP => b.take(len).await,
+            _ => Lease::none(),
+        };
         read_growing(r, len, &mut buf).await?;
-        Ok(buf)
+        Ok((buf, lease))
     })
     .await
 }
 
 /// The first step of a body read: a length prefix alone commits no more than this.
-const FIRST_STEP: usize = 64 << 10;
+/// Frames up to this size are not counted against the node's memory budget.
+pub(crate) const FIRST_STEP: usize = 16 << 10;
 
 /// Read exactly `len` bytes into `buf` (cleared first), growing it as bytes arrive: each
 /// step at most doubles what has arrived, so a peer that announces 8 MiB and sends 4 bytes
-/// costs 64 KiB, not 8 MiB. A recycled buffer with the capacity already allocates nothing.
+/// costs 16 KiB, not 8 MiB. A recycled buffer with the capacity already allocates nothing.
 async fn read_growing<R>(r: &mut R, len: usize, buf: &mut Vec<u8>) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,

@@ -29,8 +29,10 @@
 
 #![forbid(unsafe_code)]
 
+mod budget;
 pub mod client;
 mod conn;
+mod control;
 pub mod frame;
 pub mod node;
 pub mod noise;
@@ -40,6 +42,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use client::Client;
+pub use control::ControlToken;
 pub use node::{Node, NodeBuilder, Service};
 pub use noise::NetworkKey;
 
@@ -55,6 +58,21 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// Frames queued per connection before new ones are dropped (default 256).
     pub max_in_flight: usize,
+    /// Bytes of frames queued on one connection (default 8 MiB). Past it, the node stops
+    /// reading that connection's requests until its peer reads the answers (or the write
+    /// deadline closes it), and drops its own lookups and calls to that peer.
+    pub max_queued_bytes: usize,
+    /// Requests read from one connection and not yet answered (default 32); past it the
+    /// node reads no more from that connection until some are answered. This bounds the
+    /// lookups in flight per client.
+    pub max_requests_per_conn: usize,
+    /// Bytes of frames the node holds at once for everyone: queued answers, and frames
+    /// above 16 KiB being read or served (default 64 MiB). When it is spent, clients'
+    /// service requests wait and peers' are answered `Busy`; ring maintenance, lookups and
+    /// status go on. With [`Limits::max_service_requests`] answers of at most 4 MiB in
+    /// flight, a node holds at most about this + 4 MiB x `max_service_requests` +
+    /// 16 KiB per connection of frame memory, whatever its peers do.
+    pub memory_budget: usize,
     /// An idle connection is closed after this long (default 120 s).
     pub idle_timeout: Duration,
     /// A frame must arrive whole within this long once it has started (default 10 s).
@@ -63,10 +81,15 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Connecting to a peer may take this long (default 3 s).
     pub connect_timeout: Duration,
-    /// Service requests handled at once; more are answered `Busy` (default 64).
+    /// Service requests handled at once (default 32); a client's further requests wait
+    /// (its connection is not read meanwhile), a peer's are answered `Busy`.
     pub max_service_requests: usize,
     /// How long [`Node::call`] waits for an answer (default 30 s).
     pub call_timeout: Duration,
+    /// How long a [`Client`] keeps retrying, with jittered exponential backoff, when a
+    /// node answers that it is busy (too many connections, or service requests) before
+    /// giving up (default 30 s).
+    pub busy_deadline: Duration,
 }
 
 impl Default for Limits {
@@ -76,12 +99,16 @@ impl Default for Limits {
             max_connections: 1024,
             max_connections_per_ip: 256,
             max_in_flight: 256,
+            max_queued_bytes: 8 << 20,
+            max_requests_per_conn: 32,
+            memory_budget: 64 << 20,
             idle_timeout: Duration::from_secs(120),
             frame_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
-            max_service_requests: 64,
+            max_service_requests: 32,
             call_timeout: Duration::from_secs(30),
+            busy_deadline: Duration::from_secs(30),
         }
     }
 }

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,12 +17,15 @@ use async_net::TcpListener;
 use chord_core::{Config, Event, Id, LookupError, LookupId, LookupOutcome, Message, Peer, Time};
 use tracing::{debug, info, warn};
 
-use crate::conn::{serve_inbound, serve_outbound, ConnCount, Input};
+use crate::budget::Budget;
+use crate::conn::{
+    serve_inbound, serve_outbound, Budgets, ConnCount, Input, Listening, Outbox, Reply,
+};
 use crate::frame::encode;
 use crate::wire::{
     ClientRequest, ClientResponse, Finger, Frame, Refusal, RemoteError, ServiceError, Status,
 };
-use crate::{Error, Limits, NetworkKey};
+use crate::{ControlToken, Error, Limits, NetworkKey};
 
 /// An application service running on a node: it receives its own requests (from peers
 /// through [`Node::call`], or from clients through [`crate::Client::call`]) and answers
@@ -90,6 +92,7 @@ pub struct NodeBuilder {
     services: HashMap<u16, Arc<dyn Service>>,
     defer_client_leave: bool,
     key: Option<NetworkKey>,
+    control: Option<ControlToken>,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -117,6 +120,7 @@ impl Default for NodeBuilder {
             services: HashMap::new(),
             defer_client_leave: false,
             key: None,
+            control: None,
         }
     }
 }
@@ -159,9 +163,17 @@ impl NodeBuilder {
         self
     }
 
-    /// Let the application handle a client's request to leave: instead of leaving at once,
-    /// the node answers the client and resolves [`Node::leave_requested`], so that the
-    /// application can hand its data over and then call [`Node::leave`].
+    /// Obey control requests ([`crate::wire::ClientRequest::Control`], such as `chord
+    /// leave`) that carry this token and come from the node's own host. Without a token
+    /// (the default) no request on the ring port can change the node.
+    pub fn control_token(mut self, token: ControlToken) -> Self {
+        self.control = Some(token);
+        self
+    }
+
+    /// Let the application handle an operator's request to leave: instead of leaving at
+    /// once, the node answers the client and resolves [`Node::leave_requested`], so that
+    /// the application can hand its data over and then call [`Node::leave`].
     pub fn defer_client_leave(mut self, defer: bool) -> Self {
         self.defer_client_leave = defer;
         self
@@ -222,11 +234,21 @@ impl NodeBuilder {
         let key = self.key.clone();
         let vnodes = self.vnodes;
         let accept_tx = tx.clone();
+        let budgets = driver.budgets.clone();
         std::thread::Builder::new()
             .name(format!("chord-node-{addr}"))
             .spawn(move || {
                 let ex = async_executor::Executor::new();
-                let accept = accept_loop(&ex, listener, addr, vnodes, limits, key, accept_tx);
+                let shared = Listening {
+                    me: addr,
+                    vnodes,
+                    limits,
+                    key,
+                    count: ConnCount::default(),
+                    budgets,
+                    driver: accept_tx,
+                };
+                let accept = accept_loop(&ex, listener, shared);
                 futures_lite::future::block_on(
                     ex.run(futures_lite::future::or(driver.run(&ex), accept)),
                 );
@@ -247,30 +269,12 @@ impl NodeBuilder {
     }
 }
 
-async fn accept_loop(
-    ex: &async_executor::Executor<'_>,
-    listener: TcpListener,
-    me: SocketAddr,
-    vnodes: u16,
-    limits: Limits,
-    key: Option<NetworkKey>,
-    driver: Sender<Input>,
-) {
-    let count = ConnCount::default();
+async fn accept_loop(ex: &async_executor::Executor<'_>, listener: TcpListener, shared: Listening) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                ex.spawn(serve_inbound(
-                    stream,
-                    me,
-                    vnodes,
-                    limits.clone(),
-                    key.clone(),
-                    count.clone(),
-                    driver.clone(),
-                ))
-                .detach();
+                ex.spawn(serve_inbound(stream, shared.clone())).detach();
             }
             Err(e) => {
                 // Out of file descriptors, usually: back off rather than spin.
@@ -416,19 +420,22 @@ struct Driver {
     tx: Sender<Input>,
     rx: Receiver<Input>,
     ready: Option<Sender<Result<(), Error>>>,
-    pool: HashMap<SocketAddr, Sender<Vec<u8>>>,
+    pool: HashMap<SocketAddr, Outbox>,
     lookups: HashMap<(usize, LookupId), Pending>,
     subscribers: Vec<Sender<Event>>,
     leaving: Vec<Sender<()>>,
     stop: bool,
     handle: Node,
     services: HashMap<u16, Arc<dyn Service>>,
-    service_load: Arc<AtomicUsize>,
+    /// Node-wide budgets: memory held in frames, service requests being served.
+    budgets: Budgets,
     /// Service calls awaiting an answer: destination and who waits.
     calls: HashMap<u64, (SocketAddr, CallReply)>,
     next_call: u64,
     /// With deferred client leaves: where to signal a request.
     leave_requested: Option<Sender<()>>,
+    /// The operator's token, if control requests are obeyed at all.
+    control: Option<ControlToken>,
 }
 
 /// Where the answer of a service call goes.
@@ -437,7 +444,7 @@ type CallReply = Sender<Result<Vec<u8>, ServiceError>>;
 /// Who waits for a lookup.
 enum Pending {
     Handle(Sender<Result<LookupOutcome, LookupError>>),
-    Client { id: u64, reply: Sender<Vec<u8>> },
+    Client { id: u64, reply: Reply },
 }
 
 impl Driver {
@@ -470,10 +477,14 @@ impl Driver {
             stop: false,
             handle,
             services: b.services.clone(),
-            service_load: Arc::new(AtomicUsize::new(0)),
+            budgets: Budgets {
+                memory: Budget::new(b.limits.memory_budget),
+                services: Budget::new(b.limits.max_service_requests),
+            },
             calls: HashMap::new(),
             next_call: 1,
             leave_requested: None,
+            control: b.control.clone(),
         }
     }
 
@@ -537,7 +548,16 @@ impl Driver {
                     self.nodes[v].handle(sender, msg, now);
                 }
                 Frame::ServiceRequest { id, service, body } => {
-                    self.serve(Some(from), id, service, body, Answer::Wire(reply), ex)
+                    // A peer's request is not waited for: Busy if the node is full.
+                    self.serve(
+                        Some(from),
+                        id,
+                        service,
+                        body,
+                        Answer::Wire(reply),
+                        false,
+                        ex,
+                    )
                 }
                 Frame::ServiceResponse { id, body } => {
                     if let Some((to, r)) = self.calls.remove(&id) {
@@ -548,11 +568,16 @@ impl Driver {
                 }
                 other => debug!(%from, "unexpected frame from a peer: {other:?}"),
             },
-            Input::Client { frame, reply } => match frame {
+            Input::Client {
+                frame,
+                reply,
+                from_host,
+            } => match frame {
                 Frame::ServiceRequest { id, service, body } => {
-                    self.serve(None, id, service, body, Answer::Wire(reply), ex)
+                    // The connection's reader waited for room before handing it on.
+                    self.serve(None, id, service, body, Answer::Wire(reply), true, ex)
                 }
-                frame => self.on_client(frame, reply, now),
+                frame => self.on_client(frame, reply, from_host, now),
             },
             Input::Inbound { addr, tx } => {
                 // Answers to that peer may use its connection until we open our own.
@@ -593,15 +618,20 @@ impl Driver {
             }) => {
                 self.calls.retain(|_, (_, r)| !r.is_closed());
                 if to == self.addr {
-                    self.serve(Some(self.addr), 0, service, body, Answer::Local(reply), ex);
+                    let local = Answer::Local(reply);
+                    self.serve(Some(self.addr), 0, service, body, local, false, ex);
                     return;
                 }
                 let id = self.next_call;
                 self.next_call += 1;
                 match encode(&Frame::ServiceRequest { id, service, body }) {
                     Ok(bytes) => {
-                        self.calls.insert(id, (to, reply));
-                        self.send_to(to, bytes, ex);
+                        if self.send_to(to, bytes, false, ex) {
+                            self.calls.insert(id, (to, reply));
+                        } else {
+                            // The peer is not reading what we sent it already.
+                            let _ = reply.try_send(Err(ServiceError::Busy));
+                        }
                     }
                     Err(_) => {
                         let _ = reply.try_send(Err(ServiceError::Busy));
@@ -612,7 +642,10 @@ impl Driver {
         }
     }
 
-    /// Run a service request on its own task, within the in-flight bound.
+    /// Run a service request on its own task, within the in-flight bound. `admitted`: the
+    /// caller already waited for room (a client's connection did); otherwise a full node
+    /// answers `Busy`.
+    #[allow(clippy::too_many_arguments)]
     fn serve(
         &mut self,
         from: Option<SocketAddr>,
@@ -620,22 +653,28 @@ impl Driver {
         service: u16,
         body: Vec<u8>,
         answer: Answer,
+        admitted: bool,
         ex: &async_executor::Executor<'_>,
     ) {
         let Some(svc) = self.services.get(&service).cloned() else {
             answer.send(id, Err(ServiceError::NoSuchService));
             return;
         };
-        let load = self.service_load.clone();
-        if load.fetch_add(1, Ordering::SeqCst) >= self.limits.max_service_requests {
-            load.fetch_sub(1, Ordering::SeqCst);
-            answer.send(id, Err(ServiceError::Busy));
-            return;
-        }
+        let slot = if admitted {
+            self.budgets.services.force(1)
+        } else {
+            match self.budgets.services.try_take(1) {
+                Some(slot) if !self.budgets.memory.over() => slot,
+                _ => {
+                    answer.send(id, Err(ServiceError::Busy));
+                    return;
+                }
+            }
+        };
         let fut = svc.handle(self.handle.clone(), from, body);
         ex.spawn(async move {
             let out = fut.await;
-            load.fetch_sub(1, Ordering::SeqCst);
+            drop(slot);
             answer.send(id, Ok(out));
         })
         .detach();
@@ -668,7 +707,7 @@ impl Driver {
         }
     }
 
-    fn on_client(&mut self, frame: Frame, reply: Sender<Vec<u8>>, now: Time) {
+    fn on_client(&mut self, frame: Frame, reply: Reply, from_host: bool, now: Time) {
         let Frame::ClientRequest { id, body } = frame else {
             return;
         };
@@ -683,7 +722,17 @@ impl Driver {
                 }
             }
             ClientRequest::Status => ClientResponse::Status(self.status()),
-            ClientRequest::Leave => {
+            // Anyone could send it: never obeyed (an anonymous shutdown).
+            ClientRequest::Leave => ClientResponse::Error(RemoteError::NotAllowed),
+            ClientRequest::Control { token, command } => {
+                let allowed = from_host && self.control.as_ref().is_some_and(|t| *t == token);
+                if !allowed {
+                    warn!(
+                        "refused a control request ({command:?}): not from the host with the token"
+                    );
+                    send_client(reply, id, ClientResponse::Error(RemoteError::NotAllowed));
+                    return;
+                }
                 match &self.leave_requested {
                     Some(app) => {
                         let _ = app.try_send(());
@@ -696,7 +745,7 @@ impl Driver {
                 ClientResponse::Leaving
             }
         };
-        send_client(&reply, id, answer);
+        send_client(reply, id, answer);
     }
 
     fn status(&self) -> Status {
@@ -756,6 +805,18 @@ impl Driver {
             }
             return;
         }
+        // Lookup steps are the traffic a client can multiply; everything else keeps the
+        // ring together and goes first.
+        let urgent = !matches!(
+            msg,
+            Message::Request {
+                body: chord_core::Request::FindStep { .. },
+                ..
+            } | Message::Response {
+                body: chord_core::Response::Step { .. },
+                ..
+            }
+        );
         let frame = Frame::Chord {
             from_vnode: v as u16,
             to: to.id,
@@ -764,21 +825,30 @@ impl Driver {
         let Ok(bytes) = encode(&frame) else {
             return;
         };
-        self.send_to(to.addr, bytes, ex);
+        self.send_to(to.addr, bytes, urgent, ex);
     }
 
-    /// Queue an encoded frame for the node at `addr`, opening a connection if needed.
-    fn send_to(&mut self, addr: SocketAddr, bytes: Vec<u8>, ex: &async_executor::Executor<'_>) {
+    /// Queue an encoded frame for the node at `addr`, opening a connection if needed;
+    /// ring maintenance (`urgent`) is written before anything else queued. False if it
+    /// was dropped.
+    fn send_to(
+        &mut self,
+        addr: SocketAddr,
+        bytes: Vec<u8>,
+        urgent: bool,
+        ex: &async_executor::Executor<'_>,
+    ) -> bool {
         let tx = match self.pool.get(&addr) {
             Some(tx) if !tx.is_closed() => tx.clone(),
             _ => {
-                let (tx, rx) = async_channel::bounded(self.limits.max_in_flight);
+                let (tx, rx) = Outbox::new(&self.limits, &self.budgets.memory);
                 ex.spawn(serve_outbound(
                     addr,
                     self.addr,
                     self.limits.clone(),
                     self.key.clone(),
                     (tx.clone(), rx),
+                    self.budgets.clone(),
                     self.tx.clone(),
                 ))
                 .detach();
@@ -788,9 +858,11 @@ impl Driver {
         };
         // A full queue means the peer is not keeping up: drop, and let the protocol's
         // timeout treat it as silence rather than grow without bound.
-        if tx.try_send(bytes).is_err() {
+        let sent = tx.push(bytes, urgent);
+        if !sent {
             debug!(to = %addr, "send queue full, message dropped");
         }
+        sent
     }
 
     fn on_event(&mut self, v: usize, e: Event) {
@@ -824,7 +896,7 @@ impl Driver {
                         },
                         Err(e) => ClientResponse::Error(RemoteError::Lookup(*e)),
                     };
-                    send_client(&reply, rid, answer);
+                    send_client(reply, rid, answer);
                 }
                 None => {}
             },
@@ -846,7 +918,7 @@ impl Driver {
 /// Where a service's answer goes.
 enum Answer {
     /// Onto a connection, as a `ServiceResponse` frame.
-    Wire(Sender<Vec<u8>>),
+    Wire(Reply),
     /// To a local caller of [`Node::call`].
     Local(CallReply),
 }
@@ -854,9 +926,9 @@ enum Answer {
 impl Answer {
     fn send(self, id: u64, body: Result<Vec<u8>, ServiceError>) {
         match self {
-            Answer::Wire(tx) => {
+            Answer::Wire(reply) => {
                 if let Ok(bytes) = encode(&Frame::ServiceResponse { id, body }) {
-                    let _ = tx.try_send(bytes);
+                    reply.send(bytes);
                 }
             }
             Answer::Local(tx) => {
@@ -866,8 +938,8 @@ impl Answer {
     }
 }
 
-fn send_client(reply: &Sender<Vec<u8>>, id: u64, body: ClientResponse) {
+fn send_client(reply: Reply, id: u64, body: ClientResponse) {
     if let Ok(bytes) = encode(&Frame::ClientResponse { id, body }) {
-        let _ = reply.try_send(bytes);
+        reply.send(bytes);
     }
 }

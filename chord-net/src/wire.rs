@@ -226,6 +226,24 @@ pub enum ClientRequest {
     },
     /// The node's routing state.
     Status,
+    /// Leave the ring gracefully and stop. No longer obeyed from anyone (it was an
+    /// anonymous shutdown): answered [`RemoteError::NotAllowed`]. See
+    /// [`ClientRequest::Control`].
+    Leave,
+    /// A request that changes the node rather than asks it, from its operator: obeyed only
+    /// from the node's own host (a loopback address or the node's IP) with the node's
+    /// control token (see [`crate::ControlToken`]).
+    Control {
+        /// The node's control token.
+        token: crate::ControlToken,
+        /// What to do.
+        command: ControlCommand,
+    },
+}
+
+/// What an operator can make a node do ([`ClientRequest::Control`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlCommand {
     /// Leave the ring gracefully and stop.
     Leave,
 }
@@ -260,6 +278,10 @@ pub enum RemoteError {
     /// The node is overloaded.
     #[error("the node is busy")]
     Busy,
+    /// A request that changes the node came from elsewhere than its host, or without its
+    /// control token.
+    #[error("only the node's operator, on its host, can do that (with its control token)")]
+    NotAllowed,
 }
 
 /// A node's routing state, as `chord status` shows it.
@@ -485,6 +507,17 @@ mod tests {
             Frame::ClientRequest {
                 id: 10,
                 body: ClientRequest::Leave,
+            },
+            Frame::ClientRequest {
+                id: 11,
+                body: ClientRequest::Control {
+                    token: crate::ControlToken::from_bytes([3; 32]),
+                    command: ControlCommand::Leave,
+                },
+            },
+            Frame::ClientResponse {
+                id: 11,
+                body: ClientResponse::Error(RemoteError::NotAllowed),
             },
             Frame::ClientResponse {
                 id: 9,

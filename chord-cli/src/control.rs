@@ -1,0 +1,121 @@
+//! The node's control token on disk: `chord node` writes it where only its user can read
+//! it, `chord leave` reads it. Nobody else (another user, another host) can make the node
+//! leave: the node obeys a leave request only with this token and only from its own host.
+//!
+//! The file is `control-IP-PORT.token` in the runtime directory: `$CHORD_RUNTIME_DIR`, else
+//! `$XDG_RUNTIME_DIR/chord`, else `$HOME/.local/state/chord` (made with mode 0700; the
+//! file has mode 0600 and is removed when the node stops).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chord_net::ControlToken;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Where token files live (not created).
+pub fn runtime_dir() -> Result<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(d) = var("CHORD_RUNTIME_DIR") {
+        return Ok(PathBuf::from(d));
+    }
+    if let Some(d) = var("XDG_RUNTIME_DIR") {
+        return Ok(PathBuf::from(d).join("chord"));
+    }
+    if let Some(h) = var("HOME") {
+        return Ok(PathBuf::from(h).join(".local/state/chord"));
+    }
+    Err("no place for the node's control token: set CHORD_RUNTIME_DIR or HOME".into())
+}
+
+/// The token file of the node listening on `addr`, in `dir`.
+fn token_path(dir: &Path, addr: SocketAddr) -> PathBuf {
+    let ip = addr.ip().to_string().replace(':', "_");
+    dir.join(format!("control-{ip}-{}.token", addr.port()))
+}
+
+/// A token file, removed when dropped (when the node stops).
+pub struct TokenFile(PathBuf);
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Write `token` for the node at `addr`, readable by this user only.
+pub fn write_token(addr: SocketAddr, token: &ControlToken) -> Result<TokenFile> {
+    write_token_in(&runtime_dir()?, addr, token)
+}
+
+fn write_token_in(dir: &Path, addr: SocketAddr, token: &ControlToken) -> Result<TokenFile> {
+    let path = token_path(dir, addr);
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let written = o
+        .open(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, token.to_hex().as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("cannot write the control token {}: {e}", path.display()).into());
+    }
+    Ok(TokenFile(path))
+}
+
+/// Read the token of the node at `addr`, with a clear error when there is none.
+pub fn read_token(addr: SocketAddr) -> Result<ControlToken> {
+    read_token_in(&runtime_dir()?, addr)
+}
+
+fn read_token_in(dir: &Path, addr: SocketAddr) -> Result<ControlToken> {
+    let path = token_path(dir, addr);
+    let mut text = String::new();
+    std::fs::File::open(&path)
+        .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, 256), &mut text))
+        .map_err(|e| {
+            format!(
+                "no control token for {addr} ({}: {e}); only the user who started that node, \
+                 on its host, can make it leave",
+                path.display()
+            )
+        })?;
+    ControlToken::from_hex(&text)
+        .ok_or_else(|| format!("{} does not hold a control token", path.display()).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_through_a_private_file() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("run");
+        let addr: SocketAddr = "[::1]:2000".parse().expect("addr");
+        let t = ControlToken::generate().expect("random");
+        let file = write_token_in(&dir, addr, &t).expect("write");
+        assert_eq!(read_token_in(&dir, addr).expect("read"), t);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &std::path::Path| {
+                std::fs::metadata(p).expect("meta").permissions().mode() & 0o777
+            };
+            assert_eq!(mode(&token_path(&dir, addr)), 0o600);
+            assert_eq!(mode(&dir), 0o700);
+        }
+        drop(file);
+        let e = read_token_in(&dir, addr).expect_err("removed");
+        assert!(e.to_string().contains("only the user who started"), "{e}");
+    }
+}

@@ -1,0 +1,251 @@
+//! A node that strangers cannot starve (issue 13): what they make it hold stays within its
+//! budget, and it keeps serving everyone else.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chord_net::frame::{decode, encode};
+use chord_net::wire::{ClientRequest, ClientResponse, Frame, Hello, HelloReply, RemoteError};
+use chord_net::{Client, ControlToken, Error, Limits, Node, Service};
+use chord_tests::{any_port, fast_config, proc_status_kib, wait_consistent};
+use futures_lite::future::block_on;
+use socket2::{Domain, Socket, Type};
+
+const BIG: u16 = 9;
+const ANSWER: usize = 1 << 20;
+
+/// Answers every request with 1 MiB.
+struct Big;
+impl Service for Big {
+    fn handle(
+        &self,
+        _node: Node,
+        _from: Option<SocketAddr>,
+        _request: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
+        Box::pin(async { vec![0x5a; ANSWER] })
+    }
+}
+
+/// A client connection from `ip` past the handshake, as raw TCP.
+fn raw_client(ip: [u8; 4], to: SocketAddr) -> TcpStream {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    s.bind(&SocketAddr::from((ip, 0)).into()).expect("bind");
+    s.connect(&to.into()).expect("connect");
+    let mut s: TcpStream = s.into();
+    s.set_write_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    s.write_all(&encode(&Hello::client()).expect("hello"))
+        .expect("hello");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header).expect("welcome");
+    let mut body = vec![0u8; u32::from_be_bytes(header).min(1024) as usize];
+    s.read_exact(&mut body).expect("welcome");
+    let welcome: HelloReply = decode(&body).expect("welcome");
+    assert!(matches!(welcome, HelloReply::Welcome { .. }), "{welcome:?}");
+    s
+}
+
+fn rss_kib() -> u64 {
+    proc_status_kib(std::process::id(), "VmRSS:")
+}
+
+/// Finding 1: clients that ask for large answers and never read them. Before, each
+/// connection could queue 256 answers (here 1 MiB each): 4 connections could hold 1 GiB.
+/// Now the node stops reading a connection whose answers are not read and holds at most
+/// about its memory budget in frames (plus the answers being made), and others are served
+/// throughout.
+#[test]
+fn unread_answers_do_not_fill_memory() {
+    let limits = Limits {
+        memory_budget: 16 << 20,
+        max_queued_bytes: 2 << 20,
+        max_service_requests: 4,
+        ..Limits::default()
+    };
+    block_on(async {
+        let node = Node::builder()
+            .listen(any_port())
+            .config(fast_config())
+            .limits(limits)
+            .service(BIG, Arc::new(Big))
+            .start()
+            .await
+            .expect("start");
+        let target = node.addr();
+        let before = rss_kib();
+        let attackers: Vec<std::thread::JoinHandle<(usize, TcpStream)>> = (0..4u8)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let mut s = raw_client([127, 0, 0, 2 + i % 4], target);
+                    let mut sent = 0;
+                    for id in 0..256u64 {
+                        if id % 16 == 0 {
+                            // Paced, as a stream of requests rather than one burst.
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        let req = Frame::ServiceRequest {
+                            id,
+                            service: BIG,
+                            body: vec![1],
+                        };
+                        if s.write_all(&encode(&req).expect("encode")).is_err() {
+                            break;
+                        }
+                        sent += 1;
+                    }
+                    (sent, s)
+                })
+            })
+            .collect();
+        // Another client is served meanwhile.
+        let mut c = Client::connect(target).await.expect("client");
+        let mut slowest = Duration::ZERO;
+        let mut peak = before;
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(3) {
+            let s = Instant::now();
+            c.status().await.expect("status during the attack");
+            slowest = slowest.max(s.elapsed());
+            peak = peak.max(rss_kib());
+            async_io::Timer::after(Duration::from_millis(50)).await;
+        }
+        let mut held: Vec<TcpStream> = Vec::new();
+        for a in attackers {
+            let (sent, s) = a.join().expect("attacker");
+            assert!(sent > 0);
+            held.push(s);
+        }
+        let grown_mib = peak.saturating_sub(before) / 1024;
+        println!("RSS before {before} KiB, peak {peak} KiB (+{grown_mib} MiB); slowest status {slowest:?}");
+        assert!(
+            grown_mib < 64,
+            "the node grew by {grown_mib} MiB holding unread answers"
+        );
+        assert!(slowest < Duration::from_secs(2), "status took {slowest:?}");
+        drop(held);
+        c.status().await.expect("status after the attack");
+        node.leave().await.expect("leave");
+    });
+}
+
+/// Read one frame from a raw connection.
+fn read_raw(s: &mut TcpStream) -> Frame {
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header).expect("header");
+    let mut body = vec![0u8; u32::from_be_bytes(header).min(1 << 20) as usize];
+    s.read_exact(&mut body).expect("body");
+    decode(&body).expect("frame")
+}
+
+/// Finding 4: an anonymous client at another loopback address sent `Leave` and the node
+/// handed its data over and stopped. Now only a control request with the node's token,
+/// from its host, is obeyed.
+#[test]
+fn only_the_operator_can_make_a_node_leave() {
+    block_on(async {
+        let token = ControlToken::generate().expect("random");
+        let a = Node::builder()
+            .listen(any_port())
+            .config(fast_config())
+            .control_token(token.clone())
+            .start()
+            .await
+            .expect("start");
+        let b = Node::builder()
+            .listen(any_port())
+            .config(fast_config())
+            .join(a.addr())
+            .start()
+            .await
+            .expect("join");
+        let nodes = [a.clone(), b.clone()];
+        wait_consistent(&nodes, Duration::from_secs(20))
+            .await
+            .expect("consistent");
+        // The old anonymous request, from 127.0.0.2.
+        let mut s = raw_client([127, 0, 0, 2], a.addr());
+        let leave = Frame::ClientRequest {
+            id: 1,
+            body: ClientRequest::Leave,
+        };
+        s.write_all(&encode(&leave).expect("encode")).expect("send");
+        assert_eq!(
+            read_raw(&mut s),
+            Frame::ClientResponse {
+                id: 1,
+                body: ClientResponse::Error(RemoteError::NotAllowed)
+            }
+        );
+        // A wrong token, and a right token to a node that has none.
+        let wrong = ControlToken::generate().expect("random");
+        for (node, t) in [(&a, &wrong), (&b, &token)] {
+            let mut c = Client::connect(node.addr()).await.expect("client");
+            match c.leave(t).await {
+                Err(Error::Remote(_, RemoteError::NotAllowed)) => {}
+                other => panic!("expected NotAllowed, got {other:?}"),
+            }
+        }
+        async_io::Timer::after(Duration::from_millis(300)).await;
+        wait_consistent(&nodes, Duration::from_secs(5))
+            .await
+            .expect("both nodes still in the ring");
+        // The operator's request.
+        let mut c = Client::connect(a.addr()).await.expect("client");
+        c.leave(&token).await.expect("leave with the token");
+        a.stopped().await;
+        b.kill();
+    });
+}
+
+/// Finding 7: "busy" was fatal to clients (14 of 30 concurrent `chord get`s failed with
+/// "the node is busy"). A client refused for want of connection slots now tries again,
+/// with jittered exponential backoff, until a slot frees or its deadline passes.
+#[test]
+fn a_busy_node_is_retried_with_backoff() {
+    let limits = Limits {
+        max_connections_per_ip: 1,
+        ..Limits::default()
+    };
+    block_on(async {
+        let node = Node::builder()
+            .listen(any_port())
+            .config(fast_config())
+            .limits(limits)
+            .start()
+            .await
+            .expect("start");
+        let addr = node.addr();
+        let first = Client::connect(addr).await.expect("first client");
+        let freed = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            drop(first);
+        });
+        let t = Instant::now();
+        let mut second = Client::connect(addr)
+            .await
+            .expect("the second client gets in once the first leaves");
+        assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+        second.status().await.expect("status");
+        freed.join().expect("thread");
+        // Past the deadline, the refusal is reported.
+        let short = Limits {
+            busy_deadline: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let t = Instant::now();
+        match Client::connect_with(addr, short).await {
+            Err(Error::Refused(_, chord_net::wire::Refusal::Busy)) => {}
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        drop(second);
+        node.kill();
+    });
+}
