@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use chord_core::Message;
 
 use async_channel::{Receiver, Sender};
 use async_net::TcpStream;
@@ -16,7 +18,8 @@ use crate::frame::{
     FrameError,
 };
 use crate::noise::{self, NetworkKey, NoiseError, NoiseReader, NoiseWriter};
-use crate::wire::{Frame, Hello, HelloReply, Refusal, Role, MAGIC, VERSION};
+use crate::rate::{Bucket, PerAddress};
+use crate::wire::{ClientRequest, Frame, Hello, HelloReply, Refusal, Role, MAGIC, VERSION};
 use crate::Limits;
 
 /// What a connection task tells the driver.
@@ -156,6 +159,18 @@ struct Counts {
     per_ip: HashMap<IpAddr, usize>,
 }
 
+/// The address a limit counts `ip` under: itself, an IPv4-mapped IPv6 address as IPv4, and
+/// other IPv6 addresses by their /64 (one host usually has a whole /64 to choose from).
+pub(crate) fn address_group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+        v4 => v4,
+    }
+}
+
 /// One counted connection; uncounted when dropped.
 pub(crate) struct ConnGuard {
     counts: Arc<Mutex<Counts>>,
@@ -166,13 +181,7 @@ impl ConnCount {
     /// Count a connection from `ip`, unless that would pass `limits`. IPv6 addresses count
     /// by their /64 (one host usually has a whole /64 to choose from).
     pub(crate) fn try_acquire(&self, ip: Option<IpAddr>, limits: &Limits) -> Option<ConnGuard> {
-        let ip = ip.map(|ip| match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-            },
-            v4 => v4,
-        });
+        let ip = ip.map(address_group);
         let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if c.total >= limits.max_connections {
             return None;
@@ -275,7 +284,7 @@ pub(crate) struct Listening {
     pub(crate) limits: Limits,
     pub(crate) key: Option<NetworkKey>,
     pub(crate) count: ConnCount,
-    pub(crate) budgets: Budgets,
+    pub(crate) shared: Shared,
     pub(crate) driver: Sender<Input>,
 }
 
@@ -287,7 +296,7 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
         limits,
         key,
         count,
-        budgets,
+        shared,
         driver,
     } = l;
     let remote = stream.peer_addr().ok();
@@ -380,7 +389,7 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
             )
         }
     };
-    let (tx, rx) = Outbox::new(&limits, &budgets.memory);
+    let (tx, rx) = Outbox::new(&limits, &shared.memory);
     let writer = write_loop(w, rx, limits.frame_timeout);
     let reader = async {
         match (hello.role, hello.listen) {
@@ -395,8 +404,8 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
                     &mut r,
                     &limits,
                     &tx,
-                    &budgets,
-                    None,
+                    &shared,
+                    Who::Peer,
                     |frame, reply| Input::Peer {
                         from: addr,
                         frame,
@@ -411,8 +420,8 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
                     &mut r,
                     &limits,
                     &tx,
-                    &budgets,
-                    Some(&budgets.services),
+                    &shared,
+                    Who::Client(remote.map(|a| a.ip())),
                     |frame, reply| Input::Client {
                         frame,
                         reply,
@@ -484,7 +493,7 @@ pub(crate) async fn serve_outbound(
     limits: Limits,
     key: Option<NetworkKey>,
     (tx, rx): (Outbox, OutboxRx),
-    budgets: Budgets,
+    shared: Shared,
     driver: Sender<Input>,
 ) {
     let result = async {
@@ -501,8 +510,8 @@ pub(crate) async fn serve_outbound(
             &mut r,
             &limits,
             &tx,
-            &budgets,
-            None,
+            &shared,
+            Who::Peer,
             |frame, reply| Input::Peer {
                 from: addr,
                 frame,
@@ -523,13 +532,31 @@ pub(crate) async fn serve_outbound(
     let _ = driver.send(Input::Closed { addr }).await;
 }
 
-/// The node-wide budgets that connections share.
+/// What connections share with the node: its budgets, the clients' rate limits, and the
+/// driver's second queue (work that waits behind ring maintenance).
 #[derive(Clone)]
-pub(crate) struct Budgets {
+pub(crate) struct Shared {
     /// Bytes of frames held (see [`Limits::memory_budget`]).
     pub(crate) memory: Budget,
     /// Service requests being served (see [`Limits::max_service_requests`]).
     pub(crate) services: Budget,
+    /// Clients' lookups in flight (see [`Limits::max_client_lookups`]).
+    pub(crate) lookups: Budget,
+    /// Clients' requests per source address (see [`Limits::client_rate_per_ip`]).
+    pub(crate) rates: Arc<PerAddress>,
+    /// The driver's queue for clients' requests, service traffic and lookup steps; ring
+    /// maintenance (and the handle's commands) go on the other, which the driver serves
+    /// first.
+    pub(crate) work: Sender<Input>,
+}
+
+/// Who is on the other side of a connection being read.
+#[derive(Clone, Copy)]
+enum Who {
+    /// A ring node.
+    Peer,
+    /// A client, connecting from this address (if known).
+    Client(Option<IpAddr>),
 }
 
 /// Service requests from one client connection served at once; past it the client waits
@@ -539,29 +566,54 @@ const SERVICE_REQUESTS_PER_CLIENT: usize = 4;
 /// peer sends all its calls (repair, hand-over) on one connection, so it gets more.
 const SERVICE_REQUESTS_PER_PEER: usize = 16;
 
+/// Does this frame keep the ring together (and so go first)? Everything but lookup steps
+/// and service traffic, which clients can multiply.
+fn is_maintenance(frame: &Frame) -> bool {
+    matches!(frame, Frame::Chord { msg, .. } if is_maintenance_msg(msg))
+}
+
+/// Does this Chord message keep the ring together? All but lookup steps and their answers.
+pub(crate) fn is_maintenance_msg(msg: &Message) -> bool {
+    use chord_core::{Request, Response};
+    !matches!(
+        msg,
+        Message::Request {
+            body: Request::FindStep { .. },
+            ..
+        } | Message::Response {
+            body: Response::Step { .. },
+            ..
+        }
+    )
+}
+
 /// Read frames and hand them to the driver, with backpressure: nothing more is read while
 /// the connection's answers are not being read by its peer (its bytes are spent) or,
-/// from a client, while it has its fill of requests in flight; a client's service request
-/// is handed on only when the node has memory and a service slot for it (`services` is
-/// `Some` for clients). A peer is never waited for on the node's account (its
-/// connection carries ring maintenance): its service requests past the limits are
-/// answered `Busy`, here or by the driver.
+/// from a client, while it has its fill of requests in flight. A client's request waits
+/// for a token of its connection's and its address's rate limits; its lookup for room
+/// among the node's client lookups; its service request for the node's memory and a
+/// service slot. A peer is never waited for on the node's account (its connection
+/// carries ring maintenance): its service requests past the limits are answered `Busy`,
+/// here or by the driver. Ring maintenance goes to `driver`, everything else to the
+/// driver's work queue.
+#[allow(clippy::too_many_arguments)]
 async fn read_loop(
     r: &mut Reader,
     limits: &Limits,
     out: &Outbox,
-    budgets: &Budgets,
-    services: Option<&Budget>,
+    shared: &Shared,
+    who: Who,
     wrap: impl Fn(Frame, Reply) -> Input,
     driver: &Sender<Input>,
 ) {
     let requests = Budget::new(limits.max_requests_per_conn);
-    let client = services.is_some();
+    let client = matches!(who, Who::Client(_));
     let services_here = Budget::new(if client {
         SERVICE_REQUESTS_PER_CLIENT
     } else {
         SERVICE_REQUESTS_PER_PEER
     });
+    let mut bucket = Bucket::full(limits.client_burst_per_conn, Instant::now());
     loop {
         loop {
             if out.is_closed() {
@@ -581,7 +633,7 @@ async fn read_loop(
             limits.max_frame,
             limits.idle_timeout,
             limits.frame_timeout,
-            Some(&budgets.memory),
+            Some(&shared.memory),
         )
         .await
         .and_then(|(body, lease)| Ok((decode::<Frame>(&body)?, lease)))
@@ -592,16 +644,39 @@ async fn read_loop(
                 return;
             }
         };
+        if let (Who::Client(ip), Frame::ClientRequest { .. } | Frame::ServiceRequest { .. }) =
+            (who, &frame)
+        {
+            let now = Instant::now();
+            let mut wait = bucket.take(
+                limits.client_rate_per_conn,
+                limits.client_burst_per_conn,
+                now,
+            );
+            if let Some(ip) = ip {
+                wait = wait.max(shared.rates.take(ip, now));
+            }
+            if !wait.is_zero() {
+                async_io::Timer::after(wait).await;
+            }
+        }
         let held = match &frame {
-            Frame::ClientRequest { .. } if client => [requests.force(1), body, Lease::none()],
-            Frame::ServiceRequest { id, .. } => match services {
-                Some(slots) => {
+            Frame::ClientRequest { body: req, .. } if client => {
+                let lookup = if matches!(req, ClientRequest::Lookup { .. }) {
+                    shared.lookups.room().await;
+                    shared.lookups.force(1)
+                } else {
+                    Lease::none()
+                };
+                [requests.force(1), lookup, body]
+            }
+            Frame::ServiceRequest { id, .. } => {
+                if client {
                     services_here.room().await;
-                    budgets.memory.room().await;
-                    slots.room().await;
+                    shared.memory.room().await;
+                    shared.services.room().await;
                     [requests.force(1), services_here.force(1), body]
-                }
-                None if services_here.over() => {
+                } else if services_here.over() {
                     let busy = Frame::ServiceResponse {
                         id: *id,
                         body: Err(crate::wire::ServiceError::Busy),
@@ -610,16 +685,22 @@ async fn read_loop(
                         out.answer(bytes);
                     }
                     continue;
+                } else {
+                    [services_here.force(1), body, Lease::none()]
                 }
-                None => [services_here.force(1), body, Lease::none()],
-            },
+            }
             _ => [body, Lease::none(), Lease::none()],
+        };
+        let queue = if is_maintenance(&frame) {
+            driver
+        } else {
+            &shared.work
         };
         let reply = Reply {
             out: out.clone(),
             _held: held,
         };
-        if driver.send(wrap(frame, reply)).await.is_err() {
+        if queue.send(wrap(frame, reply)).await.is_err() {
             return; // node stopped
         }
     }

@@ -19,9 +19,11 @@ use tracing::{debug, info, warn};
 
 use crate::budget::Budget;
 use crate::conn::{
-    serve_inbound, serve_outbound, Budgets, ConnCount, Input, Listening, Outbox, Reply,
+    is_maintenance_msg, serve_inbound, serve_outbound, ConnCount, Input, Listening, Outbox, Reply,
+    Shared,
 };
 use crate::frame::encode;
+use crate::rate::PerAddress;
 use crate::wire::{
     ClientRequest, ClientResponse, Finger, Frame, Refusal, RemoteError, ServiceError, Status,
 };
@@ -234,7 +236,7 @@ impl NodeBuilder {
         let key = self.key.clone();
         let vnodes = self.vnodes;
         let accept_tx = tx.clone();
-        let budgets = driver.budgets.clone();
+        let shared = driver.shared.clone();
         std::thread::Builder::new()
             .name(format!("chord-node-{addr}"))
             .spawn(move || {
@@ -245,7 +247,7 @@ impl NodeBuilder {
                     limits,
                     key,
                     count: ConnCount::default(),
-                    budgets,
+                    shared,
                     driver: accept_tx,
                 };
                 let accept = accept_loop(&ex, listener, shared);
@@ -418,7 +420,10 @@ struct Driver {
     limits: Limits,
     key: Option<NetworkKey>,
     tx: Sender<Input>,
+    /// Ring maintenance and the handle's commands: served first.
     rx: Receiver<Input>,
+    /// Everything else (see [`Shared::work`]).
+    work_rx: Receiver<Input>,
     ready: Option<Sender<Result<(), Error>>>,
     pool: HashMap<SocketAddr, Outbox>,
     lookups: HashMap<(usize, LookupId), Pending>,
@@ -428,7 +433,7 @@ struct Driver {
     handle: Node,
     services: HashMap<u16, Arc<dyn Service>>,
     /// Node-wide budgets: memory held in frames, service requests being served.
-    budgets: Budgets,
+    shared: Shared,
     /// Service calls awaiting an answer: destination and who waits.
     calls: HashMap<u64, (SocketAddr, CallReply)>,
     next_call: u64,
@@ -455,6 +460,8 @@ impl Driver {
         rx: Receiver<Input>,
         ready: Sender<Result<(), Error>>,
     ) -> Driver {
+        // Clients' requests, service traffic and lookup steps: served after maintenance.
+        let (work, work_rx) = async_channel::bounded::<Input>(4096);
         let nodes = (0..b.vnodes)
             .map(|v| {
                 chord_core::Node::new(Peer::new(Id::for_vnode(addr, v), addr), b.config.clone())
@@ -477,10 +484,17 @@ impl Driver {
             stop: false,
             handle,
             services: b.services.clone(),
-            budgets: Budgets {
+            shared: Shared {
                 memory: Budget::new(b.limits.memory_budget),
                 services: Budget::new(b.limits.max_service_requests),
+                lookups: Budget::new(b.limits.max_client_lookups),
+                rates: Arc::new(PerAddress::new(
+                    b.limits.client_rate_per_ip,
+                    b.limits.client_burst_per_ip,
+                )),
+                work,
             },
+            work_rx,
             calls: HashMap::new(),
             next_call: 1,
             leave_requested: None,
@@ -501,17 +515,29 @@ impl Driver {
         self.flush(ex);
         while !self.stop {
             let deadline = self.nodes.iter().filter_map(|n| n.poll_timeout()).min();
-            let rx = self.rx.clone();
+            let (rx, work) = (self.rx.clone(), self.work_rx.clone());
+            // Maintenance first: work is taken only when no maintenance is waiting.
+            let next = async {
+                match rx.try_recv() {
+                    Ok(i) => Some(i),
+                    Err(_) => {
+                        futures_lite::future::or(async { rx.recv().await.ok() }, async {
+                            work.recv().await.ok()
+                        })
+                        .await
+                    }
+                }
+            };
             let input = match deadline {
                 Some(t) => {
                     let at = self.epoch + Duration::from_micros(t.0);
-                    futures_lite::future::or(async { rx.recv().await.ok() }, async {
+                    futures_lite::future::or(next, async {
                         async_io::Timer::at(at).await;
                         None
                     })
                     .await
                 }
-                None => rx.recv().await.ok(),
+                None => next.await,
             };
             let now = self.now();
             if let Some(input) = input {
@@ -661,10 +687,10 @@ impl Driver {
             return;
         };
         let slot = if admitted {
-            self.budgets.services.force(1)
+            self.shared.services.force(1)
         } else {
-            match self.budgets.services.try_take(1) {
-                Some(slot) if !self.budgets.memory.over() => slot,
+            match self.shared.services.try_take(1) {
+                Some(slot) if !self.shared.memory.over() => slot,
                 _ => {
                     answer.send(id, Err(ServiceError::Busy));
                     return;
@@ -807,16 +833,7 @@ impl Driver {
         }
         // Lookup steps are the traffic a client can multiply; everything else keeps the
         // ring together and goes first.
-        let urgent = !matches!(
-            msg,
-            Message::Request {
-                body: chord_core::Request::FindStep { .. },
-                ..
-            } | Message::Response {
-                body: chord_core::Response::Step { .. },
-                ..
-            }
-        );
+        let urgent = is_maintenance_msg(&msg);
         let frame = Frame::Chord {
             from_vnode: v as u16,
             to: to.id,
@@ -841,14 +858,14 @@ impl Driver {
         let tx = match self.pool.get(&addr) {
             Some(tx) if !tx.is_closed() => tx.clone(),
             _ => {
-                let (tx, rx) = Outbox::new(&self.limits, &self.budgets.memory);
+                let (tx, rx) = Outbox::new(&self.limits, &self.shared.memory);
                 ex.spawn(serve_outbound(
                     addr,
                     self.addr,
                     self.limits.clone(),
                     self.key.clone(),
                     (tx.clone(), rx),
-                    self.budgets.clone(),
+                    self.shared.clone(),
                     self.tx.clone(),
                 ))
                 .detach();

@@ -231,7 +231,11 @@ fn a_busy_node_is_retried_with_backoff() {
         let mut second = Client::connect(addr)
             .await
             .expect("the second client gets in once the first leaves");
-        assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
         second.status().await.expect("status");
         freed.join().expect("thread");
         // Past the deadline, the refusal is reported.
@@ -247,5 +251,103 @@ fn a_busy_node_is_retried_with_backoff() {
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         drop(second);
         node.kill();
+    });
+}
+
+/// One attacking connection from `ip`: pipelines lookups for `secs` seconds (as fast as
+/// the node reads them), reading and discarding the answers on a second thread. Returns
+/// the answers read.
+fn lookup_flood(ip: [u8; 4], to: SocketAddr, secs: u64) -> usize {
+    let mut s = raw_client(ip, to);
+    let mut r = s.try_clone().expect("clone");
+    r.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let reader = std::thread::spawn(move || {
+        let mut answers = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        let end = Instant::now() + Duration::from_secs(secs + 2);
+        while Instant::now() < end {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => answers += n,
+                Err(_) => {}
+            }
+        }
+        answers
+    });
+    s.set_write_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut id = 0u64;
+    while Instant::now() < end {
+        let mut batch = Vec::new();
+        for _ in 0..64 {
+            id += 1;
+            let req = Frame::ClientRequest {
+                id,
+                body: ClientRequest::Lookup {
+                    key: chord_core::Id::for_key(&id.to_string()),
+                },
+            };
+            batch.extend_from_slice(&encode(&req).expect("encode"));
+        }
+        if s.write_all(&batch).is_err() {
+            // The node stopped reading us for a while: that is the point.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    drop(s);
+    reader.join().expect("reader")
+}
+
+/// Finding 3: one connection pipelining ~7,000 lookups/s made its node miss its pings:
+/// its neighbours dropped it. Now clients' requests are paced per connection and per
+/// address, their lookups in flight bounded, and ring maintenance is read, handled and
+/// sent before lookup steps and client work: the ring stays whole under the flood and
+/// another client is still answered.
+#[test]
+fn a_lookup_flood_does_not_evict_the_node() {
+    block_on(async {
+        let nodes = chord_tests::start_ring(4).await;
+        wait_consistent(&nodes, Duration::from_secs(20))
+            .await
+            .expect("consistent");
+        let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr()).collect();
+        let target = addrs[0];
+        let flooders: Vec<_> = (0..3u8)
+            .map(|i| std::thread::spawn(move || lookup_flood([127, 0, 0, 2 + i], target, 4)))
+            .collect();
+        async_io::Timer::after(Duration::from_millis(500)).await;
+        let mut broken = 0;
+        let mut checks = 0;
+        let mut slowest = Duration::ZERO;
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(3) {
+            checks += 1;
+            if !chord_tests::ring_is_consistent(&addrs).await {
+                broken += 1;
+            }
+            let s = Instant::now();
+            let mut c = Client::connect(target).await.expect("client");
+            c.lookup(chord_core::Id::for_key("honest"))
+                .await
+                .expect("an honest lookup during the flood");
+            slowest = slowest.max(s.elapsed());
+            async_io::Timer::after(Duration::from_millis(200)).await;
+        }
+        let answered: usize = flooders
+            .into_iter()
+            .map(|f| f.join().expect("flooder"))
+            .sum();
+        println!(
+            "ring broken in {broken} of {checks} checks; slowest honest lookup {slowest:?}; \
+             {answered} bytes of answers to the flood"
+        );
+        assert!(answered > 0, "the flood was served too, at its pace");
+        assert_eq!(broken, 0, "the ring broke under the flood");
+        assert!(slowest < Duration::from_secs(2), "{slowest:?}");
+        for n in &nodes {
+            n.kill();
+        }
     });
 }
