@@ -105,8 +105,8 @@ pub struct NodeArgs {
     /// Successor list length r.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
     successors: u64,
-    /// Ring positions (virtual nodes) to host.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Ring positions (virtual nodes) to host (at most 16: peers refuse more).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     vnodes: u16,
     /// Run without the interactive menu, until SIGINT or SIGTERM (then leave gracefully).
     #[arg(long)]

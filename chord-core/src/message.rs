@@ -33,6 +33,13 @@ impl Peer {
             addr,
         }
     }
+
+    /// Is the id one its address can hold: `Id::for_vnode(addr, v)` for some ring position
+    /// `v` below `max_vnodes`? A peer that names another id for an address (to place itself
+    /// where it likes, or to point others at a node under a false position) is not.
+    pub fn is_genuine(&self, max_vnodes: u16) -> bool {
+        (0..max_vnodes).any(|v| Id::for_vnode(self.addr, v) == self.id)
+    }
 }
 
 impl std::fmt::Display for Peer {
@@ -62,6 +69,35 @@ pub enum Message {
         /// The answer.
         body: Response,
     },
+}
+
+impl Message {
+    /// Every peer the message names (successor lists, predecessors, closer nodes), for a
+    /// transport to check before the message is handled.
+    pub fn peers(&self) -> Vec<Peer> {
+        match self {
+            Message::Request {
+                body:
+                    Request::Leaving {
+                        predecessor,
+                        successors,
+                    },
+                ..
+            } => predecessor.iter().chain(successors).copied().collect(),
+            Message::Request { .. } => Vec::new(),
+            Message::Response { body, .. } => match body {
+                Response::Neighbors {
+                    predecessor,
+                    successors,
+                } => predecessor.iter().chain(successors).copied().collect(),
+                Response::Step { successors, closer } => {
+                    successors.iter().chain(closer).copied().collect()
+                }
+                Response::Departed { successors } => successors.clone(),
+                Response::Pong | Response::Ack | Response::NotMember => Vec::new(),
+            },
+        }
+    }
 }
 
 /// What one node asks another.
@@ -137,6 +173,32 @@ mod tests {
 
     fn peer(n: u8) -> Peer {
         Peer::from_addr(format!("127.0.0.{n}:2000").parse().expect("valid"))
+    }
+
+    #[test]
+    fn genuine_peers_and_the_peers_a_message_names() {
+        let addr: SocketAddr = "10.0.0.1:2000".parse().expect("addr");
+        assert!(Peer::from_addr(addr).is_genuine(1));
+        let v3 = Peer::new(Id::for_vnode(addr, 3), addr);
+        assert!(v3.is_genuine(4));
+        assert!(!v3.is_genuine(3), "position 3 is not below 3");
+        assert!(!Peer::new(Id::for_key("anywhere"), addr).is_genuine(16));
+        let m = Message::Response {
+            id: 1,
+            body: Response::Step {
+                successors: vec![peer(1), peer(2)],
+                closer: vec![peer(3)],
+            },
+        };
+        assert_eq!(m.peers(), vec![peer(1), peer(2), peer(3)]);
+        let m = Message::Request {
+            id: 2,
+            body: Request::Leaving {
+                predecessor: Some(peer(4)),
+                successors: vec![peer(5)],
+            },
+        };
+        assert_eq!(m.peers(), vec![peer(4), peer(5)]);
     }
 
     #[test]

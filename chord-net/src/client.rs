@@ -86,7 +86,7 @@ impl Client {
             .await
             .map_err(|e| Error::Frame(addr, e))?
         {
-            Opened::Welcome { r, w } => Ok(Client {
+            Opened::Welcome { r, w, .. } => Ok(Client {
                 addr,
                 r,
                 w,
@@ -163,7 +163,10 @@ impl Client {
             )
             .await?
         {
-            ClientResponse::Lookup { owner, hops } => Ok((owner, hops)),
+            // An owner under an id its address cannot hold is not an answer.
+            ClientResponse::Lookup { owner, hops } if owner.is_genuine(self.limits.max_vnodes) => {
+                Ok((owner, hops))
+            }
             _ => Err(Error::Unexpected(self.addr)),
         }
     }

@@ -24,9 +24,11 @@ use crate::Limits;
 
 /// What a connection task tells the driver.
 pub(crate) enum Input {
-    /// A frame from the peer listening at `from`; answers may go to `reply`.
+    /// A frame from the peer listening at `from`, which announced `vnodes` ring positions;
+    /// answers may go to `reply`.
     Peer {
         from: SocketAddr,
+        vnodes: u16,
         frame: Frame,
         reply: Reply,
     },
@@ -223,8 +225,8 @@ pub(crate) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// How the opening side's handshake ended.
 pub(crate) enum Opened {
-    /// Accepted: the connection's halves.
-    Welcome { r: Reader, w: Writer },
+    /// Accepted: the connection's halves, and the node's number of ring positions.
+    Welcome { r: Reader, w: Writer, vnodes: u16 },
     /// Refused, with the node's reason.
     Refused(Refusal),
 }
@@ -252,9 +254,10 @@ pub(crate) async fn open(
             noise::write_message(&mut w, hs, &[]).await?;
         }
         let body = read_body(&mut r, 1024, t, t).await?;
-        if let HelloReply::Refused(why) = decode::<HelloReply>(&body)? {
-            return Ok(Opened::Refused(why));
-        }
+        let vnodes = match decode::<HelloReply>(&body)? {
+            HelloReply::Refused(why) => return Ok(Opened::Refused(why)),
+            HelloReply::Welcome { vnodes, .. } => vnodes,
+        };
         let (r, w): (Reader, Writer) = match noise {
             None => (Box::new(r), Box::new(w)),
             Some(mut hs) => {
@@ -269,7 +272,7 @@ pub(crate) async fn open(
                 )
             }
         };
-        Ok(Opened::Welcome { r, w })
+        Ok(Opened::Welcome { r, w, vnodes })
     })
     .await
 }
@@ -311,14 +314,30 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
         refuse(r, w, Refusal::Busy, Duration::from_millis(100)).await;
         return;
     }
-    let (hello, body) = match read_body(&mut r, 1024, t, t).await {
-        Ok(body) => match decode::<Hello>(&body) {
-            Ok(h) => (h, body),
-            Err(e) => {
-                debug!(?remote, "handshake failed: {e}");
-                return;
-            }
-        },
+    let body = match read_body(&mut r, 1024, t, t).await {
+        Ok(body) => body,
+        Err(e) => {
+            debug!(?remote, "handshake failed: {e}");
+            return;
+        }
+    };
+    // Magic and version first: another version's hello may have another shape, and
+    // deserves a clear refusal all the same.
+    let early = match Hello::magic_and_version(&body) {
+        Some((magic, _)) if magic != MAGIC => Some(Refusal::BadMagic),
+        Some((_, version)) if version != VERSION => Some(Refusal::Version {
+            ours: VERSION,
+            theirs: version,
+        }),
+        _ => None,
+    };
+    if let Some(refusal) = early {
+        debug!(?remote, "refusing connection: {refusal}");
+        refuse(r, w, refusal, limits.frame_timeout).await;
+        return;
+    }
+    let hello = match decode::<Hello>(&body) {
+        Ok(h) => h,
         Err(e) => {
             debug!(?remote, "handshake failed: {e}");
             return;
@@ -341,6 +360,11 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
         Some(Refusal::NoListenAddress)
     } else if let Some(seen) = mismatch {
         Some(Refusal::AddressMismatch { seen })
+    } else if hello.role == Role::Peer && !(1..=limits.max_vnodes).contains(&hello.vnodes) {
+        Some(Refusal::Vnodes {
+            announced: hello.vnodes,
+            max: limits.max_vnodes,
+        })
     } else if key.is_some() && !hello.encrypted {
         Some(Refusal::NetworkKeyRequired)
     } else if key.is_none() && hello.encrypted {
@@ -408,6 +432,7 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
                     Who::Peer,
                     |frame, reply| Input::Peer {
                         from: addr,
+                        vnodes: hello.vnodes,
                         frame,
                         reply,
                     },
@@ -499,8 +524,9 @@ pub(crate) async fn serve_outbound(
     let result = async {
         let stream = connect_from(me.ip(), addr, limits.connect_timeout).await?;
         let _ = stream.set_nodelay(true);
-        let (mut r, w) = match open(stream, Hello::peer(me), key.as_ref(), &limits).await? {
-            Opened::Welcome { r, w } => (r, w),
+        let hello = Hello::peer(me, shared.vnodes);
+        let (mut r, w, vnodes) = match open(stream, hello, key.as_ref(), &limits).await? {
+            Opened::Welcome { r, w, vnodes } => (r, w, vnodes),
             Opened::Refused(why) => {
                 let _ = driver.send(Input::Refused { addr, why }).await;
                 return Ok(());
@@ -514,6 +540,7 @@ pub(crate) async fn serve_outbound(
             Who::Peer,
             |frame, reply| Input::Peer {
                 from: addr,
+                vnodes,
                 frame,
                 reply,
             },
@@ -544,6 +571,8 @@ pub(crate) struct Shared {
     pub(crate) lookups: Budget,
     /// Clients' requests per source address (see [`Limits::client_rate_per_ip`]).
     pub(crate) rates: Arc<PerAddress>,
+    /// The node's own number of ring positions (announced in our hellos).
+    pub(crate) vnodes: u16,
     /// The driver's queue for clients' requests, service traffic and lookup steps; ring
     /// maintenance (and the handle's commands) go on the other, which the driver serves
     /// first.

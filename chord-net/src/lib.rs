@@ -99,6 +99,10 @@ pub struct Limits {
     pub client_burst_per_ip: f64,
     /// Clients' lookups in flight on the node at once (default 256); more wait.
     pub max_client_lookups: usize,
+    /// Most ring positions (virtual nodes) a peer may announce, and the bound under which
+    /// every id learned second-hand must be `Id::for_vnode(addr, v)` (default 16). Every
+    /// node of a ring should use the same value.
+    pub max_vnodes: u16,
     /// How long a [`Client`] keeps retrying, with jittered exponential backoff, when a
     /// node answers that it is busy (too many connections, or service requests) before
     /// giving up (default 30 s).
@@ -126,6 +130,7 @@ impl Default for Limits {
             client_rate_per_ip: 1000.0,
             client_burst_per_ip: 200.0,
             max_client_lookups: 256,
+            max_vnodes: 16,
             busy_deadline: Duration::from_secs(30),
         }
     }
@@ -137,6 +142,15 @@ pub enum Error {
     /// Could not listen on the address.
     #[error("cannot listen on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
+    /// The node would host more ring positions than [`Limits::max_vnodes`] allows (its
+    /// peers would refuse it).
+    #[error("{vnodes} ring positions is more than the limit of {max}")]
+    TooManyVnodes {
+        /// Asked for.
+        vnodes: u16,
+        /// The limit.
+        max: u16,
+    },
     /// Could not start the node's thread.
     #[error("cannot start the node thread")]
     Spawn(#[source] std::io::Error),

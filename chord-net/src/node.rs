@@ -197,6 +197,12 @@ impl NodeBuilder {
     /// Bind, start the driver, and (with [`NodeBuilder::join`]) join the ring. Resolves
     /// once the node is a ring member.
     pub async fn start(self) -> Result<Node, Error> {
+        if self.vnodes > self.limits.max_vnodes {
+            return Err(Error::TooManyVnodes {
+                vnodes: self.vnodes,
+                max: self.limits.max_vnodes,
+            });
+        }
         if self.listen.ip().is_unspecified() {
             // Peers identify a node by the address it listens on (its ids are derived
             // from it), so it must be one they can reach it at.
@@ -441,6 +447,8 @@ struct Driver {
     leave_requested: Option<Sender<()>>,
     /// The operator's token, if control requests are obeyed at all.
     control: Option<ControlToken>,
+    /// Peers whose ids were checked against their addresses.
+    genuine: std::collections::HashSet<Peer>,
 }
 
 /// Where the answer of a service call goes.
@@ -492,6 +500,7 @@ impl Driver {
                     b.limits.client_rate_per_ip,
                     b.limits.client_burst_per_ip,
                 )),
+                vnodes: b.vnodes,
                 work,
             },
             work_rx,
@@ -499,6 +508,7 @@ impl Driver {
             next_call: 1,
             leave_requested: None,
             control: b.control.clone(),
+            genuine: std::collections::HashSet::new(),
         }
     }
 
@@ -553,13 +563,35 @@ impl Driver {
         info!(addr = %self.addr, "node stopped");
     }
 
+    /// Is `p`'s id one its address can hold (`Id::for_vnode(addr, v)`, `v <
+    /// Limits::max_vnodes`)? Answers are remembered (a bounded set, emptied when full), so
+    /// honest traffic costs a hash per new peer.
+    fn genuine(&mut self, p: &Peer) -> bool {
+        if self.genuine.contains(p) {
+            return true;
+        }
+        if !p.is_genuine(self.limits.max_vnodes) {
+            return false;
+        }
+        if self.genuine.len() >= 8192 {
+            self.genuine.clear();
+        }
+        self.genuine.insert(*p);
+        true
+    }
+
     fn vnode_of(&self, id: Id) -> Option<usize> {
         self.nodes.iter().position(|n| n.me().id == id)
     }
 
     fn on_input(&mut self, input: Input, now: Time, ex: &async_executor::Executor<'_>) {
         match input {
-            Input::Peer { from, frame, reply } => match frame {
+            Input::Peer {
+                from,
+                vnodes,
+                frame,
+                reply,
+            } => match frame {
                 Frame::Chord {
                     from_vnode,
                     to,
@@ -569,6 +601,16 @@ impl Driver {
                         debug!(%from, "message for a ring position we do not host");
                         return;
                     };
+                    // Ids bound to hosts: a peer speaks only for the positions it announced,
+                    // and names only peers whose ids their addresses can hold.
+                    if from_vnode >= vnodes {
+                        debug!(%from, from_vnode, vnodes, "position not announced: dropped");
+                        return;
+                    }
+                    if !msg.peers().iter().all(|p| self.genuine(p)) {
+                        debug!(%from, "message naming a peer under a false id: dropped");
+                        return;
+                    }
                     // The sender's id follows from its address: it cannot claim another.
                     let sender = Peer::new(Id::for_vnode(from, from_vnode), from);
                     self.nodes[v].handle(sender, msg, now);

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 /// First four bytes of every handshake.
 pub const MAGIC: [u8; 4] = *b"CHRD";
-/// Protocol version spoken by this crate.
-pub const VERSION: u16 = 2;
+/// Protocol version spoken by this crate (3: the hello announces the vnode count).
+pub const VERSION: u16 = 3;
 
 /// Who opens a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,17 +35,21 @@ pub struct Hello {
     pub listen: Option<SocketAddr>,
     /// The sender holds a network key: a Noise handshake follows (see [`crate::noise`]).
     pub encrypted: bool,
+    /// A peer's number of ring positions (virtual nodes): its ids are
+    /// `Id::for_vnode(listen, v)` for `v` below it, and no others. 0 for clients.
+    pub vnodes: u16,
 }
 
 impl Hello {
-    /// The hello of a peer listening on `listen`.
-    pub fn peer(listen: SocketAddr) -> Hello {
+    /// The hello of a peer listening on `listen` with `vnodes` ring positions.
+    pub fn peer(listen: SocketAddr, vnodes: u16) -> Hello {
         Hello {
             magic: MAGIC,
             version: VERSION,
             role: Role::Peer,
             listen: Some(listen),
             encrypted: false,
+            vnodes,
         }
     }
 
@@ -57,7 +61,17 @@ impl Hello {
             role: Role::Client,
             listen: None,
             encrypted: false,
+            vnodes: 0,
         }
+    }
+
+    /// The magic and version at the start of a hello's bytes, whatever follows them: so
+    /// that a node can refuse another version with a clear answer even when the rest of
+    /// that version's hello has another shape.
+    pub fn magic_and_version(body: &[u8]) -> Option<([u8; 4], u16)> {
+        postcard::take_from_bytes::<([u8; 4], u16)>(body)
+            .ok()
+            .map(|(mv, _)| mv)
     }
 }
 
@@ -110,6 +124,14 @@ pub enum Refusal {
     AddressMismatch {
         /// The IP address the connection came from.
         seen: std::net::IpAddr,
+    },
+    /// A peer announced no ring position, or more than the node accepts from one address.
+    #[error("a peer may hold 1 to {max} ring positions, not {announced}")]
+    Vnodes {
+        /// What the peer announced.
+        announced: u16,
+        /// The most this node accepts.
+        max: u16,
     },
 }
 
@@ -329,13 +351,13 @@ mod tests {
     fn golden_bytes() {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (
-                postcard::to_stdvec(&Hello::peer("127.0.0.1:2000".parse().expect("valid")))
+                postcard::to_stdvec(&Hello::peer("127.0.0.1:2000".parse().expect("valid"), 1))
                     .expect("enc"),
-                "43485244020001007f000001d00f00",
+                "43485244030001007f000001d00f0001",
             ),
             (
                 postcard::to_stdvec(&Hello::client()).expect("enc"),
-                "4348524402010000",
+                "434852440301000000",
             ),
             (
                 postcard::to_stdvec(&Hello {
@@ -343,7 +365,7 @@ mod tests {
                     ..Hello::client()
                 })
                 .expect("enc"),
-                "4348524402010001",
+                "434852440301000100",
             ),
             (
                 postcard::to_stdvec(&HelloReply::Refused(Refusal::WrongNetworkKey)).expect("enc"),

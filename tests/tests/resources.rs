@@ -351,3 +351,104 @@ fn a_lookup_flood_does_not_evict_the_node() {
         }
     });
 }
+
+/// A raw peer connection from `listen`'s IP, announcing `listen` and `vnodes` positions.
+fn raw_peer(listen: SocketAddr, vnodes: u16, to: SocketAddr) -> TcpStream {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    s.bind(&SocketAddr::new(listen.ip(), 0).into())
+        .expect("bind");
+    s.connect(&to.into()).expect("connect");
+    let mut s: TcpStream = s.into();
+    s.write_all(&encode(&Hello::peer(listen, vnodes)).expect("hello"))
+        .expect("hello");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header).expect("welcome");
+    let mut body = vec![0u8; u32::from_be_bytes(header).min(1024) as usize];
+    s.read_exact(&mut body).expect("welcome");
+    let welcome: HelloReply = decode(&body).expect("welcome");
+    assert!(matches!(welcome, HelloReply::Welcome { .. }), "{welcome:?}");
+    s
+}
+
+/// Finding 5: `from_vnode` was any u16, never compared with anything, so one address could
+/// choose among 65,536 ids; and ids named second-hand (a leaver's predecessor, successor
+/// lists, lookup answers) were never checked against their addresses. Now a peer speaks
+/// only for the positions its hello announced, and a message naming a peer under an id
+/// its address cannot hold is dropped whole.
+#[test]
+fn a_peer_speaks_only_for_its_announced_positions() {
+    use chord_core::{Id, Message, Peer, Request};
+    block_on(async {
+        let node = Node::builder()
+            .listen(any_port())
+            .config(fast_config())
+            .start()
+            .await
+            .expect("start");
+        let me = node.id();
+        let listen: SocketAddr = "127.0.0.2:40000".parse().expect("addr");
+        let mut s = raw_peer(listen, 1, node.addr());
+        let send = |s: &mut TcpStream, from_vnode: u16, id: u64, body: Request| {
+            let f = Frame::Chord {
+                from_vnode,
+                to: me,
+                msg: Message::Request { id, body },
+            };
+            s.write_all(&encode(&f).expect("encode")).expect("send");
+        };
+        let pred = || async {
+            async_io::Timer::after(Duration::from_millis(300)).await;
+            node.status()
+                .await
+                .expect("status")
+                .predecessor
+                .map(|p| p.id)
+        };
+        // A position it did not announce: a lone node would take any predecessor.
+        let chosen = Id::for_vnode(listen, 40_000);
+        send(&mut s, 40_000, 1, Request::Rectify);
+        assert_ne!(pred().await, Some(chosen), "took an unannounced position");
+        // Its own position is taken.
+        send(&mut s, 0, 2, Request::Rectify);
+        assert_eq!(pred().await, Some(Id::for_addr(listen)));
+        // Leaving, naming as its predecessor an id that 127.0.0.3:1 cannot hold.
+        let forged = Peer::new(
+            Id::for_key("anywhere"),
+            "127.0.0.3:1".parse().expect("addr"),
+        );
+        send(
+            &mut s,
+            0,
+            3,
+            Request::Leaving {
+                predecessor: Some(forged),
+                successors: vec![],
+            },
+        );
+        assert_ne!(pred().await, Some(forged.id), "took a forged predecessor");
+        // A hello announcing more positions than the node accepts is refused.
+        let t = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        t.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())
+            .expect("bind");
+        t.connect(&node.addr().into()).expect("connect");
+        let mut t: TcpStream = t.into();
+        t.write_all(&encode(&Hello::peer(listen, 1000)).expect("hello"))
+            .expect("hello");
+        t.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut header = [0u8; 4];
+        t.read_exact(&mut header).expect("refusal");
+        let mut body = vec![0u8; u32::from_be_bytes(header).min(1024) as usize];
+        t.read_exact(&mut body).expect("refusal");
+        assert_eq!(
+            decode::<HelloReply>(&body).expect("refusal"),
+            HelloReply::Refused(chord_net::wire::Refusal::Vnodes {
+                announced: 1000,
+                max: 16
+            })
+        );
+        node.kill();
+    });
+}

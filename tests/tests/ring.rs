@@ -87,6 +87,7 @@ fn hostile_connections_do_not_hurt_the_node() {
                 role: Role::Client,
                 listen: None,
                 encrypted: false,
+                vnodes: 0,
             })
             .expect("encode");
             let reply = probe(&hello);
@@ -106,8 +107,8 @@ fn hostile_connections_do_not_hurt_the_node() {
         );
         // A peer announcing an address on another IP than it connects from: refused, so it
         // cannot take the ids of the node at that address.
-        let claim =
-            frame::encode(&Hello::peer("127.0.0.9:2000".parse().expect("addr"))).expect("encode");
+        let claim = frame::encode(&Hello::peer("127.0.0.9:2000".parse().expect("addr"), 1))
+            .expect("encode");
         let reply = probe(&claim);
         assert_eq!(
             frame::decode::<HelloReply>(&reply[4..]).expect("a refusal frame"),
