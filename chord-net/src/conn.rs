@@ -1,8 +1,7 @@
 //! Connections: the handshake, and the reader and writer halves of an established one.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chord_core::Message;
@@ -12,6 +11,7 @@ use async_net::TcpStream;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
 
+use crate::admission::{Admission, Class, Tracked};
 use crate::budget::{Budget, Lease};
 use crate::frame::{
     decode, encode, read_body, read_body_leased, with_deadline, write_bytes, write_frame,
@@ -150,17 +150,6 @@ impl Reply {
     }
 }
 
-/// Counts open inbound connections, in all and per remote IP address, to refuse new ones
-/// past the limits.
-#[derive(Clone, Default)]
-pub(crate) struct ConnCount(Arc<Mutex<Counts>>);
-
-#[derive(Default)]
-struct Counts {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
 /// The address a limit counts `ip` under: itself, an IPv4-mapped IPv6 address as IPv4, and
 /// other IPv6 addresses by their /64 (one host usually has a whole /64 to choose from).
 pub(crate) fn address_group(ip: IpAddr) -> IpAddr {
@@ -170,51 +159,6 @@ pub(crate) fn address_group(ip: IpAddr) -> IpAddr {
             None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
         },
         v4 => v4,
-    }
-}
-
-/// One counted connection; uncounted when dropped.
-pub(crate) struct ConnGuard {
-    counts: Arc<Mutex<Counts>>,
-    ip: Option<IpAddr>,
-}
-
-impl ConnCount {
-    /// Count a connection from `ip`, unless that would pass `limits`. IPv6 addresses count
-    /// by their /64 (one host usually has a whole /64 to choose from).
-    pub(crate) fn try_acquire(&self, ip: Option<IpAddr>, limits: &Limits) -> Option<ConnGuard> {
-        let ip = ip.map(address_group);
-        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if c.total >= limits.max_connections {
-            return None;
-        }
-        if let Some(ip) = ip {
-            let n = c.per_ip.entry(ip).or_insert(0);
-            if *n >= limits.max_connections_per_ip {
-                return None;
-            }
-            *n += 1;
-        }
-        c.total += 1;
-        Some(ConnGuard {
-            counts: self.0.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        c.total = c.total.saturating_sub(1);
-        if let Some(ip) = self.ip {
-            if let Some(n) = c.per_ip.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    c.per_ip.remove(&ip);
-                }
-            }
-        }
     }
 }
 
@@ -286,7 +230,7 @@ pub(crate) struct Listening {
     pub(crate) vnodes: u16,
     pub(crate) limits: Limits,
     pub(crate) key: Option<NetworkKey>,
-    pub(crate) count: ConnCount,
+    pub(crate) admission: Admission,
     pub(crate) shared: Shared,
     pub(crate) driver: Sender<Input>,
 }
@@ -298,22 +242,22 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
         vnodes,
         limits,
         key,
-        count,
+        admission,
         shared,
         driver,
     } = l;
     let remote = stream.peer_addr().ok();
-    let guard = count.try_acquire(remote.map(|a| a.ip()), &limits);
+    let ticket = admission.try_acquire(remote.map(|a| a.ip()), &limits);
     let mut r = stream.clone();
     let mut w = stream;
     let t = limits.handshake_timeout;
-    if guard.is_none() {
+    let Some(mut ticket) = ticket else {
         // Over a limit: say so at once and close, without waiting for a hello, so that a
         // flood of silent connections costs nothing past the limit.
         debug!(?remote, "refusing connection: too many");
         refuse(r, w, Refusal::Busy, Duration::from_millis(100)).await;
         return;
-    }
+    };
     let body = match read_body(&mut r, 1024, t, t).await {
         Ok(body) => body,
         Err(e) => {
@@ -400,15 +344,32 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
     {
         return;
     }
+    let class = match hello.role {
+        Role::Peer => Class::Peer,
+        Role::Client => Class::Client,
+    };
+    let admitted = ticket.admit(class, &limits);
+    let activity = admitted.activity.clone();
+    // On a keyed ring the handshake proves nothing until the other side sends a frame
+    // under the session keys (a replayed first message completes it too): the first
+    // frame must come within the handshake deadline.
+    let first_idle = if key.is_some() {
+        t
+    } else {
+        limits.idle_timeout
+    };
     let (mut r, w): (Reader, Writer) = match noise {
-        None => (Box::new(r), Box::new(w)),
+        None => (Box::new(Tracked { inner: r, activity }), Box::new(w)),
         Some(mut hs) => {
             let sent = with_deadline(t, noise::write_message(&mut w, &mut hs, &welcome[4..])).await;
             let Ok((tr, tw)) = sent.and_then(|()| Ok(noise::split(hs)?)) else {
                 return;
             };
             (
-                Box::new(NoiseReader::new(r, tr)),
+                Box::new(Tracked {
+                    inner: NoiseReader::new(r, tr),
+                    activity,
+                }),
                 Box::new(NoiseWriter::new(w, tw)),
             )
         }
@@ -427,6 +388,7 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
                 read_loop(
                     &mut r,
                     &limits,
+                    first_idle,
                     &tx,
                     &shared,
                     Who::Peer,
@@ -444,6 +406,7 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
                 read_loop(
                     &mut r,
                     &limits,
+                    first_idle,
                     &tx,
                     &shared,
                     Who::Client(remote.map(|a| a.ip())),
@@ -460,8 +423,17 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
         // Reader done: let the writer finish what is queued, then stop.
         tx.close();
     };
-    futures_lite::future::zip(reader, writer).await;
-    drop(guard);
+    // Reclaimed for a newcomer: everything is dropped, which closes the socket.
+    futures_lite::future::or(
+        async {
+            futures_lite::future::zip(reader, writer).await;
+        },
+        async {
+            let _ = admitted.closed.recv().await;
+        },
+    )
+    .await;
+    drop(ticket);
 }
 
 /// Send a refusal and close gracefully: the other side's hello (or first Noise message)
@@ -535,6 +507,7 @@ pub(crate) async fn serve_outbound(
         let reader = read_loop(
             &mut r,
             &limits,
+            limits.idle_timeout,
             &tx,
             &shared,
             Who::Peer,
@@ -629,6 +602,7 @@ pub(crate) fn is_maintenance_msg(msg: &Message) -> bool {
 async fn read_loop(
     r: &mut Reader,
     limits: &Limits,
+    first_idle: Duration,
     out: &Outbox,
     shared: &Shared,
     who: Who,
@@ -643,6 +617,7 @@ async fn read_loop(
         SERVICE_REQUESTS_PER_PEER
     });
     let mut bucket = Bucket::full(limits.client_burst_per_conn, Instant::now());
+    let mut idle = first_idle;
     loop {
         loop {
             if out.is_closed() {
@@ -656,23 +631,24 @@ async fn read_loop(
                 break;
             }
         }
-        let (frame, body) = match read_body_leased(
+        let read = read_body_leased(
             r,
             Vec::new(),
             limits.max_frame,
-            limits.idle_timeout,
+            idle,
             limits.frame_timeout,
             Some(&shared.memory),
         )
-        .await
-        .and_then(|(body, lease)| Ok((decode::<Frame>(&body)?, lease)))
-        {
-            Ok(x) => x,
-            Err(e) => {
-                debug!("closing connection: {e}");
-                return;
-            }
-        };
+        .await;
+        idle = limits.idle_timeout;
+        let (frame, body) =
+            match read.and_then(|(body, lease)| Ok((decode::<Frame>(&body)?, lease))) {
+                Ok(x) => x,
+                Err(e) => {
+                    debug!("closing connection: {e}");
+                    return;
+                }
+            };
         if let (Who::Client(ip), Frame::ClientRequest { .. } | Frame::ServiceRequest { .. }) =
             (who, &frame)
         {
@@ -768,39 +744,4 @@ async fn write_loop(mut w: Writer, rx: OutboxRx, deadline: Duration) {
         }
     }
     let _ = with_deadline(deadline, async { Ok(w.close().await?) }).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connections_are_counted_per_address_and_per_ipv6_64() {
-        let limits = Limits {
-            max_connections: 5,
-            max_connections_per_ip: 2,
-            ..Limits::default()
-        };
-        let count = ConnCount::default();
-        let a: IpAddr = "10.0.0.1".parse().expect("ip");
-        let g1 = count.try_acquire(Some(a), &limits).expect("first");
-        let _g2 = count.try_acquire(Some(a), &limits).expect("second");
-        assert!(count.try_acquire(Some(a), &limits).is_none(), "per address");
-        // The same host over IPv4-mapped IPv6 is the same address.
-        let mapped: IpAddr = "::ffff:10.0.0.1".parse().expect("ip");
-        assert!(count.try_acquire(Some(mapped), &limits).is_none());
-        drop(g1);
-        let _g3 = count.try_acquire(Some(mapped), &limits).expect("freed");
-        // Two addresses in one /64 share a count; another /64 does not.
-        let x: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
-        let y: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
-        let z: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
-        let _gx = count.try_acquire(Some(x), &limits).expect("x");
-        let _gy = count.try_acquire(Some(y), &limits).expect("y");
-        assert!(count.try_acquire(Some(x), &limits).is_none(), "same /64");
-        let _gz = count.try_acquire(Some(z), &limits).expect("z");
-        // The total: 5 held now.
-        let w: IpAddr = "10.0.0.9".parse().expect("ip");
-        assert!(count.try_acquire(Some(w), &limits).is_none(), "total");
-    }
 }

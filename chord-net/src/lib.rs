@@ -29,6 +29,7 @@
 
 #![forbid(unsafe_code)]
 
+mod admission;
 mod budget;
 pub mod client;
 mod conn;
@@ -52,8 +53,15 @@ pub use noise::NetworkKey;
 pub struct Limits {
     /// Largest frame body accepted (default 8 MiB).
     pub max_frame: u32,
-    /// Most open inbound connections; more are refused with `Busy` (default 1024).
+    /// Most open inbound connections, peers and clients (default 1024), of which
+    /// [`Limits::peer_slots`] are kept for peers. When a class is full, its connection idle
+    /// the longest is closed to admit a newcomer.
     pub max_connections: usize,
+    /// Inbound connections kept for ring peers, apart from clients (default 256).
+    pub peer_slots: usize,
+    /// Connections still in their handshake at once; more are refused with `Busy` at once
+    /// (default 128).
+    pub max_handshakes: usize,
     /// Most open inbound connections from one IP address, or one IPv6 /64 (default 256),
     /// so that one host cannot take every connection.
     pub max_connections_per_ip: usize,
@@ -114,6 +122,8 @@ impl Default for Limits {
         Limits {
             max_frame: frame::DEFAULT_MAX_FRAME,
             max_connections: 1024,
+            peer_slots: 256,
+            max_handshakes: 128,
             max_connections_per_ip: 256,
             max_in_flight: 256,
             max_queued_bytes: 8 << 20,

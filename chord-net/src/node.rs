@@ -17,10 +17,10 @@ use async_net::TcpListener;
 use chord_core::{Config, Event, Id, LookupError, LookupId, LookupOutcome, Message, Peer, Time};
 use tracing::{debug, info, warn};
 
+use crate::admission::Admission;
 use crate::budget::Budget;
 use crate::conn::{
-    is_maintenance_msg, serve_inbound, serve_outbound, ConnCount, Input, Listening, Outbox, Reply,
-    Shared,
+    is_maintenance_msg, serve_inbound, serve_outbound, Input, Listening, Outbox, Reply, Shared,
 };
 use crate::frame::encode;
 use crate::rate::PerAddress;
@@ -252,7 +252,7 @@ impl NodeBuilder {
                     vnodes,
                     limits,
                     key,
-                    count: ConnCount::default(),
+                    admission: Admission::default(),
                     shared,
                     driver: accept_tx,
                 };

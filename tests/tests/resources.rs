@@ -452,3 +452,56 @@ fn a_peer_speaks_only_for_its_announced_positions() {
         node.kill();
     });
 }
+
+/// Finding 6: 1,022 connections held from 4 addresses with a Status every 90 s locked out
+/// every client and every join for as long as they were held (the per-address cap only
+/// forced 4 addresses). Now peers have slots of their own, and when the client slots are
+/// full the connection idle the longest is closed to admit a newcomer.
+#[test]
+fn held_connections_do_not_lock_out_clients_or_joins() {
+    let limits = Limits {
+        max_connections: 40,
+        peer_slots: 8,
+        max_connections_per_ip: 16,
+        busy_deadline: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    block_on(async {
+        let node = Node::builder()
+            .listen(any_port())
+            .config(fast_config())
+            .limits(limits)
+            .start()
+            .await
+            .expect("start");
+        let addr = node.addr();
+        // Every client slot (40 - 8 = 32) taken by connections that completed their
+        // handshake and then sit idle, from 127.0.0.2 and 127.0.0.3.
+        let mut held: Vec<TcpStream> = (0..32u8)
+            .map(|i| raw_client([127, 0, 0, 2 + i % 2], addr))
+            .collect();
+        // A newcomer is admitted, and a node can join through this one.
+        let mut c = Client::connect(addr).await.expect("a newcomer is admitted");
+        c.status().await.expect("status");
+        let joiner = Node::builder()
+            .listen(any_port())
+            .config(fast_config())
+            .join(addr)
+            .start()
+            .await
+            .expect("join through the busy node");
+        // One of the idle connections was closed for it.
+        let mut closed = 0;
+        for s in &mut held {
+            s.set_read_timeout(Some(Duration::from_millis(20)))
+                .expect("timeout");
+            let mut b = [0u8; 16];
+            if matches!(s.read(&mut b), Ok(0)) {
+                closed += 1;
+            }
+        }
+        assert!(closed >= 1, "no idle connection was reclaimed");
+        joiner.kill();
+        node.kill();
+    });
+}

@@ -228,3 +228,81 @@ fn files_over_an_encrypted_ring() {
         }
     });
 }
+
+/// Issue 13, finding 6: a recorded hello and first Noise message, replayed by someone
+/// without the key, got a Welcome every time and held its connection past the handshake
+/// deadline (until the 120 s idle timeout). The replayer cannot make the session keys, so
+/// it can never send a frame: the node now wants the first frame within the handshake
+/// deadline and closes the connection otherwise.
+#[test]
+fn a_replayed_handshake_cannot_hold_a_slot() {
+    let key = NetworkKey::generate().expect("random");
+    let limits = Limits {
+        handshake_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    // Record what a genuine client sends first: its hello frame and Noise message 1.
+    let recorder = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let rec_addr = recorder.local_addr().expect("addr");
+    let recorded = std::thread::spawn(move || {
+        let (mut s, _) = recorder.accept().expect("accept");
+        let mut header = [0u8; 4];
+        s.read_exact(&mut header).expect("hello header");
+        let mut hello = vec![0u8; u32::from_be_bytes(header) as usize];
+        s.read_exact(&mut hello).expect("hello");
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).expect("noise length");
+        let mut msg1 = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut msg1).expect("noise message 1");
+        [&header[..], &hello, &len, &msg1].concat()
+    });
+    let k2 = key.clone();
+    let _ = std::thread::spawn(move || {
+        block_on(async {
+            let short = Limits {
+                handshake_timeout: Duration::from_millis(500),
+                busy_deadline: Duration::ZERO,
+                ..Limits::default()
+            };
+            let _ = Client::connect_with_key(rec_addr, short, Some(&k2)).await;
+        })
+    });
+    let bytes = recorded.join().expect("recorded");
+    block_on(async {
+        let node = builder(None, Some(&key))
+            .limits(limits)
+            .start()
+            .await
+            .expect("start");
+        let mut s = TcpStream::connect(node.addr()).expect("connect");
+        s.write_all(&bytes).expect("replay");
+        s.set_read_timeout(Some(Duration::from_secs(4)))
+            .expect("timeout");
+        // The node answers (it cannot tell a replay from a first try), then closes the
+        // connection at the handshake deadline, since no frame ever comes.
+        let t = std::time::Instant::now();
+        let mut got = 0;
+        let mut buf = [0u8; 1024];
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(_) => break false,
+            }
+        };
+        assert!(got > 0, "the node answered the replayed handshake");
+        assert!(
+            closed,
+            "the replayed connection was still open after {:?}",
+            t.elapsed()
+        );
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        // A genuine client is served as before.
+        let mut c = Client::connect_with_key(node.addr(), Limits::default(), Some(&key))
+            .await
+            .expect("client");
+        c.status().await.expect("status");
+        node.kill();
+    });
+}
