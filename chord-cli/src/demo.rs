@@ -43,7 +43,7 @@ impl Drop for TempDir {
 }
 
 fn step(n: u32, what: &str) {
-    println!("\n{n}. {what}");
+    out!("\n{n}. {what}");
 }
 
 pub fn demo(a: &DemoArgs) -> Result<()> {
@@ -77,7 +77,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
             }
             let n = FilesNode::start(b, Arc::new(MemoryStore::new(u64::MAX)), files_cfg.clone())
                 .await?;
-            println!(
+            out!(
                 "   node {}  id {}",
                 n.node().addr(),
                 &n.node().id().to_string()[..16]
@@ -87,7 +87,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         let first = nodes[0].node().addr();
         let start = Instant::now();
         let walk = settled_ring(first, nodes.len()).await?;
-        println!(
+        out!(
             "   the ring formed by stabilization in {:.1} s:",
             start.elapsed().as_secs_f64()
         );
@@ -108,7 +108,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         let pb = crate::files::bar(a.size);
         let put = transfer::put(first, &src, "demo.bin", &opts, &|n| pb.set_position(n)).await?;
         pb.finish_and_clear();
-        println!(
+        out!(
             "   stored demo.bin: {} chunk(s), BLAKE3 {}…, {} copies of every piece",
             put.manifest.chunks.len(),
             &hex(&put.manifest.file_hash)[..16],
@@ -119,7 +119,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         let other = nodes[nodes.len() - 1].node().addr();
         let out = dir.0.join("fetched.bin");
         fetch(other, &out, &opts).await?;
-        println!(
+        out!(
             "   fetched through {other}: identical ({} bytes)",
             std::fs::metadata(&out)?.len()
         );
@@ -129,7 +129,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
             "Crashing a node that holds the file, then fetching again",
         );
         let dead = nodes.remove(1);
-        println!(
+        out!(
             "   killed {}, which held {} bytes of it (no goodbye)",
             dead.node().addr(),
             dead.store().used()
@@ -137,19 +137,21 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         dead.node().kill();
         let out2 = dir.0.join("fetched-again.bin");
         fetch(other, &out2, &opts).await?;
-        println!("   fetched again from the surviving replicas: identical");
+        out!("   fetched again from the surviving replicas: identical");
         let start = Instant::now();
         let walk = settled_ring(first, nodes.len()).await?;
-        println!(
+        out!(
             "   the ring repaired itself in {:.1} s:",
             start.elapsed().as_secs_f64()
         );
         print_ring(&walk);
         let ls = transfer::ls(first, 1000, &opts).await?;
         for l in &ls {
-            println!(
+            out!(
                 "   {}  {} bytes  on {} nodes",
-                l.manifest.name, l.manifest.size, l.replicas
+                l.manifest.name,
+                l.manifest.size,
+                l.replicas
             );
         }
 
@@ -160,17 +162,17 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
                 let _ = tx.try_send(());
             })?;
             step(5, "The ring keeps running. From another terminal, try:");
-            println!("   chord ring --node {first}");
-            println!("   chord ls --node {first}");
-            println!("   chord get demo.bin --node {other}");
-            println!("   chord put SOME_FILE --node {first}");
-            println!("   Ctrl-C stops the demo.");
+            out!("   chord ring --node {first}");
+            out!("   chord ls --node {first}");
+            out!("   chord get demo.bin --node {other}");
+            out!("   chord put SOME_FILE --node {first}");
+            out!("   Ctrl-C stops the demo.");
             let _ = rx.recv().await;
         }
         for n in &nodes {
             n.node().kill();
         }
-        println!("\ndone: every step worked.");
+        out!("\ndone: every step worked.");
         Ok(())
     })
 }

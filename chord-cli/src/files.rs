@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::net::{no_node_hint, Hinted, NodeAddr};
+use crate::printable;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -97,15 +98,15 @@ pub fn put(at: &NodeAddr, path: &PathBuf, name: Option<&str>, replicas: u8) -> R
     pb.finish_and_clear();
     let m = &rep.manifest;
     if at.json {
-        println!(
+        out!(
             "{}",
             json!({"name": m.name, "size": m.size, "hash": hex(&m.file_hash), "replicas": rep.min_replicas})
         );
     } else {
-        println!("stored   {}", m.name);
-        println!("size     {} bytes in {} chunk(s)", m.size, m.chunks.len());
-        println!("hash     {} (BLAKE3)", hex(&m.file_hash));
-        println!("replicas {}", rep.min_replicas);
+        out!("stored   {}", printable(&m.name));
+        out!("size     {} bytes in {} chunk(s)", m.size, m.chunks.len());
+        out!("hash     {} (BLAKE3)", hex(&m.file_hash));
+        out!("replicas {}", rep.min_replicas);
         eprintln!(
             "{:.1} MiB/s",
             m.size as f64 / (1 << 20) as f64 / start.elapsed().as_secs_f64().max(1e-6)
@@ -152,14 +153,18 @@ pub fn get(
         GetOutcome::UpToDate(p) => (p, false),
     };
     if at.json {
-        println!(
+        out!(
             "{}",
             json!({"name": name, "path": path.display().to_string(), "written": fresh})
         );
     } else if fresh {
-        println!("saved {name} to {} (verified)", path.display());
+        out!(
+            "saved {} to {} (verified)",
+            printable(name),
+            printable(&path.display().to_string())
+        );
     } else {
-        println!("{} is already up to date", path.display());
+        out!("{} is already up to date", path.display());
     }
     Ok(())
 }
@@ -179,19 +184,19 @@ pub fn ls(at: &NodeAddr) -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(v));
+        out!("{}", serde_json::Value::Array(v));
         return Ok(());
     }
     if list.is_empty() {
-        println!("(no files in the ring)");
+        out!("(no files in the ring)");
     }
     for l in &list {
-        println!(
+        out!(
             "{:>12}  {}  x{}  {}",
             l.manifest.size,
             &hex(&l.manifest.file_hash)[..12],
             l.replicas,
-            l.manifest.name
+            printable(&l.manifest.name)
         );
     }
     Ok(())
@@ -201,10 +206,11 @@ pub fn rm(at: &NodeAddr, name: &str, replicas: u8) -> Result<()> {
     let n =
         block_on(transfer::rm(at.addr, name, &opts(at, replicas)?)).map_err(|e| hinted(at, e))?;
     if at.json {
-        println!("{}", json!({"name": name, "removed_from": n}));
+        out!("{}", json!({"name": name, "removed_from": n}));
     } else {
-        println!(
-            "removed {name} ({n} cop{})",
+        out!(
+            "removed {} ({n} cop{})",
+            printable(name),
             if n == 1 { "y" } else { "ies" }
         );
     }

@@ -5,6 +5,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `println!` for the command's output: a closed stdout (`chord ls | head -1`) ends the
+/// process quietly with the status a shell shows for SIGPIPE (141), as other Unix tools
+/// do, instead of panicking; other write errors are reported.
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::out_line(format_args!($($t)*))
+    };
+}
+
 mod control;
 mod demo;
 mod files;
@@ -156,6 +165,34 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(colour)
         .try_init();
+}
+
+/// Write one line of output (see `out!`).
+pub fn out_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_fmt(args).and_then(|()| o.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// A name from the network, for human output: control characters (escape sequences,
+/// newlines) escaped, so that a name is printed as data and cannot draw on the terminal
+/// or pass for another row.
+pub fn printable(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn main() -> ExitCode {

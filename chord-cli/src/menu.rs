@@ -61,14 +61,14 @@ fn ask(rl: &mut DefaultEditor, what: &str, default: &str) -> Result<Option<Strin
 pub fn run(setup: NodeSetup, files: FilesNode, signals: Receiver<()>) -> Result<()> {
     let mut rl = DefaultEditor::new()?;
     let mut current = Some(files);
-    println!("{MENU}");
+    out!("{MENU}");
     loop {
         if signals.try_recv().is_ok() {
             break;
         }
         if let Some(f) = &current {
             if block_on(futures_lite::future::poll_once(f.node().stopped())).is_some() {
-                println!("the node stopped (a client asked it to leave)");
+                out!("the node stopped (a client asked it to leave)");
                 current = None;
             }
         }
@@ -81,11 +81,11 @@ pub fn run(setup: NodeSetup, files: FilesNode, signals: Receiver<()>) -> Result<
             "1" => join(&mut rl, &setup, &mut current),
             "2" => match current.take() {
                 Some(f) => {
-                    println!("handing stored data over and leaving the ring…");
-                    leave_gracefully(&f).map(|()| println!("left; 1) joins a ring again"))
+                    out!("handing stored data over and leaving the ring…");
+                    leave_gracefully(&f).map(|()| out!("left; 1) joins a ring again"))
                 }
                 None => {
-                    println!("not in a ring");
+                    out!("not in a ring");
                     Ok(())
                 }
             },
@@ -97,23 +97,23 @@ pub fn run(setup: NodeSetup, files: FilesNode, signals: Receiver<()>) -> Result<
             "8" => with_node(&current, status),
             "0" | "q" | "quit" | "exit" => break,
             "?" | "h" | "help" => {
-                println!("{MENU}");
+                out!("{MENU}");
                 Ok(())
             }
             other => {
-                println!("unknown choice {other:?}; the menu:{MENU}");
+                out!("unknown choice {other:?}; the menu:{MENU}");
                 Ok(())
             }
         };
         if let Err(e) = outcome {
-            println!("error: {e}");
+            out!("error: {e}");
         }
     }
     if let Some(f) = current {
-        println!("handing stored data over and leaving the ring…");
+        out!("handing stored data over and leaving the ring…");
         leave_gracefully(&f)?;
     }
-    println!("stopped");
+    out!("stopped");
     Ok(())
 }
 
@@ -155,7 +155,7 @@ fn join(rl: &mut DefaultEditor, setup: &NodeSetup, current: &mut Option<FilesNod
     }
     match setup.start(Some(target)) {
         Ok(f) => {
-            println!("joined the ring of {target}");
+            out!("joined the ring of {target}");
             *current = Some(f);
             Ok(())
         }
@@ -199,7 +199,7 @@ fn upload(rl: &mut DefaultEditor, f: &FilesNode) -> Result<()> {
         &|n| pb.set_position(n),
     ))?;
     pb.finish_and_clear();
-    println!(
+    out!(
         "stored {} ({} bytes, BLAKE3 {}…) on {} nodes",
         rep.manifest.name,
         rep.manifest.size,
@@ -234,18 +234,18 @@ fn download(rl: &mut DefaultEditor, f: &FilesNode) -> Result<()> {
     ))?;
     pb.finish_and_clear();
     match r {
-        GetOutcome::Written(p) => println!("saved {name} to {} (verified)", p.display()),
-        GetOutcome::UpToDate(p) => println!("{} is already up to date: no change", p.display()),
+        GetOutcome::Written(p) => out!("saved {name} to {} (verified)", p.display()),
+        GetOutcome::UpToDate(p) => out!("{} is already up to date: no change", p.display()),
     }
     Ok(())
 }
 
 fn fingers(f: &FilesNode) -> Result<()> {
     let s = block_on(f.node().status())?;
-    println!("finger table of {}", short(&s.me));
-    println!("  {:>3}  {:<10}  node", "i", "start");
+    out!("finger table of {}", short(&s.me));
+    out!("  {:>3}  {:<10}  node", "i", "start");
     for r in &s.fingers {
-        println!(
+        out!(
             "  {:>3}  {:<10}  {}",
             r.index,
             &r.start.to_string()[..8],
@@ -253,18 +253,18 @@ fn fingers(f: &FilesNode) -> Result<()> {
         );
     }
     if s.fingers.is_empty() {
-        println!("  (none: alone in the ring)");
+        out!("  (none: alone in the ring)");
     }
     Ok(())
 }
 
 fn neighbours(f: &FilesNode) -> Result<()> {
     let s = block_on(f.node().status())?;
-    println!(
+    out!(
         "predecessor  {}",
         s.predecessor.as_ref().map_or("(none yet)".into(), short)
     );
-    println!(
+    out!(
         "successor    {}",
         s.successors
             .first()
@@ -276,12 +276,14 @@ fn neighbours(f: &FilesNode) -> Result<()> {
 fn list(f: &FilesNode) -> Result<()> {
     let files = block_on(transfer::ls(f.node().addr(), 100_000, &opts(f)))?;
     if files.is_empty() {
-        println!("(no files in the ring)");
+        out!("(no files in the ring)");
     }
     for l in files {
-        println!(
+        out!(
             "  {:>12}  x{}  {}",
-            l.manifest.size, l.replicas, l.manifest.name
+            l.manifest.size,
+            l.replicas,
+            l.manifest.name
         );
     }
     Ok(())
@@ -289,14 +291,14 @@ fn list(f: &FilesNode) -> Result<()> {
 
 fn status(f: &FilesNode) -> Result<()> {
     let s = block_on(f.node().status())?;
-    println!("node         {}  {}", s.me.id, s.me.addr);
+    out!("node         {}  {}", s.me.id, s.me.addr);
     for (i, p) in s.successors.iter().enumerate() {
-        println!(
+        out!(
             "{:<12} {}",
             if i == 0 { "successors" } else { "" },
             short(p)
         );
     }
-    println!("stored here  {} bytes", f.store().used());
+    out!("stored here  {} bytes", f.store().used());
     Ok(())
 }

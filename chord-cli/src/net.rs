@@ -250,7 +250,7 @@ pub fn node(a: &NodeArgs) -> Result<()> {
     let node = files.node().clone();
     // Removed when this function returns (the node has stopped).
     let _token = crate::control::write_token(node.addr(), &setup.control)?;
-    println!("listening on {} id {}", node.addr(), node.id());
+    out!("listening on {} id {}", node.addr(), node.id());
     if !a.headless && std::io::stdin().is_terminal() {
         return crate::menu::run(setup, files, rx);
     }
@@ -306,14 +306,14 @@ pub fn lookup(at: &NodeAddr, key: &str) -> Result<()> {
         block_on(async { at.connect().await?.lookup(id).await.map_err(Into::into) })
             .map_err(|e: Box<dyn std::error::Error>| e)?;
     if at.json {
-        println!(
+        out!(
             "{}",
             json!({"key": id.to_string(), "node": peer_json(&owner), "hops": hops})
         );
     } else {
-        println!("key   {id}  ({key})");
-        println!("node  {}  {}", owner.id, owner.addr);
-        println!("hops  {hops}");
+        out!("key   {id}  ({key})");
+        out!("node  {}  {}", owner.id, owner.addr);
+        out!("hops  {hops}");
     }
     Ok(())
 }
@@ -338,24 +338,24 @@ pub fn status(at: &NodeAddr) -> Result<()> {
     let s = block_on(async { at.connect().await?.status().await.map_err(Into::into) })
         .map_err(|e: Box<dyn std::error::Error>| e)?;
     if at.json {
-        println!("{}", status_json(&s));
+        out!("{}", status_json(&s));
         return Ok(());
     }
-    println!("node         {}  {}", s.me.id, s.me.addr);
-    println!(
+    out!("node         {}  {}", s.me.id, s.me.addr);
+    out!(
         "predecessor  {}",
         s.predecessor.as_ref().map_or("(none yet)".into(), short)
     );
     for (i, p) in s.successors.iter().enumerate() {
         let label = if i == 0 { "successors" } else { "" };
-        println!("{label:<12} {}", short(p));
+        out!("{label:<12} {}", short(p));
     }
     if s.successors.is_empty() {
-        println!("successors   (alone in the ring)");
+        out!("successors   (alone in the ring)");
     }
-    println!("fingers      {:>3}  {:<10} node", "i", "start");
+    out!("fingers      {:>3}  {:<10} node", "i", "start");
     for f in &s.fingers {
-        println!(
+        out!(
             "             {:>3}  {:<10} {}",
             f.index,
             &f.start.to_string()[..8],
@@ -370,9 +370,9 @@ pub fn leave(at: &NodeAddr) -> Result<()> {
     block_on(async { at.connect().await?.leave(&token).await.map_err(Into::into) })
         .map_err(|e: Box<dyn std::error::Error>| e)?;
     if at.json {
-        println!("{}", json!({"left": at.addr.to_string()}));
+        out!("{}", json!({"left": at.addr.to_string()}));
     } else {
-        println!("{} is leaving the ring", at.addr);
+        out!("{} is leaving the ring", at.addr);
     }
     Ok(())
 }
@@ -403,13 +403,13 @@ pub async fn walk_ring(start: SocketAddr, key: Option<&NetworkKey>) -> Result<Ve
 /// Print a ring walk as `chord ring` does.
 pub fn print_ring(walk: &[Status]) {
     for s in walk {
-        println!(
+        out!(
             "{}  →  {}",
             short(&s.me),
             s.successors.first().map_or("(none)".into(), short)
         );
     }
-    println!(
+    out!(
         "{} node(s), {}",
         walk.len(),
         if ring_consistent(walk) {
@@ -471,7 +471,7 @@ pub fn ring(
                 })
             })
             .collect();
-        println!("{}", json!({"nodes": nodes, "consistent": consistent}));
+        out!("{}", json!({"nodes": nodes, "consistent": consistent}));
     } else {
         print_ring(&walk);
     }

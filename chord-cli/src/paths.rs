@@ -38,9 +38,14 @@ pub fn run_paths(a: &PathsArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut reports = Vec::new();
     if !a.json {
-        println!(
+        out!(
             "{:>7}  {:>6}  {:>5}  {:>4}  {:>4}  {:>12}",
-            "nodes", "mean", "p1", "p99", "max", "½·log2 N"
+            "nodes",
+            "mean",
+            "p1",
+            "p99",
+            "max",
+            "½·log2 N"
         );
     }
     for k in a.from..=a.to {
@@ -52,7 +57,7 @@ pub fn run_paths(a: &PathsArgs) -> Result<(), Box<dyn std::error::Error>> {
             ..Experiment::default()
         });
         if !a.json {
-            println!(
+            out!(
                 "{:>7}  {:>6.2}  {:>5}  {:>4}  {:>4}  {:>12.1}",
                 r.nodes,
                 r.path_length.mean,
@@ -65,7 +70,7 @@ pub fn run_paths(a: &PathsArgs) -> Result<(), Box<dyn std::error::Error>> {
         reports.push(r);
     }
     if a.json {
-        println!("{}", serde_json::to_string(&reports)?);
+        out!("{}", serde_json::to_string(&reports)?);
     }
     if let Some(path) = &a.svg {
         std::fs::write(path, plot(&reports))

@@ -160,7 +160,7 @@ pub fn run(a: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
         std::fs::write(path, doc).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        out!("{}", serde_json::to_string(&report)?);
     } else {
         print_table(&report, started.elapsed());
     }
@@ -231,6 +231,6 @@ fn print_table(r: &Report, took: Duration) {
     ];
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
-        println!("{k:<w$}  {v}");
+        out!("{k:<w$}  {v}");
     }
 }

@@ -10,6 +10,7 @@ const CHORD: &str = env!("CARGO_BIN_EXE_chord");
 
 fn chord_json(args: &[&str]) -> Option<serde_json::Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_chord"))
+        .env("CHORD_RUNTIME_DIR", chord_tests::runtime_dir())
         .args(args)
         .arg("--json")
         .output()
@@ -234,4 +235,103 @@ fn network_key_through_processes() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("requires a network key"), "{err}");
+}
+
+/// Issue 13, finding 8 (the small ones): names printed as data, a closed stdout, a
+/// 255-byte name saved under its default output, `--data FILE`, sizes from what is read.
+#[test]
+fn small_things_a_stranger_or_a_pipe_found() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let a = NodeProc::start(CHORD, None);
+    let at = a.addr.to_string();
+    std::fs::write(dir.path().join("x"), b"payload").expect("write");
+    // A name with an escape sequence and a newline that would draw a fake row.
+    let evil = "\u{1b}[31mred\n     999  000000000000  x3  fake.txt";
+    let out = chord_in(dir.path(), &["put", "x", "--name", evil, "--node", &at]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.stdout.contains(&0x1b), "raw escape in put's output");
+    let out = chord_in(dir.path(), &["ls", "--node", &at]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(text.lines().count(), 1, "one file, one row: {text:?}");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(text.contains("\\u{1b}[31mred\\n"), "{text:?}");
+
+    // `chord ls | true`: the reader is gone before chord writes.
+    let mut child = Command::new(CHORD)
+        .args(["ls", "--node", &at])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+
+    // A 255-byte name (valid) downloads under its default output name.
+    let long = "n".repeat(255);
+    let out = chord_in(dir.path(), &["put", "x", "--name", &long, "--node", &at]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let down = dir.path().join("down");
+    std::fs::create_dir(&down).expect("mkdir");
+    let out = chord_in(&down, &["get", &long, "--node", &at]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(down.join(&long)).expect("saved"), b"payload");
+
+    // A file that says 0 bytes and holds more.
+    let out = chord_in(
+        dir.path(),
+        &[
+            "put",
+            "/proc/self/status",
+            "--name",
+            "status",
+            "--node",
+            &at,
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(v["size"].as_u64().unwrap_or(0) > 0, "{v}");
+
+    // --data naming a file: say so.
+    let file = dir.path().join("plain");
+    std::fs::write(&file, b"not a directory").expect("write");
+    let out = chord_in(
+        dir.path(),
+        &[
+            "node",
+            "127.0.0.1",
+            "0",
+            "--headless",
+            "--data",
+            file.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a directory"), "{err}");
 }

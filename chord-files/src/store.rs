@@ -30,7 +30,7 @@ pub enum StoreError {
         wanted: u64,
     },
     /// The disk failed.
-    #[error("storage I/O error")]
+    #[error("storage I/O error: {0}")]
     Io(#[from] io::Error),
 }
 
@@ -162,6 +162,12 @@ pub struct DiskStore {
 impl DiskStore {
     /// Open (creating if needed) a store in `dir`, holding at most `limit` bytes.
     pub fn open(dir: &Path, limit: u64) -> Result<DiskStore, StoreError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(StoreError::Io(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", dir.display()),
+            )));
+        }
         for sub in ["chunks", "manifests", "tmp"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }

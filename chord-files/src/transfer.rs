@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use chord_core::{Id, Peer};
 use chord_net::{Client, Limits, NetworkKey};
 
-use crate::manifest::{check_name, hash, ItemKey, Manifest, DEFAULT_CHUNK, MAX_CHUNK};
+use crate::manifest::{check_name, hash, hex, ItemKey, Manifest, DEFAULT_CHUNK, MAX_CHUNK};
 use crate::service::{FilesRequest, FilesResponse};
 use crate::{decode, encode, FilesError, DEFAULT_REPLICAS, SERVICE};
 
@@ -113,7 +113,8 @@ impl Lane {
                 .iter()
                 .find(|(from, to, _)| id.in_half_open(*from, *to))
             {
-                return Ok(h.clone());
+                // A range located for a wider read may hold more than `k`.
+                return Ok(h.iter().take(usize::from(k)).copied().collect());
             }
         }
         let node = self.node;
@@ -163,9 +164,12 @@ impl Lane {
     /// Fetch a chunk from the first holder whose copy verifies.
     async fn fetch_chunk(&mut self, h: crate::Hash, k: u8) -> Result<Vec<u8>, FilesError> {
         let key = ItemKey::Chunk(h);
-        // First with the cached holders, then, if none of them had it, with fresh ones.
-        for fresh in [false, true] {
-            for p in self.locate(key.ring_id(), k, fresh).await? {
+        // First with the cached holders; then, if none of them had it, with fresh ones and
+        // further down the owner's successor list (2k nodes): after joins or a partition
+        // heals, the copies sit on the old holders until repair moves them, and those
+        // follow the new ones in the ring (DHash reads the same way).
+        for (fresh, n) in [(false, k), (true, k.saturating_mul(2))] {
+            for p in self.locate(key.ring_id(), n, fresh).await? {
                 match self.ask(p.addr, &FilesRequest::Fetch { key }).await {
                     Ok(FilesResponse::Data(d)) if hash(&d) == h => return Ok(d),
                     Ok(FilesResponse::Data(_)) => {
@@ -218,7 +222,11 @@ pub async fn put(
     let chunk_size = opts.chunk_size.clamp(1, MAX_CHUNK);
     let window = opts.window.max(1);
     let mut file = std::fs::File::open(path).map_err(|e| local(e, path))?;
-    let size = file.metadata().map_err(|e| local(e, path))?.len();
+    // The size is what is read: files such as /proc's say 0 and hold more. A regular file
+    // that says a size must still have it at the end (or it changed while read).
+    let meta = file.metadata().map_err(|e| local(e, path))?;
+    let expected = Some(meta.len()).filter(|&n| meta.is_file() && n > 0);
+    let mut eof = false;
     use futures::stream::{FuturesOrdered, StreamExt};
     let mut idle: Vec<Lane> = (0..window)
         .map(|_| Lane::new(node, &opts.network_key))
@@ -232,10 +240,13 @@ pub async fn put(
     // A sliding window: at most `window` chunks read and in flight at once.
     let mut in_flight = FuturesOrdered::new();
     loop {
-        while read < size {
+        while !eof {
             let Some(mut lane) = idle.pop() else { break };
             let mut buf = vec![0u8; chunk_size as usize];
             let n = read_full(&mut file, &mut buf).map_err(|e| local(e, path))?;
+            if n < buf.len() {
+                eof = true;
+            }
             if n == 0 {
                 idle.push(lane);
                 break;
@@ -258,7 +269,7 @@ pub async fn put(
         done += len;
         progress(done);
     }
-    if done != size {
+    if expected.is_some_and(|n| n != done) || done != read {
         return Err(FilesError::Local(format!(
             "{} changed while reading",
             path.display()
@@ -266,7 +277,7 @@ pub async fn put(
     }
     let manifest = Manifest {
         name: name.to_string(),
-        size,
+        size: done,
         chunk_size,
         chunks,
         file_hash: *whole.finalize().as_bytes(),
@@ -368,7 +379,7 @@ pub async fn get(
         .and_then(|n| n.to_str())
         .ok_or_else(|| FilesError::Local(format!("{} is not a file path", out.display())))?;
     remove_stale_parts(out, file_name);
-    let tmp = out.with_file_name(format!(".{file_name}.chord-part-{}", std::process::id()));
+    let tmp = out.with_file_name(format!("{}{}", part_prefix(file_name), std::process::id()));
     let result = download(&m, node, &tmp, opts, progress).await;
     match result {
         Ok(()) => {
@@ -382,14 +393,21 @@ pub async fn get(
     }
 }
 
+/// The start of the name of a partial download of `file_name`: `.chord-part-H-` with H
+/// the first 16 hex digits of the name's BLAKE3 hash, so that it stays short whatever the
+/// name's length (a 255-byte name is valid, and the file system's limit is 255 bytes).
+fn part_prefix(file_name: &str) -> String {
+    format!(".chord-part-{}-", &hex(&hash(file_name.as_bytes()))[..16])
+}
+
 /// Remove the partial downloads of `out` left by `chord get` processes that died (killed
-/// mid-way): `.NAME.chord-part-PID` whose PID no longer runs. Where processes cannot be
-/// checked (no /proc), nothing is removed.
+/// mid-way): `.chord-part-H-PID` (see [`part_prefix`]) whose PID no longer runs. Where
+/// processes cannot be checked (no /proc), nothing is removed.
 fn remove_stale_parts(out: &Path, file_name: &str) {
     if !Path::new("/proc/self").exists() {
         return;
     }
-    let prefix = format!(".{file_name}.chord-part-");
+    let prefix = part_prefix(file_name);
     let dir = match out.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

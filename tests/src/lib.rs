@@ -144,9 +144,17 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Where the `chord` processes of the tests keep their control tokens
+/// (`CHORD_RUNTIME_DIR`), so that nodes killed by tests leave nothing in the user's own
+/// runtime directory.
+pub fn runtime_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("chord-tests-run")
+}
+
 /// Run the `chord` binary at `bin` in `dir` with `args` (stdin closed) to completion.
 pub fn run_in(bin: &str, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(bin)
+        .env("CHORD_RUNTIME_DIR", runtime_dir())
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -177,6 +185,7 @@ impl NodeProc {
         stderr: Stdio,
     ) -> NodeProc {
         let mut cmd = Command::new(bin);
+        cmd.env("CHORD_RUNTIME_DIR", runtime_dir());
         cmd.args(["node", "127.0.0.1", "0", "--headless"]);
         if let Some(j) = join {
             cmd.args(["--join", &j.to_string()]);
@@ -249,6 +258,12 @@ impl Drop for NodeProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A killed node cannot remove its control token file.
+        let _ = std::fs::remove_file(runtime_dir().join(format!(
+            "control-{}-{}.token",
+            self.addr.ip(),
+            self.addr.port()
+        )));
     }
 }
 
