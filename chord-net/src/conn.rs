@@ -140,7 +140,7 @@ impl Outbox {
 /// dropped unanswered.
 pub(crate) struct Reply {
     out: Outbox,
-    _held: [Lease; 3],
+    _held: [Lease; 4],
 }
 
 impl Reply {
@@ -667,20 +667,27 @@ async fn read_loop(
         }
         let held = match &frame {
             Frame::ClientRequest { body: req, .. } if client => {
+                // Taken, not only waited for: many connections wait at once, and all of
+                // them would pass a check made before any of them took its share.
                 let lookup = if matches!(req, ClientRequest::Lookup { .. }) {
-                    shared.lookups.room().await;
-                    shared.lookups.force(1)
+                    shared.lookups.take(1).await
                 } else {
                     Lease::none()
                 };
-                [requests.force(1), lookup, body]
+                [requests.force(1), lookup, body, Lease::none()]
             }
             Frame::ServiceRequest { id, .. } => {
                 if client {
                     services_here.room().await;
-                    shared.memory.room().await;
-                    shared.services.room().await;
-                    [requests.force(1), services_here.force(1), body]
+                    // A service slot, taken while the node's memory is not spent.
+                    let slot = loop {
+                        shared.memory.room().await;
+                        let slot = shared.services.take(1).await;
+                        if !shared.memory.over() {
+                            break slot;
+                        }
+                    };
+                    [requests.force(1), services_here.force(1), body, slot]
                 } else if services_here.over() {
                     let busy = Frame::ServiceResponse {
                         id: *id,
@@ -691,10 +698,10 @@ async fn read_loop(
                     }
                     continue;
                 } else {
-                    [services_here.force(1), body, Lease::none()]
+                    [services_here.force(1), body, Lease::none(), Lease::none()]
                 }
             }
-            _ => [body, Lease::none(), Lease::none()],
+            _ => [body, Lease::none(), Lease::none(), Lease::none()],
         };
         let queue = if is_maintenance(&frame) {
             driver

@@ -711,8 +711,8 @@ impl Driver {
     }
 
     /// Run a service request on its own task, within the in-flight bound. `admitted`: the
-    /// caller already waited for room (a client's connection did); otherwise a full node
-    /// answers `Busy`.
+    /// caller already took a service slot (a client's connection did; its reply holds
+    /// it); otherwise a full node answers `Busy`.
     #[allow(clippy::too_many_arguments)]
     fn serve(
         &mut self,
@@ -729,7 +729,8 @@ impl Driver {
             return;
         };
         let slot = if admitted {
-            self.shared.services.force(1)
+            // The connection's reader took the slot; it goes with the reply.
+            crate::budget::Lease::none()
         } else {
             match self.shared.services.try_take(1) {
                 Some(slot) if !self.shared.memory.over() => slot,
