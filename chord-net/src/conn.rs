@@ -67,6 +67,9 @@ pub(crate) struct Outbox {
     node: Budget,
 }
 
+/// Frames of ring maintenance queued per connection.
+const URGENT_QUEUE: usize = 64;
+
 /// The writer's end of an [`Outbox`].
 pub(crate) struct OutboxRx {
     urgent: Receiver<Queued>,
@@ -75,7 +78,9 @@ pub(crate) struct OutboxRx {
 
 impl Outbox {
     pub(crate) fn new(limits: &Limits, node: &Budget) -> (Outbox, OutboxRx) {
-        let (utx, urx) = async_channel::bounded(limits.max_in_flight);
+        // Maintenance is a few frames in flight per peer; a bounded channel allocates its
+        // whole capacity up front, so this one is kept small.
+        let (utx, urx) = async_channel::bounded(URGENT_QUEUE.min(limits.max_in_flight));
         let (btx, brx) = async_channel::bounded(limits.max_in_flight);
         let out = Outbox {
             urgent: utx,

@@ -95,15 +95,15 @@ pub struct Limits {
     pub max_service_requests: usize,
     /// How long [`Node::call`] waits for an answer (default 30 s).
     pub call_timeout: Duration,
-    /// Requests per second a client connection may send (default 500, with a burst of
+    /// Requests per second a client connection may send (default 1,000, with a burst of
     /// [`Limits::client_burst_per_conn`]); past it the connection is read at this pace.
     pub client_rate_per_conn: f64,
-    /// Requests saved up by an idle client connection (default 100).
+    /// Requests saved up by an idle client connection (default 200).
     pub client_burst_per_conn: f64,
     /// Requests per second from all the client connections of one address (an IPv6 /64
-    /// counts as one) together (default 1,000, burst [`Limits::client_burst_per_ip`]).
+    /// counts as one) together (default 2,000, burst [`Limits::client_burst_per_ip`]).
     pub client_rate_per_ip: f64,
-    /// Requests saved up by an idle address (default 200).
+    /// Requests saved up by an idle address (default 400).
     pub client_burst_per_ip: f64,
     /// Clients' lookups in flight on the node at once (default 256); more wait.
     pub max_client_lookups: usize,
@@ -135,10 +135,10 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(3),
             max_service_requests: 32,
             call_timeout: Duration::from_secs(30),
-            client_rate_per_conn: 500.0,
-            client_burst_per_conn: 100.0,
-            client_rate_per_ip: 1000.0,
-            client_burst_per_ip: 200.0,
+            client_rate_per_conn: 1000.0,
+            client_burst_per_conn: 200.0,
+            client_rate_per_ip: 2000.0,
+            client_burst_per_ip: 400.0,
             max_client_lookups: 256,
             max_vnodes: 16,
             busy_deadline: Duration::from_secs(30),

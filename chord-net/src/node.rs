@@ -44,6 +44,10 @@ pub trait Service: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
 }
 
+/// Inputs waiting for the driver, per queue (a bounded channel allocates its capacity up
+/// front: 2 x 1024 x ~300 bytes). A full queue makes connection readers wait.
+const DRIVER_QUEUE: usize = 1024;
+
 /// Commands from the handle to the driver.
 pub(crate) enum Command {
     Call {
@@ -220,7 +224,7 @@ impl NodeBuilder {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Bind(self.listen, e))?;
-        let (tx, rx) = async_channel::bounded::<Input>(4096);
+        let (tx, rx) = async_channel::bounded::<Input>(DRIVER_QUEUE);
         let (ready_tx, ready_rx) = async_channel::bounded::<Result<(), Error>>(1);
         let (done_tx, done_rx) = async_channel::bounded::<()>(1);
         let ids: Vec<Id> = (0..self.vnodes).map(|v| Id::for_vnode(addr, v)).collect();
@@ -469,7 +473,7 @@ impl Driver {
         ready: Sender<Result<(), Error>>,
     ) -> Driver {
         // Clients' requests, service traffic and lookup steps: served after maintenance.
-        let (work, work_rx) = async_channel::bounded::<Input>(4096);
+        let (work, work_rx) = async_channel::bounded::<Input>(DRIVER_QUEUE);
         let nodes = (0..b.vnodes)
             .map(|v| {
                 chord_core::Node::new(Peer::new(Id::for_vnode(addr, v), addr), b.config.clone())

@@ -392,3 +392,44 @@ fn replicas_repair_after_crash_leave_and_join() {
         }
     });
 }
+
+/// Put and get through in-process nodes with memory stores: the CPU cost of the network
+/// path without the disk's noise (docs/benchmarks.md, the guards' cost). Not in `cargo
+/// test`: `cargo test --release -p chord-tests --test files -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: 5 x 256 MiB put and get in memory"]
+fn memory_transfer_throughput() {
+    let dir = tempfile::tempdir().expect("tmp");
+    block_on(async {
+        let nodes = ring(5).await;
+        let src = dir.path().join("f");
+        std::fs::write(&src, data(256 << 20, 9)).expect("write");
+        let o = TransferOptions::default();
+        let at = nodes[0].node().addr();
+        let (mut puts, mut gets) = (Vec::new(), Vec::new());
+        for round in 0..5 {
+            let name = format!("f{round}");
+            let t = Instant::now();
+            transfer::put(at, &src, &name, &o, &|_| {})
+                .await
+                .expect("put");
+            puts.push(256.0 / t.elapsed().as_secs_f64());
+            let out = dir.path().join(format!("out{round}"));
+            let t = Instant::now();
+            transfer::get(at, &name, &out, false, &o, &|_, _| {})
+                .await
+                .expect("get");
+            gets.push(256.0 / t.elapsed().as_secs_f64());
+            let _ = std::fs::remove_file(&out);
+        }
+        puts.sort_by(f64::total_cmp);
+        gets.sort_by(f64::total_cmp);
+        println!(
+            "memory stores, 256 MiB, k = 3: put median {:.0} MiB/s ({puts:.0?}), get median {:.0} MiB/s ({gets:.0?})",
+            puts[2], gets[2]
+        );
+        for n in &nodes {
+            n.node().kill();
+        }
+    });
+}
