@@ -154,20 +154,14 @@ where
         let mut header = [first[0], 0, 0, 0];
         r.read_exact(&mut header[1..]).await?;
         let len = check_header(header, max)?;
-        match budget {
-            Some(b) if len > FIRST_STEP => {
-                // The node's budget holds the whole length for us: one allocation.
-                let lease = b.take(len).await;
-                buf.clear();
-                buf.resize(len, 0);
-                r.read_exact(&mut buf).await?;
-                Ok((buf, lease))
-            }
-            _ => {
-                read_growing(r, len, &mut buf).await?;
-                Ok((buf, Lease::none()))
-            }
-        }
+        // The lease counts the whole length against the budget; the memory itself still
+        // grows only as bytes arrive (a header alone costs a budget share, not RSS).
+        let lease = match budget {
+            Some(b) if len > FIRST_STEP => b.take(len).await,
+            _ => Lease::none(),
+        };
+        read_growing(r, len, &mut buf).await?;
+        Ok((buf, lease))
     })
     .await
 }
