@@ -35,6 +35,7 @@ fn token_path(dir: &Path, addr: SocketAddr) -> PathBuf {
 }
 
 /// A token file, removed when dropped (when the node stops).
+#[derive(Debug)]
 pub struct TokenFile(PathBuf);
 
 impl Drop for TokenFile {
@@ -57,19 +58,49 @@ fn write_token_in(dir: &Path, addr: SocketAddr, token: &ControlToken) -> Result<
     b.create(dir)
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp); // ours, from an earlier process with our pid
     let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
+    // A new file: never one someone else made there to read what we write.
+    o.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
     let written = o
         .open(&tmp)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, token.to_hex().as_bytes()))
+        .and_then(|mut f| {
+            check_private(dir, &f)?;
+            std::io::Write::write_all(&mut f, token.to_hex().as_bytes())
+        })
         .and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(format!("cannot write the control token {}: {e}", path.display()).into());
     }
     Ok(TokenFile(path))
+}
+
+/// The directory must belong to whoever owns the file we just made in it and not be
+/// writable by others (a shared directory such as /tmp would let another user replace
+/// the token file).
+#[cfg(unix)]
+fn check_private(dir: &Path, ours: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let d = std::fs::metadata(dir)?;
+    if d.uid() != ours.metadata()?.uid() || d.mode() & 0o022 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} belongs to another user or others can write to it; choose a private \
+                 directory with CHORD_RUNTIME_DIR",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_: &Path, _: &std::fs::File) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Read the token of the node at `addr`, with a clear error when there is none.
@@ -117,5 +148,13 @@ mod tests {
         drop(file);
         let e = read_token_in(&dir, addr).expect_err("removed");
         assert!(e.to_string().contains("only the user who started"), "{e}");
+        // A directory others can write to is refused.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+            let e = write_token_in(&dir, addr, &t).expect_err("shared directory");
+            assert!(e.to_string().contains("others can write"), "{e}");
+        }
     }
 }

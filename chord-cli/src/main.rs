@@ -181,12 +181,15 @@ pub fn out_line(args: std::fmt::Arguments<'_>) {
 }
 
 /// A name from the network, for human output: control characters (escape sequences,
-/// newlines) escaped, so that a name is printed as data and cannot draw on the terminal
-/// or pass for another row.
+/// newlines) and invisible format characters (bidirectional overrides, zero-width
+/// joiners) escaped, so that a name is printed as data and cannot draw on the terminal,
+/// pass for another row, or read as another name.
 pub fn printable(name: &str) -> String {
+    // Unicode's format characters (category Cf) that reorder or hide text.
+    let invisible = |c: char| matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}');
     name.chars()
         .map(|c| {
-            if c.is_control() {
+            if c.is_control() || invisible(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
@@ -236,10 +239,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // Errors can quote what a peer sent (names): printed as data.
+            eprintln!("error: {}", printable(&e.to_string()));
             let mut source = e.source();
             while let Some(s) = source {
-                eprintln!("  caused by: {s}");
+                eprintln!("  caused by: {}", printable(&s.to_string()));
                 source = s.source();
             }
             if let Some(h) = e.downcast_ref::<net::Hinted>() {

@@ -37,6 +37,7 @@ struct State {
     epoch: Instant,
     per_ip: HashMap<IpAddr, usize>,
     handshakes: usize,
+    handshakes_per_ip: HashMap<IpAddr, usize>,
     classes: [HashMap<u64, Member>; 2],
     next: u64,
 }
@@ -53,6 +54,7 @@ impl Default for Admission {
             epoch: Instant::now(),
             per_ip: HashMap::new(),
             handshakes: 0,
+            handshakes_per_ip: HashMap::new(),
             classes: [HashMap::new(), HashMap::new()],
             next: 0,
         })))
@@ -86,11 +88,14 @@ impl Admission {
             return None;
         }
         if let Some(ip) = ip {
-            let n = s.per_ip.entry(ip).or_insert(0);
-            if *n >= limits.max_connections_per_ip {
+            if s.per_ip.get(&ip).copied().unwrap_or(0) >= limits.max_connections_per_ip
+                || s.handshakes_per_ip.get(&ip).copied().unwrap_or(0)
+                    >= limits.max_handshakes_per_ip
+            {
                 return None;
             }
-            *n += 1;
+            *s.per_ip.entry(ip).or_insert(0) += 1;
+            *s.handshakes_per_ip.entry(ip).or_insert(0) += 1;
         }
         s.handshakes += 1;
         Some(Ticket {
@@ -139,6 +144,9 @@ impl Ticket {
         );
         if self.admitted.is_none() {
             s.handshakes = s.handshakes.saturating_sub(1);
+            if let Some(ip) = self.ip {
+                decrement(&mut s.handshakes_per_ip, ip);
+            }
         }
         self.admitted = Some((class, id));
         Admitted {
@@ -155,18 +163,28 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let mut s = Admission::lock(&self.state);
         match self.admitted {
-            None => s.handshakes = s.handshakes.saturating_sub(1),
+            None => {
+                s.handshakes = s.handshakes.saturating_sub(1);
+                if let Some(ip) = self.ip {
+                    decrement(&mut s.handshakes_per_ip, ip);
+                }
+            }
             Some((class, id)) => {
                 s.classes[class as usize].remove(&id);
             }
         }
         if let Some(ip) = self.ip {
-            if let Some(n) = s.per_ip.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    s.per_ip.remove(&ip);
-                }
-            }
+            decrement(&mut s.per_ip, ip);
+        }
+    }
+}
+
+/// One less for `ip`, forgetting it at zero.
+fn decrement(counts: &mut HashMap<IpAddr, usize>, ip: IpAddr) {
+    if let Some(n) = counts.get_mut(&ip) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(&ip);
         }
     }
 }
@@ -210,6 +228,7 @@ mod tests {
     fn limits_per_address_and_handshakes_and_idlest_reclaimed() {
         let limits = Limits {
             max_handshakes: 3,
+            max_handshakes_per_ip: 2,
             max_connections_per_ip: 2,
             max_connections: 3,
             peer_slots: 1,
@@ -242,6 +261,23 @@ mod tests {
         let _az = z.admit(Class::Client, &limits);
         assert!(ax.closed.is_closed(), "the idlest was closed");
         assert!(!ay.closed.is_closed(), "the active one stays");
+        // Handshakes per address: two at once from one address, a third only once one is
+        // admitted.
+        let per = Limits {
+            max_handshakes_per_ip: 2,
+            max_connections_per_ip: 10,
+            ..Limits::default()
+        };
+        let e: IpAddr = "10.0.0.7".parse().expect("ip");
+        let adm2 = Admission::default();
+        let mut h1 = adm2.try_acquire(Some(e), &per).expect("1");
+        let _h2 = adm2.try_acquire(Some(e), &per).expect("2");
+        assert!(
+            adm2.try_acquire(Some(e), &per).is_none(),
+            "handshakes per address"
+        );
+        let _a1 = h1.admit(Class::Client, &per);
+        assert!(adm2.try_acquire(Some(e), &per).is_some(), "one finished");
         // The peer slot is apart from the clients'.
         let mut p = adm
             .try_acquire(Some("10.0.0.9".parse().expect("ip")), &limits)

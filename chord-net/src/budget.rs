@@ -90,12 +90,19 @@ impl Budget {
 
     /// Wait until the budget is not spent.
     pub(crate) async fn room(&self) {
+        self.room_beyond(0).await;
+    }
+
+    /// Wait until the budget would not be spent without `own` units (what the waiter
+    /// itself holds: waiting for those to come back would wait for ever).
+    pub(crate) async fn room_beyond(&self, own: usize) {
+        let spent = || self.used().saturating_sub(own) >= self.0.limit;
         loop {
-            if !self.over() {
+            if !spent() {
                 return;
             }
             let listener = self.0.freed.listen();
-            if !self.over() {
+            if !spent() {
                 return;
             }
             listener.await;
@@ -107,6 +114,11 @@ impl Lease {
     /// A lease of nothing (for what is not counted).
     pub(crate) fn none() -> Lease {
         Lease { inner: None, n: 0 }
+    }
+
+    /// Units held.
+    pub(crate) fn amount(&self) -> usize {
+        self.n
     }
 }
 

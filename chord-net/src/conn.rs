@@ -45,6 +45,8 @@ pub(crate) enum Input {
     Refused { addr: SocketAddr, why: Refusal },
     /// The connection to `addr` (ours) is gone.
     Closed { addr: SocketAddr },
+    /// A connection the peer at `addr` opened is gone.
+    InboundClosed { addr: SocketAddr },
     /// A command from the handle.
     Command(crate::node::Command),
 }
@@ -74,6 +76,17 @@ const URGENT_QUEUE: usize = 64;
 pub(crate) struct OutboxRx {
     urgent: Receiver<Queued>,
     bulk: Receiver<Queued>,
+}
+
+impl Drop for OutboxRx {
+    /// However the connection ends (its writer failed, or its task was dropped when the
+    /// connection was reclaimed), what is still queued is dropped now, with its budget
+    /// shares: clones of the `Outbox` (the driver's pool) would otherwise keep it.
+    fn drop(&mut self) {
+        self.urgent.close();
+        self.bulk.close();
+        while self.urgent.try_recv().is_ok() || self.bulk.try_recv().is_ok() {}
+    }
 }
 
 impl Outbox {
@@ -438,6 +451,11 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
         },
     )
     .await;
+    tx.close();
+    if let (Role::Peer, Some(addr)) = (hello.role, hello.listen) {
+        // The driver may have kept this connection for answers to that peer.
+        let _ = driver.send(Input::InboundClosed { addr }).await;
+    }
     drop(ticket);
 }
 
@@ -558,7 +576,7 @@ pub(crate) struct Shared {
 }
 
 /// Who is on the other side of a connection being read.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Who {
     /// A ring node.
     Peer,
@@ -621,7 +639,14 @@ async fn read_loop(
     } else {
         SERVICE_REQUESTS_PER_PEER
     });
-    let mut bucket = Bucket::full(limits.client_burst_per_conn, Instant::now());
+    let mut bucket = Bucket::full(
+        if client {
+            limits.client_burst_per_conn
+        } else {
+            limits.peer_burst_per_conn
+        },
+        Instant::now(),
+    );
     let mut idle = first_idle;
     loop {
         loop {
@@ -654,6 +679,37 @@ async fn read_loop(
                     return;
                 }
             };
+        if client
+            && !matches!(
+                frame,
+                Frame::ClientRequest { .. } | Frame::ServiceRequest { .. }
+            )
+        {
+            // A client has nothing else to send (a Chord frame from it would go to the
+            // maintenance queue, ahead of everyone's work).
+            debug!("closing a client connection that sent a peer's frame");
+            return;
+        }
+        let is_request = matches!(
+            frame,
+            Frame::ServiceRequest { .. }
+                | Frame::Chord {
+                    msg: Message::Request { .. },
+                    ..
+                }
+        );
+        if who == Who::Peer && is_request {
+            // Peers are paced too (anyone can say it is a peer on an open ring), at rates
+            // far above what a ring's own traffic needs.
+            let wait = bucket.take(
+                limits.peer_rate_per_conn,
+                limits.peer_burst_per_conn,
+                Instant::now(),
+            );
+            if !wait.is_zero() {
+                async_io::Timer::after(wait).await;
+            }
+        }
         if let (Who::Client(ip), Frame::ClientRequest { .. } | Frame::ServiceRequest { .. }) =
             (who, &frame)
         {
@@ -685,10 +741,13 @@ async fn read_loop(
                 if client {
                     services_here.room().await;
                     // A service slot, taken while the node's memory is not spent.
+                    // Not counting the request's own bytes: they come back only once it
+                    // is served.
+                    let own = body.amount();
                     let slot = loop {
-                        shared.memory.room().await;
+                        shared.memory.room_beyond(own).await;
                         let slot = shared.services.take(1).await;
-                        if !shared.memory.over() {
+                        if shared.memory.used().saturating_sub(own) < limits.memory_budget {
                             break slot;
                         }
                     };
@@ -749,11 +808,32 @@ async fn write_loop(mut w: Writer, rx: OutboxRx, deadline: Duration) {
             break;
         };
         if write_bytes(&mut w, &q.bytes, deadline).await.is_err() {
-            rx.urgent.close();
-            rx.bulk.close();
-            while rx.urgent.try_recv().is_ok() || rx.bulk.try_recv().is_ok() {}
-            return;
+            return; // dropping `rx` drops what is queued
         }
     }
     let _ = with_deadline(deadline, async { Ok(w.close().await?) }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection reclaimed for a newcomer (its tasks dropped) while the driver's pool
+    /// still holds a clone of its `Outbox`: what was queued must give its budget back.
+    #[test]
+    fn dropping_the_writer_side_gives_the_queued_bytes_back() {
+        let limits = Limits::default();
+        let node = Budget::new(1 << 20);
+        let (tx, rx) = Outbox::new(&limits, &node);
+        let kept = tx.clone();
+        assert!(tx.push(vec![0; 1000], false));
+        assert!(tx.answer(vec![0; 2000]));
+        assert!(tx.push(vec![0; 10], true));
+        assert_eq!(node.used(), 3010);
+        drop(rx);
+        assert_eq!(node.used(), 0, "queued frames outlived their connection");
+        assert!(kept.is_closed());
+        assert!(!kept.push(vec![0; 10], true));
+        assert_eq!(node.used(), 0);
+    }
 }

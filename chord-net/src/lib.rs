@@ -62,6 +62,9 @@ pub struct Limits {
     /// Connections still in their handshake at once; more are refused with `Busy` at once
     /// (default 128).
     pub max_handshakes: usize,
+    /// Of those, from one address or IPv6 /64 (default 16), so that one host cannot keep
+    /// every handshake slot busy with hellos it never finishes.
+    pub max_handshakes_per_ip: usize,
     /// Most open inbound connections from one IP address, or one IPv6 /64 (default 256),
     /// so that one host cannot take every connection.
     pub max_connections_per_ip: usize,
@@ -105,6 +108,12 @@ pub struct Limits {
     pub client_rate_per_ip: f64,
     /// Requests saved up by an idle address (default 400).
     pub client_burst_per_ip: f64,
+    /// Requests per second (Chord requests and service requests) one peer connection may
+    /// send (default 5,000, burst [`Limits::peer_burst_per_conn`]): far above a ring's own
+    /// traffic, but anyone can claim to be a peer on a ring without a network key.
+    pub peer_rate_per_conn: f64,
+    /// Requests saved up by an idle peer connection (default 1,000).
+    pub peer_burst_per_conn: f64,
     /// Clients' lookups in flight on the node at once (default 256); more wait.
     pub max_client_lookups: usize,
     /// Most ring positions (virtual nodes) a peer may announce, and the bound under which
@@ -124,6 +133,7 @@ impl Default for Limits {
             max_connections: 1024,
             peer_slots: 256,
             max_handshakes: 128,
+            max_handshakes_per_ip: 16,
             max_connections_per_ip: 256,
             max_in_flight: 256,
             max_queued_bytes: 8 << 20,
@@ -139,6 +149,8 @@ impl Default for Limits {
             client_burst_per_conn: 200.0,
             client_rate_per_ip: 2000.0,
             client_burst_per_ip: 400.0,
+            peer_rate_per_conn: 5000.0,
+            peer_burst_per_conn: 1000.0,
             max_client_lookups: 256,
             max_vnodes: 16,
             busy_deadline: Duration::from_secs(30),

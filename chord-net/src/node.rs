@@ -434,6 +434,8 @@ struct Driver {
     rx: Receiver<Input>,
     /// Everything else (see [`Shared::work`]).
     work_rx: Receiver<Input>,
+    /// Maintenance inputs taken since the last work input.
+    urgent_in_a_row: u32,
     ready: Option<Sender<Result<(), Error>>>,
     pool: HashMap<SocketAddr, Outbox>,
     lookups: HashMap<(usize, LookupId), Pending>,
@@ -508,6 +510,7 @@ impl Driver {
                 work,
             },
             work_rx,
+            urgent_in_a_row: 0,
             calls: HashMap::new(),
             next_call: 1,
             leave_requested: None,
@@ -530,14 +533,22 @@ impl Driver {
         while !self.stop {
             let deadline = self.nodes.iter().filter_map(|n| n.poll_timeout()).min();
             let (rx, work) = (self.rx.clone(), self.work_rx.clone());
-            // Maintenance first: work is taken only when no maintenance is waiting.
+            // Maintenance first: work is taken when no maintenance is waiting, and after
+            // every 16 maintenance inputs in a row, so that neither can starve the other.
+            let work_turn = self.urgent_in_a_row >= 16;
             let next = async {
+                if work_turn {
+                    if let Ok(i) = work.try_recv() {
+                        return Some((i, false));
+                    }
+                }
                 match rx.try_recv() {
-                    Ok(i) => Some(i),
+                    Ok(i) => Some((i, true)),
                     Err(_) => {
-                        futures_lite::future::or(async { rx.recv().await.ok() }, async {
-                            work.recv().await.ok()
-                        })
+                        futures_lite::future::or(
+                            async { rx.recv().await.ok().map(|i| (i, true)) },
+                            async { work.recv().await.ok().map(|i| (i, false)) },
+                        )
                         .await
                     }
                 }
@@ -554,7 +565,8 @@ impl Driver {
                 None => next.await,
             };
             let now = self.now();
-            if let Some(input) = input {
+            if let Some((input, urgent)) = input {
+                self.urgent_in_a_row = if urgent { self.urgent_in_a_row + 1 } else { 0 };
                 self.on_input(input, now, ex);
             }
             for n in &mut self.nodes {
@@ -611,7 +623,13 @@ impl Driver {
                         debug!(%from, from_vnode, vnodes, "position not announced: dropped");
                         return;
                     }
-                    if !msg.peers().iter().all(|p| self.genuine(p)) {
+                    // No list longer than chord-core reads (64), before any id is hashed.
+                    let peers = msg.peers();
+                    if peers.len() > 2 * chord_core::MAX_PEERS_PER_MESSAGE + 1 {
+                        debug!(%from, "message with over-long peer lists: dropped");
+                        return;
+                    }
+                    if !peers.iter().all(|p| self.genuine(p)) {
                         debug!(%from, "message naming a peer under a false id: dropped");
                         return;
                     }
@@ -666,6 +684,12 @@ impl Driver {
                     debug!(%addr, "peer refused us: {why}");
                 } else {
                     warn!(%addr, "peer refused us: {why}");
+                }
+            }
+            Input::InboundClosed { addr } => {
+                // Only if that was the connection kept for the peer (not our own to it).
+                if self.pool.get(&addr).is_some_and(|tx| tx.is_closed()) {
+                    self.pool.remove(&addr);
                 }
             }
             Input::Closed { addr } => {

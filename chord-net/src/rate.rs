@@ -27,13 +27,16 @@ impl Bucket {
     /// Take one token at `rate` per second (at most `burst` saved): the wait before it is
     /// due (zero if one was there).
     pub(crate) fn take(&mut self, rate: f64, burst: f64, now: Instant) -> Duration {
+        // A rate of 0 (or less, or NaN) from a configuration would wait for ever: treat it
+        // as one request an hour.
+        let rate = if rate > 0.0 { rate } else { 1.0 / 3600.0 };
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.tokens = (self.tokens + elapsed * rate).min(burst) - 1.0;
         self.at = now;
         if self.tokens >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-self.tokens / rate)
+            Duration::try_from_secs_f64(-self.tokens / rate).unwrap_or(Duration::from_secs(3600))
         }
     }
 

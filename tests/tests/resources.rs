@@ -505,3 +505,88 @@ fn held_connections_do_not_lock_out_clients_or_joins() {
         node.kill();
     });
 }
+
+/// Review finding: a client's large service request took its bytes from the node's memory
+/// budget when read, then waited for the budget to have room: two 8 MiB requests against
+/// a 16 MiB budget each waited for the other's bytes, for ever. A request no longer waits
+/// for its own bytes.
+#[test]
+fn large_requests_do_not_wait_for_their_own_bytes() {
+    let limits = Limits {
+        memory_budget: 16 << 20,
+        ..Limits::default()
+    };
+    block_on(async {
+        let node = Node::builder()
+            .listen(any_port())
+            .config(fast_config())
+            .limits(limits)
+            .service(BIG, Arc::new(Big))
+            .start()
+            .await
+            .expect("start");
+        let to = node.addr();
+        let clients: Vec<_> = (0..2u64)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let mut s = raw_client([127, 0, 0, 2 + i as u8], to);
+                    s.set_nonblocking(false).expect("blocking");
+                    s.set_read_timeout(Some(Duration::from_secs(10)))
+                        .expect("timeout");
+                    let req = Frame::ServiceRequest {
+                        id: i,
+                        service: BIG,
+                        body: vec![7; (8 << 20) - 64],
+                    };
+                    s.write_all(&encode(&req).expect("encode")).expect("send");
+                    let mut header = [0u8; 4];
+                    s.read_exact(&mut header).is_ok()
+                })
+            })
+            .collect();
+        for c in clients {
+            assert!(
+                c.join().expect("client"),
+                "no answer: the requests waited for each other"
+            );
+        }
+        node.kill();
+    });
+}
+
+/// Review finding: a client could send Chord frames, which went to the maintenance queue
+/// (served first) before being dropped: a flood of them starved every client's work. A
+/// client connection that sends a peer's frame is now closed.
+#[test]
+fn a_client_sending_peer_frames_is_closed() {
+    use chord_core::{Message, Request};
+    block_on(async {
+        let node = Node::builder()
+            .listen(any_port())
+            .config(fast_config())
+            .start()
+            .await
+            .expect("start");
+        let mut s = raw_client([127, 0, 0, 2], node.addr());
+        s.set_nonblocking(false).expect("blocking");
+        let f = Frame::Chord {
+            from_vnode: 0,
+            to: node.id(),
+            msg: Message::Request {
+                id: 1,
+                body: Request::Ping,
+            },
+        };
+        s.write_all(&encode(&f).expect("encode")).expect("send");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut b = [0u8; 64];
+        let r = s.read(&mut b);
+        let closed = matches!(r, Ok(0))
+            || matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset);
+        assert!(closed, "the connection stayed open: {r:?}");
+        let mut c = Client::connect(node.addr()).await.expect("client");
+        c.status().await.expect("others are served");
+        node.kill();
+    });
+}
