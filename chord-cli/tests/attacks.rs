@@ -162,6 +162,21 @@ fn under_attack(
     report(name, seen, nodes);
 }
 
+/// Open 1,000 attacking connections to `to`, do `then` on each, and hold them until `end`.
+fn hold_thousand(to: SocketAddr, end: Instant, then: impl Fn(&mut TcpStream)) {
+    let mut held = Vec::new();
+    for i in 0..1000 {
+        if let Some(mut s) = attacker(i, to) {
+            then(&mut s);
+            held.push(s);
+        }
+    }
+    println!("  {} attacking connections admitted", held.len());
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 #[ignore = "attack benchmark"]
 fn unread_answers_on_a_thousand_connections() {
@@ -182,24 +197,16 @@ fn unread_answers_on_a_thousand_connections() {
         &nodes,
         20,
         move |to, end| {
-            let mut held = Vec::new();
-            for i in 0..1000 {
-                if let Some(mut s) = attacker(i, to) {
-                    for id in 0..8 {
-                        let f = Frame::ServiceRequest {
-                            id,
-                            service: chord_files::SERVICE,
-                            body: req.clone(),
-                        };
-                        let _ = s.write_all(&encode(&f).expect("encode"));
-                    }
-                    held.push(s);
+            hold_thousand(to, end, |s| {
+                for id in 0..8 {
+                    let f = Frame::ServiceRequest {
+                        id,
+                        service: chord_files::SERVICE,
+                        body: req.clone(),
+                    };
+                    let _ = s.write_all(&encode(&f).expect("encode"));
                 }
-            }
-            println!("  {} attacking connections admitted", held.len());
-            while Instant::now() < end {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            })
         },
     );
 }
@@ -213,17 +220,9 @@ fn eight_mib_headers_on_a_thousand_connections() {
         &nodes,
         20,
         |to, end| {
-            let mut held = Vec::new();
-            for i in 0..1000 {
-                if let Some(mut s) = attacker(i, to) {
-                    let _ = s.write_all(&[0x00, 0x80, 0x00, 0x00, 1, 2, 3, 4]);
-                    held.push(s);
-                }
-            }
-            println!("  {} attacking connections admitted", held.len());
-            while Instant::now() < end {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            hold_thousand(to, end, |s| {
+                let _ = s.write_all(&[0x00, 0x80, 0x00, 0x00, 1, 2, 3, 4]);
+            })
         },
     );
 }

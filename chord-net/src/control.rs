@@ -37,10 +37,7 @@ impl ControlToken {
 
     /// A new random token from the operating system's generator (`None` if it has none).
     pub fn generate() -> Option<ControlToken> {
-        use rand::TryRngCore;
-        let mut k = [0u8; 32];
-        rand::rngs::OsRng.try_fill_bytes(&mut k).ok()?;
-        Some(ControlToken(k))
+        crate::noise::random_32().map(ControlToken)
     }
 
     /// The token as 64 lowercase hexadecimal digits (the token file's format).
@@ -50,9 +47,7 @@ impl ControlToken {
 
     /// Parse 64 hexadecimal digits; surrounding white space is ignored.
     pub fn from_hex(text: &str) -> Option<ControlToken> {
-        let mut k = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut k).ok()?;
-        Some(ControlToken(k))
+        crate::noise::hex_32(text).map(ControlToken)
     }
 }
 

@@ -69,12 +69,7 @@ impl NetworkKey {
 
     /// A new random key from the operating system's generator.
     pub fn generate() -> Result<NetworkKey, KeyError> {
-        use rand::TryRngCore;
-        let mut k = [0u8; 32];
-        rand::rngs::OsRng
-            .try_fill_bytes(&mut k)
-            .map_err(|_| KeyError::Random)?;
-        Ok(NetworkKey(k))
+        random_32().map(NetworkKey).ok_or(KeyError::Random)
     }
 
     /// The key as 64 lowercase hexadecimal digits (the key file's format).
@@ -84,9 +79,7 @@ impl NetworkKey {
 
     /// Parse 64 hexadecimal digits; surrounding white space is ignored.
     pub fn from_hex(text: &str) -> Option<NetworkKey> {
-        let mut k = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut k).ok()?;
-        Some(NetworkKey(k))
+        hex_32(text).map(NetworkKey)
     }
 
     /// Read a key file: 64 hexadecimal digits, as written by `chord keygen`.
@@ -115,6 +108,21 @@ impl NetworkKey {
     pub(crate) fn responder(&self, hello: &[u8]) -> Result<HandshakeState, snow::Error> {
         self.builder(hello)?.build_responder()
     }
+}
+
+/// 32 random bytes from the operating system's generator.
+pub(crate) fn random_32() -> Option<[u8; 32]> {
+    use rand::TryRngCore;
+    let mut k = [0u8; 32];
+    rand::rngs::OsRng.try_fill_bytes(&mut k).ok()?;
+    Some(k)
+}
+
+/// 32 bytes from 64 hexadecimal digits; surrounding white space is ignored.
+pub(crate) fn hex_32(text: &str) -> Option<[u8; 32]> {
+    let mut k = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut k).ok()?;
+    Some(k)
 }
 
 /// What can fail in the Noise layer.

@@ -31,6 +31,27 @@ impl Service for Big {
     }
 }
 
+/// A node of its own ring with `limits` (and the 1 MiB answering service).
+async fn node_with(limits: Limits) -> Node {
+    Node::builder()
+        .listen(any_port())
+        .config(fast_config())
+        .limits(limits)
+        .service(BIG, Arc::new(Big))
+        .start()
+        .await
+        .expect("start")
+}
+
+/// Read one frame's body from a raw connection.
+fn read_body(s: &mut TcpStream) -> Vec<u8> {
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header).expect("header");
+    let mut body = vec![0u8; u32::from_be_bytes(header).min(1 << 20) as usize];
+    s.read_exact(&mut body).expect("body");
+    body
+}
+
 /// A client connection from `ip` past the handshake, as raw TCP.
 fn raw_client(ip: [u8; 4], to: SocketAddr) -> TcpStream {
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
@@ -43,11 +64,7 @@ fn raw_client(ip: [u8; 4], to: SocketAddr) -> TcpStream {
         .expect("hello");
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
-    let mut header = [0u8; 4];
-    s.read_exact(&mut header).expect("welcome");
-    let mut body = vec![0u8; u32::from_be_bytes(header).min(1024) as usize];
-    s.read_exact(&mut body).expect("welcome");
-    let welcome: HelloReply = decode(&body).expect("welcome");
+    let welcome: HelloReply = decode(&read_body(&mut s)).expect("welcome");
     assert!(matches!(welcome, HelloReply::Welcome { .. }), "{welcome:?}");
     s
 }
@@ -70,14 +87,7 @@ fn unread_answers_do_not_fill_memory() {
         ..Limits::default()
     };
     block_on(async {
-        let node = Node::builder()
-            .listen(any_port())
-            .config(fast_config())
-            .limits(limits)
-            .service(BIG, Arc::new(Big))
-            .start()
-            .await
-            .expect("start");
+        let node = node_with(limits).await;
         let target = node.addr();
         let before = rss_kib();
         let attackers: Vec<std::thread::JoinHandle<(usize, TcpStream)>> = (0..4u8)
@@ -137,11 +147,7 @@ fn unread_answers_do_not_fill_memory() {
 
 /// Read one frame from a raw connection.
 fn read_raw(s: &mut TcpStream) -> Frame {
-    let mut header = [0u8; 4];
-    s.read_exact(&mut header).expect("header");
-    let mut body = vec![0u8; u32::from_be_bytes(header).min(1 << 20) as usize];
-    s.read_exact(&mut body).expect("body");
-    decode(&body).expect("frame")
+    decode(&read_body(s)).expect("frame")
 }
 
 /// Finding 4: an anonymous client at another loopback address sent `Leave` and the node
@@ -214,13 +220,7 @@ fn a_busy_node_is_retried_with_backoff() {
         ..Limits::default()
     };
     block_on(async {
-        let node = Node::builder()
-            .listen(any_port())
-            .config(fast_config())
-            .limits(limits)
-            .start()
-            .await
-            .expect("start");
+        let node = node_with(limits).await;
         let addr = node.addr();
         let first = Client::connect(addr).await.expect("first client");
         let freed = std::thread::spawn(move || {
@@ -363,11 +363,7 @@ fn raw_peer(listen: SocketAddr, vnodes: u16, to: SocketAddr) -> TcpStream {
         .expect("hello");
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
-    let mut header = [0u8; 4];
-    s.read_exact(&mut header).expect("welcome");
-    let mut body = vec![0u8; u32::from_be_bytes(header).min(1024) as usize];
-    s.read_exact(&mut body).expect("welcome");
-    let welcome: HelloReply = decode(&body).expect("welcome");
+    let welcome: HelloReply = decode(&read_body(&mut s)).expect("welcome");
     assert!(matches!(welcome, HelloReply::Welcome { .. }), "{welcome:?}");
     s
 }
@@ -381,12 +377,7 @@ fn raw_peer(listen: SocketAddr, vnodes: u16, to: SocketAddr) -> TcpStream {
 fn a_peer_speaks_only_for_its_announced_positions() {
     use chord_core::{Id, Message, Peer, Request};
     block_on(async {
-        let node = Node::builder()
-            .listen(any_port())
-            .config(fast_config())
-            .start()
-            .await
-            .expect("start");
+        let node = node_with(Limits::default()).await;
         let me = node.id();
         let listen: SocketAddr = "127.0.0.2:40000".parse().expect("addr");
         let mut s = raw_peer(listen, 1, node.addr());
@@ -438,12 +429,8 @@ fn a_peer_speaks_only_for_its_announced_positions() {
             .expect("hello");
         t.set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
-        let mut header = [0u8; 4];
-        t.read_exact(&mut header).expect("refusal");
-        let mut body = vec![0u8; u32::from_be_bytes(header).min(1024) as usize];
-        t.read_exact(&mut body).expect("refusal");
         assert_eq!(
-            decode::<HelloReply>(&body).expect("refusal"),
+            decode::<HelloReply>(&read_body(&mut t)).expect("refusal"),
             HelloReply::Refused(chord_net::wire::Refusal::Vnodes {
                 announced: 1000,
                 max: 16
@@ -467,13 +454,7 @@ fn held_connections_do_not_lock_out_clients_or_joins() {
         ..Limits::default()
     };
     block_on(async {
-        let node = Node::builder()
-            .listen(any_port())
-            .config(fast_config())
-            .limits(limits)
-            .start()
-            .await
-            .expect("start");
+        let node = node_with(limits).await;
         let addr = node.addr();
         // Every client slot (40 - 8 = 32) taken by connections that completed their
         // handshake and then sit idle, from 127.0.0.2 and 127.0.0.3.
@@ -517,14 +498,7 @@ fn large_requests_do_not_wait_for_their_own_bytes() {
         ..Limits::default()
     };
     block_on(async {
-        let node = Node::builder()
-            .listen(any_port())
-            .config(fast_config())
-            .limits(limits)
-            .service(BIG, Arc::new(Big))
-            .start()
-            .await
-            .expect("start");
+        let node = node_with(limits).await;
         let to = node.addr();
         let clients: Vec<_> = (0..2u64)
             .map(|i| {
@@ -561,12 +535,7 @@ fn large_requests_do_not_wait_for_their_own_bytes() {
 fn a_client_sending_peer_frames_is_closed() {
     use chord_core::{Message, Request};
     block_on(async {
-        let node = Node::builder()
-            .listen(any_port())
-            .config(fast_config())
-            .start()
-            .await
-            .expect("start");
+        let node = node_with(Limits::default()).await;
         let mut s = raw_client([127, 0, 0, 2], node.addr());
         s.set_nonblocking(false).expect("blocking");
         let f = Frame::Chord {
