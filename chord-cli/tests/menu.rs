@@ -29,6 +29,7 @@ fn menu_joins_uploads_lists_and_quits() {
     let a = NodeProc::start(CHORD, None);
     let a_id = chord_core::Id::for_addr(a.addr).to_string();
     let mut cmd = Command::new(CHORD);
+    cmd.env("CHORD_RUNTIME_DIR", chord_tests::runtime_dir());
     cmd.args(["node", "127.0.0.1", "0"]).current_dir(dir.path());
     let mut p = spawn_command(cmd, Some(20_000)).expect("spawn in a pty");
     p.exp_string("listening on").expect("listening");
