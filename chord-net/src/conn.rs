@@ -171,11 +171,8 @@ impl Reply {
 /// The address a limit counts `ip` under: itself, an IPv4-mapped IPv6 address as IPv4, and
 /// other IPv6 addresses by their /64 (one host usually has a whole /64 to choose from).
 pub(crate) fn address_group(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-        },
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
         v4 => v4,
     }
 }
@@ -244,8 +241,6 @@ pub(crate) async fn open(
 pub(crate) struct Listening {
     /// The node's listening address.
     pub(crate) me: SocketAddr,
-    /// Its ring positions.
-    pub(crate) vnodes: u16,
     pub(crate) limits: Limits,
     pub(crate) key: Option<NetworkKey>,
     pub(crate) admission: Admission,
@@ -257,7 +252,6 @@ pub(crate) struct Listening {
 pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
     let Listening {
         me,
-        vnodes,
         limits,
         key,
         admission,
@@ -353,7 +347,10 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
         refuse(r, w, refusal, limits.frame_timeout).await;
         return;
     }
-    let Ok(welcome) = encode(&HelloReply::Welcome { addr: me, vnodes }) else {
+    let Ok(welcome) = encode(&HelloReply::Welcome {
+        addr: me,
+        vnodes: shared.vnodes,
+    }) else {
         return;
     };
     if write_bytes(&mut w, &welcome, limits.frame_timeout)

@@ -54,13 +54,8 @@ impl ControlToken {
 /// Is a connection from `remote` one from the host of a node listening on `me`?
 pub(crate) fn from_host(remote: Option<std::net::SocketAddr>, me: std::net::SocketAddr) -> bool {
     remote.is_some_and(|r| {
-        let ip = match r.ip() {
-            std::net::IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map(std::net::IpAddr::V4)
-                .unwrap_or(std::net::IpAddr::V6(v6)),
-            v4 => v4,
-        };
+        // An IPv4-mapped IPv6 address (a dual-stack listener) counts as the IPv4 one.
+        let ip = r.ip().to_canonical();
         ip.is_loopback() || ip == me.ip()
     })
 }

@@ -244,7 +244,6 @@ impl NodeBuilder {
         }
         let limits = self.limits.clone();
         let key = self.key.clone();
-        let vnodes = self.vnodes;
         let accept_tx = tx.clone();
         let shared = driver.shared.clone();
         std::thread::Builder::new()
@@ -253,7 +252,6 @@ impl NodeBuilder {
                 let ex = async_executor::Executor::new();
                 let shared = Listening {
                     me: addr,
-                    vnodes,
                     limits,
                     key,
                     admission: Admission::default(),
