@@ -21,12 +21,11 @@ use std::time::{Duration, Instant};
 use chord_core::Id;
 use chord_files::manifest::{hash, ItemKey};
 use chord_files::service::FilesRequest;
-use chord_net::frame::{decode, encode};
+use chord_net::frame::encode;
 use chord_net::wire::{ClientRequest, Frame, Hello, HelloReply};
 use chord_net::Client;
 use chord_tests::{ring_is_consistent, NodeProc};
 use futures_lite::future::block_on;
-use socket2::{Domain, Socket, Type};
 
 const CHORD: &str = env!("CARGO_BIN_EXE_chord");
 
@@ -41,24 +40,14 @@ fn percentile(xs: &mut [f64], p: f64) -> f64 {
 
 /// A client connection from 127.0.0.`2 + i % 4`, past the handshake, non-blocking.
 fn attacker(i: usize, to: SocketAddr) -> Option<TcpStream> {
-    use std::io::Read;
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
-    s.bind(&SocketAddr::from(([127, 0, 0, 2 + (i % 4) as u8], 0)).into())
-        .ok()?;
-    s.connect_timeout(&to.into(), Duration::from_secs(2)).ok()?;
-    let mut s: TcpStream = s.into();
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(&encode(&Hello::client()).ok()?).ok()?;
-    let mut header = [0u8; 4];
-    s.read_exact(&mut header).ok()?;
-    let mut body = vec![0u8; u32::from_be_bytes(header).min(1024) as usize];
-    s.read_exact(&mut body).ok()?;
-    match decode::<HelloReply>(&body).ok()? {
-        HelloReply::Welcome { .. } => {}
-        HelloReply::Refused(_) => return None,
+    let ip = std::net::Ipv4Addr::new(127, 0, 0, 2 + (i % 4) as u8);
+    match chord_tests::raw_handshake(ip.into(), to, &Hello::client()).ok()? {
+        (s, HelloReply::Welcome { .. }) => {
+            s.set_nonblocking(true).ok()?;
+            Some(s)
+        }
+        (_, HelloReply::Refused(_)) => None,
     }
-    s.set_nonblocking(true).ok()?;
-    Some(s)
 }
 
 /// What the probes saw while an attack ran.

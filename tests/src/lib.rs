@@ -144,6 +144,35 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// A raw TCP connection from `ip` (any port) to the node at `to` that has sent `hello`
+/// and read the node's answer: a stranger's view of the handshake, for tests that then
+/// send frames by hand. The connection has 5 s read and write timeouts.
+pub fn raw_handshake(
+    ip: std::net::IpAddr,
+    to: SocketAddr,
+    hello: &chord_net::wire::Hello,
+) -> std::io::Result<(std::net::TcpStream, chord_net::wire::HelloReply)> {
+    use std::io::{Read, Write};
+    let bad = |e: chord_net::frame::FrameError| std::io::Error::other(e.to_string());
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    s.bind(&SocketAddr::new(ip, 0).into())?;
+    s.connect_timeout(&to.into(), Duration::from_secs(5))?;
+    let mut s: std::net::TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(&chord_net::frame::encode(hello).map_err(bad)?)?;
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header)?;
+    let mut body = vec![0u8; u32::from_be_bytes(header).min(1024) as usize];
+    s.read_exact(&mut body)?;
+    let reply = chord_net::frame::decode(&body).map_err(bad)?;
+    Ok((s, reply))
+}
+
 /// Where the `chord` processes of the tests keep their control tokens
 /// (`CHORD_RUNTIME_DIR`), so that nodes killed by tests leave nothing in the user's own
 /// runtime directory.

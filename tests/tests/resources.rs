@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 use chord_net::frame::{decode, encode};
 use chord_net::wire::{ClientRequest, ClientResponse, Frame, Hello, HelloReply, RemoteError};
 use chord_net::{Client, ControlToken, Error, Limits, Node, Service};
-use chord_tests::{any_port, fast_config, proc_status_kib, wait_consistent};
+use chord_tests::{any_port, fast_config, proc_status_kib, raw_handshake, wait_consistent};
 use futures_lite::future::block_on;
-use socket2::{Domain, Socket, Type};
 
 const BIG: u16 = 9;
 const ANSWER: usize = 1 << 20;
@@ -54,17 +53,7 @@ fn read_body(s: &mut TcpStream) -> Vec<u8> {
 
 /// A client connection from `ip` past the handshake, as raw TCP.
 fn raw_client(ip: [u8; 4], to: SocketAddr) -> TcpStream {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    s.bind(&SocketAddr::from((ip, 0)).into()).expect("bind");
-    s.connect(&to.into()).expect("connect");
-    let mut s: TcpStream = s.into();
-    s.set_write_timeout(Some(Duration::from_secs(2)))
-        .expect("timeout");
-    s.write_all(&encode(&Hello::client()).expect("hello"))
-        .expect("hello");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let welcome: HelloReply = decode(&read_body(&mut s)).expect("welcome");
+    let (s, welcome) = raw_handshake(ip.into(), to, &Hello::client()).expect("handshake");
     assert!(matches!(welcome, HelloReply::Welcome { .. }), "{welcome:?}");
     s
 }
@@ -354,16 +343,8 @@ fn a_lookup_flood_does_not_evict_the_node() {
 
 /// A raw peer connection from `listen`'s IP, announcing `listen` and `vnodes` positions.
 fn raw_peer(listen: SocketAddr, vnodes: u16, to: SocketAddr) -> TcpStream {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    s.bind(&SocketAddr::new(listen.ip(), 0).into())
-        .expect("bind");
-    s.connect(&to.into()).expect("connect");
-    let mut s: TcpStream = s.into();
-    s.write_all(&encode(&Hello::peer(listen, vnodes)).expect("hello"))
-        .expect("hello");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let welcome: HelloReply = decode(&read_body(&mut s)).expect("welcome");
+    let hello = Hello::peer(listen, vnodes);
+    let (s, welcome) = raw_handshake(listen.ip(), to, &hello).expect("handshake");
     assert!(matches!(welcome, HelloReply::Welcome { .. }), "{welcome:?}");
     s
 }
@@ -420,17 +401,10 @@ fn a_peer_speaks_only_for_its_announced_positions() {
         );
         assert_ne!(pred().await, Some(forged.id), "took a forged predecessor");
         // A hello announcing more positions than the node accepts is refused.
-        let t = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-        t.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())
-            .expect("bind");
-        t.connect(&node.addr().into()).expect("connect");
-        let mut t: TcpStream = t.into();
-        t.write_all(&encode(&Hello::peer(listen, 1000)).expect("hello"))
-            .expect("hello");
-        t.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
+        let (_t, refusal) =
+            raw_handshake(listen.ip(), node.addr(), &Hello::peer(listen, 1000)).expect("hello");
         assert_eq!(
-            decode::<HelloReply>(&read_body(&mut t)).expect("refusal"),
+            refusal,
             HelloReply::Refused(chord_net::wire::Refusal::Vnodes {
                 announced: 1000,
                 max: 16
