@@ -58,6 +58,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     let files_cfg = FilesConfig {
         replicas: 3,
         repair_every: Duration::from_secs(2),
+        ..FilesConfig::default()
     };
     block_on(async {
         step(

@@ -15,7 +15,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod dht;
 pub mod manifest;
+pub mod plan;
+pub mod record;
 pub mod service;
 pub mod store;
 pub mod transfer;
@@ -27,6 +30,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use manifest::{Hash, ItemKey, Manifest};
+pub use record::{Identity, Record, Version};
 pub use service::FilesService;
 pub use store::{DiskStore, MemoryStore, Store};
 
@@ -85,6 +89,38 @@ pub enum FilesError {
     /// The node stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// A record that is malformed, too large, stored at the wrong position or carries a
+    /// sequence above [`record::MAX_SEQ`].
+    #[error("malformed record")]
+    BadRecord,
+    /// A record whose signature does not verify under its public key.
+    #[error("the record's signature does not verify")]
+    BadSignature,
+    /// Not allowed to anyone, or not to this caller.
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
+    /// A compare-and-swap found another sequence than the one expected.
+    #[error("the record changed: expected sequence {expected:?}, found {found:?}")]
+    Conflict {
+        /// What the writer expected (`None`: no record).
+        expected: Option<u64>,
+        /// What the holders have.
+        found: Option<u64>,
+    },
+    /// A record that has expired.
+    #[error("the record has expired")]
+    Expired,
+    /// More bytes than one item may hold.
+    #[error("{size} bytes is more than the {limit} one item may hold")]
+    TooLarge {
+        /// Bytes given.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A node answered with something that does not answer the request.
+    #[error("a node gave an answer that does not fit the request")]
+    BadAnswer,
 }
 
 /// Encode a service message.
@@ -107,6 +143,9 @@ pub struct FilesConfig {
     pub replicas: u8,
     /// Period of the maintenance pass (default 10 s; also run soon after range changes).
     pub repair_every: Duration,
+    /// How long a record's tombstone is kept (default 30 days): longer than a holder may
+    /// be away, or the holder's old copy comes back when it does.
+    pub tombstone_horizon: Duration,
 }
 
 impl Default for FilesConfig {
@@ -114,6 +153,7 @@ impl Default for FilesConfig {
         FilesConfig {
             replicas: DEFAULT_REPLICAS,
             repair_every: Duration::from_secs(10),
+            tombstone_horizon: dht::DEFAULT_TOMBSTONE_HORIZON,
         }
     }
 }
@@ -160,6 +200,65 @@ impl FilesNode {
     /// Run one maintenance pass now.
     pub async fn repair(&self) -> Result<service::Repair, FilesError> {
         service::maintain(&self.node, &*self.store, self.cfg.replicas, false).await
+    }
+
+    /// Store a block (at most [`manifest::MAX_CHUNK`] bytes) on its `k` holders; returns
+    /// its BLAKE3 hash, the name to read it by.
+    pub async fn put_block(&self, bytes: Vec<u8>) -> Result<Hash, FilesError> {
+        let k = self.cfg.replicas;
+        Ok(dht::put_block(&mut dht::Local(&self.node), bytes, k)
+            .await?
+            .0)
+    }
+
+    /// Read a block by its hash (`None`: no holder has it). The bytes are checked.
+    pub async fn get_block(&self, hash: Hash) -> Result<Option<Vec<u8>>, FilesError> {
+        dht::get_block(&mut dht::Local(&self.node), hash, self.cfg.replicas).await
+    }
+
+    /// Write the next version of `identity`'s record `salt` (at most
+    /// [`record::MAX_SALT`] bytes) with `value` (at most [`record::MAX_VALUE`] bytes).
+    pub async fn put_record(
+        &self,
+        identity: &Identity,
+        salt: &[u8],
+        value: Vec<u8>,
+        opts: dht::WriteOptions,
+    ) -> Result<dht::Written, FilesError> {
+        let route = &mut dht::Local(&self.node);
+        dht::write_record(route, identity, salt, Some(value), opts, self.cfg.replicas).await
+    }
+
+    /// Read the live value of the record of `public_key` and `salt` (`None`: there is
+    /// none, or it was deleted): the highest valid version among its holders.
+    pub async fn get_record(
+        &self,
+        public_key: &[u8; 32],
+        salt: &[u8],
+    ) -> Result<Option<dht::RecordValue>, FilesError> {
+        let route = &mut dht::Local(&self.node);
+        dht::read_record(route, public_key, salt, self.cfg.replicas).await
+    }
+
+    /// Delete `identity`'s record `salt`: a signed tombstone, kept for the configured
+    /// horizon. `None` if there was no live record.
+    pub async fn delete_record(
+        &self,
+        identity: &Identity,
+        salt: &[u8],
+    ) -> Result<Option<dht::Written>, FilesError> {
+        let (k, horizon) = (self.cfg.replicas, self.cfg.tombstone_horizon);
+        dht::delete_record(&mut dht::Local(&self.node), identity, salt, horizon, k).await
+    }
+
+    /// The highest version held of the record at `id`, tombstones included, as signed.
+    pub async fn fetch_record(&self, id: chord_core::Id) -> Result<Option<Record>, FilesError> {
+        dht::fetch_record(&mut dht::Local(&self.node), id, self.cfg.replicas).await
+    }
+
+    /// Store a record signed elsewhere (every holder checks it).
+    pub async fn store_record(&self, record: &Record) -> Result<u8, FilesError> {
+        dht::store_record(&mut dht::Local(&self.node), record, self.cfg.replicas).await
     }
 
     /// Hand every item to the nodes that hold it once we are gone, then leave the ring.

@@ -39,6 +39,8 @@ pub enum ItemKey {
     Chunk(Hash),
     /// A manifest, by SHA-1 of the file's name.
     Manifest(Id),
+    /// A signed record (or tombstone), by SHA-1 of its public key and salt.
+    Record(Id),
 }
 
 impl ItemKey {
@@ -46,7 +48,7 @@ impl ItemKey {
     pub fn ring_id(&self) -> Id {
         match self {
             ItemKey::Chunk(h) => chunk_id(h),
-            ItemKey::Manifest(id) => *id,
+            ItemKey::Manifest(id) | ItemKey::Record(id) => *id,
         }
     }
 }

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::manifest::{ItemKey, Manifest};
-use crate::store::{verify, Store, StoreError};
+use crate::plan::{plan, Holder};
+use crate::record::{now_ms, Record, Version};
+use crate::store::{version, Store, StoreError};
 use crate::{decode, encode, FilesError, SERVICE};
 
 /// Most keys in one `Have` request.
@@ -68,6 +70,12 @@ pub enum FilesRequest {
         /// How many.
         replicas: u8,
     },
+    /// Which version of each of these items is held here? (Replication compares versions,
+    /// so that an older copy is replaced and never pushed over a newer one.)
+    Versions {
+        /// At most [`MAX_HAVE`] keys.
+        keys: Vec<ItemKey>,
+    },
 }
 
 /// The answer of the files service.
@@ -104,6 +112,11 @@ pub enum FilesResponse {
         /// The holders, owner first.
         holders: Vec<Peer>,
     },
+    /// Answer to `Versions`: one per asked key, `None` if not held.
+    Versions(Vec<Option<Version>>),
+    /// Answer to a `Store` of a record when a newer version (or the same one) is already
+    /// held here: that version's bytes, so the writer learns what won.
+    Newer(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 impl FilesResponse {
@@ -123,12 +136,33 @@ impl FilesResponse {
 /// The files service of one node.
 pub struct FilesService {
     store: Arc<dyn Store>,
+    locks: Arc<Locks>,
 }
 
 impl FilesService {
     /// A service over `store`.
     pub fn new(store: Arc<dyn Store>) -> FilesService {
-        FilesService { store }
+        FilesService {
+            store,
+            locks: Arc::new(Locks::default()),
+        }
+    }
+}
+
+/// Serialises the compare-then-write of versioned items (manifests, records) by key, so
+/// that two concurrent stores of one key cannot leave the older version in place.
+struct Locks([futures::lock::Mutex<()>; 64]);
+
+impl Default for Locks {
+    fn default() -> Locks {
+        Locks(std::array::from_fn(|_| futures::lock::Mutex::new(())))
+    }
+}
+
+impl Locks {
+    async fn lock(&self, key: &ItemKey) -> futures::lock::MutexGuard<'_, ()> {
+        let b = key.ring_id().0;
+        self.0[usize::from(b[19]) % self.0.len()].lock().await
     }
 }
 
@@ -139,10 +173,10 @@ impl chord_net::Service for FilesService {
         _from: Option<SocketAddr>,
         request: Vec<u8>,
     ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
-        let store = self.store.clone();
+        let (store, locks) = (self.store.clone(), self.locks.clone());
         Box::pin(async move {
             let answer = match decode::<FilesRequest>(&request) {
-                Ok(req) => serve(&node, &*store, req)
+                Ok(req) => serve(&node, &*store, &locks, req)
                     .await
                     .unwrap_or_else(FilesResponse::Error),
                 Err(_) => FilesResponse::Error(FilesError::BadRequest),
@@ -170,6 +204,7 @@ fn store_err(e: StoreError) -> FilesError {
 async fn serve(
     node: &Node,
     store: &dyn Store,
+    locks: &Locks,
     req: FilesRequest,
 ) -> Result<FilesResponse, FilesError> {
     Ok(match req {
@@ -185,19 +220,32 @@ async fn serve(
             }
         }
         FilesRequest::Store { key, data } => {
-            if !verify(&key, &data) {
-                return Err(FilesError::Corrupt);
+            let Some(new) = version(&key, &data) else {
+                return Err(match key {
+                    ItemKey::Record(id) => Record::decode_at(&data, id)
+                        .err()
+                        .unwrap_or(FilesError::BadRecord),
+                    _ => FilesError::Corrupt,
+                });
+            };
+            if let ItemKey::Chunk(_) = key {
+                store.put(key, data).await.map_err(store_err)?;
+                return Ok(FilesResponse::Stored);
             }
-            if let ItemKey::Manifest(_) = key {
-                // Last writer wins: keep a newer manifest already here.
-                if let Some(old) = store.get(key).await.map_err(store_err)? {
-                    let (Ok(old), Ok(new)) = (decode::<Manifest>(&old), decode::<Manifest>(&data))
-                    else {
-                        return Err(FilesError::Corrupt);
-                    };
-                    if !new.supersedes(&old) {
-                        return Ok(FilesResponse::Stored);
-                    }
+            if let ItemKey::Record(id) = key {
+                if Record::decode_at(&data, id).is_ok_and(|r| r.expired(now_ms())) {
+                    return Err(FilesError::Expired);
+                }
+            }
+            // The highest version wins: keep what is here if it is as new.
+            let _guard = locks.lock(&key).await;
+            if let Some(old) = store.get(key).await.map_err(store_err)? {
+                if version(&key, &old).is_some_and(|v| v >= new) {
+                    return Ok(match key {
+                        // Until manifests are records, their writers are told "stored".
+                        ItemKey::Manifest(_) => FilesResponse::Stored,
+                        _ => FilesResponse::Newer(old),
+                    });
                 }
             }
             store.put(key, data).await.map_err(store_err)?;
@@ -218,8 +266,23 @@ async fn serve(
             FilesResponse::Have(out)
         }
         FilesRequest::Remove { key } => {
+            if let ItemKey::Record(_) = key {
+                return Err(FilesError::NotAllowed(
+                    "a record is removed by a tombstone its owner signs".into(),
+                ));
+            }
             store.delete(key).await.map_err(store_err)?;
             FilesResponse::Removed
+        }
+        FilesRequest::Versions { keys } => {
+            if keys.len() > MAX_HAVE {
+                return Err(FilesError::BadRequest);
+            }
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                out.push(held_version(store, k).await.map_err(store_err)?);
+            }
+            FilesResponse::Versions(out)
         }
         FilesRequest::ListHere => {
             let mut manifests = Vec::new();
@@ -287,10 +350,23 @@ pub struct Repair {
     pub bytes: u64,
     /// Local copies dropped (no longer ours, and every replica has it).
     pub dropped: usize,
+    /// Records forgotten because they expired (tombstones past their horizon too).
+    pub expired: usize,
+}
+
+/// The version of the item held here under `key` (`None`: not held, or no longer valid).
+async fn held_version(store: &dyn Store, key: ItemKey) -> Result<Option<Version>, StoreError> {
+    Ok(match key {
+        // A chunk has one version; reading it to say so would cost its whole size.
+        ItemKey::Chunk(_) => store.has(key).await?.then_some(Version::default()),
+        _ => store.get(key).await?.and_then(|d| version(&key, &d)),
+    })
 }
 
 /// One maintenance pass over the items held here. With `leaving`, this node counts as
 /// gone: everything is pushed to the others and nothing is dropped (the caller stops).
+/// Records that have expired are forgotten. What to send and drop is decided by
+/// [`plan`]; this function only asks, sends and deletes.
 pub async fn maintain(
     node: &Node,
     store: &dyn Store,
@@ -307,6 +383,7 @@ pub async fn maintain(
         items: keys.len(),
         ..Repair::default()
     };
+    let now = now_ms();
     let mut i = 0;
     while i < keys.len() {
         let id = keys[i].ring_id();
@@ -324,87 +401,88 @@ pub async fn maintain(
                 break;
             }
         }
-        let group = &keys[i..j];
+        let mut group = Vec::with_capacity(j - i);
+        let mut mine = Vec::with_capacity(j - i);
+        for key in &keys[i..j] {
+            if let ItemKey::Record(rid) = key {
+                let held = store.get(*key).await.map_err(store_err)?;
+                if held
+                    .and_then(|d| Record::decode_at(&d, *rid).ok())
+                    .is_none_or(|x| x.expired(now))
+                {
+                    store.delete(*key).await.map_err(store_err)?;
+                    r.expired += 1;
+                    continue;
+                }
+            }
+            if let Some(v) = held_version(store, *key).await.map_err(store_err)? {
+                group.push(*key);
+                mine.push(v);
+            }
+        }
         i = j;
-        let mine = holders.iter().any(|p| p.addr == me);
         if leaving {
             holders.retain(|p| p.addr != me);
             holders.truncate(usize::from(k));
         }
-        // What every other holder has of the group (`None`: it did not say).
-        let mut has: Vec<Vec<Option<bool>>> = Vec::with_capacity(holders.len());
+        let mut said = Vec::with_capacity(holders.len());
         for h in &holders {
             let mut v = vec![None; group.len()];
-            if h.addr == me {
-                v.fill(Some(true));
-                has.push(v);
-                continue;
-            }
-            for (c, chunk) in group.chunks(MAX_HAVE).enumerate() {
-                let req = FilesRequest::Have {
-                    keys: chunk.to_vec(),
-                };
-                match ask(node, h.addr, &req).await {
-                    Err(FilesError::Stopped) => return Err(FilesError::Stopped),
-                    Ok(FilesResponse::Have(answer)) if answer.len() == chunk.len() => {
-                        for (n, a) in answer.into_iter().enumerate() {
-                            v[c * MAX_HAVE + n] = Some(a);
+            if h.addr != me {
+                for (c, chunk) in group.chunks(MAX_HAVE).enumerate() {
+                    let req = FilesRequest::Versions {
+                        keys: chunk.to_vec(),
+                    };
+                    match ask(node, h.addr, &req).await {
+                        Err(FilesError::Stopped) => return Err(FilesError::Stopped),
+                        Ok(FilesResponse::Versions(answer)) if answer.len() == chunk.len() => {
+                            for (n, a) in answer.into_iter().enumerate() {
+                                v[c * MAX_HAVE + n] = Some(a);
+                            }
                         }
-                    }
-                    other => debug!(to = %h.addr, "have failed: {other:?}"),
-                }
-            }
-            has.push(v);
-        }
-        // One copy is sent per missing replica, by one node: the first holder (owner
-        // first) that has the item, or, if no holder has it, whoever holds it outside the
-        // replica set (a node that is leaving it, or leaving the ring). Without this rule
-        // every holder pushed the same item to a newcomer at once (1.6-1.9 times the
-        // bytes a join needs).
-        let mut everywhere = vec![true; group.len()];
-        for (n, key) in group.iter().enumerate() {
-            let first = holders
-                .iter()
-                .zip(&has)
-                .find(|(_, v)| v[n] == Some(true))
-                .map(|(p, _)| p.addr);
-            let duty = leaving || first.is_none_or(|a| a == me);
-            let mut data = None;
-            for (h, v) in holders.iter().zip(&has) {
-                if h.addr == me || v[n] == Some(true) {
-                    continue;
-                }
-                if !duty || v[n].is_none() {
-                    everywhere[n] = false;
-                    continue;
-                }
-                if data.is_none() {
-                    data = store.get(*key).await.ok().flatten();
-                }
-                let Some(d) = data.clone() else {
-                    everywhere[n] = false;
-                    continue;
-                };
-                let len = d.len() as u64;
-                match ask(node, h.addr, &FilesRequest::Store { key: *key, data: d }).await {
-                    Ok(FilesResponse::Stored) => {
-                        r.sent += 1;
-                        r.bytes += len;
-                    }
-                    Err(FilesError::Stopped) => return Err(FilesError::Stopped),
-                    other => {
-                        warn!(to = %h.addr, "replica refused an item: {other:?}");
-                        everywhere[n] = false;
+                        other => debug!(to = %h.addr, "versions failed: {other:?}"),
                     }
                 }
             }
+            said.push(Holder {
+                addr: h.addr,
+                said: v,
+            });
         }
-        if !mine && !leaving && holders.len() >= usize::from(k) {
-            for (key, ok) in group.iter().zip(everywhere) {
-                if ok {
-                    store.delete(*key).await.map_err(store_err)?;
-                    r.dropped += 1;
+        let todo = plan(me, &mine, &said, usize::from(k), leaving);
+        let mut failed = vec![false; group.len()];
+        let mut data: Option<(usize, Vec<u8>)> = None;
+        for (n, to) in todo.send {
+            if data.as_ref().is_none_or(|(m, _)| *m != n) {
+                data = store.get(group[n]).await.ok().flatten().map(|d| (n, d));
+            }
+            let Some((_, d)) = &data else {
+                failed[n] = true;
+                continue;
+            };
+            let len = d.len() as u64;
+            let req = FilesRequest::Store {
+                key: group[n],
+                data: d.clone(),
+            };
+            match ask(node, to, &req).await {
+                Ok(FilesResponse::Stored) => {
+                    r.sent += 1;
+                    r.bytes += len;
                 }
+                // It had a newer one by now: the next pass sees it.
+                Ok(FilesResponse::Newer(_)) => {}
+                Err(FilesError::Stopped) => return Err(FilesError::Stopped),
+                other => {
+                    warn!(to = %to, "replica refused an item: {other:?}");
+                    failed[n] = true;
+                }
+            }
+        }
+        for n in todo.drop {
+            if !failed[n] {
+                store.delete(group[n]).await.map_err(store_err)?;
+                r.dropped += 1;
             }
         }
     }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use chord_core::Id;
 
 use crate::manifest::{hash, hex, ItemKey, Manifest, MAX_CHUNK};
+use crate::record::{Record, Version};
 
 /// A boxed future, as the trait methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -59,6 +60,25 @@ pub fn verify(key: &ItemKey, data: &[u8]) -> bool {
         ItemKey::Chunk(h) => data.len() <= MAX_CHUNK as usize && hash(data) == *h,
         ItemKey::Manifest(id) => crate::decode::<Manifest>(data)
             .is_ok_and(|m| m.validate().is_ok() && Id::for_key(&m.name) == *id),
+        ItemKey::Record(id) => Record::decode_at(data, *id).is_ok(),
+    }
+}
+
+/// The version of an item's bytes, to decide which of two copies wins (`None`: the bytes
+/// do not belong under the key). A chunk has one version; a manifest's is its upload time
+/// (until manifests become records); a record's is [`Record::version`].
+pub fn version(key: &ItemKey, data: &[u8]) -> Option<Version> {
+    match key {
+        ItemKey::Chunk(_) => verify(key, data).then_some(Version::default()),
+        ItemKey::Manifest(id) => crate::decode::<Manifest>(data)
+            .ok()
+            .filter(|m| m.validate().is_ok() && Id::for_key(&m.name) == *id)
+            .map(|m| Version {
+                seq: m.uploaded_ms,
+                tombstone: 0,
+                digest: m.file_hash,
+            }),
+        ItemKey::Record(id) => Record::decode_at(data, *id).ok().map(|r| r.version()),
     }
 }
 
@@ -145,6 +165,7 @@ impl Store for MemoryStore {
 /// ```text
 /// DIR/chunks/ab/cd/abcd…(64 hex)      chunk bytes
 /// DIR/manifests/ab/ab…(40 hex)        postcard manifest
+/// DIR/records/ab/ab…(40 hex)          postcard signed record
 /// DIR/tmp/                            writes in progress
 /// ```
 ///
@@ -168,7 +189,7 @@ impl DiskStore {
                 format!("{} is not a directory", dir.display()),
             )));
         }
-        for sub in ["chunks", "manifests", "tmp"] {
+        for sub in ["chunks", "manifests", "records", "tmp"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         // Leftovers of writes interrupted by a crash.
@@ -201,6 +222,10 @@ impl DiskStore {
                 let x = id.to_string();
                 self.dir.join("manifests").join(&x[..2]).join(x)
             }
+            ItemKey::Record(id) => {
+                let x = id.to_string();
+                self.dir.join("records").join(&x[..2]).join(x)
+            }
         }
     }
 
@@ -232,21 +257,25 @@ impl DiskStore {
                 out.push(ItemKey::Chunk(h));
             }
         }
-        walk(self.dir.join("manifests"), 1, &mut files)?;
-        for p in files {
-            if let Some(id) = p
-                .file_name()
+        let named = |p: &PathBuf| {
+            p.file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.parse::<Id>().ok())
-            {
-                out.push(ItemKey::Manifest(id));
-            }
-        }
+        };
+        walk(self.dir.join("manifests"), 1, &mut files)?;
+        out.extend(
+            files
+                .drain(..)
+                .filter_map(|p| named(&p))
+                .map(ItemKey::Manifest),
+        );
+        walk(self.dir.join("records"), 1, &mut files)?;
+        out.extend(files.iter().filter_map(named).map(ItemKey::Record));
         Ok(out)
     }
 }
 
-fn hex_decode(s: &str, out: &mut [u8]) -> bool {
+pub(crate) fn hex_decode(s: &str, out: &mut [u8]) -> bool {
     if s.len() != out.len() * 2 {
         return false;
     }

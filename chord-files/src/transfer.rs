@@ -46,7 +46,7 @@ fn local(e: std::io::Error, what: &Path) -> FilesError {
 }
 
 /// One lane of a transfer: its own connections (a `Client` serves one request at a time).
-struct Lane {
+pub(crate) struct Lane {
     node: SocketAddr,
     key: Option<NetworkKey>,
     /// A buffer to read the next answer into (recycled from chunks already written).
@@ -57,7 +57,11 @@ struct Lane {
 }
 
 impl Lane {
-    fn new(node: SocketAddr, key: &Option<NetworkKey>) -> Lane {
+    pub(crate) fn node(&self) -> SocketAddr {
+        self.node
+    }
+
+    pub(crate) fn new(node: SocketAddr, key: &Option<NetworkKey>) -> Lane {
         Lane {
             node,
             key: key.clone(),
@@ -67,7 +71,7 @@ impl Lane {
         }
     }
 
-    async fn ask(
+    pub(crate) async fn ask(
         &mut self,
         to: SocketAddr,
         req: &FilesRequest,
@@ -106,7 +110,12 @@ impl Lane {
 
     /// The holders of ring position `id`, from the ranges already located if possible
     /// (`fresh` forces a new lookup, after a cached answer turned out wrong).
-    async fn locate(&mut self, id: Id, k: u8, fresh: bool) -> Result<Vec<Peer>, FilesError> {
+    pub(crate) async fn locate(
+        &mut self,
+        id: Id,
+        k: u8,
+        fresh: bool,
+    ) -> Result<Vec<Peer>, FilesError> {
         if !fresh {
             if let Some((_, _, h)) = self
                 .ranges

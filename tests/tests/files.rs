@@ -14,6 +14,7 @@ fn files_cfg() -> FilesConfig {
     FilesConfig {
         replicas: 3,
         repair_every: Duration::from_millis(300),
+        ..FilesConfig::default()
     }
 }
 

@@ -178,6 +178,7 @@ fn files_over_an_encrypted_ring() {
             let cfg = FilesConfig {
                 replicas: 3,
                 repair_every: Duration::from_millis(300),
+                ..FilesConfig::default()
             };
             let store = Arc::new(MemoryStore::new(1 << 30));
             nodes.push(

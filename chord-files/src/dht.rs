@@ -1,0 +1,427 @@
+//! The hash table applications embed: immutable blocks and signed mutable records (the
+//! DHash layer of CFS, with BEP 44's mutable items).
+//!
+//! * A **block** is stored under the BLAKE3 hash of its bytes: anyone may store one,
+//!   nobody can forge one, and readers check the hash.
+//! * A **record** belongs to an ed25519 key ([`Identity`]) and a salt. Its writer numbers
+//!   its versions; holders keep the highest (see [`crate::record`]); reads ask every one of
+//!   the `k` holders and take the highest valid version, so one holder that lags or lies
+//!   cannot roll a record back while another has the newer one, and the holders that
+//!   answered with less are sent the winner (read repair).
+//! * A **delete** writes a tombstone: a signed version with no value, kept for
+//!   [`DEFAULT_TOMBSTONE_HORIZON`] (configurable), longer than a holder is expected to be
+//!   away; a holder that comes back with an old copy is overruled by it.
+//!
+//! The same operations run on a local node ([`crate::FilesNode`], no connection to
+//! itself) and, through any node, from a client ([`RemoteDht`]).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chord_core::{Id, Peer};
+
+use crate::manifest::{hash, Hash, ItemKey, MAX_CHUNK};
+use crate::record::{now_ms, record_id, Identity, Record, MAX_SEQ};
+use crate::service::{FilesRequest, FilesResponse};
+use crate::transfer::{Lane, TransferOptions};
+use crate::FilesError;
+
+/// How long a tombstone is kept by default: 30 days.
+pub const DEFAULT_TOMBSTONE_HORIZON: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The value of a record, as read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordValue {
+    /// Its sequence number (the next write uses a higher one).
+    pub seq: u64,
+    /// The value.
+    pub value: Vec<u8>,
+}
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// The sequence number written.
+    pub seq: u64,
+    /// How many holders took it.
+    pub replicas: u8,
+}
+
+/// Conditions of a record write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Compare-and-swap: write only if the record's current sequence is this one
+    /// (`Some(None)`: only if there is no record, or it was deleted). `None`: write over
+    /// whatever is there.
+    pub expect: Option<Option<u64>>,
+    /// When holders may forget the value, in milliseconds since the Unix epoch.
+    pub expires_ms: Option<u64>,
+}
+
+/// How requests reach the ring: from a node inside it, or from a client through one.
+pub(crate) trait Route: Send {
+    /// The `k` holders of ring position `id`, owner first.
+    fn locate(
+        &mut self,
+        id: Id,
+        k: u8,
+    ) -> impl Future<Output = Result<Vec<Peer>, FilesError>> + Send;
+    /// Ask the files service at `to`; an `Error` answer comes back as `Err`.
+    fn ask(
+        &mut self,
+        to: SocketAddr,
+        req: &FilesRequest,
+    ) -> impl Future<Output = Result<FilesResponse, FilesError>> + Send;
+}
+
+/// A node's own route: its lookups, and its calls (a call to itself stays inside).
+pub(crate) struct Local<'a>(pub(crate) &'a chord_net::Node);
+
+impl Route for Local<'_> {
+    async fn locate(&mut self, id: Id, k: u8) -> Result<Vec<Peer>, FilesError> {
+        Ok(crate::service::locate(self.0, id, k).await?.1)
+    }
+
+    async fn ask(
+        &mut self,
+        to: SocketAddr,
+        req: &FilesRequest,
+    ) -> Result<FilesResponse, FilesError> {
+        match crate::service::ask(self.0, to, req).await? {
+            FilesResponse::Error(e) => Err(e),
+            r => Ok(r),
+        }
+    }
+}
+
+impl Route for Lane {
+    async fn locate(&mut self, id: Id, k: u8) -> Result<Vec<Peer>, FilesError> {
+        Lane::locate(self, id, k, false).await
+    }
+
+    async fn ask(
+        &mut self,
+        to: SocketAddr,
+        req: &FilesRequest,
+    ) -> Result<FilesResponse, FilesError> {
+        Lane::ask(self, to, req).await
+    }
+}
+
+/// Store a block on its `k` holders; returns its hash and how many took it.
+pub(crate) async fn put_block(
+    route: &mut impl Route,
+    bytes: Vec<u8>,
+    k: u8,
+) -> Result<(Hash, u8), FilesError> {
+    if bytes.len() > MAX_CHUNK as usize {
+        return Err(FilesError::TooLarge {
+            size: bytes.len() as u64,
+            limit: u64::from(MAX_CHUNK),
+        });
+    }
+    let h = hash(&bytes);
+    let key = ItemKey::Chunk(h);
+    let mut stored = 0u8;
+    let mut last = None;
+    for p in route.locate(key.ring_id(), k).await? {
+        let req = FilesRequest::Store {
+            key,
+            data: bytes.clone(),
+        };
+        match route.ask(p.addr, &req).await {
+            Ok(FilesResponse::Stored) => stored += 1,
+            Ok(other) => last = Some(unexpected(other)),
+            Err(e) => last = Some(e),
+        }
+    }
+    match (stored, last) {
+        (0, e) => Err(e.unwrap_or(FilesError::Unavailable)),
+        (n, _) => Ok((h, n)),
+    }
+}
+
+/// Read a block: the first copy whose hash matches, from the `k` holders, then from
+/// further along the owner's successors (copies wait there until repair moves them).
+pub(crate) async fn get_block(
+    route: &mut impl Route,
+    h: Hash,
+    k: u8,
+) -> Result<Option<Vec<u8>>, FilesError> {
+    let key = ItemKey::Chunk(h);
+    let mut answered = false;
+    let mut last = None;
+    for p in route.locate(key.ring_id(), k.saturating_mul(2)).await? {
+        match route.ask(p.addr, &FilesRequest::Fetch { key }).await {
+            Ok(FilesResponse::Data(d)) if hash(&d) == h => return Ok(Some(d)),
+            Ok(FilesResponse::NotFound) => answered = true,
+            Ok(other) => last = Some(unexpected(other)),
+            Err(e) => last = Some(e),
+        }
+    }
+    match (answered, last) {
+        (true, _) => Ok(None),
+        (false, e) => Err(e.unwrap_or(FilesError::Unavailable)),
+    }
+}
+
+fn unexpected(r: FilesResponse) -> FilesError {
+    match r {
+        FilesResponse::Error(e) => e,
+        _ => FilesError::BadAnswer,
+    }
+}
+
+/// The highest valid, unexpired version of the record at `id` among its `k` holders
+/// (tombstones included), after sending it to the holders that answered with less.
+pub(crate) async fn fetch_record(
+    route: &mut impl Route,
+    id: Id,
+    k: u8,
+) -> Result<Option<Record>, FilesError> {
+    let key = ItemKey::Record(id);
+    let now = now_ms();
+    let mut best: Option<Record> = None;
+    // Who answered, and with which version (`None`: nothing valid).
+    let mut held = Vec::new();
+    let mut last = None;
+    for p in route.locate(id, k).await? {
+        let got = match route.ask(p.addr, &FilesRequest::Fetch { key }).await {
+            // A holder serving a forged or expired record counts as holding nothing.
+            Ok(FilesResponse::Data(d)) => {
+                Record::decode_at(&d, id).ok().filter(|r| !r.expired(now))
+            }
+            Ok(FilesResponse::NotFound) => None,
+            Ok(other) => {
+                last = Some(unexpected(other));
+                continue;
+            }
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        held.push((p.addr, got.as_ref().map(Record::version)));
+        if got.as_ref().map(Record::version) > best.as_ref().map(Record::version) {
+            best = got;
+        }
+    }
+    if held.is_empty() {
+        return Err(last.unwrap_or(FilesError::Unavailable));
+    }
+    if let Some(b) = &best {
+        let (v, data) = (Some(b.version()), crate::encode(b)?);
+        for (to, _) in held.iter().filter(|(_, h)| *h < v) {
+            let req = FilesRequest::Store {
+                key,
+                data: data.clone(),
+            };
+            let _ = route.ask(*to, &req).await;
+        }
+    }
+    Ok(best)
+}
+
+/// Store a signed record on its `k` holders; returns how many hold it (or a newer one
+/// that is the same version). A newer version found on any holder is a `Conflict`.
+pub(crate) async fn store_record(
+    route: &mut impl Route,
+    record: &Record,
+    k: u8,
+) -> Result<u8, FilesError> {
+    let id = record.id();
+    let key = ItemKey::Record(id);
+    let data = crate::encode(record)?;
+    let mut stored = 0u8;
+    let mut newer: Option<u64> = None;
+    let mut last = None;
+    for p in route.locate(id, k).await? {
+        let req = FilesRequest::Store {
+            key,
+            data: data.clone(),
+        };
+        match route.ask(p.addr, &req).await {
+            Ok(FilesResponse::Stored) => stored += 1,
+            Ok(FilesResponse::Newer(d)) => match Record::decode_at(&d, id) {
+                Ok(r) if r.version() == record.version() => stored += 1,
+                Ok(r) if r.version() > record.version() => newer = newer.max(Some(r.seq)),
+                _ => last = Some(FilesError::BadAnswer),
+            },
+            Ok(other) => last = Some(unexpected(other)),
+            Err(e) => last = Some(e),
+        }
+    }
+    if let Some(found) = newer {
+        return Err(FilesError::Conflict {
+            expected: Some(record.seq),
+            found: Some(found),
+        });
+    }
+    match (stored, last) {
+        (0, e) => Err(e.unwrap_or(FilesError::Unavailable)),
+        (n, _) => Ok(n),
+    }
+}
+
+/// Write the next version of `identity`'s record `salt`: `value`, or a tombstone.
+pub(crate) async fn write_record(
+    route: &mut impl Route,
+    identity: &Identity,
+    salt: &[u8],
+    value: Option<Vec<u8>>,
+    opts: WriteOptions,
+    k: u8,
+) -> Result<Written, FilesError> {
+    let id = record_id(&identity.public_key(), salt);
+    let current = fetch_record(route, id, k).await?;
+    let live = current
+        .as_ref()
+        .filter(|r| !r.is_tombstone())
+        .map(|r| r.seq);
+    if let Some(expected) = opts.expect {
+        if expected != live {
+            return Err(FilesError::Conflict {
+                expected,
+                found: live,
+            });
+        }
+    }
+    let seq = current.map_or(1, |r| r.seq + 1);
+    if seq > MAX_SEQ {
+        return Err(FilesError::BadRecord);
+    }
+    let record = identity.sign(salt, seq, value, opts.expires_ms)?;
+    let replicas = store_record(route, &record, k).await?;
+    Ok(Written { seq, replicas })
+}
+
+/// Read the live value of the record of `public_key` and `salt` (`None`: none, or deleted).
+pub(crate) async fn read_record(
+    route: &mut impl Route,
+    public_key: &[u8; 32],
+    salt: &[u8],
+    k: u8,
+) -> Result<Option<RecordValue>, FilesError> {
+    let r = fetch_record(route, record_id(public_key, salt), k).await?;
+    Ok(r.and_then(|r| {
+        let seq = r.seq;
+        r.value.map(|v| RecordValue {
+            seq,
+            value: v.into_vec(),
+        })
+    }))
+}
+
+/// Delete `identity`'s record `salt` with a tombstone kept for `horizon`. Returns the
+/// tombstone's write, or `None` if there was no live record.
+pub(crate) async fn delete_record(
+    route: &mut impl Route,
+    identity: &Identity,
+    salt: &[u8],
+    horizon: Duration,
+    k: u8,
+) -> Result<Option<Written>, FilesError> {
+    let pk = identity.public_key();
+    let Some(current) = read_record(route, &pk, salt, k).await? else {
+        return Ok(None);
+    };
+    let opts = WriteOptions {
+        expect: Some(Some(current.seq)),
+        expires_ms: Some(now_ms().saturating_add(horizon.as_millis() as u64)),
+    };
+    write_record(route, identity, salt, None, opts, k)
+        .await
+        .map(Some)
+}
+
+/// The hash table through a node of the ring, from outside it (a client): the same
+/// operations as on [`crate::FilesNode`].
+pub struct RemoteDht {
+    lane: Lane,
+    replicas: u8,
+    horizon: Duration,
+}
+
+impl std::fmt::Debug for RemoteDht {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteDht")
+            .field("node", &self.lane.node())
+            .field("replicas", &self.replicas)
+            .finish()
+    }
+}
+
+impl RemoteDht {
+    /// Use the ring through the node at `node` (`opts.replicas` copies, its network key).
+    pub fn new(node: SocketAddr, opts: &TransferOptions) -> RemoteDht {
+        RemoteDht {
+            lane: Lane::new(node, &opts.network_key),
+            replicas: opts.replicas.max(1),
+            horizon: DEFAULT_TOMBSTONE_HORIZON,
+        }
+    }
+
+    /// Keep tombstones this long (default [`DEFAULT_TOMBSTONE_HORIZON`]).
+    pub fn tombstone_horizon(mut self, horizon: Duration) -> RemoteDht {
+        self.horizon = horizon;
+        self
+    }
+
+    /// Store a block (at most [`MAX_CHUNK`] bytes); returns its hash.
+    pub async fn put_block(&mut self, bytes: Vec<u8>) -> Result<Hash, FilesError> {
+        Ok(put_block(&mut self.lane, bytes, self.replicas).await?.0)
+    }
+
+    /// Read a block by its hash (`None`: no holder has it).
+    pub async fn get_block(&mut self, h: Hash) -> Result<Option<Vec<u8>>, FilesError> {
+        get_block(&mut self.lane, h, self.replicas).await
+    }
+
+    /// Write the next version of `identity`'s record `salt`.
+    pub async fn put_record(
+        &mut self,
+        identity: &Identity,
+        salt: &[u8],
+        value: Vec<u8>,
+        opts: WriteOptions,
+    ) -> Result<Written, FilesError> {
+        write_record(
+            &mut self.lane,
+            identity,
+            salt,
+            Some(value),
+            opts,
+            self.replicas,
+        )
+        .await
+    }
+
+    /// Read the live value of a record.
+    pub async fn get_record(
+        &mut self,
+        public_key: &[u8; 32],
+        salt: &[u8],
+    ) -> Result<Option<RecordValue>, FilesError> {
+        read_record(&mut self.lane, public_key, salt, self.replicas).await
+    }
+
+    /// Delete a record (a tombstone); `None` if there was no live record.
+    pub async fn delete_record(
+        &mut self,
+        identity: &Identity,
+        salt: &[u8],
+    ) -> Result<Option<Written>, FilesError> {
+        delete_record(&mut self.lane, identity, salt, self.horizon, self.replicas).await
+    }
+
+    /// The highest version held of a record, tombstones included, as signed.
+    pub async fn fetch_record(&mut self, id: Id) -> Result<Option<Record>, FilesError> {
+        fetch_record(&mut self.lane, id, self.replicas).await
+    }
+
+    /// Store a record someone signed (it is checked by every holder).
+    pub async fn store_record(&mut self, record: &Record) -> Result<u8, FilesError> {
+        store_record(&mut self.lane, record, self.replicas).await
+    }
+}
