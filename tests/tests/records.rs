@@ -1,0 +1,515 @@
+//! Blocks and signed records (issue 12) on real rings of in-process nodes.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chord_files::dht::{RemoteDht, WriteOptions};
+use chord_files::manifest::{ItemKey, MAX_CHUNK};
+use chord_files::record::{now_ms, record_id, MAX_SEQ};
+use chord_files::service::{FilesRequest, FilesResponse};
+use chord_files::transfer::TransferOptions;
+use chord_files::{
+    decode, encode, DiskStore, FilesConfig, FilesError, FilesNode, Identity, MemoryStore, Record,
+    Store,
+};
+use chord_tests::{any_port, fast_config, wait_consistent, wait_full_lists};
+use futures_lite::future::block_on;
+
+fn cfg() -> FilesConfig {
+    FilesConfig {
+        replicas: 3,
+        repair_every: Duration::from_millis(300),
+        ..FilesConfig::default()
+    }
+}
+
+async fn start(listen: SocketAddr, join: Option<SocketAddr>, store: Arc<dyn Store>) -> FilesNode {
+    let mut b = chord_net::Node::builder()
+        .listen(listen)
+        .config(fast_config());
+    if let Some(j) = join {
+        b = b.join(j);
+    }
+    FilesNode::start(b, store, cfg()).await.expect("start")
+}
+
+async fn settle(nodes: &[&FilesNode]) {
+    let handles: Vec<chord_net::Node> = nodes.iter().map(|n| n.node().clone()).collect();
+    wait_consistent(&handles, Duration::from_secs(20))
+        .await
+        .expect("ring consistent");
+    let addrs: Vec<SocketAddr> = handles.iter().map(|n| n.addr()).collect();
+    assert!(
+        wait_full_lists(&addrs, Duration::from_secs(20)).await,
+        "successor lists not full"
+    );
+}
+
+async fn ring(n: usize) -> Vec<FilesNode> {
+    let mut nodes: Vec<FilesNode> = Vec::new();
+    for i in 0..n {
+        let join = (i > 0).then(|| nodes[0].node().addr());
+        nodes.push(start(any_port(), join, Arc::new(MemoryStore::new(1 << 30))).await);
+    }
+    settle(&nodes.iter().collect::<Vec<_>>()).await;
+    nodes
+}
+
+fn alice() -> Identity {
+    Identity::from_seed([7; 32])
+}
+
+/// The record held in `store` at `id`, if any.
+async fn held(store: &dyn Store, id: chord_core::Id) -> Option<Record> {
+    let d = store.get(ItemKey::Record(id)).await.expect("get")?;
+    Some(decode::<Record>(&d).expect("a stored record decodes"))
+}
+
+/// Issue 12: "Overwrites can lose" (writes ordered by wall-clock milliseconds, 1 of 600
+/// overwrite-then-read cycles returned the old value). Records are ordered by the writer's
+/// sequence: every read after a write sees that write, whatever node it goes through.
+#[test]
+fn overwrites_in_the_same_millisecond_are_never_lost() {
+    block_on(async {
+        let nodes = ring(3).await;
+        let me = alice();
+        let mut last_seq = 0;
+        for i in 0..300u32 {
+            let value = format!("value {i}").into_bytes();
+            let w = nodes[i as usize % 3]
+                .put_record(&me, b"counter", value.clone(), WriteOptions::default())
+                .await
+                .expect("put");
+            assert!(
+                w.seq > last_seq,
+                "sequences grow: {} then {}",
+                last_seq,
+                w.seq
+            );
+            assert_eq!(w.replicas, 3);
+            last_seq = w.seq;
+            let got = nodes[(i as usize + 1) % 3]
+                .get_record(&me.public_key(), b"counter")
+                .await
+                .expect("get")
+                .expect("present");
+            assert_eq!(got.value, value, "cycle {i}: read the old value");
+            assert_eq!(got.seq, w.seq);
+        }
+        for n in &nodes {
+            n.node().kill();
+        }
+    });
+}
+
+/// Compare-and-swap on the sequence, deletes, and reads after a delete.
+#[test]
+fn compare_and_swap_and_delete() {
+    block_on(async {
+        let nodes = ring(3).await;
+        let me = alice();
+        let pk = me.public_key();
+        let only_new = WriteOptions {
+            expect: Some(None),
+            ..WriteOptions::default()
+        };
+        let w1 = nodes[0]
+            .put_record(&me, b"k", b"one".to_vec(), only_new)
+            .await
+            .expect("create");
+        assert_eq!(w1.seq, 1);
+        assert_eq!(
+            nodes[1]
+                .put_record(&me, b"k", b"again".to_vec(), only_new)
+                .await,
+            Err(FilesError::Conflict {
+                expected: None,
+                found: Some(1)
+            })
+        );
+        let stale = WriteOptions {
+            expect: Some(Some(0)),
+            ..WriteOptions::default()
+        };
+        assert!(matches!(
+            nodes[1].put_record(&me, b"k", b"x".to_vec(), stale).await,
+            Err(FilesError::Conflict { .. })
+        ));
+        let swap = WriteOptions {
+            expect: Some(Some(1)),
+            ..WriteOptions::default()
+        };
+        let w2 = nodes[2]
+            .put_record(&me, b"k", b"two".to_vec(), swap)
+            .await
+            .expect("swap");
+        assert_eq!(w2.seq, 2);
+        let d = nodes[0]
+            .delete_record(&me, b"k")
+            .await
+            .expect("delete")
+            .expect("was live");
+        assert_eq!(d.seq, 3);
+        for n in &nodes {
+            assert_eq!(n.get_record(&pk, b"k").await.expect("get"), None);
+        }
+        // Deleting again: nothing live.
+        assert_eq!(nodes[1].delete_record(&me, b"k").await.expect("rm"), None);
+        // A delete counts as "no record" for a create; the new version outranks it.
+        let w4 = nodes[1]
+            .put_record(&me, b"k", b"reborn".to_vec(), only_new)
+            .await
+            .expect("create after delete");
+        assert_eq!(w4.seq, 4);
+        // Another key's record of the same salt is another record.
+        let bob = Identity::from_seed([8; 32]);
+        assert_eq!(
+            nodes[2]
+                .get_record(&bob.public_key(), b"k")
+                .await
+                .expect("get"),
+            None
+        );
+        for n in &nodes {
+            n.node().kill();
+        }
+    });
+}
+
+/// Issue 12: "A removed file comes back" (a crashed holder restarting on its store had
+/// repair push the deleted item back). A holder that returns with an old version of a
+/// record, on the same address and store, is overruled by the tombstone: repair sends it
+/// the tombstone, never its old value to the others. This failed with the presence-only
+/// repair (`Have`) before versions: the returning holder kept the value.
+#[test]
+fn a_deleted_record_does_not_come_back_with_a_returning_holder() {
+    block_on(async {
+        let dirs: Vec<tempfile::TempDir> =
+            (0..4).map(|_| tempfile::tempdir().expect("tmp")).collect();
+        let disk = |p: &Path| -> Arc<dyn Store> {
+            Arc::new(DiskStore::open(p, 1 << 30).expect("open store"))
+        };
+        let mut nodes: Vec<FilesNode> = Vec::new();
+        for (i, d) in dirs.iter().enumerate() {
+            let join = (i > 0).then(|| nodes[0].node().addr());
+            nodes.push(start(any_port(), join, disk(d.path())).await);
+        }
+        settle(&nodes.iter().collect::<Vec<_>>()).await;
+        let me = alice();
+        let id = record_id(&me.public_key(), b"secret");
+        nodes[0]
+            .put_record(
+                &me,
+                b"secret",
+                b"to be deleted".to_vec(),
+                WriteOptions::default(),
+            )
+            .await
+            .expect("put");
+        // A holder that is not node 0 (node 0 stays up to write the delete).
+        let mut holder = None;
+        for (i, n) in nodes.iter().enumerate().skip(1) {
+            if held(&**n.store(), id).await.is_some() {
+                holder = Some(i);
+                break;
+            }
+        }
+        let h = holder.expect("some node other than 0 holds the record");
+        let addr = nodes[h].node().addr();
+        nodes[h].node().kill();
+        nodes[h].node().stopped().await;
+        let gone = nodes.remove(h);
+        drop(gone);
+        settle(&nodes.iter().collect::<Vec<_>>()).await;
+        let d = nodes[0]
+            .delete_record(&me, b"secret")
+            .await
+            .expect("delete")
+            .expect("was live");
+        // Back on its old store, at its old address (so it is a holder again).
+        let dir = dirs[h].path();
+        let back = start(addr, Some(nodes[0].node().addr()), disk(dir)).await;
+        assert_eq!(
+            held(&**back.store(), id).await.map(|r| r.seq),
+            Some(1),
+            "the returning holder starts with its old value"
+        );
+        nodes.push(back);
+        settle(&nodes.iter().collect::<Vec<_>>()).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for n in &nodes {
+                n.repair().await.expect("repair");
+            }
+            let mut values = 0;
+            let mut tombstones = 0;
+            for n in &nodes {
+                match held(&**n.store(), id).await {
+                    Some(r) if r.is_tombstone() => tombstones += 1,
+                    Some(_) => values += 1,
+                    None => {}
+                }
+            }
+            if values == 0 && tombstones >= 3 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "after 20 s: {values} copies of the deleted value, {tombstones} tombstones"
+            );
+            async_io::Timer::after(Duration::from_millis(200)).await;
+        }
+        for n in &nodes {
+            assert_eq!(
+                n.get_record(&me.public_key(), b"secret")
+                    .await
+                    .expect("get"),
+                None
+            );
+        }
+        let t = held(&**nodes.last().expect("back").store(), id).await;
+        assert_eq!(t.map(|r| (r.seq, r.is_tombstone())), Some((d.seq, true)));
+        for n in &nodes {
+            n.node().kill();
+        }
+    });
+}
+
+/// One holder that lags (or lies, serving an old but validly signed version) cannot roll
+/// a record back: reads ask every holder and take the highest, and send it to the laggard.
+#[test]
+fn a_lagging_holder_cannot_roll_a_record_back() {
+    block_on(async {
+        let nodes = ring(4).await;
+        let me = alice();
+        let id = record_id(&me.public_key(), b"doc");
+        let first = me
+            .sign(b"doc", 1, Some(b"old".to_vec()), None)
+            .expect("sign");
+        nodes[0].store_record(&first).await.expect("store v1");
+        nodes[0]
+            .put_record(&me, b"doc", b"new".to_vec(), WriteOptions::default())
+            .await
+            .expect("put v2");
+        // Put v1 back on every holder but one, behind the service's back.
+        let mut holders = Vec::new();
+        for n in &nodes {
+            if held(&**n.store(), id).await.is_some() {
+                holders.push(n);
+            }
+        }
+        assert_eq!(holders.len(), 3);
+        for n in &holders[..2] {
+            n.store()
+                .put(ItemKey::Record(id), encode(&first).expect("enc"))
+                .await
+                .expect("roll back");
+        }
+        for n in &nodes {
+            let got = n.get_record(&me.public_key(), b"doc").await.expect("get");
+            assert_eq!(got.map(|v| v.value), Some(b"new".to_vec()));
+        }
+        // The read repaired them.
+        for n in &holders {
+            assert_eq!(held(&**n.store(), id).await.map(|r| r.seq), Some(2));
+        }
+        // A holder whose copy was overwritten cannot be told to take v1 again.
+        assert_eq!(
+            nodes[1].store_record(&first).await,
+            Err(FilesError::Conflict {
+                expected: Some(1),
+                found: Some(2)
+            })
+        );
+        for n in &nodes {
+            n.node().kill();
+        }
+    });
+}
+
+async fn send(c: &mut chord_net::Client, req: FilesRequest) -> FilesResponse {
+    let a = c
+        .call(chord_files::SERVICE, encode(&req).expect("enc"))
+        .await
+        .expect("call");
+    decode::<FilesResponse>(&a).expect("answer")
+}
+
+/// What a stranger can send to a holder: forged, oversized, misplaced or expired records,
+/// and removes. Each is refused with its error; the record stays as its owner wrote it.
+#[test]
+fn holders_refuse_forged_huge_and_anonymous_writes() {
+    block_on(async {
+        let nodes = ring(3).await;
+        let me = alice();
+        let pk = me.public_key();
+        let w = nodes[0]
+            .put_record(&me, b"mine", b"real".to_vec(), WriteOptions::default())
+            .await
+            .expect("put");
+        let id = record_id(&pk, b"mine");
+        let mut c = chord_net::Client::connect(nodes[1].node().addr())
+            .await
+            .expect("client");
+        let store = |r: &Record| FilesRequest::Store {
+            key: ItemKey::Record(r.id()),
+            data: encode(r).expect("enc"),
+        };
+        // A value swapped in after signing.
+        let mut forged = me
+            .sign(b"mine", 9, Some(b"real".to_vec()), None)
+            .expect("s");
+        forged.value = Some(b"fake".to_vec().into());
+        assert_eq!(
+            send(&mut c, store(&forged)).await,
+            FilesResponse::Error(FilesError::BadSignature)
+        );
+        // Mallory's tombstone under Alice's key.
+        let mallory = Identity::from_seed([9; 32]);
+        let mut t = mallory.sign(b"mine", 10, None, None).expect("s");
+        t.public_key = pk;
+        assert_eq!(
+            send(&mut c, store(&t)).await,
+            FilesResponse::Error(FilesError::BadSignature)
+        );
+        // Mallory's own record stored at Alice's position.
+        let m = mallory.sign(b"mine", 10, None, None).expect("s");
+        let misplaced = FilesRequest::Store {
+            key: ItemKey::Record(id),
+            data: encode(&m).expect("enc"),
+        };
+        assert_eq!(
+            send(&mut c, misplaced).await,
+            FilesResponse::Error(FilesError::BadRecord)
+        );
+        // An anonymous remove.
+        assert!(matches!(
+            send(
+                &mut c,
+                FilesRequest::Remove {
+                    key: ItemKey::Record(id)
+                }
+            )
+            .await,
+            FilesResponse::Error(FilesError::NotAllowed(_))
+        ));
+        // A record that expired already.
+        let old = me.sign(b"mine", 11, None, Some(now_ms() - 1)).expect("s");
+        assert_eq!(
+            send(&mut c, store(&old)).await,
+            FilesResponse::Error(FilesError::Expired)
+        );
+        // The owner's own signature on a sequence above MAX_SEQ cannot be made by the
+        // library; a hand-made one is refused as malformed (not checked further).
+        let mut huge = me.sign(b"mine", MAX_SEQ, None, None).expect("s");
+        huge.seq = u64::MAX;
+        assert_eq!(
+            send(&mut c, store(&huge)).await,
+            FilesResponse::Error(FilesError::BadRecord)
+        );
+        // Nothing changed.
+        for n in &nodes {
+            let got = n
+                .get_record(&pk, b"mine")
+                .await
+                .expect("get")
+                .expect("live");
+            assert_eq!((got.seq, got.value), (w.seq, b"real".to_vec()));
+        }
+        for n in &nodes {
+            n.node().kill();
+        }
+    });
+}
+
+/// Blocks: any node stores, any node reads, the bytes are checked; and the same table
+/// through a client connection ([`RemoteDht`]), as `chord kv` uses it.
+#[test]
+fn blocks_and_the_remote_table() {
+    block_on(async {
+        let nodes = ring(3).await;
+        let bytes = chord_tests::random_bytes(100_000, 3);
+        let h = nodes[0].put_block(bytes.clone()).await.expect("put block");
+        assert_eq!(h, chord_files::manifest::hash(&bytes));
+        for n in &nodes {
+            assert_eq!(n.get_block(h).await.expect("get"), Some(bytes.clone()));
+        }
+        assert_eq!(nodes[1].get_block([1; 32]).await.expect("get"), None);
+        assert!(matches!(
+            nodes[2].put_block(vec![0; MAX_CHUNK as usize + 1]).await,
+            Err(FilesError::TooLarge { .. })
+        ));
+        let mut remote = RemoteDht::new(nodes[2].node().addr(), &TransferOptions::default());
+        let me = alice();
+        let w = remote
+            .put_record(
+                &me,
+                b"r",
+                b"through a client".to_vec(),
+                WriteOptions::default(),
+            )
+            .await
+            .expect("remote put");
+        assert_eq!(w.replicas, 3);
+        let got = nodes[0]
+            .get_record(&me.public_key(), b"r")
+            .await
+            .expect("get")
+            .expect("live");
+        assert_eq!(got.value, b"through a client".to_vec());
+        assert_eq!(remote.get_block(h).await.expect("get"), Some(bytes));
+        assert!(remote.delete_record(&me, b"r").await.expect("rm").is_some());
+        assert_eq!(
+            remote
+                .get_record(&me.public_key(), b"r")
+                .await
+                .expect("get"),
+            None
+        );
+        for n in &nodes {
+            n.node().kill();
+        }
+    });
+}
+
+/// A record written with an expiry is gone once it expires: reads stop returning it and
+/// maintenance frees it from every store.
+#[test]
+fn expired_records_are_forgotten() {
+    block_on(async {
+        let nodes = ring(3).await;
+        let me = alice();
+        let opts = WriteOptions {
+            expires_ms: Some(now_ms() + 1_000),
+            ..WriteOptions::default()
+        };
+        nodes[0]
+            .put_record(&me, b"brief", b"soon gone".to_vec(), opts)
+            .await
+            .expect("put");
+        assert!(nodes[1]
+            .get_record(&me.public_key(), b"brief")
+            .await
+            .expect("get")
+            .is_some());
+        async_io::Timer::after(Duration::from_millis(1_100)).await;
+        assert_eq!(
+            nodes[2]
+                .get_record(&me.public_key(), b"brief")
+                .await
+                .expect("get"),
+            None
+        );
+        // Freed by maintenance (the background passes, or these).
+        let id = record_id(&me.public_key(), b"brief");
+        for n in &nodes {
+            n.repair().await.expect("repair");
+            assert!(held(&**n.store(), id).await.is_none());
+        }
+        for n in &nodes {
+            n.node().kill();
+        }
+    });
+}
