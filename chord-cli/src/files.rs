@@ -55,7 +55,7 @@ pub fn bar(len: u64) -> ProgressBar {
 }
 
 /// Errors reaching the node get the usual hint.
-fn hinted(at: &NodeAddr, e: FilesError) -> Box<dyn std::error::Error> {
+pub(crate) fn hinted(at: &NodeAddr, e: FilesError) -> Box<dyn std::error::Error> {
     match e {
         FilesError::Unreachable(_) => Box::new(Hinted {
             err: e.into(),
@@ -65,7 +65,7 @@ fn hinted(at: &NodeAddr, e: FilesError) -> Box<dyn std::error::Error> {
     }
 }
 
-fn opts(at: &NodeAddr, replicas: u8) -> Result<TransferOptions> {
+pub(crate) fn opts(at: &NodeAddr, replicas: u8) -> Result<TransferOptions> {
     Ok(TransferOptions {
         replicas,
         network_key: at.key()?,

@@ -17,6 +17,7 @@ macro_rules! out {
 mod control;
 mod demo;
 mod files;
+mod kv;
 mod menu;
 mod net;
 mod paths;
@@ -141,6 +142,22 @@ enum Command {
         #[command(flatten)]
         at: net::NodeAddr,
     },
+    /// Signed records: small values only you can change (`kv put`, `kv get`, `kv rm`).
+    #[command(after_help = kv::EXAMPLES)]
+    Kv {
+        #[command(subcommand)]
+        command: kv::KvCommand,
+    },
+    /// Print your identity's public key (made on first use): others read your records
+    /// with it (`chord kv get KEY --owner PUBLIC_KEY`).
+    #[command(after_help = kv::EXAMPLES)]
+    Id {
+        #[command(flatten)]
+        identity: kv::IdentityArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Simulate a Chord ring deterministically and report what it measured.
     #[command(after_help = sim::EXAMPLES)]
     Sim(sim::SimArgs),
@@ -233,6 +250,8 @@ fn main() -> ExitCode {
         } => files::get(&at, &name, output.as_ref(), force, replicas),
         Command::Ls { at } => files::ls(&at),
         Command::Rm { name, replicas, at } => files::rm(&at, &name, replicas),
+        Command::Kv { command } => kv::kv(&command),
+        Command::Id { identity, json } => kv::id(&identity, json),
         Command::Sim(args) => sim::run(&args),
         Command::Paths(args) => paths::run_paths(&args),
     };

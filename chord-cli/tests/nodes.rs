@@ -335,3 +335,125 @@ fn small_things_a_stranger_or_a_pipe_found() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not a directory"), "{err}");
 }
+
+/// `chord id` and `chord kv` as a user runs them (issue 12): identities made on first use
+/// (0600), records written, swapped, read by another user through the owner's key, and
+/// deleted only by their owner.
+#[test]
+fn records_through_processes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let a = NodeProc::start(CHORD, None);
+    let b = NodeProc::start(CHORD, Some(a.addr));
+    wait_ring(a.addr, 2, Duration::from_secs(20));
+    let at = a.addr.to_string();
+    let alice = dir.path().join("alice.key");
+    let bob = dir.path().join("bob.key");
+    let run = |who: &std::path::Path, args: &[&str], stdin: Option<&[u8]>| {
+        use std::io::Write;
+        let mut c = Command::new(CHORD)
+            .env("CHORD_RUNTIME_DIR", chord_tests::runtime_dir())
+            .env("CHORD_IDENTITY", who)
+            .args(args)
+            .args(["--node", &at])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run chord");
+        let mut input = c.stdin.take().expect("stdin");
+        input.write_all(stdin.unwrap_or_default()).expect("write");
+        drop(input);
+        c.wait_with_output().expect("wait")
+    };
+    // The identity is made on first use, private, and stable.
+    let id = Command::new(CHORD)
+        .args(["id", "--identity", alice.to_str().expect("utf-8")])
+        .output()
+        .expect("id");
+    assert!(id.status.success());
+    let alice_pk = String::from_utf8(id.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    assert_eq!(alice_pk.len(), 64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&alice)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let out = run(&alice, &["kv", "put", "color", "blue", "--json"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        (v["seq"].as_u64(), v["replicas"].as_u64()),
+        (Some(1), Some(2))
+    );
+    // A compare-and-swap that lost, then one that won.
+    let out = run(
+        &alice,
+        &["kv", "put", "color", "red", "--expect", "7"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected sequence 7, found sequence 1"));
+    let out = run(
+        &alice,
+        &["kv", "put", "color", "green", "--expect", "1"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Binary values from a pipe come back byte for byte through the other node.
+    let bin: Vec<u8> = (0..=255u8).collect();
+    let out = run(&alice, &["kv", "put", "blob", "-"], Some(&bin));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b_at = b.addr.to_string();
+    let out = Command::new(CHORD)
+        .env("CHORD_IDENTITY", &alice)
+        .args(["kv", "get", "blob", "--node", &b_at])
+        .output()
+        .expect("get");
+    assert_eq!(out.stdout, bin);
+    // Bob reads Alice's record through her public key, and cannot delete or replace it.
+    let out = run(&bob, &["kv", "get", "color", "--owner", &alice_pk], None);
+    assert_eq!(out.stdout, b"green");
+    let out = run(&bob, &["kv", "rm", "color"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&bob, &["kv", "put", "color", "mine now"], None);
+    assert!(
+        out.status.success(),
+        "Bob writes his own record of that name"
+    );
+    let out = run(&bob, &["kv", "get", "color", "--owner", &alice_pk], None);
+    assert_eq!(out.stdout, b"green");
+    // Alice deletes hers: gone, for everyone.
+    let out = run(&alice, &["kv", "rm", "color"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&bob, &["kv", "get", "color", "--owner", &alice_pk], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no record"));
+    // Too large a value is refused before anything is sent.
+    let big = vec![b'x'; 64 * 1024 + 1];
+    let out = run(&alice, &["kv", "put", "big", "-"], Some(&big));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 65536 bytes"));
+}

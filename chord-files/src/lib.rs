@@ -100,7 +100,11 @@ pub enum FilesError {
     #[error("not allowed: {0}")]
     NotAllowed(String),
     /// A compare-and-swap found another sequence than the one expected.
-    #[error("the record changed: expected sequence {expected:?}, found {found:?}")]
+    #[error(
+        "the record changed: expected {}, found {}",
+        seq_text(*.expected),
+        seq_text(*.found)
+    )]
     Conflict {
         /// What the writer expected (`None`: no record).
         expected: Option<u64>,
@@ -121,6 +125,10 @@ pub enum FilesError {
     /// A node answered with something that does not answer the request.
     #[error("a node gave an answer that does not fit the request")]
     BadAnswer,
+}
+
+fn seq_text(seq: Option<u64>) -> String {
+    seq.map_or_else(|| "no record".into(), |s| format!("sequence {s}"))
 }
 
 /// Encode a service message.

@@ -81,7 +81,7 @@ impl Identity {
             Ok(text) => {
                 let mut seed = [0u8; 32];
                 let text = text.trim();
-                if text.len() != 64 || !crate::store::hex_decode(text, &mut seed) {
+                if hex::decode_to_slice(text, &mut seed).is_err() {
                     return Err(FilesError::Local(format!(
                         "{}: an identity file holds 64 hexadecimal digits",
                         path.display()

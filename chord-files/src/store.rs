@@ -275,17 +275,8 @@ impl DiskStore {
     }
 }
 
-pub(crate) fn hex_decode(s: &str, out: &mut [u8]) -> bool {
-    if s.len() != out.len() * 2 {
-        return false;
-    }
-    for (i, b) in out.iter_mut().enumerate() {
-        match u8::from_str_radix(s.get(2 * i..2 * i + 2).unwrap_or("zz"), 16) {
-            Ok(v) => *b = v,
-            Err(_) => return false,
-        }
-    }
-    true
+fn hex_decode(s: &str, out: &mut [u8]) -> bool {
+    hex::decode_to_slice(s, out).is_ok()
 }
 
 impl Store for DiskStore {
