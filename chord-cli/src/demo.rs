@@ -105,7 +105,11 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         );
         let src = dir.0.join("demo.bin");
         write_pattern(&src, a.size)?;
-        let opts = TransferOptions::default();
+        // The demo's own identity, made for this run (its ring is gone at the end too).
+        let opts = TransferOptions {
+            identity: Some(chord_files::Identity::generate()?),
+            ..TransferOptions::default()
+        };
         let pb = crate::files::bar(a.size);
         let put = transfer::put(first, &src, "demo.bin", &opts, &|n| pb.set_position(n)).await?;
         pb.finish_and_clear();
@@ -148,12 +152,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         print_ring(&walk);
         let ls = transfer::ls(first, 1000, &opts).await?;
         for l in &ls {
-            out!(
-                "   {}  {} bytes  on {} nodes",
-                l.manifest.name,
-                l.manifest.size,
-                l.replicas
-            );
+            out!("   {}  {} bytes  on {} nodes", l.name, l.size, l.replicas);
         }
 
         if a.keep {

@@ -11,6 +11,7 @@ use futures_lite::future::block_on;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use crate::kv::IdentityArg;
 use crate::net::{no_node_hint, Hinted, NodeAddr};
 use crate::printable;
 
@@ -73,7 +74,21 @@ pub(crate) fn opts(at: &NodeAddr, replicas: u8) -> Result<TransferOptions> {
     })
 }
 
-pub fn put(at: &NodeAddr, path: &PathBuf, name: Option<&str>, replicas: u8) -> Result<()> {
+/// Options with the user's identity (made on first use).
+fn signed_opts(at: &NodeAddr, replicas: u8, identity: &IdentityArg) -> Result<TransferOptions> {
+    Ok(TransferOptions {
+        identity: Some(identity.load()?),
+        ..opts(at, replicas)?
+    })
+}
+
+pub fn put(
+    at: &NodeAddr,
+    path: &PathBuf,
+    name: Option<&str>,
+    replicas: u8,
+    identity: &IdentityArg,
+) -> Result<()> {
     let name = match name {
         Some(n) => n.to_string(),
         None => path
@@ -91,7 +106,7 @@ pub fn put(at: &NodeAddr, path: &PathBuf, name: Option<&str>, replicas: u8) -> R
         at.addr,
         path,
         &name,
-        &opts(at, replicas)?,
+        &signed_opts(at, replicas, identity)?,
         &|n| pb.set_position(n),
     ))
     .map_err(|e| hinted(at, e))?;
@@ -100,13 +115,14 @@ pub fn put(at: &NodeAddr, path: &PathBuf, name: Option<&str>, replicas: u8) -> R
     if at.json {
         out!(
             "{}",
-            json!({"name": m.name, "size": m.size, "hash": hex(&m.file_hash), "replicas": rep.min_replicas})
+            json!({"name": m.name, "owner": hex(&rep.owner), "link": rep.qualified_name(), "seq": rep.seq, "size": m.size, "hash": hex(&m.file_hash), "replicas": rep.min_replicas})
         );
     } else {
-        out!("stored   {}", printable(&m.name));
+        out!("stored   {} (version {})", printable(&m.name), rep.seq);
         out!("size     {} bytes in {} chunk(s)", m.size, m.chunks.len());
         out!("hash     {} (BLAKE3)", hex(&m.file_hash));
         out!("replicas {}", rep.min_replicas);
+        out!("link     {}", printable(&rep.qualified_name()));
         eprintln!(
             "{:.1} MiB/s",
             m.size as f64 / (1 << 20) as f64 / start.elapsed().as_secs_f64().max(1e-6)
@@ -127,6 +143,7 @@ pub fn get(
     out: Option<&PathBuf>,
     force: bool,
     replicas: u8,
+    identity: &IdentityArg,
 ) -> Result<()> {
     let out = match out {
         Some(p) => p.clone(),
@@ -134,13 +151,18 @@ pub fn get(
             format!("{name:?} does not end in a usable file name; choose the output with -o PATH")
         })?),
     };
+    // Someone's `OWNER/NAME` needs no identity; a plain name is one of ours.
+    let o = match chord_files::manifest::split_owner(name) {
+        Some(_) => opts(at, replicas)?,
+        None => signed_opts(at, replicas, identity)?,
+    };
     let pb = bar(0);
     let result = block_on(transfer::get(
         at.addr,
         name,
         &out,
         force,
-        &opts(at, replicas)?,
+        &o,
         &|done, total| {
             pb.set_length(total);
             pb.set_position(done);
@@ -177,9 +199,12 @@ pub fn ls(at: &NodeAddr) -> Result<()> {
             .iter()
             .map(|l| {
                 json!({
-                    "name": l.manifest.name,
-                    "size": l.manifest.size,
-                    "hash": hex(&l.manifest.file_hash),
+                    "name": l.name,
+                    "owner": hex(&l.owner),
+                    "link": l.qualified_name(),
+                    "version": l.seq,
+                    "size": l.size,
+                    "hash": hex(&l.file_hash),
                     "replicas": l.replicas,
                 })
             })
@@ -192,19 +217,20 @@ pub fn ls(at: &NodeAddr) -> Result<()> {
     }
     for l in &list {
         out!(
-            "{:>12}  {}  x{}  {}",
-            l.manifest.size,
-            &hex(&l.manifest.file_hash)[..12],
+            "{:>12}  {}  x{}  {}  {}",
+            l.size,
+            &hex(&l.file_hash)[..12],
             l.replicas,
-            printable(&l.manifest.name)
+            &hex(&l.owner)[..8],
+            printable(&l.name)
         );
     }
     Ok(())
 }
 
-pub fn rm(at: &NodeAddr, name: &str, replicas: u8) -> Result<()> {
-    let n =
-        block_on(transfer::rm(at.addr, name, &opts(at, replicas)?)).map_err(|e| hinted(at, e))?;
+pub fn rm(at: &NodeAddr, name: &str, replicas: u8, identity: &IdentityArg) -> Result<()> {
+    let o = signed_opts(at, replicas, identity)?;
+    let n = block_on(transfer::rm(at.addr, name, &o)).map_err(|e| hinted(at, e))?;
     if at.json {
         out!("{}", json!({"name": name, "removed_from": n}));
     } else {

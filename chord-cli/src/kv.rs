@@ -8,7 +8,8 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use chord_files::dht::{RemoteDht, WriteOptions};
-use chord_files::record::{hex32, now_ms, Identity, MAX_SALT, MAX_VALUE};
+use chord_files::manifest::{FILE_PREFIX, MAX_NAME};
+use chord_files::record::{hex32, now_ms, Identity, MAX_VALUE};
 use futures_lite::future::block_on;
 use serde_json::json;
 
@@ -70,7 +71,7 @@ impl IdentityArg {
 pub enum KvCommand {
     /// Write a record: KEY's next version, signed by your identity.
     Put {
-        /// The record's key (1 to 64 bytes).
+        /// The record's key (1 to 255 bytes; keys starting `file:` are your files').
         key: String,
         /// The value, or - to read it from standard input (at most 64 KiB).
         value: String,
@@ -116,8 +117,11 @@ pub struct Common {
 }
 
 fn salt(key: &str) -> Result<&[u8]> {
-    if key.is_empty() || key.len() > MAX_SALT {
-        return Err(format!("a record key is 1 to {MAX_SALT} bytes").into());
+    if key.is_empty() || key.len() > MAX_NAME {
+        return Err(format!("a record key is 1 to {MAX_NAME} bytes").into());
+    }
+    if key.as_bytes().starts_with(FILE_PREFIX) {
+        return Err("keys starting `file:` name your files (chord put, chord rm)".into());
     }
     Ok(key.as_bytes())
 }

@@ -106,6 +106,8 @@ enum Command {
         #[arg(long, default_value_t = chord_files::DEFAULT_REPLICAS, value_parser = clap::value_parser!(u8).range(1..=16))]
         replicas: u8,
         #[command(flatten)]
+        identity: kv::IdentityArg,
+        #[command(flatten)]
         at: net::NodeAddr,
     },
     /// Download a file from the ring and verify it.
@@ -123,6 +125,8 @@ enum Command {
         #[arg(long, default_value_t = chord_files::DEFAULT_REPLICAS, value_parser = clap::value_parser!(u8).range(1..=16))]
         replicas: u8,
         #[command(flatten)]
+        identity: kv::IdentityArg,
+        #[command(flatten)]
         at: net::NodeAddr,
     },
     /// List every file in the ring with its size, hash and replica count.
@@ -139,6 +143,8 @@ enum Command {
         /// Holders to remove it from.
         #[arg(long, default_value_t = chord_files::DEFAULT_REPLICAS, value_parser = clap::value_parser!(u8).range(1..=16))]
         replicas: u8,
+        #[command(flatten)]
+        identity: kv::IdentityArg,
         #[command(flatten)]
         at: net::NodeAddr,
     },
@@ -240,16 +246,23 @@ fn main() -> ExitCode {
             name,
             replicas,
             at,
-        } => files::put(&at, &path, name.as_deref(), replicas),
+            identity,
+        } => files::put(&at, &path, name.as_deref(), replicas, &identity),
         Command::Get {
             name,
             output,
             force,
             replicas,
             at,
-        } => files::get(&at, &name, output.as_ref(), force, replicas),
+            identity,
+        } => files::get(&at, &name, output.as_ref(), force, replicas, &identity),
         Command::Ls { at } => files::ls(&at),
-        Command::Rm { name, replicas, at } => files::rm(&at, &name, replicas),
+        Command::Rm {
+            name,
+            replicas,
+            at,
+            identity,
+        } => files::rm(&at, &name, replicas, &identity),
         Command::Kv { command } => kv::kv(&command),
         Command::Id { identity, json } => kv::id(&identity, json),
         Command::Sim(args) => sim::run(&args),

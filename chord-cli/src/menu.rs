@@ -11,6 +11,7 @@ use futures_lite::future::block_on;
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
 
+use crate::kv::IdentityArg;
 use crate::net::{leave_gracefully, short, NodeSetup};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -89,8 +90,8 @@ pub fn run(setup: NodeSetup, files: FilesNode, signals: Receiver<()>) -> Result<
                     Ok(())
                 }
             },
-            "3" => with_node(&current, |f| upload(&mut rl, f)),
-            "4" => with_node(&current, |f| download(&mut rl, f)),
+            "3" => with_node(&current, |f| upload(&mut rl, f, &setup.identity)),
+            "4" => with_node(&current, |f| download(&mut rl, f, &setup.identity)),
             "5" => with_node(&current, fingers),
             "6" => with_node(&current, neighbours),
             "7" => with_node(&current, list),
@@ -174,7 +175,15 @@ fn opts(f: &FilesNode) -> TransferOptions {
     }
 }
 
-fn upload(rl: &mut DefaultEditor, f: &FilesNode) -> Result<()> {
+/// Options with the user's identity: uploads are signed by it, plain names are its files.
+fn signed(f: &FilesNode, identity: &IdentityArg) -> Result<TransferOptions> {
+    Ok(TransferOptions {
+        identity: Some(identity.load()?),
+        ..opts(f)
+    })
+}
+
+fn upload(rl: &mut DefaultEditor, f: &FilesNode, identity: &IdentityArg) -> Result<()> {
     let Some(path) = ask(rl, "path of the file to upload", "")? else {
         return Ok(());
     };
@@ -195,7 +204,7 @@ fn upload(rl: &mut DefaultEditor, f: &FilesNode) -> Result<()> {
         f.node().addr(),
         &path,
         &name,
-        &opts(f),
+        &signed(f, identity)?,
         &|n| pb.set_position(n),
     ))?;
     pb.finish_and_clear();
@@ -206,10 +215,11 @@ fn upload(rl: &mut DefaultEditor, f: &FilesNode) -> Result<()> {
         &hex(&rep.manifest.file_hash)[..16],
         rep.min_replicas
     );
+    out!("others fetch it as {}", rep.qualified_name());
     Ok(())
 }
 
-fn download(rl: &mut DefaultEditor, f: &FilesNode) -> Result<()> {
+fn download(rl: &mut DefaultEditor, f: &FilesNode, identity: &IdentityArg) -> Result<()> {
     let Some(name) = ask(rl, "name of the file to download", "")? else {
         return Ok(());
     };
@@ -226,7 +236,10 @@ fn download(rl: &mut DefaultEditor, f: &FilesNode) -> Result<()> {
         &name,
         &PathBuf::from(&out),
         false,
-        &opts(f),
+        &match chord_files::manifest::split_owner(&name) {
+            Some(_) => opts(f),
+            None => signed(f, identity)?,
+        },
         &|d, t| {
             pb.set_length(t);
             pb.set_position(d);
@@ -280,10 +293,11 @@ fn list(f: &FilesNode) -> Result<()> {
     }
     for l in files {
         out!(
-            "  {:>12}  x{}  {}",
-            l.manifest.size,
+            "  {:>12}  x{}  {}  {}",
+            l.size,
             l.replicas,
-            l.manifest.name
+            &hex(&l.owner)[..8],
+            crate::printable(&l.name)
         );
     }
     Ok(())

@@ -125,6 +125,9 @@ pub struct NodeArgs {
     /// keygen`); nodes and clients without it are refused.
     #[arg(long, env = "CHORD_NETWORK_KEY", value_name = "FILE")]
     network_key: Option<PathBuf>,
+    /// Whose files the menu uploads and downloads by plain name.
+    #[command(flatten)]
+    identity: crate::kv::IdentityArg,
 }
 
 /// Where a client command connects.
@@ -173,6 +176,8 @@ pub struct NodeSetup {
     key: Option<NetworkKey>,
     /// Obeyed from `chord leave` on this host (see [`crate::control`]).
     pub control: chord_net::ControlToken,
+    /// The menu's identity (loaded, or made, when first needed).
+    pub identity: crate::kv::IdentityArg,
 }
 
 impl NodeSetup {
@@ -239,6 +244,7 @@ pub fn node(a: &NodeArgs) -> Result<()> {
         key: load_key(a.network_key.as_deref())?,
         control: chord_net::ControlToken::generate()
             .ok_or("cannot get random bytes from the operating system")?,
+        identity: a.identity.clone(),
     };
     // The handler before the "listening" line: a supervisor may signal as soon as it
     // reads it, and the node must then leave gracefully, not die.

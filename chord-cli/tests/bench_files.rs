@@ -162,7 +162,7 @@ fn report(tag: &str, pairs: &[(f64, f64)]) -> (f64, f64) {
 /// Run a chord client command, sampling its peak RSS; returns (seconds, peak MiB, ok).
 fn timed(args: &[&str], dir: &Path, during: impl FnOnce(&Child)) -> (f64, f64, bool) {
     let start = Instant::now();
-    let mut child = Command::new(CHORD)
+    let mut child = chord_tests::chord(CHORD)
         .args(args)
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -217,7 +217,7 @@ fn wait_ring(addrs: &[SocketAddr]) {
 }
 
 fn ls_replicas(at: SocketAddr, name: &str) -> Option<u64> {
-    let out = Command::new(CHORD)
+    let out = chord_tests::chord(CHORD)
         .args(["ls", "--json", "--node", &at.to_string()])
         .output()
         .ok()?;
@@ -395,7 +395,7 @@ fn noise_cost_on_five_nodes() {
     let dir = tmp.path();
     write_random(&dir.join("big.bin"), 1 << 30);
     let key = dir.join("ring.key");
-    let st = Command::new(CHORD)
+    let st = chord_tests::chord(CHORD)
         .args(["keygen", key.to_str().expect("utf-8")])
         .status()
         .expect("keygen");
@@ -410,7 +410,10 @@ fn noise_cost_on_five_nodes() {
         loop {
             let mut args = vec!["ring", "--json", "--node", &at];
             args.extend_from_slice(&extra);
-            let out = Command::new(CHORD).args(&args).output().expect("ring");
+            let out = chord_tests::chord(CHORD)
+                .args(&args)
+                .output()
+                .expect("ring");
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
             if v["consistent"] == true && v["nodes"].as_array().map(|a| a.len()) == Some(5) {
                 break;
@@ -475,8 +478,7 @@ fn thirty_concurrent_gets() {
         .map(|i| {
             let d = dir.join(format!("get{i}"));
             std::fs::create_dir(&d).expect("mkdir");
-            let child = Command::new(CHORD)
-                .env("CHORD_RUNTIME_DIR", chord_tests::runtime_dir())
+            let child = chord_tests::chord(CHORD)
                 .args(["get", "f.bin", "--node", &at])
                 .current_dir(&d)
                 .stdout(Stdio::null())

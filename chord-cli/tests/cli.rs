@@ -1,9 +1,7 @@
 //! The `chord` binary as a user runs it.
 
-use std::process::Command;
-
 fn chord(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_chord"))
+    chord_tests::chord(env!("CARGO_BIN_EXE_chord"))
         .args(args)
         .output()
         .expect("run chord")
@@ -255,7 +253,7 @@ fn sim_draws_the_ring_and_completions_generate() {
 #[test]
 fn demo_keep_runs_until_interrupted() {
     use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chord"))
+    let mut child = chord_tests::chord(env!("CARGO_BIN_EXE_chord"))
         .args(["demo", "--nodes", "3", "--size", "1M", "--keep"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

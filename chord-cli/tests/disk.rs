@@ -55,7 +55,7 @@ fn kill_9_while_a_node_stores_leaves_only_whole_verified_items() {
     let data_arg = data.to_str().expect("utf-8");
     let mut node = NodeProc::start_with(CHORD, None, &["--data", data_arg], Stdio::null());
     std::fs::write(dir.join("big.bin"), bytes(96 << 20, 1)).expect("write");
-    let mut put = Command::new(CHORD)
+    let mut put = chord_tests::chord(CHORD)
         .args(["put", "big.bin", "--node", &node.addr.to_string()])
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -124,7 +124,7 @@ fn kill_9_during_a_download_leaves_no_output_and_the_next_get_cleans_up() {
             .filter(|n| n.contains(".chord-part-"))
             .collect()
     };
-    let mut get = Command::new(CHORD)
+    let mut get = chord_tests::chord(CHORD)
         .args(["get", "big.bin", "--node", &at])
         .current_dir(&down)
         .stdout(Stdio::null())

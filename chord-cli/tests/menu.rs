@@ -3,7 +3,6 @@
 //! Each step waits for the prompt before typing, as a person does: line editing discards
 //! input typed ahead of its prompt.
 
-use std::process::Command;
 use std::time::Duration;
 
 use chord_tests::NodeProc;
@@ -28,8 +27,7 @@ fn menu_joins_uploads_lists_and_quits() {
     let dir = tempfile::tempdir().expect("tmp");
     let a = NodeProc::start(CHORD, None);
     let a_id = chord_core::Id::for_addr(a.addr).to_string();
-    let mut cmd = Command::new(CHORD);
-    cmd.env("CHORD_RUNTIME_DIR", chord_tests::runtime_dir());
+    let mut cmd = chord_tests::chord(CHORD);
     cmd.args(["node", "127.0.0.1", "0"]).current_dir(dir.path());
     let mut p = spawn_command(cmd, Some(20_000)).expect("spawn in a pty");
     p.exp_string("listening on").expect("listening");

@@ -1,7 +1,6 @@
 //! `chord node` processes on loopback, driven by the client commands.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chord_tests::NodeProc;
@@ -9,8 +8,7 @@ use chord_tests::NodeProc;
 const CHORD: &str = env!("CARGO_BIN_EXE_chord");
 
 fn chord_json(args: &[&str]) -> Option<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_chord"))
-        .env("CHORD_RUNTIME_DIR", chord_tests::runtime_dir())
+    let out = chord_tests::chord(env!("CARGO_BIN_EXE_chord"))
         .args(args)
         .arg("--json")
         .output()
@@ -91,7 +89,7 @@ fn client_errors_are_clear() {
         .expect("bind")
         .local_addr()
         .expect("addr");
-    let out = Command::new(env!("CARGO_BIN_EXE_chord"))
+    let out = chord_tests::chord(env!("CARGO_BIN_EXE_chord"))
         .args(["status", "--node", &port.to_string()])
         .output()
         .expect("run");
@@ -100,7 +98,7 @@ fn client_errors_are_clear() {
     assert!(err.starts_with("error: cannot connect to"), "{err}");
     assert!(err.contains("hint: is a node running"), "{err}");
     // CHORD_NODE is honoured.
-    let out = Command::new(env!("CARGO_BIN_EXE_chord"))
+    let out = chord_tests::chord(env!("CARGO_BIN_EXE_chord"))
         .args(["ring"])
         .env("CHORD_NODE", port.to_string())
         .output()
@@ -266,7 +264,7 @@ fn small_things_a_stranger_or_a_pipe_found() {
     assert!(text.contains("\\u{1b}[31mred\\n"), "{text:?}");
 
     // `chord ls | true`: the reader is gone before chord writes.
-    let mut child = Command::new(CHORD)
+    let mut child = chord_tests::chord(CHORD)
         .args(["ls", "--node", &at])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -350,8 +348,7 @@ fn records_through_processes() {
     let bob = dir.path().join("bob.key");
     let run = |who: &std::path::Path, args: &[&str], stdin: Option<&[u8]>| {
         use std::io::Write;
-        let mut c = Command::new(CHORD)
-            .env("CHORD_RUNTIME_DIR", chord_tests::runtime_dir())
+        let mut c = chord_tests::chord(CHORD)
             .env("CHORD_IDENTITY", who)
             .args(args)
             .args(["--node", &at])
@@ -366,7 +363,7 @@ fn records_through_processes() {
         c.wait_with_output().expect("wait")
     };
     // The identity is made on first use, private, and stable.
-    let id = Command::new(CHORD)
+    let id = chord_tests::chord(CHORD)
         .args(["id", "--identity", alice.to_str().expect("utf-8")])
         .output()
         .expect("id");
@@ -423,7 +420,7 @@ fn records_through_processes() {
         String::from_utf8_lossy(&out.stderr)
     );
     let b_at = b.addr.to_string();
-    let out = Command::new(CHORD)
+    let out = chord_tests::chord(CHORD)
         .env("CHORD_IDENTITY", &alice)
         .args(["kv", "get", "blob", "--node", &b_at])
         .output()

@@ -101,7 +101,6 @@ impl Net {
     fn node(&self, side: usize, port: u16, join: Option<SocketAddr>) -> NodeProc {
         let mut cmd = Command::new("ip");
         // Control tokens of these (killed) nodes go to the tests' own runtime directory.
-        cmd.env("CHORD_RUNTIME_DIR", chord_tests::runtime_dir());
         cmd.args(["netns", "exec", &self.ns[side], CHORD, "node"])
             .args([&self.ips[side], &port.to_string(), "--headless"]);
         if let Some(j) = join {

@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use manifest::{Hash, ItemKey, Manifest};
+pub use manifest::{FileRef, Hash, ItemKey, Manifest};
 pub use record::{Identity, Record, Version};
 pub use service::FilesService;
 pub use store::{DiskStore, MemoryStore, Store};
@@ -122,6 +122,10 @@ pub enum FilesError {
         /// The limit.
         limit: u64,
     },
+    /// An operation that needs an identity (writing, removing, or a name without its
+    /// owner) was given none.
+    #[error("no identity: writing or removing a file, or naming one without its owner, needs a signing key")]
+    NoIdentity,
     /// A node answered with something that does not answer the request.
     #[error("a node gave an answer that does not fit the request")]
     BadAnswer,

@@ -37,7 +37,8 @@ pub fn hex(h: &Hash) -> String {
 pub enum ItemKey {
     /// A chunk, by its content hash.
     Chunk(Hash),
-    /// A manifest, by SHA-1 of the file's name.
+    /// Retired: an unsigned manifest, by SHA-1 of the file's name (refused by holders
+    /// since files became signed records; kept so the encoding of the others stays).
     Manifest(Id),
     /// A signed record (or tombstone), by SHA-1 of its public key and salt.
     Record(Id),
@@ -74,6 +75,53 @@ pub fn output_name(name: &str) -> Option<&str> {
     Some(last)
 }
 
+/// The salt of the record that names a file: `file:` then the name (see [`FileRef`]).
+pub fn file_salt(name: &str) -> Vec<u8> {
+    let mut s = FILE_PREFIX.to_vec();
+    s.extend_from_slice(name.as_bytes());
+    s
+}
+
+/// What every file record's salt starts with.
+pub const FILE_PREFIX: &[u8] = b"file:";
+
+/// A file name as a reader gives it: `OWNER/NAME`, where OWNER is the 64 hexadecimal
+/// digits of the owner's public key (what `put` prints), or a plain NAME of `own`'s.
+/// Returns the owner and the plain name.
+pub fn parse_name<'a>(
+    name: &'a str,
+    own: Option<&crate::Identity>,
+) -> Result<([u8; 32], &'a str), FilesError> {
+    if let Some((pk, rest)) = split_owner(name) {
+        check_name(rest)?;
+        return Ok((pk, rest));
+    }
+    check_name(name)?;
+    let own = own.ok_or(FilesError::NoIdentity)?;
+    Ok((own.public_key(), name))
+}
+
+/// The owner and plain name of a qualified name `OWNER/NAME`; `None` for a plain name.
+pub fn split_owner(name: &str) -> Option<([u8; 32], &str)> {
+    let (owner, rest) = (name.get(..64)?, name.get(65..)?);
+    let mut pk = [0u8; 32];
+    (name.as_bytes()[64] == b'/' && hex::decode_to_slice(owner, &mut pk).is_ok())
+        .then_some((pk, rest))
+}
+
+/// The value of a file's record: where its manifest is (a block) and what the file is,
+/// so that a listing needs no manifest. The record is signed by the file's owner and
+/// lives at `SHA-1(owner ‖ "file:" ‖ name)`: only the owner can replace or remove it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// The BLAKE3 hash of the encoded [`Manifest`], stored as a block.
+    pub manifest: Hash,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// BLAKE3 of the whole file.
+    pub file_hash: Hash,
+}
+
 /// A file: its name, size and the chunks that make it up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -87,16 +135,12 @@ pub struct Manifest {
     pub chunks: Vec<Hash>,
     /// BLAKE3 of the whole file.
     pub file_hash: Hash,
-    /// Upload time, milliseconds since the Unix epoch (last writer wins).
+    /// Upload time, milliseconds since the Unix epoch. Shown to people only: versions of a
+    /// file are ordered by its record's sequence, never by clocks.
     pub uploaded_ms: u64,
 }
 
 impl Manifest {
-    /// Where the manifest lives: SHA-1 of the name.
-    pub fn key(&self) -> ItemKey {
-        ItemKey::Manifest(Id::for_key(&self.name))
-    }
-
     /// Is this manifest well-formed? (Manifests come from the network and from disk.)
     pub fn validate(&self) -> Result<(), FilesError> {
         check_name(&self.name)?;
@@ -114,12 +158,6 @@ impl Manifest {
     pub fn chunk_len(&self, i: usize) -> usize {
         let start = i as u64 * u64::from(self.chunk_size);
         (self.size - start).min(u64::from(self.chunk_size)) as usize
-    }
-
-    /// Does this manifest replace `other` (same name)? Later upload wins; ties go to the
-    /// larger file hash, so every node decides the same way.
-    pub fn supersedes(&self, other: &Manifest) -> bool {
-        (self.uploaded_ms, self.file_hash) > (other.uploaded_ms, other.file_hash)
     }
 }
 
@@ -148,6 +186,26 @@ mod tests {
     }
 
     #[test]
+    fn qualified_names() {
+        let me = crate::Identity::from_seed([3; 32]);
+        let pk = me.public_key();
+        let q = format!("{}/docs/a.txt", hex(&pk));
+        let bob = crate::Identity::from_seed([4; 32]);
+        assert_eq!(parse_name(&q, Some(&bob)), Ok((pk, "docs/a.txt")));
+        assert_eq!(parse_name(&q, None), Ok((pk, "docs/a.txt")));
+        assert_eq!(parse_name("a.txt", Some(&me)), Ok((pk, "a.txt")));
+        assert_eq!(parse_name("a.txt", None), Err(FilesError::NoIdentity));
+        // Not 64 hex digits then a slash: a plain name.
+        assert_eq!(split_owner(&q[1..]), None);
+        assert_eq!(split_owner(&format!("{}x", &q[..64])), None);
+        assert_eq!(
+            parse_name(&format!("{}/", &q[..64]), None),
+            Err(FilesError::BadName)
+        );
+        assert_eq!(file_salt("x"), b"file:x".to_vec());
+    }
+
+    #[test]
     fn manifest_validation() {
         let m = Manifest {
             name: "f".into(),
@@ -172,11 +230,5 @@ mod tests {
             ..m.clone()
         };
         assert!(empty.validate().is_ok());
-        let newer = Manifest {
-            uploaded_ms: 2,
-            ..m.clone()
-        };
-        assert!(newer.supersedes(&m));
-        assert!(!m.supersedes(&newer));
     }
 }

@@ -20,8 +20,8 @@ use serde_bytes::ByteArray;
 use crate::manifest::Hash;
 use crate::FilesError;
 
-/// Longest salt, in bytes.
-pub const MAX_SALT: usize = 64;
+/// Longest salt, in bytes: room for a file record's `file:` and the longest name.
+pub const MAX_SALT: usize = 5 + crate::manifest::MAX_NAME;
 /// Largest value, in bytes. Records are for small values; larger ones belong in blocks
 /// (or files) that a record points to.
 pub const MAX_VALUE: usize = 64 * 1024;
@@ -94,15 +94,31 @@ impl Identity {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(local)?;
                 }
+                // Written whole under a temporary name, then linked into place: two
+                // processes making the identity at once agree on one, and none reads a
+                // half-written file.
+                let unique = &hex32(&id.public_key())[..16];
+                let tmp = path.with_extension(format!("tmp-{}-{unique}", std::process::id()));
                 let mut o = std::fs::OpenOptions::new();
-                o.write(true).create_new(true);
+                o.write(true).create(true).truncate(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-                let mut f = o.open(path).map_err(local)?;
-                let text = format!("{}\n", hex32(&id.0.to_bytes()));
-                std::io::Write::write_all(&mut f, text.as_bytes()).map_err(local)?;
-                f.sync_all().map_err(local)?;
-                Ok(id)
+                let write = || -> std::io::Result<()> {
+                    let mut f = o.open(&tmp)?;
+                    let text = format!("{}\n", hex32(&id.0.to_bytes()));
+                    std::io::Write::write_all(&mut f, text.as_bytes())?;
+                    f.sync_all()?;
+                    std::fs::hard_link(&tmp, path)
+                };
+                let r = write();
+                let _ = std::fs::remove_file(&tmp);
+                match r {
+                    Ok(()) => Ok(id),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Identity::load_or_create(path)
+                    }
+                    Err(e) => Err(local(e)),
+                }
             }
             Err(e) => Err(local(e)),
         }
@@ -359,5 +375,14 @@ mod tests {
         }
         std::fs::write(&p, "not hex").expect("write");
         assert!(Identity::load_or_create(&p).is_err());
+        // Made by several processes at once: one identity for all.
+        let q = dir.path().join("race");
+        let keys: Vec<[u8; 32]> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| Identity::load_or_create(&q).expect("made").public_key()))
+                .collect();
+            hs.into_iter().map(|h| h.join().expect("thread")).collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]));
     }
 }

@@ -61,7 +61,8 @@ pub enum FilesRequest {
         /// Its key.
         key: ItemKey,
     },
-    /// The manifests held here, and where to continue a ring walk.
+    /// Bytes stored here, and where to continue a ring walk (the manifests it also
+    /// answered with are retired: always empty; see `ListFiles`).
     ListHere,
     /// Like `Locate`, also telling the range of ring positions the answer holds for.
     LocateRange {
@@ -75,6 +76,11 @@ pub enum FilesRequest {
     Versions {
         /// At most [`MAX_HAVE`] keys.
         keys: Vec<ItemKey>,
+    },
+    /// The file records held here, in pages by record id: those after `after`.
+    ListFiles {
+        /// Where the previous page ended (`None`: from the start).
+        after: Option<Id>,
     },
 }
 
@@ -95,7 +101,7 @@ pub enum FilesResponse {
     Removed,
     /// Answer to `ListHere`.
     Here {
-        /// Manifests held here.
+        /// Always empty (unsigned manifests are retired).
         manifests: Vec<Manifest>,
         /// This node's successor, if it has one.
         successor: Option<SocketAddr>,
@@ -117,7 +123,24 @@ pub enum FilesResponse {
     /// Answer to a `Store` of a record when a newer version (or the same one) is already
     /// held here: that version's bytes, so the writer learns what won.
     Newer(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Answer to `ListFiles`: one page (at most [`PAGE_RECORDS`] records and
+    /// [`PAGE_BYTES`] bytes), as signed, so the reader checks them itself.
+    Files {
+        /// File records held here, by id.
+        records: Vec<Record>,
+        /// The id to continue after, if there are more.
+        more: Option<Id>,
+        /// This node's successor, if it has one.
+        successor: Option<SocketAddr>,
+        /// Bytes stored here.
+        stored: u64,
+    },
 }
+
+/// Most records in one `Files` page.
+pub const PAGE_RECORDS: usize = 256;
+/// Most bytes of records in one `Files` page (far below a frame).
+pub const PAGE_BYTES: usize = 256 * 1024;
 
 impl FilesResponse {
     /// Where the bytes of an encoded `Data` answer start (they run to its end), so that a
@@ -241,11 +264,7 @@ async fn serve(
             let _guard = locks.lock(&key).await;
             if let Some(old) = store.get(key).await.map_err(store_err)? {
                 if version(&key, &old).is_some_and(|v| v >= new) {
-                    return Ok(match key {
-                        // Until manifests are records, their writers are told "stored".
-                        ItemKey::Manifest(_) => FilesResponse::Stored,
-                        _ => FilesResponse::Newer(old),
-                    });
+                    return Ok(FilesResponse::Newer(old));
                 }
             }
             store.put(key, data).await.map_err(store_err)?;
@@ -284,17 +303,45 @@ async fn serve(
             }
             FilesResponse::Versions(out)
         }
-        FilesRequest::ListHere => {
-            let mut manifests = Vec::new();
-            for key in store.list().await.map_err(store_err)? {
-                if let ItemKey::Manifest(_) = key {
-                    if let Some(d) = store.get(key).await.map_err(store_err)? {
-                        if let Ok(m) = decode::<Manifest>(&d) {
-                            manifests.push(m);
-                        }
+        FilesRequest::ListFiles { after } => {
+            let mut ids: Vec<Id> = store
+                .list()
+                .await
+                .map_err(store_err)?
+                .into_iter()
+                .filter_map(|k| match k {
+                    ItemKey::Record(id) if after.is_none_or(|a| id > a) => Some(id),
+                    _ => None,
+                })
+                .collect();
+            ids.sort();
+            let (mut records, mut bytes, mut more) = (Vec::new(), 0, None);
+            for id in ids {
+                if records.len() >= PAGE_RECORDS || bytes >= PAGE_BYTES {
+                    more = records.last().map(Record::id);
+                    break;
+                }
+                let Some(d) = store.get(ItemKey::Record(id)).await.map_err(store_err)? else {
+                    continue;
+                };
+                if let Ok(r) = Record::decode_at(&d, id) {
+                    if r.salt.starts_with(crate::manifest::FILE_PREFIX) {
+                        bytes += d.len();
+                        records.push(r);
                     }
                 }
             }
+            let status = node.status().await.map_err(|_| FilesError::Stopped)?;
+            FilesResponse::Files {
+                records,
+                more,
+                successor: status.successors.first().map(|p| p.addr),
+                stored: store.used(),
+            }
+        }
+        FilesRequest::ListHere => {
+            // Kept for what it says of the node; files are listed by `ListFiles`.
+            let manifests = Vec::new();
             let status = node.status().await.map_err(|_| FilesError::Stopped)?;
             FilesResponse::Here {
                 manifests,

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use chord_core::Id;
 
-use crate::manifest::{hash, hex, ItemKey, Manifest, MAX_CHUNK};
+use crate::manifest::{hash, hex, ItemKey, MAX_CHUNK};
 use crate::record::{Record, Version};
 
 /// A boxed future, as the trait methods return.
@@ -58,26 +58,20 @@ pub fn verify(key: &ItemKey, data: &[u8]) -> bool {
         // No chunk above the protocol's chunk size, whatever the frame limit allows: a
         // stored chunk is later read whole into memory to answer a Fetch.
         ItemKey::Chunk(h) => data.len() <= MAX_CHUNK as usize && hash(data) == *h,
-        ItemKey::Manifest(id) => crate::decode::<Manifest>(data)
-            .is_ok_and(|m| m.validate().is_ok() && Id::for_key(&m.name) == *id),
+        // Unsigned manifests by name are retired: anyone could replace them. A file is now
+        // a signed record naming a manifest block; old ones are dropped when read.
+        ItemKey::Manifest(_) => false,
         ItemKey::Record(id) => Record::decode_at(data, *id).is_ok(),
     }
 }
 
 /// The version of an item's bytes, to decide which of two copies wins (`None`: the bytes
-/// do not belong under the key). A chunk has one version; a manifest's is its upload time
-/// (until manifests become records); a record's is [`Record::version`].
+/// do not belong under the key). A block has one version; a record's is
+/// [`Record::version`].
 pub fn version(key: &ItemKey, data: &[u8]) -> Option<Version> {
     match key {
         ItemKey::Chunk(_) => verify(key, data).then_some(Version::default()),
-        ItemKey::Manifest(id) => crate::decode::<Manifest>(data)
-            .ok()
-            .filter(|m| m.validate().is_ok() && Id::for_key(&m.name) == *id)
-            .map(|m| Version {
-                seq: m.uploaded_ms,
-                tombstone: 0,
-                digest: m.file_hash,
-            }),
+        ItemKey::Manifest(_) => None,
         ItemKey::Record(id) => Record::decode_at(data, *id).ok().map(|r| r.version()),
     }
 }

@@ -13,7 +13,12 @@ use std::path::{Path, PathBuf};
 use chord_core::{Id, Peer};
 use chord_net::{Client, Limits, NetworkKey};
 
-use crate::manifest::{check_name, hash, hex, ItemKey, Manifest, DEFAULT_CHUNK, MAX_CHUNK};
+use crate::dht::WriteOptions;
+use crate::manifest::{
+    check_name, file_salt, hash, hex, parse_name, FileRef, ItemKey, Manifest, DEFAULT_CHUNK,
+    FILE_PREFIX, MAX_CHUNK,
+};
+use crate::record::{now_ms, record_id, Identity, Record};
 use crate::service::{FilesRequest, FilesResponse};
 use crate::{decode, encode, FilesError, DEFAULT_REPLICAS, SERVICE};
 
@@ -28,6 +33,9 @@ pub struct TransferOptions {
     pub chunk_size: u32,
     /// The ring's network key, if it uses one.
     pub network_key: Option<NetworkKey>,
+    /// Whose files: the signing key that `put` and `rm` use, and the owner of names given
+    /// without one. Reading `OWNER/NAME` needs none.
+    pub identity: Option<Identity>,
 }
 
 impl Default for TransferOptions {
@@ -37,6 +45,7 @@ impl Default for TransferOptions {
             window: 16,
             chunk_size: DEFAULT_CHUNK,
             network_key: None,
+            identity: None,
         }
     }
 }
@@ -210,12 +219,17 @@ pub struct PutReport {
     pub manifest: Manifest,
     /// The fewest copies any item got.
     pub min_replicas: u8,
+    /// The owner: the identity's public key.
+    pub owner: [u8; 32],
+    /// The file record's sequence (1 for a new name, higher for each replacement).
+    pub seq: u64,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+impl PutReport {
+    /// The name anyone can fetch the file by: `OWNER/NAME`.
+    pub fn qualified_name(&self) -> String {
+        format!("{}/{}", hex(&self.owner), self.manifest.name)
+    }
 }
 
 /// Upload the file at `path` under `name` through the node at `node`. `progress` is
@@ -228,6 +242,7 @@ pub async fn put(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<PutReport, FilesError> {
     check_name(name)?;
+    let identity = opts.identity.as_ref().ok_or(FilesError::NoIdentity)?;
     let chunk_size = opts.chunk_size.clamp(1, MAX_CHUNK);
     let window = opts.window.max(1);
     let mut file = std::fs::File::open(path).map_err(|e| local(e, path))?;
@@ -295,12 +310,27 @@ pub async fn put(
     let mut lane = idle
         .pop()
         .unwrap_or_else(|| Lane::new(node, &opts.network_key));
-    let n = lane
-        .store(manifest.key(), &encode(&manifest)?, opts.replicas)
-        .await?;
+    // The manifest is a block; the file's record names it and is what only we can sign.
+    let (block, n) = crate::dht::put_block(&mut lane, encode(&manifest)?, k).await?;
+    let file = FileRef {
+        manifest: block,
+        size: manifest.size,
+        file_hash: manifest.file_hash,
+    };
+    let w = crate::dht::write_record(
+        &mut lane,
+        identity,
+        &file_salt(name),
+        Some(encode(&file)?),
+        WriteOptions::default(),
+        k,
+    )
+    .await?;
     Ok(PutReport {
         manifest,
-        min_replicas: min_replicas.min(n),
+        min_replicas: min_replicas.min(n).min(w.replicas),
+        owner: identity.public_key(),
+        seq: w.seq,
     })
 }
 
@@ -315,30 +345,30 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// The newest manifest named `name`, from its holders.
+/// The manifest of the owner's latest version of the file `name` (`OWNER/NAME`, or a
+/// plain name of `opts.identity`): the highest validly signed record among its holders,
+/// then the manifest block it names, checked against it.
 pub async fn manifest(
     node: SocketAddr,
     name: &str,
     opts: &TransferOptions,
 ) -> Result<Manifest, FilesError> {
-    check_name(name)?;
+    let (owner, plain) = parse_name(name, opts.identity.as_ref())?;
     let k = opts.replicas;
     let mut lane = Lane::new(node, &opts.network_key);
-    let key = ItemKey::Manifest(Id::for_key(name));
-    let mut best: Option<Manifest> = None;
-    for p in lane.locate(key.ring_id(), k, true).await? {
-        if let Ok(FilesResponse::Data(d)) = lane.ask(p.addr, &FilesRequest::Fetch { key }).await {
-            if let Ok(m) = decode::<Manifest>(&d) {
-                if m.validate().is_ok()
-                    && m.name == name
-                    && best.as_ref().is_none_or(|b| m.supersedes(b))
-                {
-                    best = Some(m);
-                }
-            }
-        }
+    let id = record_id(&owner, &file_salt(plain));
+    let found = crate::dht::fetch_record(&mut lane, id, k).await?;
+    let Some(value) = found.as_ref().and_then(|r| r.value()) else {
+        return Err(FilesError::NotFound(name.to_string()));
+    };
+    let file: FileRef = decode(value).map_err(|_| FilesError::BadManifest)?;
+    let bytes = lane.fetch_chunk(file.manifest, k).await?;
+    let m: Manifest = decode(&bytes).map_err(|_| FilesError::BadManifest)?;
+    m.validate()?;
+    if m.name != plain || m.size != file.size || m.file_hash != file.file_hash {
+        return Err(FilesError::BadManifest);
     }
-    best.ok_or_else(|| FilesError::NotFound(name.to_string()))
+    Ok(m)
 }
 
 /// What `get` did.
@@ -537,13 +567,30 @@ async fn fetch_in_order(
 /// One file as `ls` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listing {
-    /// The newest manifest of the name.
-    pub manifest: Manifest,
-    /// Nodes holding that manifest.
+    /// The owner's public key.
+    pub owner: [u8; 32],
+    /// The file's name.
+    pub name: String,
+    /// Its record's sequence (the version).
+    pub seq: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// BLAKE3 of the whole file.
+    pub file_hash: crate::Hash,
+    /// Nodes holding that version of its record.
     pub replicas: usize,
 }
 
-/// Every file in the ring, found by walking it from `node` (bounded by `max_nodes`).
+impl Listing {
+    /// The name anyone can fetch it by: `OWNER/NAME`.
+    pub fn qualified_name(&self) -> String {
+        format!("{}/{}", hex(&self.owner), self.name)
+    }
+}
+
+/// Every file in the ring, found by walking it from `node` (bounded by `max_nodes`) and
+/// reading each node's file records in pages. Records are checked (signature, position)
+/// here too; of each file the highest version counts, and a deleted file is not listed.
 pub async fn ls(
     node: SocketAddr,
     max_nodes: usize,
@@ -551,61 +598,91 @@ pub async fn ls(
 ) -> Result<Vec<Listing>, FilesError> {
     let mut lane = Lane::new(node, &opts.network_key);
     let mut seen = std::collections::HashSet::new();
-    let mut by_name: HashMap<String, (Manifest, usize)> = HashMap::new();
+    let mut best: HashMap<Id, (Record, usize)> = HashMap::new();
+    let now = crate::record::now_ms();
     let mut next = node;
     while seen.len() < max_nodes && seen.insert(next) {
-        let FilesResponse::Here {
-            manifests,
-            successor,
-            ..
-        } = lane.ask(next, &FilesRequest::ListHere).await?
-        else {
-            return Err(FilesError::BadRequest);
-        };
-        for m in manifests {
-            match by_name.get_mut(&m.name) {
-                Some((best, n))
-                    if best.file_hash == m.file_hash && best.uploaded_ms == m.uploaded_ms =>
-                {
-                    *n += 1
+        let mut after = None;
+        let successor = loop {
+            let FilesResponse::Files {
+                records,
+                more,
+                successor,
+                ..
+            } = lane.ask(next, &FilesRequest::ListFiles { after }).await?
+            else {
+                return Err(FilesError::BadAnswer);
+            };
+            for r in records {
+                if r.verify().is_err() || !r.salt.starts_with(FILE_PREFIX) || r.expired(now) {
+                    continue;
                 }
-                Some((best, n)) if m.supersedes(best) => {
-                    *best = m;
-                    *n = 1;
-                }
-                Some(_) => {}
-                None => {
-                    by_name.insert(m.name.clone(), (m, 1));
+                match best.get_mut(&r.id()) {
+                    Some((b, n)) if b.version() == r.version() => *n += 1,
+                    Some((b, n)) if r.version() > b.version() => {
+                        *b = r;
+                        *n = 1;
+                    }
+                    Some(_) => {}
+                    None => {
+                        best.insert(r.id(), (r, 1));
+                    }
                 }
             }
-        }
+            match more {
+                // Pages go forward, or the node is lying about them.
+                Some(m) if after.is_none_or(|a: Id| m > a) => after = Some(m),
+                Some(_) => return Err(FilesError::BadAnswer),
+                None => break successor,
+            }
+        };
         match successor {
             Some(s) => next = s,
             None => break,
         }
     }
-    let mut out: Vec<Listing> = by_name
+    let mut out: Vec<Listing> = best
         .into_values()
-        .map(|(manifest, replicas)| Listing { manifest, replicas })
+        .filter_map(|(r, replicas)| {
+            let file: FileRef = decode(r.value()?).ok()?;
+            let name = std::str::from_utf8(&r.salt[FILE_PREFIX.len()..]).ok()?;
+            Some(Listing {
+                owner: r.public_key,
+                name: name.to_string(),
+                seq: r.seq,
+                size: file.size,
+                file_hash: file.file_hash,
+                replicas,
+            })
+        })
         .collect();
-    out.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+    out.sort_by(|a, b| (&a.name, a.owner).cmp(&(&b.name, b.owner)));
     Ok(out)
 }
 
-/// Remove the file `name` (its manifest, from every holder). Chunks stay until a future
-/// garbage collection: another file may share them.
+/// Remove the file `name` of `opts.identity`: a signed tombstone on its record's holders;
+/// returns how many took it. Only the owner can: another identity gets `NotAllowed`.
+/// The chunks are freed by garbage collection (another file may share them).
 pub async fn rm(node: SocketAddr, name: &str, opts: &TransferOptions) -> Result<usize, FilesError> {
-    let m = manifest(node, name, opts).await?;
-    let k = opts.replicas;
-    let mut lane = Lane::new(node, &opts.network_key);
-    let mut removed = 0;
-    for p in lane.locate(m.key().ring_id(), k, true).await? {
-        if let Ok(FilesResponse::Removed) = lane
-            .ask(p.addr, &FilesRequest::Remove { key: m.key() })
-            .await
-        {
-            removed += 1;
-        }
+    let identity = opts.identity.as_ref().ok_or(FilesError::NoIdentity)?;
+    let (owner, plain) = parse_name(name, Some(identity))?;
+    if owner != identity.public_key() {
+        return Err(FilesError::NotAllowed(format!(
+            "{name} belongs to another identity; only its owner can remove it"
+        )));
     }
-    Ok(removed)
+    let mut lane = Lane::new(node, &opts.network_key);
+    let horizon = crate::dht::DEFAULT_TOMBSTONE_HORIZON;
+    match crate::dht::delete_record(
+        &mut lane,
+        identity,
+        &file_salt(plain),
+        horizon,
+        opts.replicas,
+    )
+    .await?
+    {
+        Some(w) => Ok(usize::from(w.replicas)),
+        None => Err(FilesError::NotFound(name.to_string())),
+    }
 }

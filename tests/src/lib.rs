@@ -180,10 +180,18 @@ pub fn runtime_dir() -> std::path::PathBuf {
     std::env::temp_dir().join("chord-tests-run")
 }
 
+/// The `chord` binary at `bin`, as the tests run it: control tokens in [`runtime_dir`]
+/// and one identity for all of them there (`CHORD_IDENTITY`), never the user's own.
+pub fn chord(bin: &str) -> Command {
+    let mut c = Command::new(bin);
+    c.env("CHORD_RUNTIME_DIR", runtime_dir())
+        .env("CHORD_IDENTITY", runtime_dir().join("identity"));
+    c
+}
+
 /// Run the `chord` binary at `bin` in `dir` with `args` (stdin closed) to completion.
 pub fn run_in(bin: &str, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(bin)
-        .env("CHORD_RUNTIME_DIR", runtime_dir())
+    chord(bin)
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -213,8 +221,7 @@ impl NodeProc {
         extra: &[&str],
         stderr: Stdio,
     ) -> NodeProc {
-        let mut cmd = Command::new(bin);
-        cmd.env("CHORD_RUNTIME_DIR", runtime_dir());
+        let mut cmd = chord(bin);
         cmd.args(["node", "127.0.0.1", "0", "--headless"]);
         if let Some(j) = join {
             cmd.args(["--join", &j.to_string()]);

@@ -52,9 +52,15 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
     chord_tests::random_bytes(len, u64::from(seed))
 }
 
+/// The identity that owns the tests' files.
+fn me() -> chord_files::Identity {
+    chord_files::Identity::from_seed([5; 32])
+}
+
 fn opts() -> TransferOptions {
     TransferOptions {
         chunk_size: 64 * 1024,
+        identity: Some(me()),
         ..TransferOptions::default()
     }
 }
@@ -90,9 +96,16 @@ async fn wait_copies(
     }
 }
 
+/// The items of a file: its chunks, its manifest block and its record.
 fn all_keys(m: &chord_files::Manifest) -> Vec<ItemKey> {
     let mut keys: Vec<ItemKey> = m.chunks.iter().map(|h| ItemKey::Chunk(*h)).collect();
-    keys.push(m.key());
+    let block = chord_files::manifest::hash(&chord_files::encode(m).expect("encode"));
+    keys.push(ItemKey::Chunk(block));
+    let salt = chord_files::manifest::file_salt(&m.name);
+    let owner = me().public_key();
+    keys.push(ItemKey::Record(chord_files::record::record_id(
+        &owner, &salt,
+    )));
     keys.sort();
     keys.dedup();
     keys
@@ -137,7 +150,10 @@ fn round_trips_of_every_shape() {
     let big = data(50 << 20, 9);
     let src = dir.path().join("big.bin");
     std::fs::write(&src, &big).expect("write");
-    let o = TransferOptions::default();
+    let o = TransferOptions {
+        identity: Some(me()),
+        ..TransferOptions::default()
+    };
     let rep = block_on(transfer::put(at, &src, "big.bin", &o, &|_| {})).expect("put 50 MiB");
     assert_eq!(rep.manifest.chunks.len(), 50);
     let out = dir.path().join("big.out");
@@ -349,7 +365,8 @@ fn replicas_repair_after_crash_leave_and_join() {
             .await
             .expect("put");
         let keys = all_keys(&rep.manifest);
-        assert_eq!(keys.len(), 22);
+        // 21 chunks, the manifest block, the record.
+        assert_eq!(keys.len(), 23);
         assert!(copies(&nodes, &keys).await.iter().all(|n| *n == 3));
 
         // Crash one node: the survivors bring every item back to 3 copies.

@@ -513,3 +513,201 @@ fn expired_records_are_forgotten() {
         }
     });
 }
+
+fn file_opts(who: &Identity) -> TransferOptions {
+    TransferOptions {
+        chunk_size: 16 * 1024,
+        identity: Some(who.clone()),
+        ..TransferOptions::default()
+    }
+}
+
+/// Issue 12: "Anyone can replace or delete anyone's file, for good" (a manifest with
+/// `uploaded_ms = 2^64 - 1` won forever; `rm` needed no authority). A file is now a record
+/// its owner signs: another identity's `rm` is refused, its `put` of the same name makes
+/// its own file, an unsigned manifest is refused by every holder, and readers through
+/// `OWNER/NAME` get the owner's bytes.
+#[test]
+fn only_the_owner_replaces_or_removes_a_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    block_on(async {
+        let nodes = ring(3).await;
+        let at = nodes[0].node().addr();
+        let (alice, mallory) = (alice(), Identity::from_seed([9; 32]));
+        let src = dir.path().join("src");
+        std::fs::write(&src, b"alice's report").expect("write");
+        let rep = chord_files::transfer::put(at, &src, "report", &file_opts(&alice), &|_| {})
+            .await
+            .expect("put");
+        let link = rep.qualified_name();
+        // Mallory cannot remove it by its full name.
+        let e = chord_files::transfer::rm(at, &link, &file_opts(&mallory))
+            .await
+            .expect_err("not hers");
+        assert!(matches!(e, FilesError::NotAllowed(_)), "{e}");
+        // Mallory's "report" is her own file; Alice's stays.
+        std::fs::write(&src, b"mallory's bytes").expect("write");
+        chord_files::transfer::put(at, &src, "report", &file_opts(&mallory), &|_| {})
+            .await
+            .expect("her own file");
+        // The old attack: an unsigned manifest from the far future. Refused.
+        let forged = chord_files::Manifest {
+            name: "report".into(),
+            size: 15,
+            chunk_size: 16 * 1024,
+            chunks: vec![chord_files::manifest::hash(b"mallory's bytes")],
+            file_hash: chord_files::manifest::hash(b"mallory's bytes"),
+            uploaded_ms: u64::MAX,
+        };
+        let mut c = chord_net::Client::connect(at).await.expect("client");
+        let store = FilesRequest::Store {
+            key: ItemKey::Manifest(chord_core::Id::for_key("report")),
+            data: encode(&forged).expect("enc"),
+        };
+        assert_eq!(
+            send(&mut c, store).await,
+            FilesResponse::Error(FilesError::Corrupt)
+        );
+        // Bob (no identity) reads Alice's file by its link; Alice by its plain name.
+        let out = dir.path().join("out");
+        let bob = TransferOptions {
+            chunk_size: 16 * 1024,
+            ..TransferOptions::default()
+        };
+        for (name, o) in [(link.as_str(), &bob), ("report", &file_opts(&alice))] {
+            chord_files::transfer::get(nodes[2].node().addr(), name, &out, true, o, &|_, _| {})
+                .await
+                .expect("get");
+            assert_eq!(std::fs::read(&out).expect("read"), b"alice's report");
+        }
+        // A plain name without an identity is an error, not someone's file.
+        let e = chord_files::transfer::get(at, "report", &out, true, &bob, &|_, _| {})
+            .await
+            .expect_err("whose?");
+        assert_eq!(e, FilesError::NoIdentity);
+        // Both files are listed, each under its owner.
+        let ls = chord_files::transfer::ls(at, 100, &bob).await.expect("ls");
+        let mut owners: Vec<[u8; 32]> = ls.iter().map(|l| l.owner).collect();
+        owners.sort();
+        let mut want = vec![alice.public_key(), mallory.public_key()];
+        want.sort();
+        assert_eq!(owners, want);
+        assert!(ls.iter().all(|l| l.name == "report" && l.replicas == 3));
+        // Alice removes hers; Mallory's is untouched.
+        assert_eq!(
+            chord_files::transfer::rm(at, "report", &file_opts(&alice))
+                .await
+                .expect("rm"),
+            3
+        );
+        let ls = chord_files::transfer::ls(at, 100, &bob).await.expect("ls");
+        assert_eq!(ls.len(), 1);
+        assert_eq!(ls[0].owner, mallory.public_key());
+        let e = chord_files::transfer::get(at, &link, &out, true, &bob, &|_, _| {})
+            .await
+            .expect_err("removed");
+        assert!(matches!(e, FilesError::NotFound(_)), "{e}");
+        for n in &nodes {
+            n.node().kill();
+        }
+    });
+}
+
+/// Issue 12: "Overwrites can lose" for files (1 of 600 overwrite-then-read cycles read the
+/// old file, ordered by milliseconds). Versions are the record's sequence now.
+#[test]
+fn a_file_overwritten_in_quick_succession_reads_as_the_latest() {
+    let dir = tempfile::tempdir().expect("tmp");
+    block_on(async {
+        let nodes = ring(3).await;
+        let o = file_opts(&alice());
+        let (src, out) = (dir.path().join("src"), dir.path().join("out"));
+        for i in 0..60u32 {
+            let body = format!("version {i}");
+            std::fs::write(&src, &body).expect("write");
+            let at = nodes[i as usize % 3].node().addr();
+            let rep = chord_files::transfer::put(at, &src, "notes", &o, &|_| {})
+                .await
+                .expect("put");
+            assert_eq!(rep.seq, u64::from(i) + 1);
+            let other = nodes[(i as usize + 1) % 3].node().addr();
+            chord_files::transfer::get(other, "notes", &out, true, &o, &|_, _| {})
+                .await
+                .expect("get");
+            assert_eq!(std::fs::read_to_string(&out).expect("read"), body);
+        }
+        for n in &nodes {
+            n.node().kill();
+        }
+    });
+}
+
+/// Issue 12: "A removed file comes back" (2 of 2 runs: a crashed holder restarting on its
+/// store had repair push the manifest back). The removal is a tombstone that outranks
+/// the returning holder's old record.
+#[test]
+fn a_removed_file_does_not_come_back_with_a_returning_holder() {
+    let dir = tempfile::tempdir().expect("tmp");
+    block_on(async {
+        let dirs: Vec<tempfile::TempDir> =
+            (0..4).map(|_| tempfile::tempdir().expect("tmp")).collect();
+        let disk = |p: &Path| -> Arc<dyn Store> {
+            Arc::new(DiskStore::open(p, 1 << 30).expect("open store"))
+        };
+        let mut nodes: Vec<FilesNode> = Vec::new();
+        for (i, d) in dirs.iter().enumerate() {
+            let join = (i > 0).then(|| nodes[0].node().addr());
+            nodes.push(start(any_port(), join, disk(d.path())).await);
+        }
+        settle(&nodes.iter().collect::<Vec<_>>()).await;
+        let o = file_opts(&alice());
+        let src = dir.path().join("src");
+        std::fs::write(&src, b"delete me").expect("write");
+        let at = nodes[0].node().addr();
+        chord_files::transfer::put(at, &src, "gone", &o, &|_| {})
+            .await
+            .expect("put");
+        let id = record_id(
+            &alice().public_key(),
+            &chord_files::manifest::file_salt("gone"),
+        );
+        let mut h = None;
+        for (i, n) in nodes.iter().enumerate().skip(1) {
+            if held(&**n.store(), id).await.is_some() {
+                h = Some(i);
+                break;
+            }
+        }
+        let h = h.expect("a holder other than node 0");
+        let addr = nodes[h].node().addr();
+        nodes[h].node().kill();
+        nodes[h].node().stopped().await;
+        drop(nodes.remove(h));
+        settle(&nodes.iter().collect::<Vec<_>>()).await;
+        chord_files::transfer::rm(at, "gone", &o).await.expect("rm");
+        let back = start(addr, Some(at), disk(dirs[h].path())).await;
+        nodes.push(back);
+        settle(&nodes.iter().collect::<Vec<_>>()).await;
+        for _ in 0..3 {
+            for n in &nodes {
+                n.repair().await.expect("repair");
+            }
+        }
+        let out = dir.path().join("out");
+        for n in &nodes {
+            let e = chord_files::transfer::get(n.node().addr(), "gone", &out, true, &o, &|_, _| {})
+                .await
+                .expect_err("stays removed");
+            assert!(matches!(e, FilesError::NotFound(_)), "{e}");
+            let r = held(&**n.store(), id).await;
+            assert!(r.is_none_or(|r| r.is_tombstone()), "a value copy is left");
+        }
+        assert!(chord_files::transfer::ls(at, 100, &o)
+            .await
+            .expect("ls")
+            .is_empty());
+        for n in &nodes {
+            n.node().kill();
+        }
+    });
+}

@@ -202,6 +202,7 @@ fn files_over_an_encrypted_ring() {
             replicas: 3,
             chunk_size: 1 << 20,
             network_key: Some(key.clone()),
+            identity: Some(chord_files::Identity::from_seed([6; 32])),
             ..TransferOptions::default()
         };
         let rep = transfer::put(addrs[0], &src, "secret.bin", &opts, &|_| {})
