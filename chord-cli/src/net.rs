@@ -118,7 +118,8 @@ pub struct NodeArgs {
     /// Copies of every stored item (replication factor k).
     #[arg(long, default_value_t = chord_files::DEFAULT_REPLICAS, value_parser = clap::value_parser!(u8).range(1..=16))]
     replicas: u8,
-    /// Refuse new data beyond this many bytes (suffixes K, M, G, T).
+    /// Refuse new data beyond this many bytes (suffixes K, M, G, T). Default: 256M in
+    /// memory, no limit with --data.
     #[arg(long, value_name = "BYTES", value_parser = crate::files::parse_size)]
     max_store: Option<u64>,
     /// Encrypt and authenticate all traffic with this network key (made by `chord
@@ -224,13 +225,16 @@ pub fn leave_gracefully(files: &FilesNode) -> Result<()> {
 }
 
 pub fn node(a: &NodeArgs) -> Result<()> {
-    let limit = a.max_store.unwrap_or(u64::MAX);
     let store: Arc<dyn Store> = match &a.data {
         Some(dir) => Arc::new(
-            DiskStore::open(dir, limit)
+            DiskStore::open(dir, a.max_store.unwrap_or(u64::MAX))
                 .map_err(|e| format!("cannot use {}: {e}", dir.display()))?,
         ),
-        None => Arc::new(MemoryStore::new(limit)),
+        // In memory, never without a limit: anyone on the ring can store.
+        None => Arc::new(MemoryStore::new(
+            a.max_store
+                .unwrap_or(chord_files::store::DEFAULT_MEMORY_LIMIT),
+        )),
     };
     let setup = NodeSetup {
         listen: SocketAddr::new(a.ip, a.port),

@@ -87,20 +87,52 @@ fn check_room(used: u64, limit: u64, wanted: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The limit of a [`MemoryStore::default`]: 256 MiB. A node in memory is a node whose
+/// store anyone on the ring can fill, so it is never without a limit by default.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 256 << 20;
+
+/// Take `wanted` bytes of `limit` in `used` at once (so that concurrent writes cannot all
+/// pass one check and overshoot together), or say why not.
+fn reserve(used: &AtomicU64, limit: u64, wanted: u64) -> Result<(), StoreError> {
+    used.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+        u.checked_add(wanted).filter(|&t| t <= limit)
+    })
+    .map(|_| ())
+    .map_err(|u| StoreError::Full {
+        used: u,
+        limit,
+        wanted,
+    })
+}
+
+/// Give back `n` reserved or freed bytes.
+fn release(used: &AtomicU64, n: u64) {
+    let _ = used.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+        Some(u.saturating_sub(n))
+    });
+}
+
 /// Items in memory (tests, or caches).
-#[derive(Default)]
 pub struct MemoryStore {
     items: Mutex<HashMap<ItemKey, Arc<Vec<u8>>>>,
     limit: u64,
     used: AtomicU64,
 }
 
+impl Default for MemoryStore {
+    /// An empty store of [`DEFAULT_MEMORY_LIMIT`] bytes.
+    fn default() -> MemoryStore {
+        MemoryStore::new(DEFAULT_MEMORY_LIMIT)
+    }
+}
+
 impl MemoryStore {
     /// An empty store holding at most `limit` bytes.
     pub fn new(limit: u64) -> MemoryStore {
         MemoryStore {
+            items: Mutex::default(),
             limit,
-            ..MemoryStore::default()
+            used: AtomicU64::new(0),
         }
     }
 
@@ -277,19 +309,16 @@ impl Store for DiskStore {
     fn put(&self, key: ItemKey, data: Vec<u8>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let path = self.path(&key);
+            let len = data.len() as u64;
+            // Reserved before writing; what a replaced copy held is given back after.
+            reserve(&self.used, self.limit, len)?;
             let old = std::fs::metadata(&path).map_or(0, |m| m.len());
-            check_room(
-                self.used.load(Ordering::SeqCst).saturating_sub(old),
-                self.limit,
-                data.len() as u64,
-            )?;
             let tmp = self.dir.join("tmp").join(format!(
                 "{}-{}",
                 std::process::id(),
                 self.seq.fetch_add(1, Ordering::SeqCst)
             ));
-            let len = data.len() as u64;
-            blocking::unblock(move || -> io::Result<()> {
+            let r = blocking::unblock(move || -> io::Result<()> {
                 let write = || -> io::Result<()> {
                     if let Some(parent) = path.parent() {
                         std::fs::create_dir_all(parent)?;
@@ -306,10 +335,14 @@ impl Store for DiskStore {
                 }
                 r
             })
-            .await?;
-            self.used.fetch_add(len, Ordering::SeqCst);
-            self.used
-                .fetch_sub(old.min(self.used.load(Ordering::SeqCst)), Ordering::SeqCst);
+            .await;
+            match r {
+                Ok(()) => release(&self.used, old),
+                Err(e) => {
+                    release(&self.used, len);
+                    return Err(e.into());
+                }
+            }
             Ok(())
         })
     }
@@ -348,10 +381,7 @@ impl Store for DiskStore {
             let path = self.path(&key);
             if let Ok(m) = std::fs::metadata(&path) {
                 std::fs::remove_file(&path)?;
-                self.used.fetch_sub(
-                    m.len().min(self.used.load(Ordering::SeqCst)),
-                    Ordering::SeqCst,
-                );
+                release(&self.used, m.len());
             }
             Ok(())
         })
@@ -401,6 +431,35 @@ mod tests {
         assert!(!verify(&ItemKey::Chunk(hash(&big)), &big));
         let fits = vec![7u8; MAX_CHUNK as usize];
         assert!(verify(&ItemKey::Chunk(hash(&fits)), &fits));
+    }
+
+    /// Issue 12: `--max-store 10M` with 64 concurrent Stores stored 507 MiB (checked before
+    /// the write, counted after). Room is now reserved before writing.
+    #[test]
+    fn the_limit_holds_under_concurrent_writes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = DiskStore::open(dir.path(), 10 << 20).expect("open");
+        let chunks: Vec<Vec<u8>> = (0..64u32)
+            .map(|i| {
+                let mut c = vec![0u8; 1 << 20];
+                c[..4].copy_from_slice(&i.to_be_bytes());
+                c
+            })
+            .collect();
+        let results = block_on(futures::future::join_all(
+            chunks
+                .into_iter()
+                .map(|c| s.put(ItemKey::Chunk(hash(&c)), c)),
+        ));
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(ok, 10, "exactly as many as fit");
+        assert!(results
+            .iter()
+            .all(|r| r.is_ok() || matches!(r, Err(StoreError::Full { .. }))));
+        assert_eq!(s.used(), 10 << 20);
+        drop(s);
+        let reopened = DiskStore::open(dir.path(), 10 << 20).expect("reopen");
+        assert_eq!(reopened.used(), 10 << 20, "what is on disk agrees");
     }
 
     #[test]
