@@ -3,7 +3,7 @@
 //! served, and the node keeps serving what it holds.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chord_files::{DiskStore, Store};
@@ -150,31 +150,15 @@ fn kill_9_during_a_download_leaves_no_output_and_the_next_get_cleans_up() {
     );
 }
 
-/// A small tmpfs mounted for the test; unmounted on drop.
-struct SmallDisk(std::path::PathBuf);
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_is_a_clear_error_and_reads_go_on() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
     let mnt = dir.join("small");
-    std::fs::create_dir(&mnt).expect("mkdir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
-        .arg(&mnt)
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
+    let Some(_disk) = chord_tests::SmallDisk::mount(&mnt, "6m") else {
         eprintln!("skipped: mounting a 6 MiB tmpfs needs root");
         return;
-    }
-    let _disk = SmallDisk(mnt.clone());
+    };
     let data = mnt.join("data");
     let node = NodeProc::start_with(
         CHORD,

@@ -126,6 +126,16 @@ pub enum FilesError {
     /// owner) was given none.
     #[error("no identity: writing or removing a file, or naming one without its owner, needs a signing key")]
     NoIdentity,
+    /// The file does not fit where it is to be written.
+    #[error("{path} has room for {available} bytes; the file needs {needed}")]
+    NoRoom {
+        /// Where the file was to go.
+        path: String,
+        /// Bytes the file needs.
+        needed: u64,
+        /// Bytes free there.
+        available: u64,
+    },
     /// A node answered with something that does not answer the request.
     #[error("a node gave an answer that does not fit the request")]
     BadAnswer,

@@ -418,6 +418,17 @@ pub async fn get(
         .and_then(|n| n.to_str())
         .ok_or_else(|| FilesError::Local(format!("{} is not a file path", out.display())))?;
     remove_stale_parts(out, file_name);
+    // Before a byte is fetched: a manifest may name a file larger than the disk (one
+    // chunk repeated, say), and a half-written one helps nobody.
+    if let Some(available) = free_space(out) {
+        if available < m.size {
+            return Err(FilesError::NoRoom {
+                path: out.display().to_string(),
+                needed: m.size,
+                available,
+            });
+        }
+    }
     let tmp = out.with_file_name(format!("{}{}", part_prefix(file_name), std::process::id()));
     let result = download(&m, node, &tmp, opts, progress).await;
     match result {
@@ -429,6 +440,24 @@ pub async fn get(
             let _ = std::fs::remove_file(&tmp);
             Err(e)
         }
+    }
+}
+
+/// Bytes an unprivileged writer may still use in the directory of `out` (`None`: unknown).
+fn free_space(out: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let dir = match out.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let s = rustix::fs::statvfs(dir).ok()?;
+        Some(s.f_bavail.saturating_mul(s.f_frsize))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = out;
+        None
     }
 }
 

@@ -309,3 +309,27 @@ pub fn owner_of(nodes: &[Node], key: Id) -> Id {
     ids.sort();
     *ids.iter().find(|id| **id >= key).unwrap_or(&ids[0])
 }
+
+/// A small tmpfs mounted for a test (a disk that fills up); unmounted on drop.
+pub struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// Mount a tmpfs of `size` (as mount(8) takes it: "6m") on `dir`, made if needed;
+    /// `None` where mounting is not allowed (not root).
+    pub fn mount(dir: &std::path::Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).ok()?;
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+            .then(|| SmallDisk(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}

@@ -711,3 +711,70 @@ fn a_removed_file_does_not_come_back_with_a_returning_holder() {
         }
     });
 }
+
+/// Issue 12: "An 8 KB manifest repeating one 4 MiB chunk makes `get` write 1 GiB" with no
+/// free-space check. Repeated chunks are legitimate (a file of zeros), and only the owner
+/// can sign such a file now; `get` checks the room first and writes nothing if it lacks it.
+#[test]
+fn a_file_larger_than_the_disk_is_refused_before_writing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(_disk) = chord_tests::SmallDisk::mount(&tmp.path().join("small"), "6m") else {
+        eprintln!("skipped: mounting a 6 MiB tmpfs needs root");
+        return;
+    };
+    block_on(async {
+        let nodes = ring(3).await;
+        let me = alice();
+        let chunk = vec![0u8; 1 << 20];
+        let h = nodes[0].put_block(chunk).await.expect("chunk");
+        let m = chord_files::Manifest {
+            name: "zeros".into(),
+            size: 1 << 30,
+            chunk_size: 1 << 20,
+            chunks: vec![h; 1024],
+            file_hash: [0; 32],
+            uploaded_ms: 0,
+        };
+        let block = nodes[0]
+            .put_block(encode(&m).expect("enc"))
+            .await
+            .expect("manifest block");
+        let file = chord_files::FileRef {
+            manifest: block,
+            size: m.size,
+            file_hash: m.file_hash,
+        };
+        let salt = chord_files::manifest::file_salt("zeros");
+        nodes[0]
+            .put_record(
+                &me,
+                &salt,
+                encode(&file).expect("enc"),
+                WriteOptions::default(),
+            )
+            .await
+            .expect("record");
+        let out = tmp.path().join("small").join("zeros");
+        let e = chord_files::transfer::get(
+            nodes[1].node().addr(),
+            "zeros",
+            &out,
+            false,
+            &file_opts(&me),
+            &|_, _| {},
+        )
+        .await
+        .expect_err("no room");
+        assert!(
+            matches!(e, FilesError::NoRoom { needed, .. } if needed == 1 << 30),
+            "{e}"
+        );
+        let left: Vec<_> = std::fs::read_dir(tmp.path().join("small"))
+            .expect("ls")
+            .collect();
+        assert!(left.is_empty(), "nothing written: {left:?}");
+        for n in &nodes {
+            n.node().kill();
+        }
+    });
+}
