@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use async_channel::{Receiver, Sender};
 use async_net::TcpListener;
 use chord_core::{Config, Event, Id, LookupError, LookupId, LookupOutcome, Message, Peer, Time};
+use futures_lite::FutureExt as _;
 use tracing::{debug, info, warn};
 
 use crate::admission::Admission;
@@ -766,11 +768,25 @@ impl Driver {
                 }
             }
         };
-        let fut = svc.handle(self.handle.clone(), from, body);
+        // A service that panics, in its call or in its future, answers its caller with
+        // `Failed` and frees its slot; the node goes on.
+        let node = self.handle.clone();
+        let call = std::panic::catch_unwind(AssertUnwindSafe(|| svc.handle(node, from, body)));
+        let Ok(fut) = call else {
+            tracing::error!(service, "a service panicked");
+            answer.send(id, Err(ServiceError::Failed));
+            return;
+        };
         ex.spawn(async move {
-            let out = fut.await;
+            let out = AssertUnwindSafe(fut).catch_unwind().await;
             drop(slot);
-            answer.send(id, Ok(out));
+            match out {
+                Ok(out) => answer.send(id, Ok(out)),
+                Err(_) => {
+                    tracing::error!(service, "a service panicked");
+                    answer.send(id, Err(ServiceError::Failed));
+                }
+            }
         })
         .detach();
     }

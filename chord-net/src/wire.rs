@@ -236,6 +236,9 @@ pub enum ServiceError {
     /// The connection to the node failed before it answered.
     #[error("the node could not be reached")]
     Unreachable,
+    /// The service failed while answering (it panicked); the node goes on serving.
+    #[error("the service failed while answering")]
+    Failed,
 }
 
 /// What a client can ask a node.

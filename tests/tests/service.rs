@@ -15,6 +15,24 @@ use futures_lite::future::block_on;
 const ECHO: u16 = 1;
 const FORWARD: u16 = 2;
 const SLOW: u16 = 3;
+const PANICS: u16 = 4;
+
+/// Panics: in its call when the request is "now", else in its future.
+struct Panics;
+impl Service for Panics {
+    fn handle(
+        &self,
+        _node: Node,
+        _from: Option<SocketAddr>,
+        request: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
+        assert!(request != b"now", "a service bug, in its call");
+        Box::pin(async move {
+            async_io::Timer::after(Duration::from_millis(10)).await;
+            panic!("a service bug, in its future");
+        })
+    }
+}
 
 /// Answers with the request reversed, followed by the node's own address.
 struct Echo;
@@ -82,7 +100,8 @@ async fn start(join: Option<SocketAddr>) -> Node {
         })
         .service(ECHO, Arc::new(Echo))
         .service(FORWARD, Arc::new(Forward))
-        .service(SLOW, Arc::new(Slow));
+        .service(SLOW, Arc::new(Slow))
+        .service(PANICS, Arc::new(Panics));
     if let Some(j) = join {
         b = b.join(j);
     }
@@ -160,5 +179,37 @@ fn service_requests_are_bounded() {
             b"done"
         );
         a.kill();
+    });
+}
+
+/// Issue 12: a panic in a service's call stopped the node; one in its future made the
+/// caller wait the whole call timeout and kept a request slot for good (with
+/// `max_service_requests = 1` here, every later call got Busy). Now the caller gets
+/// `Failed` at once and the node goes on serving, slot returned.
+#[test]
+fn a_panicking_service_answers_failed_and_the_node_goes_on() {
+    block_on(async {
+        let a = start(None).await;
+        let b = start(Some(a.addr())).await;
+        let mut c = Client::connect(a.addr()).await.expect("client");
+        for _ in 0..3 {
+            for body in [b"now".to_vec(), b"later".to_vec()] {
+                let t = std::time::Instant::now();
+                let e = b
+                    .call(a.addr(), PANICS, body.clone())
+                    .await
+                    .expect_err("panic");
+                assert!(matches!(e, Error::Service(_, ServiceError::Failed)), "{e}");
+                assert!(t.elapsed() < Duration::from_secs(2), "answered at once");
+                let e = c.call(PANICS, body).await.expect_err("panic");
+                assert!(matches!(e, Error::Service(_, ServiceError::Failed)), "{e}");
+            }
+        }
+        // The one slot is free again, and the node is still in its ring.
+        let got = c.call(ECHO, b"ok".to_vec()).await.expect("still serving");
+        assert!(got.starts_with(b"ko"));
+        assert!(c.status().await.expect("status").member);
+        a.kill();
+        b.kill();
     });
 }
