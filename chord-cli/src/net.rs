@@ -214,6 +214,10 @@ impl NodeSetup {
 pub fn leave_gracefully(files: &FilesNode) -> Result<()> {
     block_on(async {
         match files.leave().await {
+            Ok(r) if r.failed > 0 => eprintln!(
+                "handed over {} copies ({} bytes); {} could not be handed over",
+                r.sent, r.bytes, r.failed
+            ),
             Ok(r) => eprintln!("handed over {} copies ({} bytes)", r.sent, r.bytes),
             Err(e) => {
                 eprintln!("hand-over failed ({e}); leaving anyway");

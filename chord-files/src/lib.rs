@@ -181,11 +181,24 @@ impl Default for FilesConfig {
 }
 
 /// A node that shares files: a chord-net node with the files service and its maintenance.
+/// Cheap to clone; it stops as its node does (see [`chord_net::Node`]: also when the last
+/// handle is dropped; call [`FilesNode::leave`] first to hand its items over).
 #[derive(Clone)]
 pub struct FilesNode {
     node: chord_net::Node,
     store: Arc<dyn Store>,
     cfg: FilesConfig,
+}
+
+impl std::fmt::Debug for FilesNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilesNode")
+            .field("addr", &self.node.addr())
+            .field("id", &self.node.id())
+            .field("replicas", &self.cfg.replicas)
+            .field("stored", &self.store.used())
+            .finish()
+    }
 }
 
 impl FilesNode {
@@ -199,7 +212,10 @@ impl FilesNode {
             .service(SERVICE, Arc::new(FilesService::new(store.clone())))
             .start()
             .await?;
-        let (n, s, k, every) = (node.clone(), store.clone(), cfg.replicas, cfg.repair_every);
+        // Detached: the loop must not keep the node running once the application's
+        // handles are gone.
+        let (n, s, k) = (node.detached(), store.clone(), cfg.replicas);
+        let every = cfg.repair_every;
         std::thread::Builder::new()
             .name("chord-files-repair".into())
             .spawn(move || {
@@ -212,6 +228,26 @@ impl FilesNode {
     /// The underlying ring node.
     pub fn node(&self) -> &chord_net::Node {
         &self.node
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.node.addr()
+    }
+
+    /// Its routing state (predecessor, successors, fingers).
+    pub async fn status(&self) -> Result<chord_net::Status, FilesError> {
+        self.node.status().await.map_err(|_| FilesError::Stopped)
+    }
+
+    /// Its protocol events (range changes, lookups, leave).
+    pub async fn events(&self) -> Result<async_channel::Receiver<chord_net::Event>, FilesError> {
+        self.node.events().await.map_err(|_| FilesError::Stopped)
+    }
+
+    /// Stop at once, handing nothing over, as a crash would.
+    pub fn kill(&self) {
+        self.node.kill();
     }
 
     /// The store.
@@ -284,9 +320,21 @@ impl FilesNode {
     }
 
     /// Hand every item to the nodes that hold it once we are gone, then leave the ring.
+    /// It always leaves: what could not be handed over is counted in the report's
+    /// `failed` (those items keep their other replicas, if any).
     pub async fn leave(&self) -> Result<service::Repair, FilesError> {
-        let r = service::maintain(&self.node, &*self.store, self.cfg.replicas, true).await?;
-        self.node.leave().await.map_err(|_| FilesError::Stopped)?;
-        Ok(r)
+        let r = service::maintain(&self.node, &*self.store, self.cfg.replicas, true).await;
+        let left = self.node.leave().await.map_err(|_| FilesError::Stopped);
+        match (r, left) {
+            (Ok(r), Ok(())) => Ok(r),
+            (Err(FilesError::Stopped), _) | (_, Err(_)) => Err(FilesError::Stopped),
+            (Err(e), Ok(())) => {
+                tracing::warn!("hand-over before leaving failed: {e}");
+                Ok(service::Repair {
+                    failed: self.store.list().await.map_or(0, |l| l.len()),
+                    ..service::Repair::default()
+                })
+            }
+        }
     }
 }

@@ -399,6 +399,8 @@ pub struct Repair {
     pub dropped: usize,
     /// Records forgotten because they expired (tombstones past their horizon too).
     pub expired: usize,
+    /// Copies that could not be sent (a holder refused, or could not be found).
+    pub failed: usize,
 }
 
 /// The version of the item held here under `key` (`None`: not held, or no longer valid).
@@ -436,7 +438,17 @@ pub async fn maintain(
         let id = keys[i].ring_id();
         // With `leaving`, look one further so that k others are found.
         let want = if leaving { k.saturating_add(1) } else { k };
-        let (_, mut holders) = locate(node, id, want).await?;
+        let (_, mut holders) = match locate(node, id, want).await {
+            Ok(found) => found,
+            // Leaving, hand over what can be; the rest is counted.
+            Err(e) if leaving && e != FilesError::Stopped => {
+                debug!("no holders found for an item: {e}");
+                r.failed += 1;
+                i += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let owner = holders[0].id;
         // Items from here up to the owner's id share its replica set.
         let mut j = i + 1;
@@ -505,6 +517,7 @@ pub async fn maintain(
             }
             let Some((_, d)) = &data else {
                 failed[n] = true;
+                r.failed += 1;
                 continue;
             };
             let len = d.len() as u64;
@@ -523,6 +536,7 @@ pub async fn maintain(
                 other => {
                     warn!(to = %to, "replica refused an item: {other:?}");
                     failed[n] = true;
+                    r.failed += 1;
                 }
             }
         }

@@ -43,10 +43,13 @@ pub mod wire;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The ring's own types, so that an application needs no direct chord-core dependency.
+pub use chord_core::{Event, Id, LookupOutcome, Peer};
 pub use client::Client;
 pub use control::ControlToken;
 pub use node::{Node, NodeBuilder, Service};
 pub use noise::NetworkKey;
+pub use wire::Status;
 
 /// Resource limits of a node, with safe defaults.
 #[derive(Clone, Debug)]

@@ -239,8 +239,9 @@ impl NodeBuilder {
             call_timeout: self.limits.call_timeout,
             leave_requests: leave_rx,
             key: self.key.clone(),
+            _owner: Some(Arc::new(Owner(tx.clone()))),
         };
-        let mut driver = Driver::new(addr, &self, node.clone(), rx, ready_tx);
+        let mut driver = Driver::new(addr, &self, node.detached(), rx, ready_tx);
         if self.defer_client_leave {
             driver.leave_requested = Some(leave_tx);
         }
@@ -298,7 +299,9 @@ async fn accept_loop(ex: &async_executor::Executor<'_>, listener: TcpListener, s
 }
 
 /// A running Chord node. Cheap to clone; the node stops when [`Node::leave`] or
-/// [`Node::kill`] is called or a client asks it to leave.
+/// [`Node::kill`] is called, when its host asks it to leave, or when the last of its
+/// handles is dropped (it then leaves gracefully, as [`Node::leave`] would; handles made
+/// by [`Node::detached`], such as the ones services get, do not count).
 #[derive(Clone, Debug)]
 pub struct Node {
     addr: SocketAddr,
@@ -308,12 +311,34 @@ pub struct Node {
     call_timeout: Duration,
     leave_requests: Receiver<()>,
     key: Option<NetworkKey>,
+    _owner: Option<Arc<Owner>>,
+}
+
+/// Held by every handle that keeps the node running; the last one dropped makes it leave.
+#[derive(Debug)]
+struct Owner(Sender<Input>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let (reply, _) = async_channel::bounded(1);
+        let _ = self.0.try_send(Input::Command(Command::Leave { reply }));
+    }
 }
 
 impl Node {
     /// A builder with the defaults.
     pub fn builder() -> NodeBuilder {
         NodeBuilder::default()
+    }
+
+    /// A handle to the same node that does not keep it running: the node stops when the
+    /// last handle that is not detached is dropped. For tasks that serve the node (a
+    /// maintenance loop, a service) and must not outlive it by holding it up.
+    pub fn detached(&self) -> Node {
+        Node {
+            _owner: None,
+            ..self.clone()
+        }
     }
 
     /// The network key the node was started with, if any (clients of its ring need it).

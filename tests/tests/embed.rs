@@ -58,3 +58,81 @@ fn embeds_in_a_smol_application() {
         }
     });
 }
+
+/// Issue 12: "Dropping every handle does not stop a node." The last handle dropped makes
+/// it leave gracefully: its neighbours see it go at once, and its port closes. Detached
+/// handles (a service's, a maintenance loop's) do not hold it up.
+#[test]
+fn a_node_stops_when_its_last_handle_drops() {
+    futures_lite::future::block_on(async {
+        let mut nodes = start_ring(3).await;
+        wait_consistent(&nodes, Duration::from_secs(10))
+            .await
+            .expect("consistent");
+        let gone = nodes.pop().expect("third");
+        let addr = gone.addr();
+        let watcher = gone.detached();
+        let extra = gone.clone();
+        drop(gone);
+        async_io::Timer::after(Duration::from_millis(300)).await;
+        assert!(
+            watcher.status().await.is_ok(),
+            "a clone still holds the node"
+        );
+        drop(extra);
+        let stopped = futures_lite::future::or(
+            async {
+                watcher.stopped().await;
+                true
+            },
+            async {
+                async_io::Timer::after(Duration::from_secs(10)).await;
+                false
+            },
+        )
+        .await;
+        assert!(
+            stopped,
+            "the node did not stop when its last handle dropped"
+        );
+        assert!(
+            chord_net::Client::connect(addr).await.is_err(),
+            "port closed"
+        );
+        wait_consistent(&nodes, Duration::from_secs(10))
+            .await
+            .expect("the others close the ring");
+        for n in &nodes {
+            n.kill();
+        }
+    });
+}
+
+/// The same for a node that shares files: its maintenance thread does not keep it alive.
+#[test]
+fn a_files_node_stops_when_its_last_handle_drops() {
+    futures_lite::future::block_on(async {
+        let b = chord_net::Node::builder()
+            .listen(chord_tests::any_port())
+            .config(chord_tests::fast_config());
+        let store = std::sync::Arc::new(chord_files::MemoryStore::default());
+        let f = chord_files::FilesNode::start(b, store, chord_files::FilesConfig::default())
+            .await
+            .expect("start");
+        assert!(format!("{f:?}").contains("FilesNode"));
+        let watcher = f.node().detached();
+        drop(f);
+        let stopped = futures_lite::future::or(
+            async {
+                watcher.stopped().await;
+                true
+            },
+            async {
+                async_io::Timer::after(Duration::from_secs(10)).await;
+                false
+            },
+        )
+        .await;
+        assert!(stopped, "the files node did not stop");
+    });
+}
