@@ -40,6 +40,12 @@ pub const SERVICE: u16 = 1;
 /// Default replication factor k.
 pub const DEFAULT_REPLICAS: u8 = 3;
 
+/// How long a block is kept after it is stored or its lease last renewed: 24 hours. The
+/// holders of a live file's record renew its blocks every quarter of this; a block that
+/// no live file names (its file removed or replaced) is freed one lease after the last
+/// renewal.
+pub const DEFAULT_BLOCK_LEASE: Duration = Duration::from_secs(24 * 3600);
+
 /// Errors of file sharing, as they travel between nodes and clients.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum FilesError {
@@ -168,6 +174,10 @@ pub struct FilesConfig {
     /// How long a record's tombstone is kept (default 30 days): longer than a holder may
     /// be away, or the holder's old copy comes back when it does.
     pub tombstone_horizon: Duration,
+    /// Blocks' lease (default [`DEFAULT_BLOCK_LEASE`]); use the same on every node of a
+    /// ring. A partition longer than this can free the blocks of a file whose record's
+    /// holders are all on the other side.
+    pub block_lease: Duration,
 }
 
 impl Default for FilesConfig {
@@ -176,6 +186,7 @@ impl Default for FilesConfig {
             replicas: DEFAULT_REPLICAS,
             repair_every: Duration::from_secs(10),
             tombstone_horizon: dht::DEFAULT_TOMBSTONE_HORIZON,
+            block_lease: DEFAULT_BLOCK_LEASE,
         }
     }
 }
@@ -209,18 +220,18 @@ impl FilesNode {
         cfg: FilesConfig,
     ) -> Result<FilesNode, chord_net::Error> {
         let node = builder
-            .service(SERVICE, Arc::new(FilesService::new(store.clone())))
+            .service(
+                SERVICE,
+                Arc::new(FilesService::with_lease(store.clone(), cfg.block_lease)),
+            )
             .start()
             .await?;
         // Detached: the loop must not keep the node running once the application's
         // handles are gone.
-        let (n, s, k) = (node.detached(), store.clone(), cfg.replicas);
-        let every = cfg.repair_every;
+        let (n, s, c) = (node.detached(), store.clone(), cfg.clone());
         std::thread::Builder::new()
             .name("chord-files-repair".into())
-            .spawn(move || {
-                futures_lite::future::block_on(service::maintenance_loop(n, s, k, every))
-            })
+            .spawn(move || futures_lite::future::block_on(service::maintenance_loop(n, s, c)))
             .map_err(chord_net::Error::Spawn)?;
         Ok(FilesNode { node, store, cfg })
     }

@@ -82,6 +82,26 @@ pub enum FilesRequest {
         /// Where the previous page ended (`None`: from the start).
         after: Option<Id>,
     },
+    /// Extend the leases of these blocks, if held here, to `until_ms` (at most one lease
+    /// period from now): sent by the holders of live file records for their chunks.
+    Renew {
+        /// At most [`MAX_HAVE`] keys.
+        keys: Vec<ItemKey>,
+        /// Milliseconds since the Unix epoch.
+        until_ms: u64,
+    },
+    /// Store a copy from another holder (repair), keeping the sender's lease on a block
+    /// (at most one lease period from now) instead of starting a new one: a block nobody
+    /// renews runs out everywhere, however often repair copies it.
+    Replicate {
+        /// Its key.
+        key: ItemKey,
+        /// Its bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        /// The sender's lease end, in milliseconds since the Unix epoch.
+        until_ms: u64,
+    },
 }
 
 /// The answer of the files service.
@@ -160,14 +180,22 @@ impl FilesResponse {
 pub struct FilesService {
     store: Arc<dyn Store>,
     locks: Arc<Locks>,
+    lease: Duration,
 }
 
 impl FilesService {
-    /// A service over `store`.
+    /// A service over `store`, with blocks leased for [`crate::DEFAULT_BLOCK_LEASE`].
     pub fn new(store: Arc<dyn Store>) -> FilesService {
+        FilesService::with_lease(store, crate::DEFAULT_BLOCK_LEASE)
+    }
+
+    /// A service over `store` whose blocks are kept `lease` after they are stored or last
+    /// renewed.
+    pub fn with_lease(store: Arc<dyn Store>, lease: Duration) -> FilesService {
         FilesService {
             store,
             locks: Arc::new(Locks::default()),
+            lease,
         }
     }
 }
@@ -196,10 +224,10 @@ impl chord_net::Service for FilesService {
         _from: Option<SocketAddr>,
         request: Vec<u8>,
     ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
-        let (store, locks) = (self.store.clone(), self.locks.clone());
+        let (store, locks, lease) = (self.store.clone(), self.locks.clone(), self.lease);
         Box::pin(async move {
             let answer = match decode::<FilesRequest>(&request) {
-                Ok(req) => serve(&node, &*store, &locks, req)
+                Ok(req) => serve(&node, &*store, &locks, lease, req)
                     .await
                     .unwrap_or_else(FilesResponse::Error),
                 Err(_) => FilesResponse::Error(FilesError::BadRequest),
@@ -228,8 +256,10 @@ async fn serve(
     node: &Node,
     store: &dyn Store,
     locks: &Locks,
+    lease: Duration,
     req: FilesRequest,
 ) -> Result<FilesResponse, FilesError> {
+    let lease_end = now_ms().saturating_add(lease.as_millis() as u64);
     Ok(match req {
         FilesRequest::Locate { id, replicas } => {
             FilesResponse::Located(locate(node, id, replicas.max(1)).await?.1)
@@ -242,6 +272,46 @@ async fn serve(
                 holders,
             }
         }
+        FilesRequest::Replicate {
+            key,
+            data,
+            until_ms,
+        } => {
+            // A block whose lease has ended is garbage: not taken back from a holder that
+            // has not freed it yet (they would pass it back and forth for ever).
+            if matches!(key, ItemKey::Chunk(_)) && until_ms < now_ms() {
+                return Err(FilesError::Expired);
+            }
+            let req = FilesRequest::Store { key, data };
+            let r = Box::pin(serve(node, store, locks, lease, req)).await?;
+            if let ItemKey::Chunk(_) = key {
+                store
+                    .set_lease(key, until_ms.min(lease_end))
+                    .await
+                    .map_err(store_err)?;
+            }
+            r
+        }
+        FilesRequest::Renew { keys, until_ms } => {
+            if keys.len() > MAX_HAVE {
+                return Err(FilesError::BadRequest);
+            }
+            let until = until_ms.min(lease_end);
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                let held = match k {
+                    ItemKey::Chunk(_) => store.lease(k).await.map_err(store_err)?,
+                    _ => None,
+                };
+                if let Some(now) = held {
+                    if now < until {
+                        store.set_lease(k, until).await.map_err(store_err)?;
+                    }
+                }
+                out.push(held.is_some());
+            }
+            FilesResponse::Have(out)
+        }
         FilesRequest::Store { key, data } => {
             let Some(new) = version(&key, &data) else {
                 return Err(match key {
@@ -252,7 +322,9 @@ async fn serve(
                 });
             };
             if let ItemKey::Chunk(_) = key {
+                // Stored (or stored again): a full lease from now.
                 store.put(key, data).await.map_err(store_err)?;
+                store.set_lease(key, lease_end).await.map_err(store_err)?;
                 return Ok(FilesResponse::Stored);
             }
             if let ItemKey::Record(id) = key {
@@ -474,6 +546,17 @@ pub async fn maintain(
                     continue;
                 }
             }
+            if let ItemKey::Chunk(_) = key {
+                // A block whose lease has ended is left to garbage collection.
+                if store
+                    .lease(*key)
+                    .await
+                    .map_err(store_err)?
+                    .is_some_and(|end| end < now)
+                {
+                    continue;
+                }
+            }
             if let Some(v) = held_version(store, *key).await.map_err(store_err)? {
                 group.push(*key);
                 mine.push(v);
@@ -521,9 +604,17 @@ pub async fn maintain(
                 continue;
             };
             let len = d.len() as u64;
-            let req = FilesRequest::Store {
-                key: group[n],
-                data: d.clone(),
+            let req = match group[n] {
+                // A block's copy keeps this copy's lease: repair never extends one.
+                key @ ItemKey::Chunk(_) => FilesRequest::Replicate {
+                    key,
+                    data: d.clone(),
+                    until_ms: store.lease(key).await.ok().flatten().unwrap_or(u64::MAX),
+                },
+                key => FilesRequest::Store {
+                    key,
+                    data: d.clone(),
+                },
             };
             match ask(node, to, &req).await {
                 Ok(FilesResponse::Stored) => {
@@ -550,12 +641,129 @@ pub async fn maintain(
     Ok(r)
 }
 
-/// Run maintenance until the node stops: a pass every `every`, and soon after any change
-/// of this node's range. Returns when the node has stopped.
-pub async fn maintenance_loop(node: Node, store: Arc<dyn Store>, k: u8, every: Duration) {
+/// How long after its lease ends a block is still kept: room for clocks that differ
+/// between nodes and for a lease being set just after the block was written. A minute,
+/// or a quarter lease if that is shorter.
+pub fn lease_grace(lease: Duration) -> Duration {
+    (lease / 4).min(Duration::from_secs(60))
+}
+
+/// Free the blocks held here whose lease ended more than `grace` ago; returns how many.
+/// Records are not touched (they end by expiry or a tombstone's horizon).
+pub async fn collect_garbage(store: &dyn Store, grace: Duration) -> Result<usize, FilesError> {
+    let now = now_ms();
+    let grace = grace.as_millis() as u64;
+    let mut freed = 0;
+    for key in store.list().await.map_err(store_err)? {
+        if let ItemKey::Chunk(_) = key {
+            let lease = store.lease(key).await.map_err(store_err)?;
+            if lease.is_some_and(|end| end.saturating_add(grace) < now) {
+                store.delete(key).await.map_err(store_err)?;
+                freed += 1;
+            }
+        }
+    }
+    Ok(freed)
+}
+
+/// Renew the leases of every block of the live files whose records are held here and
+/// whose renewal is due (not renewed in `every`; `renewed` remembers when): the manifest
+/// block and the chunks, on each of their `k` holders, to one `lease` from now. Returns
+/// the number of blocks renewed. Every holder of a record renews, so one that is down
+/// does not let a live file's blocks run out.
+pub async fn renew_files(
+    node: &Node,
+    store: &dyn Store,
+    k: u8,
+    lease: Duration,
+    every: Duration,
+    renewed: &mut std::collections::HashMap<Id, std::time::Instant>,
+) -> Result<usize, FilesError> {
+    let now = std::time::Instant::now();
+    renewed.retain(|_, t| now.duration_since(*t) < every);
+    let (mut keys, mut due) = (Vec::new(), Vec::new());
+    for key in store.list().await.map_err(store_err)? {
+        let ItemKey::Record(id) = key else { continue };
+        if renewed.contains_key(&id) {
+            continue;
+        }
+        let Some(d) = store.get(key).await.map_err(store_err)? else {
+            continue;
+        };
+        let Ok(r) = Record::decode_at(&d, id) else {
+            continue;
+        };
+        let file = r
+            .value()
+            .filter(|_| r.salt.starts_with(crate::manifest::FILE_PREFIX))
+            .and_then(|v| decode::<crate::FileRef>(v).ok());
+        let Some(file) = file else { continue };
+        let block = ItemKey::Chunk(file.manifest);
+        let bytes = match store.get(block).await.map_err(store_err)? {
+            Some(b) => Some(b),
+            None => {
+                let route = &mut crate::dht::Local(node);
+                crate::dht::get_block(route, file.manifest, k)
+                    .await
+                    .ok()
+                    .flatten()
+            }
+        };
+        let Some(m) = bytes.and_then(|b| decode::<Manifest>(&b).ok()) else {
+            debug!("the manifest of a file record held here could not be read");
+            continue;
+        };
+        keys.push(block);
+        keys.extend(m.chunks.iter().map(|h| ItemKey::Chunk(*h)));
+        due.push(id);
+    }
+    keys.sort_by_key(|k| k.ring_id());
+    keys.dedup();
+    let until = now_ms().saturating_add(lease.as_millis() as u64);
+    let mut done = 0;
+    let mut i = 0;
+    while i < keys.len() {
+        // One lookup serves every key up to the owner's id.
+        let id = keys[i].ring_id();
+        let (_, holders) = locate(node, id, k).await?;
+        let owner = holders[0].id;
+        let mut j = i + 1;
+        while j < keys.len() && j - i < MAX_HAVE {
+            let x = keys[j].ring_id();
+            if x == id || (owner != id && x.in_half_open(id, owner)) {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        let req = FilesRequest::Renew {
+            keys: keys[i..j].to_vec(),
+            until_ms: until,
+        };
+        for h in &holders {
+            match ask(node, h.addr, &req).await {
+                Ok(FilesResponse::Have(v)) => done += v.iter().filter(|x| **x).count(),
+                Err(FilesError::Stopped) => return Err(FilesError::Stopped),
+                other => debug!(to = %h.addr, "renew failed: {other:?}"),
+            }
+        }
+        i = j;
+    }
+    renewed.extend(due.into_iter().map(|id| (id, now)));
+    Ok(done)
+}
+
+/// Run maintenance until the node stops: a pass every `cfg.repair_every`, and soon after
+/// any change of this node's range; leases renewed every quarter lease, and blocks whose
+/// lease ended freed (once this node has been up a quarter lease, so that renewals from
+/// the others have reached it after a restart). Returns when the node has stopped.
+pub async fn maintenance_loop(node: Node, store: Arc<dyn Store>, cfg: crate::FilesConfig) {
     let Ok(events) = node.events().await else {
         return;
     };
+    let (k, every, lease) = (cfg.replicas, cfg.repair_every, cfg.block_lease);
+    let started = std::time::Instant::now();
+    let mut renewed = std::collections::HashMap::new();
     loop {
         let wake = futures_lite::future::or(
             async {
@@ -591,6 +799,16 @@ pub async fn maintenance_loop(node: Node, store: Arc<dyn Store>, k: u8, every: D
             ),
             Ok(_) => {}
             Err(e) => debug!("repair pass failed: {e}"),
+        }
+        if let Err(e) = renew_files(&node, &*store, k, lease, lease / 4, &mut renewed).await {
+            debug!("lease renewal failed: {e}");
+        }
+        if started.elapsed() >= lease / 4 {
+            match collect_garbage(&*store, lease_grace(lease)).await {
+                Ok(0) => {}
+                Ok(n) => info!("freed {n} blocks whose lease ended"),
+                Err(e) => debug!("garbage collection failed: {e}"),
+            }
         }
     }
 }

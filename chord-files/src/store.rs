@@ -50,6 +50,17 @@ pub trait Store: Send + Sync + 'static {
     fn list(&self) -> BoxFuture<'_, Result<Vec<ItemKey>, StoreError>>;
     /// Bytes in use.
     fn used(&self) -> u64;
+    /// When the lease of a block held here ends, in milliseconds since the Unix epoch
+    /// (`None`: not held, or the store keeps no leases; such blocks are never collected).
+    fn lease(&self, key: ItemKey) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
+        let _ = key;
+        Box::pin(async { Ok(None) })
+    }
+    /// Set the lease end of a block held here (no error if absent).
+    fn set_lease(&self, key: ItemKey, until_ms: u64) -> BoxFuture<'_, Result<(), StoreError>> {
+        let _ = (key, until_ms);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Do these bytes really belong under this key?
@@ -115,6 +126,7 @@ fn release(used: &AtomicU64, n: u64) {
 /// Items in memory (tests, or caches).
 pub struct MemoryStore {
     items: Mutex<HashMap<ItemKey, Arc<Vec<u8>>>>,
+    leases: Mutex<HashMap<ItemKey, u64>>,
     limit: u64,
     used: AtomicU64,
 }
@@ -131,6 +143,7 @@ impl MemoryStore {
     pub fn new(limit: u64) -> MemoryStore {
         MemoryStore {
             items: Mutex::default(),
+            leases: Mutex::default(),
             limit,
             used: AtomicU64::new(0),
         }
@@ -140,6 +153,10 @@ impl MemoryStore {
         // A panic while holding the lock cannot leave the map half-changed (every
         // change is one insert or remove), so a poisoned lock is still usable.
         self.items.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<ItemKey, u64>> {
+        self.leases.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -173,6 +190,7 @@ impl Store for MemoryStore {
             if let Some(d) = self.items().remove(&key) {
                 self.used.fetch_sub(d.len() as u64, Ordering::SeqCst);
             }
+            self.leases().remove(&key);
             Ok(())
         })
     }
@@ -183,6 +201,22 @@ impl Store for MemoryStore {
 
     fn used(&self) -> u64 {
         self.used.load(Ordering::SeqCst)
+    }
+
+    fn lease(&self, key: ItemKey) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
+        Box::pin(async move {
+            let held = self.items().contains_key(&key);
+            Ok(held.then(|| self.leases().get(&key).copied().unwrap_or(0)))
+        })
+    }
+
+    fn set_lease(&self, key: ItemKey, until_ms: u64) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if self.items().contains_key(&key) {
+                self.leases().insert(key, until_ms);
+            }
+            Ok(())
+        })
     }
 }
 
@@ -393,6 +427,33 @@ impl Store for DiskStore {
 
     fn used(&self) -> u64 {
         self.used.load(Ordering::SeqCst)
+    }
+
+    /// A block's lease is kept as its file's modification time (so it survives restarts
+    /// without another file): the time the lease ends.
+    fn lease(&self, key: ItemKey) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
+        Box::pin(async move {
+            match std::fs::metadata(self.path(&key)) {
+                Ok(m) => Ok(Some(
+                    m.modified()?
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64),
+                )),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn set_lease(&self, key: ItemKey, until_ms: u64) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(until_ms);
+            match std::fs::File::options().write(true).open(self.path(&key)) {
+                Ok(f) => Ok(f.set_modified(t)?),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 }
 
