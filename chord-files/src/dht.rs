@@ -59,13 +59,16 @@ pub struct WriteOptions {
     pub expires_ms: Option<u64>,
 }
 
-/// How requests reach the ring: from a node inside it, or from a client through one.
+/// How requests reach the ring: from a node inside it, or from a client through one. A
+/// transfer runs several routes at once (one request in flight on each).
 pub(crate) trait Route: Send {
-    /// The `k` holders of ring position `id`, owner first.
+    /// The `k` holders of ring position `id`, owner first (`fresh`: not from a cache,
+    /// after a cached answer turned out wrong).
     fn locate(
         &mut self,
         id: Id,
         k: u8,
+        fresh: bool,
     ) -> impl Future<Output = Result<Vec<Peer>, FilesError>> + Send;
     /// Ask the files service at `to`; an `Error` answer comes back as `Err`.
     fn ask(
@@ -73,13 +76,17 @@ pub(crate) trait Route: Send {
         to: SocketAddr,
         req: &FilesRequest,
     ) -> impl Future<Output = Result<FilesResponse, FilesError>> + Send;
+    /// A buffer the caller is done with, to read a later answer into.
+    fn recycle(&mut self, buf: Vec<u8>) {
+        let _ = buf;
+    }
 }
 
 /// A node's own route: its lookups, and its calls (a call to itself stays inside).
 pub(crate) struct Local<'a>(pub(crate) &'a chord_net::Node);
 
 impl Route for Local<'_> {
-    async fn locate(&mut self, id: Id, k: u8) -> Result<Vec<Peer>, FilesError> {
+    async fn locate(&mut self, id: Id, k: u8, _fresh: bool) -> Result<Vec<Peer>, FilesError> {
         Ok(crate::service::locate(self.0, id, k).await?.1)
     }
 
@@ -96,8 +103,8 @@ impl Route for Local<'_> {
 }
 
 impl Route for Lane {
-    async fn locate(&mut self, id: Id, k: u8) -> Result<Vec<Peer>, FilesError> {
-        Lane::locate(self, id, k, false).await
+    async fn locate(&mut self, id: Id, k: u8, fresh: bool) -> Result<Vec<Peer>, FilesError> {
+        Lane::locate(self, id, k, fresh).await
     }
 
     async fn ask(
@@ -106,6 +113,10 @@ impl Route for Lane {
         req: &FilesRequest,
     ) -> Result<FilesResponse, FilesError> {
         Lane::ask(self, to, req).await
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        self.spare = buf;
     }
 }
 
@@ -122,13 +133,22 @@ pub(crate) async fn put_block(
         });
     }
     let h = hash(&bytes);
-    let key = ItemKey::Chunk(h);
+    Ok((h, store_item(route, ItemKey::Chunk(h), bytes, k).await?))
+}
+
+/// Store an item on its `k` holders; returns how many took it.
+pub(crate) async fn store_item(
+    route: &mut impl Route,
+    key: ItemKey,
+    data: Vec<u8>,
+    k: u8,
+) -> Result<u8, FilesError> {
     let mut stored = 0u8;
     let mut last = None;
-    for p in route.locate(key.ring_id(), k).await? {
+    for p in route.locate(key.ring_id(), k, false).await? {
         let req = FilesRequest::Store {
             key,
-            data: bytes.clone(),
+            data: data.clone(),
         };
         match route.ask(p.addr, &req).await {
             Ok(FilesResponse::Stored) => stored += 1,
@@ -138,12 +158,15 @@ pub(crate) async fn put_block(
     }
     match (stored, last) {
         (0, e) => Err(e.unwrap_or(FilesError::Unavailable)),
-        (n, _) => Ok((h, n)),
+        (n, _) => Ok(n),
     }
 }
 
-/// Read a block: the first copy whose hash matches, from the `k` holders, then from
-/// further along the owner's successors (copies wait there until repair moves them).
+/// Read a block: the first copy whose hash matches, from the `k` holders; then, if none
+/// had it, from fresh holders and further along the owner's successors (2k nodes): after
+/// joins or a partition heals, copies wait on the old holders until repair moves them,
+/// and those follow the new ones in the ring (DHash reads the same way). `None`: every
+/// node asked answered that it does not hold it.
 pub(crate) async fn get_block(
     route: &mut impl Route,
     h: Hash,
@@ -152,12 +175,18 @@ pub(crate) async fn get_block(
     let key = ItemKey::Chunk(h);
     let mut answered = false;
     let mut last = None;
-    for p in route.locate(key.ring_id(), k.saturating_mul(2)).await? {
-        match route.ask(p.addr, &FilesRequest::Fetch { key }).await {
-            Ok(FilesResponse::Data(d)) if hash(&d) == h => return Ok(Some(d)),
-            Ok(FilesResponse::NotFound) => answered = true,
-            Ok(other) => last = Some(unexpected(other)),
-            Err(e) => last = Some(e),
+    for (fresh, n) in [(false, k), (true, k.saturating_mul(2))] {
+        for p in route.locate(key.ring_id(), n, fresh).await? {
+            match route.ask(p.addr, &FilesRequest::Fetch { key }).await {
+                Ok(FilesResponse::Data(d)) if hash(&d) == h => return Ok(Some(d)),
+                Ok(FilesResponse::Data(_)) => {
+                    tracing::warn!(from = %p.addr, "corrupt block received: trying another replica");
+                    last = Some(FilesError::Corrupt);
+                }
+                Ok(FilesResponse::NotFound) => answered = true,
+                Ok(other) => last = Some(unexpected(other)),
+                Err(e) => last = Some(e),
+            }
         }
     }
     match (answered, last) {
@@ -186,7 +215,7 @@ pub(crate) async fn fetch_record(
     // Who answered, and with which version (`None`: nothing valid).
     let mut held = Vec::new();
     let mut last = None;
-    for p in route.locate(id, k).await? {
+    for p in route.locate(id, k, false).await? {
         let got = match route.ask(p.addr, &FilesRequest::Fetch { key }).await {
             // A holder serving a forged or expired record counts as holding nothing.
             Ok(FilesResponse::Data(d)) => {
@@ -236,7 +265,7 @@ pub(crate) async fn store_record(
     let mut stored = 0u8;
     let mut newer: Option<u64> = None;
     let mut last = None;
-    for p in route.locate(id, k).await? {
+    for p in route.locate(id, k, false).await? {
         let req = FilesRequest::Store {
             key,
             data: data.clone(),

@@ -330,6 +330,62 @@ impl FilesNode {
         dht::store_record(&mut dht::Local(&self.node), record, self.cfg.replicas).await
     }
 
+    /// Routes for a transfer from this node: one per chunk in flight, all calls made by
+    /// the node itself (no connection to itself).
+    fn routes(&self, opts: &transfer::TransferOptions) -> Vec<dht::Local<'_>> {
+        (0..opts.window.max(1))
+            .map(|_| dht::Local(&self.node))
+            .collect()
+    }
+
+    /// Store `bytes` as the file `name` of `opts.identity` (chunked, k copies, signed).
+    pub async fn put_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        opts: &transfer::TransferOptions,
+    ) -> Result<transfer::PutReport, FilesError> {
+        self.put_reader(name, bytes, opts, &|_| {}).await
+    }
+
+    /// Store what `reader` gives, to its end, as the file `name` of `opts.identity`;
+    /// `progress` is called with the bytes stored so far.
+    pub async fn put_reader(
+        &self,
+        name: &str,
+        reader: impl futures::AsyncRead + Unpin,
+        opts: &transfer::TransferOptions,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<transfer::PutReport, FilesError> {
+        transfer::put_stream(self.routes(opts), reader, None, name, opts, progress).await
+    }
+
+    /// Read the file `name` (`OWNER/NAME`, or a plain name of `opts.identity`) into
+    /// memory, refusing one larger than `max` bytes before fetching anything.
+    pub async fn get_bytes(
+        &self,
+        name: &str,
+        max: u64,
+        opts: &transfer::TransferOptions,
+    ) -> Result<Vec<u8>, FilesError> {
+        let mut out = Vec::new();
+        let nothing = &|_, _| {};
+        transfer::get_stream(self.routes(opts), name, &mut out, Some(max), opts, nothing).await?;
+        Ok(out)
+    }
+
+    /// Read the file `name` into `writer`, chunk by chunk, each checked before it is
+    /// written; returns its manifest. See [`transfer::get_writer`].
+    pub async fn get_writer(
+        &self,
+        name: &str,
+        writer: impl futures::AsyncWrite + Unpin,
+        opts: &transfer::TransferOptions,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<Manifest, FilesError> {
+        transfer::get_stream(self.routes(opts), name, writer, None, opts, progress).await
+    }
+
     /// Hand every item to the nodes that hold it once we are gone, then leave the ring.
     /// It always leaves: what could not be handed over is counted in the report's
     /// `failed` (those items keep their other replicas, if any).

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use chord_core::{Id, Peer};
 use chord_net::{Client, Limits, NetworkKey};
 
-use crate::dht::WriteOptions;
+use crate::dht::{Route, WriteOptions};
 use crate::manifest::{
     check_name, file_salt, hash, hex, parse_name, FileRef, ItemKey, Manifest, DEFAULT_CHUNK,
     FILE_PREFIX, MAX_CHUNK,
@@ -59,7 +59,7 @@ pub(crate) struct Lane {
     node: SocketAddr,
     key: Option<NetworkKey>,
     /// A buffer to read the next answer into (recycled from chunks already written).
-    spare: Vec<u8>,
+    pub(crate) spare: Vec<u8>,
     clients: HashMap<SocketAddr, Client>,
     /// Ring ranges `(from, to]` already located, with their holders.
     ranges: Vec<(Id, Id, Vec<Peer>)>,
@@ -155,50 +155,6 @@ impl Lane {
             _ => Err(FilesError::Lookup("no holder found".into())),
         }
     }
-
-    /// Store an item on its `k` holders; returns how many took it.
-    async fn store(&mut self, key: ItemKey, data: &[u8], k: u8) -> Result<u8, FilesError> {
-        let holders = self.locate(key.ring_id(), k, false).await?;
-        let mut stored = 0;
-        let mut last = None;
-        for h in holders {
-            let req = FilesRequest::Store {
-                key,
-                data: data.to_vec(),
-            };
-            match self.ask(h.addr, &req).await {
-                Ok(FilesResponse::Stored) => stored += 1,
-                Ok(_) => {}
-                Err(e) => last = Some(e),
-            }
-        }
-        match (stored, last) {
-            (0, Some(e)) => Err(e),
-            (0, None) => Err(FilesError::Unavailable),
-            (n, _) => Ok(n),
-        }
-    }
-
-    /// Fetch a chunk from the first holder whose copy verifies.
-    async fn fetch_chunk(&mut self, h: crate::Hash, k: u8) -> Result<Vec<u8>, FilesError> {
-        let key = ItemKey::Chunk(h);
-        // First with the cached holders; then, if none of them had it, with fresh ones and
-        // further down the owner's successor list (2k nodes): after joins or a partition
-        // heals, the copies sit on the old holders until repair moves them, and those
-        // follow the new ones in the ring (DHash reads the same way).
-        for (fresh, n) in [(false, k), (true, k.saturating_mul(2))] {
-            for p in self.locate(key.ring_id(), n, fresh).await? {
-                match self.ask(p.addr, &FilesRequest::Fetch { key }).await {
-                    Ok(FilesResponse::Data(d)) if hash(&d) == h => return Ok(d),
-                    Ok(FilesResponse::Data(_)) => {
-                        tracing::warn!(from = %p.addr, "corrupt chunk received: trying another replica")
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Err(FilesError::Unavailable)
-    }
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -242,32 +198,78 @@ pub async fn put(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<PutReport, FilesError> {
     check_name(name)?;
-    let identity = opts.identity.as_ref().ok_or(FilesError::NoIdentity)?;
-    let chunk_size = opts.chunk_size.clamp(1, MAX_CHUNK);
-    let window = opts.window.max(1);
-    let mut file = std::fs::File::open(path).map_err(|e| local(e, path))?;
+    let file = std::fs::File::open(path).map_err(|e| local(e, path))?;
     // The size is what is read: files such as /proc's say 0 and hold more. A regular file
     // that says a size must still have it at the end (or it changed while read).
     let meta = file.metadata().map_err(|e| local(e, path))?;
     let expected = Some(meta.len()).filter(|&n| meta.is_file() && n > 0);
-    let mut eof = false;
-    use futures::stream::{FuturesOrdered, StreamExt};
-    let mut idle: Vec<Lane> = (0..window)
+    let lanes = lanes(node, opts);
+    let reader = blocking::Unblock::new(file);
+    put_stream(lanes, reader, expected, name, opts, progress)
+        .await
+        .map_err(|e| match e {
+            FilesError::Local(why) => FilesError::Local(format!("{}: {why}", path.display())),
+            e => e,
+        })
+}
+
+/// Upload what `reader` gives, to its end, under `name` through the node at `node`.
+pub async fn put_reader(
+    node: SocketAddr,
+    reader: impl futures::AsyncRead + Unpin + Send,
+    name: &str,
+    opts: &TransferOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<PutReport, FilesError> {
+    put_stream(lanes(node, opts), reader, None, name, opts, progress).await
+}
+
+/// Upload `bytes` under `name` through the node at `node`.
+pub async fn put_bytes(
+    node: SocketAddr,
+    bytes: &[u8],
+    name: &str,
+    opts: &TransferOptions,
+) -> Result<PutReport, FilesError> {
+    put_reader(node, bytes, name, opts, &|_| {}).await
+}
+
+/// One lane per chunk in flight, each with its own connections.
+fn lanes(node: SocketAddr, opts: &TransferOptions) -> Vec<Lane> {
+    (0..opts.window.max(1))
         .map(|_| Lane::new(node, &opts.network_key))
-        .collect();
+        .collect()
+}
+
+/// Read to the end of `reader`, a chunk at a time, storing at most one chunk per route in
+/// `idle` at once (a sliding window); then the manifest block and the file's record.
+pub(crate) async fn put_stream<R: Route>(
+    mut idle: Vec<R>,
+    mut reader: impl futures::AsyncRead + Unpin,
+    expected: Option<u64>,
+    name: &str,
+    opts: &TransferOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<PutReport, FilesError> {
+    use futures::stream::{FuturesOrdered, StreamExt};
+    check_name(name)?;
+    let identity = opts.identity.as_ref().ok_or(FilesError::NoIdentity)?;
+    let chunk_size = opts.chunk_size.clamp(1, MAX_CHUNK);
+    let k = opts.replicas;
+    let mut eof = false;
     let mut whole = blake3::Hasher::new();
     let mut chunks = Vec::new();
     let mut read = 0u64;
     let mut done = 0u64;
     let mut min_replicas = opts.replicas;
-    let k = opts.replicas;
-    // A sliding window: at most `window` chunks read and in flight at once.
     let mut in_flight = FuturesOrdered::new();
     loop {
         while !eof {
             let Some(mut lane) = idle.pop() else { break };
             let mut buf = vec![0u8; chunk_size as usize];
-            let n = read_full(&mut file, &mut buf).map_err(|e| local(e, path))?;
+            let n = read_full(&mut reader, &mut buf)
+                .await
+                .map_err(|e| FilesError::Local(e.to_string()))?;
             if n < buf.len() {
                 eof = true;
             }
@@ -280,8 +282,9 @@ pub async fn put(
             read += n as u64;
             in_flight.push_back(async move {
                 let h = hash(&buf);
-                let r = lane.store(ItemKey::Chunk(h), &buf, k).await;
-                (lane, h, buf.len() as u64, r)
+                let len = buf.len() as u64;
+                let r = crate::dht::store_item(&mut lane, ItemKey::Chunk(h), buf, k).await;
+                (lane, h, len, r)
             });
         }
         let Some((lane, h, len, r)) = in_flight.next().await else {
@@ -294,10 +297,7 @@ pub async fn put(
         progress(done);
     }
     if expected.is_some_and(|n| n != done) || done != read {
-        return Err(FilesError::Local(format!(
-            "{} changed while reading",
-            path.display()
-        )));
+        return Err(FilesError::Local("changed while it was read".into()));
     }
     let manifest = Manifest {
         name: name.to_string(),
@@ -307,18 +307,16 @@ pub async fn put(
         file_hash: *whole.finalize().as_bytes(),
         uploaded_ms: now_ms(),
     };
-    let mut lane = idle
-        .pop()
-        .unwrap_or_else(|| Lane::new(node, &opts.network_key));
+    let lane = idle.first_mut().ok_or(FilesError::Stopped)?;
     // The manifest is a block; the file's record names it and is what only we can sign.
-    let (block, n) = crate::dht::put_block(&mut lane, encode(&manifest)?, k).await?;
+    let (block, n) = crate::dht::put_block(lane, encode(&manifest)?, k).await?;
     let file = FileRef {
         manifest: block,
         size: manifest.size,
         file_hash: manifest.file_hash,
     };
     let w = crate::dht::write_record(
-        &mut lane,
+        lane,
         identity,
         &file_salt(name),
         Some(encode(&file)?),
@@ -334,10 +332,14 @@ pub async fn put(
     })
 }
 
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+async fn read_full(
+    r: &mut (impl futures::AsyncRead + Unpin),
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    use futures::AsyncReadExt;
     let mut n = 0;
     while n < buf.len() {
-        match r.read(&mut buf[n..])? {
+        match r.read(&mut buf[n..]).await? {
             0 => break,
             k => n += k,
         }
@@ -353,16 +355,25 @@ pub async fn manifest(
     name: &str,
     opts: &TransferOptions,
 ) -> Result<Manifest, FilesError> {
+    manifest_via(&mut Lane::new(node, &opts.network_key), name, opts).await
+}
+
+pub(crate) async fn manifest_via(
+    lane: &mut impl Route,
+    name: &str,
+    opts: &TransferOptions,
+) -> Result<Manifest, FilesError> {
     let (owner, plain) = parse_name(name, opts.identity.as_ref())?;
     let k = opts.replicas;
-    let mut lane = Lane::new(node, &opts.network_key);
     let id = record_id(&owner, &file_salt(plain));
-    let found = crate::dht::fetch_record(&mut lane, id, k).await?;
+    let found = crate::dht::fetch_record(lane, id, k).await?;
     let Some(value) = found.as_ref().and_then(|r| r.value()) else {
         return Err(FilesError::NotFound(name.to_string()));
     };
     let file: FileRef = decode(value).map_err(|_| FilesError::BadManifest)?;
-    let bytes = lane.fetch_chunk(file.manifest, k).await?;
+    let bytes = crate::dht::get_block(lane, file.manifest, k)
+        .await?
+        .ok_or(FilesError::Unavailable)?;
     let m: Manifest = decode(&bytes).map_err(|_| FilesError::BadManifest)?;
     m.validate()?;
     if m.name != plain || m.size != file.size || m.file_hash != file.file_hash {
@@ -508,9 +519,7 @@ async fn download(
     let window = opts.window.max(1);
     let k = opts.replicas;
     let f = std::fs::File::create(tmp).map_err(|e| local(e, tmp))?;
-    let mut idle: Vec<Lane> = (0..window)
-        .map(|_| Lane::new(node, &opts.network_key))
-        .collect();
+    let mut idle = lanes(node, opts);
     // Writing to the file and hashing the whole of it happen on a thread of their own, so
     // that neither holds up the receiving of the next chunks; a few chunks of queue.
     // Written chunks come back as buffers for the next answers: a download then reuses a
@@ -544,12 +553,100 @@ async fn download(
     Ok(())
 }
 
+/// Download `name` (see [`manifest`] for how names are read) into `writer` through the
+/// node at `node`. Every chunk is checked against its hash before it is written; the
+/// whole file's hash is checked at the end, and a mismatch (which the chunk checks make
+/// all but impossible) is `Corrupt`: the writer has the bytes by then, so discard them.
+pub async fn get_writer(
+    node: SocketAddr,
+    name: &str,
+    writer: impl futures::AsyncWrite + Unpin,
+    opts: &TransferOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Manifest, FilesError> {
+    get_stream(lanes(node, opts), name, writer, None, opts, progress).await
+}
+
+/// Download `name` into memory, refusing a file larger than `max` bytes before any byte
+/// is fetched.
+pub async fn get_bytes(
+    node: SocketAddr,
+    name: &str,
+    max: u64,
+    opts: &TransferOptions,
+) -> Result<Vec<u8>, FilesError> {
+    let mut out = Vec::new();
+    get_stream(
+        lanes(node, opts),
+        name,
+        &mut out,
+        Some(max),
+        opts,
+        &|_, _| {},
+    )
+    .await?;
+    Ok(out)
+}
+
+/// [`get_writer`] over any routes (one chunk in flight on each), with an optional
+/// largest size.
+pub(crate) async fn get_stream<R: Route>(
+    mut lanes: Vec<R>,
+    name: &str,
+    mut writer: impl futures::AsyncWrite + Unpin,
+    max: Option<u64>,
+    opts: &TransferOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Manifest, FilesError> {
+    use futures::AsyncWriteExt;
+    let first = lanes.first_mut().ok_or(FilesError::Stopped)?;
+    let m = manifest_via(first, name, opts).await?;
+    if let Some(limit) = max.filter(|&l| m.size > l) {
+        return Err(FilesError::TooLarge {
+            size: m.size,
+            limit,
+        });
+    }
+    let window = lanes.len();
+    let (to_writer, from_fetch) = async_channel::bounded::<Vec<u8>>(4);
+    let (recycle, recycled) = async_channel::bounded::<Vec<u8>>(window + 4);
+    let fetch = async {
+        let r = fetch_in_order(
+            &m,
+            &mut lanes,
+            opts.replicas,
+            &to_writer,
+            &recycled,
+            progress,
+        )
+        .await;
+        to_writer.close();
+        r
+    };
+    let write = async move {
+        let mut whole = blake3::Hasher::new();
+        while let Ok(data) = from_fetch.recv().await {
+            writer.write_all(&data).await?;
+            whole.update(&data);
+            let _ = recycle.try_send(data);
+        }
+        writer.flush().await?;
+        std::io::Result::Ok(*whole.finalize().as_bytes())
+    };
+    let (fetched, written) = futures_lite::future::zip(fetch, write).await;
+    let written = written.map_err(|e| FilesError::Local(e.to_string()))?;
+    if written != m.file_hash || fetched? != m.size {
+        return Err(FilesError::Corrupt);
+    }
+    Ok(m)
+}
+
 /// Fetch the chunks of `m`, one in flight per lane of `idle`, handing them to `out` in
 /// order and reading into the buffers that come back on `recycled`; returns the bytes
 /// handed over.
-async fn fetch_in_order(
+async fn fetch_in_order<R: Route>(
     m: &Manifest,
-    idle: &mut Vec<Lane>,
+    idle: &mut Vec<R>,
     k: u8,
     out: &async_channel::Sender<Vec<u8>>,
     recycled: &async_channel::Receiver<Vec<u8>>,
@@ -565,12 +662,12 @@ async fn fetch_in_order(
         while next < m.chunks.len() {
             let Some(mut lane) = idle.pop() else { break };
             if let Ok(buf) = recycled.try_recv() {
-                lane.spare = buf;
+                lane.recycle(buf);
             }
             let h = m.chunks[next];
             in_flight.push_back(async move {
-                let r = lane.fetch_chunk(h, k).await;
-                (lane, r)
+                let r = crate::dht::get_block(&mut lane, h, k).await;
+                (lane, r.and_then(|d| d.ok_or(FilesError::Unavailable)))
             });
             next += 1;
         }

@@ -919,3 +919,65 @@ fn space_comes_back_after_rm_and_overwrites_and_live_files_stay() {
         }
     });
 }
+
+/// Issue 12: "No way to store bytes." Files from memory and streams, on the local node
+/// (no connection to itself) and through a node from outside.
+#[test]
+fn files_from_bytes_and_streams() {
+    block_on(async {
+        let nodes = ring(3).await;
+        let o = file_opts(&alice());
+        let body = chord_tests::random_bytes(100_000, 11);
+        let rep = nodes[0]
+            .put_bytes("mem.bin", &body, &o)
+            .await
+            .expect("put bytes");
+        assert_eq!(rep.manifest.size, 100_000);
+        assert_eq!(rep.min_replicas, 3);
+        assert_eq!(
+            nodes[2]
+                .get_bytes("mem.bin", 1 << 20, &o)
+                .await
+                .expect("get"),
+            body
+        );
+        assert!(matches!(
+            nodes[2].get_bytes("mem.bin", 99_999, &o).await,
+            Err(FilesError::TooLarge { size: 100_000, .. })
+        ));
+        // A stream in, a stream out.
+        let reader = futures_lite::io::Cursor::new(body.clone());
+        nodes[1]
+            .put_reader("stream.bin", reader, &o, &|_| {})
+            .await
+            .expect("put reader");
+        let mut out = futures_lite::io::Cursor::new(Vec::new());
+        let m = nodes[0]
+            .get_writer("stream.bin", &mut out, &o, &|_, _| {})
+            .await
+            .expect("get writer");
+        assert_eq!(m.size, 100_000);
+        assert_eq!(out.into_inner(), body);
+        // The same from a client, through any node.
+        let at = nodes[1].node().addr();
+        chord_files::transfer::put_bytes(at, b"tiny", "tiny", &o)
+            .await
+            .expect("remote put");
+        assert_eq!(
+            chord_files::transfer::get_bytes(at, "tiny", 10, &o)
+                .await
+                .expect("remote get"),
+            b"tiny"
+        );
+        // An empty file.
+        nodes[0].put_bytes("empty", b"", &o).await.expect("empty");
+        assert!(nodes[1]
+            .get_bytes("empty", 0, &o)
+            .await
+            .expect("get")
+            .is_empty());
+        for n in &nodes {
+            n.node().kill();
+        }
+    });
+}
