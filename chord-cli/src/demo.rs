@@ -11,7 +11,7 @@ use chord_files::transfer::{self, GetOutcome, TransferOptions};
 use chord_files::{FilesConfig, FilesNode, MemoryStore};
 use futures_lite::future::block_on;
 
-use crate::net::{print_ring, ring_consistent, walk_ring};
+use crate::net::{print_ring, walk_ring};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -184,7 +184,7 @@ async fn settled_ring(first: SocketAddr, n: usize) -> Result<Vec<chord_net::wire
     loop {
         let walk = walk_ring(first, None).await;
         match walk {
-            Ok(w) if ring_consistent(&w) && w.len() == n => return Ok(w),
+            Ok(w) if chord_net::ring::is_consistent(&w) && w.len() == n => return Ok(w),
             Ok(w) if start.elapsed() > Duration::from_secs(30) => return Ok(w),
             Err(e) if start.elapsed() > Duration::from_secs(30) => return Err(e),
             _ => {

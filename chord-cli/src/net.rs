@@ -1,6 +1,5 @@
 //! `chord node` and the client commands that talk to a running node.
 
-use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -391,27 +390,20 @@ pub fn leave(at: &NodeAddr) -> Result<()> {
     Ok(())
 }
 
-/// Walk the ring by successors, asking each node for its status.
-/// Walk the ring by successors from `start`, asking each node for its status. Bounded: it
-/// stops on returning to a node already seen, or after 100,000 nodes.
+/// Walk the ring by successors from `start` (see [`chord_net::ring::walk`]), at most
+/// 100,000 nodes; a node that cannot be reached gets the usual hint.
 pub async fn walk_ring(start: SocketAddr, key: Option<&NetworkKey>) -> Result<Vec<Status>> {
-    let mut out: Vec<Status> = Vec::new();
-    let mut seen = HashSet::new();
-    let mut next = start;
-    for _ in 0..100_000 {
-        let mut c = connect(next, key).await?;
-        let s = c.status().await?;
-        if !seen.insert(s.me.id) {
-            break;
-        }
-        let succ = s.successors.first().map(|p| p.addr);
-        out.push(s);
-        match succ {
-            Some(a) => next = a,
-            None => break,
-        }
-    }
-    Ok(out)
+    chord_net::ring::walk(start, key, 100_000)
+        .await
+        .map_err(|e| -> Box<dyn std::error::Error> {
+            match e {
+                chord_net::Error::Connect(addr, _) => Box::new(Hinted {
+                    hint: no_node_hint(addr),
+                    err: e.into(),
+                }),
+                e => e.into(),
+            }
+        })
 }
 
 /// Print a ring walk as `chord ring` does.
@@ -426,7 +418,7 @@ pub fn print_ring(walk: &[Status]) {
     out!(
         "{} node(s), {}",
         walk.len(),
-        if ring_consistent(walk) {
+        if chord_net::ring::is_consistent(walk) {
             "consistent"
         } else {
             "NOT consistent"
@@ -472,7 +464,7 @@ pub fn ring(
         )
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    let consistent = ring_consistent(&walk);
+    let consistent = chord_net::ring::is_consistent(&walk);
     if at.json {
         let nodes: Vec<Value> = walk
             .iter()
@@ -490,30 +482,4 @@ pub fn ring(
         print_ring(&walk);
     }
     Ok(())
-}
-
-/// Every node's successor's predecessor is that node, the walk closes on its start, and it
-/// goes round the identifier circle exactly once.
-pub fn ring_consistent(walk: &[Status]) -> bool {
-    let Some(first) = walk.first() else {
-        return false;
-    };
-    let n = walk.len();
-    if n == 1 {
-        return first.successors.is_empty();
-    }
-    let mut wraps = 0;
-    for (k, s) in walk.iter().enumerate() {
-        let next = &walk[(k + 1) % n];
-        if s.successors.first().map(|p| p.id) != Some(next.me.id) {
-            return false;
-        }
-        if next.predecessor.map(|p| p.id) != Some(s.me.id) {
-            return false;
-        }
-        if next.me.id <= s.me.id {
-            wraps += 1;
-        }
-    }
-    wraps == 1
 }

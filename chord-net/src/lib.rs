@@ -38,13 +38,14 @@ pub mod frame;
 pub mod node;
 pub mod noise;
 mod rate;
+pub mod ring;
 pub mod wire;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The ring's own types, so that an application needs no direct chord-core dependency.
-pub use chord_core::{Event, Id, LookupOutcome, Peer};
+pub use chord_core::{Config, Event, Id, LookupOutcome, Peer};
 pub use client::Client;
 pub use control::ControlToken;
 pub use node::{Node, NodeBuilder, Service};

@@ -44,28 +44,20 @@ pub async fn ring_is_consistent(addrs: &[SocketAddr]) -> bool {
     ring_is_consistent_with(addrs, None).await
 }
 
-/// [`ring_is_consistent`] for a ring that uses a network key.
+/// [`ring_is_consistent`] for a ring that uses a network key: a walk from the first
+/// node ([`chord_net::ring`]) is consistent and meets exactly the nodes at `addrs`.
 pub async fn ring_is_consistent_with(addrs: &[SocketAddr], key: Option<&NetworkKey>) -> bool {
-    let mut ids: Vec<(Id, SocketAddr)> = addrs.iter().map(|a| (Id::for_addr(*a), *a)).collect();
-    ids.sort();
-    for (k, (_, addr)) in ids.iter().enumerate() {
-        let Ok(mut c) = Client::connect_with_key(*addr, Limits::default(), key).await else {
-            return false;
-        };
-        let Ok(s) = c.status().await else {
-            return false;
-        };
-        let next = ids[(k + 1) % ids.len()].0;
-        let prev = ids[(k + ids.len() - 1) % ids.len()].0;
-        let alone = ids.len() == 1 && s.successors.is_empty();
-        if !alone
-            && (s.successors.first().map(|p| p.id) != Some(next)
-                || s.predecessor.map(|p| p.id) != Some(prev))
-        {
-            return false;
-        }
-    }
-    true
+    let Some(first) = addrs.first() else {
+        return false;
+    };
+    let Ok(walk) = chord_net::ring::walk(*first, key, addrs.len() + 1).await else {
+        return false;
+    };
+    let mut met: Vec<SocketAddr> = walk.iter().map(|s| s.me.addr).collect();
+    let mut want = addrs.to_vec();
+    met.sort();
+    want.sort();
+    met == want && chord_net::ring::is_consistent(&walk)
 }
 
 /// Wait up to `limit` for the ring of `addrs` to be consistent; returns how long it took.
