@@ -221,6 +221,26 @@ pub fn printable(name: &str) -> String {
         .collect()
 }
 
+/// What the command line can add to a library error: the flag or command that helps.
+/// (The libraries' messages name no flags: they are used by other programs too.)
+fn hint_for(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    use chord_net::wire::Refusal;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = cur {
+        if let Some(chord_files::FilesError::Exists(_)) = x.downcast_ref() {
+            return Some("use --force to overwrite it");
+        }
+        if let Some(chord_net::noise::KeyError::Format(_)) = x.downcast_ref() {
+            return Some("make a key file with `chord keygen FILE`");
+        }
+        if let Some(Refusal::NetworkKeyRequired) = x.downcast_ref() {
+            return Some("give the ring's key with --network-key FILE (or CHORD_NETWORK_KEY)");
+        }
+        cur = x.source();
+    }
+    None
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -280,6 +300,8 @@ fn main() -> ExitCode {
             }
             if let Some(h) = e.downcast_ref::<net::Hinted>() {
                 eprintln!("hint: {}", h.hint);
+            } else if let Some(h) = hint_for(&*e) {
+                eprintln!("hint: {h}");
             }
             ExitCode::FAILURE
         }

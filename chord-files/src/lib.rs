@@ -87,7 +87,7 @@ pub enum FilesError {
     #[error("no replica of a chunk could be read")]
     Unavailable,
     /// The output exists with other content.
-    #[error("{0} exists and differs (use --force to overwrite)")]
+    #[error("{0} exists and differs")]
     Exists(String),
     /// A local file error.
     #[error("{0}")]

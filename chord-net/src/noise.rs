@@ -52,9 +52,7 @@ pub enum KeyError {
     #[error("cannot read the key file {0}")]
     Read(String, #[source] io::Error),
     /// The file does not hold 64 hexadecimal digits.
-    #[error(
-        "the key file {0} must hold 64 hexadecimal digits (make one with `chord keygen FILE`)"
-    )]
+    #[error("the key file {0} must hold 64 hexadecimal digits")]
     Format(String),
     /// No randomness from the operating system.
     #[error("cannot get random bytes from the operating system")]

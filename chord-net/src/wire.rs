@@ -110,7 +110,7 @@ pub enum Refusal {
     #[error("too many connections")]
     Busy,
     /// The node uses a network key and the other side offered none.
-    #[error("this ring requires a network key (--network-key FILE)")]
+    #[error("this ring requires a network key")]
     NetworkKeyRequired,
     /// The other side offered encryption but the node has no network key.
     #[error("this node does not use a network key; connect without one")]
