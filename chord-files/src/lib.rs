@@ -19,6 +19,7 @@ pub mod dht;
 pub mod manifest;
 pub mod plan;
 pub mod record;
+mod records_db;
 pub mod service;
 pub mod store;
 pub mod transfer;

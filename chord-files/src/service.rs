@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 use crate::manifest::{ItemKey, Manifest};
 use crate::plan::{plan, Holder};
 use crate::record::{now_ms, Record, Version};
-use crate::store::{version, Store, StoreError};
+use crate::store::{stored_version, version, Store, StoreError};
 use crate::{decode, encode, FilesError, SERVICE};
 
 /// Most keys in one `Have` request.
@@ -313,13 +313,16 @@ async fn serve(
             FilesResponse::Have(out)
         }
         FilesRequest::Store { key, data } => {
-            let Some(new) = version(&key, &data) else {
-                return Err(match key {
-                    ItemKey::Record(id) => Record::decode_at(&data, id)
-                        .err()
-                        .unwrap_or(FilesError::BadRecord),
-                    _ => FilesError::Corrupt,
-                });
+            // Checked once, here, on arrival (hash, or signature and position).
+            let new = match key {
+                ItemKey::Record(id) => {
+                    let r = Record::decode_at(&data, id)?;
+                    if r.expired(now_ms()) {
+                        return Err(FilesError::Expired);
+                    }
+                    r.version()
+                }
+                _ => version(&key, &data).ok_or(FilesError::Corrupt)?,
             };
             if let ItemKey::Chunk(_) = key {
                 // Stored (or stored again): a full lease from now.
@@ -327,15 +330,10 @@ async fn serve(
                 store.set_lease(key, lease_end).await.map_err(store_err)?;
                 return Ok(FilesResponse::Stored);
             }
-            if let ItemKey::Record(id) = key {
-                if Record::decode_at(&data, id).is_ok_and(|r| r.expired(now_ms())) {
-                    return Err(FilesError::Expired);
-                }
-            }
             // The highest version wins: keep what is here if it is as new.
             let _guard = locks.lock(&key).await;
             if let Some(old) = store.get(key).await.map_err(store_err)? {
-                if version(&key, &old).is_some_and(|v| v >= new) {
+                if stored_version(&key, &old).is_some_and(|v| v >= new) {
                     return Ok(FilesResponse::Newer(old));
                 }
             }
@@ -396,7 +394,7 @@ async fn serve(
                 let Some(d) = store.get(ItemKey::Record(id)).await.map_err(store_err)? else {
                     continue;
                 };
-                if let Ok(r) = Record::decode_at(&d, id) {
+                if let Ok(r) = Record::decode_stored(&d, id) {
                     if r.salt.starts_with(crate::manifest::FILE_PREFIX) {
                         bytes += d.len();
                         records.push(r);
@@ -480,7 +478,7 @@ async fn held_version(store: &dyn Store, key: ItemKey) -> Result<Option<Version>
     Ok(match key {
         // A chunk has one version; reading it to say so would cost its whole size.
         ItemKey::Chunk(_) => store.has(key).await?.then_some(Version::default()),
-        _ => store.get(key).await?.and_then(|d| version(&key, &d)),
+        _ => store.get(key).await?.and_then(|d| stored_version(&key, &d)),
     })
 }
 
@@ -538,7 +536,7 @@ pub async fn maintain(
             if let ItemKey::Record(rid) = key {
                 let held = store.get(*key).await.map_err(store_err)?;
                 if held
-                    .and_then(|d| Record::decode_at(&d, *rid).ok())
+                    .and_then(|d| Record::decode_stored(&d, *rid).ok())
                     .is_none_or(|x| x.expired(now))
                 {
                     store.delete(*key).await.map_err(store_err)?;
@@ -690,7 +688,7 @@ pub async fn renew_files(
         let Some(d) = store.get(key).await.map_err(store_err)? else {
             continue;
         };
-        let Ok(r) = Record::decode_at(&d, id) else {
+        let Ok(r) = Record::decode_stored(&d, id) else {
             continue;
         };
         let file = r

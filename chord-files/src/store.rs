@@ -35,8 +35,9 @@ pub enum StoreError {
     Io(#[from] io::Error),
 }
 
-/// An item store. Items are verified before `put` is called; `get` must only return bytes
-/// that still verify (a store on disk re-checks them).
+/// An item store. Items are verified before `put` is called (hashes, signatures); `get`
+/// must only return bytes that are intact (a store on disk re-checks a block's hash and a
+/// record's checksum; signatures are not checked again).
 pub trait Store: Send + Sync + 'static {
     /// Store an item, replacing any earlier one.
     fn put(&self, key: ItemKey, data: Vec<u8>) -> BoxFuture<'_, Result<(), StoreError>>;
@@ -74,6 +75,33 @@ pub fn verify(key: &ItemKey, data: &[u8]) -> bool {
         ItemKey::Manifest(_) => false,
         ItemKey::Record(id) => Record::decode_at(data, *id).is_ok(),
     }
+}
+
+/// The version of an item read from this node's own store (checked when it arrived, and
+/// intact: see [`Store::get`]), without checking its signature again.
+pub fn stored_version(key: &ItemKey, data: &[u8]) -> Option<Version> {
+    match key {
+        ItemKey::Chunk(_) => Some(Version::default()),
+        ItemKey::Manifest(_) => None,
+        ItemKey::Record(id) => Record::decode_stored(data, *id).ok().map(|r| r.version()),
+    }
+}
+
+/// A record on disk is followed by the BLAKE3 hash of its bytes, so that a bit flipped on
+/// the disk is caught when it is read without checking its signature again.
+fn seal(mut data: Vec<u8>) -> Vec<u8> {
+    let h = hash(&data);
+    data.extend_from_slice(&h);
+    data
+}
+
+/// The bytes of a sealed record, if intact.
+fn unseal(mut data: Vec<u8>) -> Option<Vec<u8>> {
+    let at = data.len().checked_sub(32)?;
+    (hash(&data[..at])[..] == data[at..]).then(|| {
+        data.truncate(at);
+        data
+    })
 }
 
 /// The version of an item's bytes, to decide which of two copies wins (`None`: the bytes
@@ -224,20 +252,23 @@ impl Store for MemoryStore {
 ///
 /// ```text
 /// DIR/chunks/ab/cd/abcd…(64 hex)      chunk bytes
-/// DIR/manifests/ab/ab…(40 hex)        postcard manifest
-/// DIR/records/ab/ab…(40 hex)          postcard signed record
-/// DIR/tmp/                            writes in progress
+/// DIR/records.redb                    signed records (redb; each sealed with its BLAKE3)
+/// DIR/tmp/                            block writes in progress
 /// ```
 ///
-/// A write goes to `tmp/`, is fsynced, then renamed into place, so a crash leaves either
-/// the old item, the new item, or a stray temporary file (removed at the next start) —
-/// never a partial item. Items are verified again when read; one that no longer matches
-/// its key is deleted and reported absent, so a replica is fetched instead.
+/// A block goes to `tmp/`, is fsynced, renamed into place and its directory fsynced, so a
+/// crash leaves either the old block, the new one, or a stray temporary file (removed at
+/// the next start) — never a partial block. A block's lease is its file's modification
+/// time. Records are small and many: they share one embedded database (redb, in
+/// [`crate::records_db`]'s group commits), durable before the write is acknowledged.
+/// Items are checked again when read (blocks by hash, records by their seal); one that
+/// no longer matches is deleted and reported absent, so a replica is fetched instead.
 pub struct DiskStore {
     dir: PathBuf,
     limit: u64,
     used: AtomicU64,
     seq: AtomicU64,
+    records: crate::records_db::RecordDb,
 }
 
 impl DiskStore {
@@ -249,20 +280,21 @@ impl DiskStore {
                 format!("{} is not a directory", dir.display()),
             )));
         }
-        for sub in ["chunks", "manifests", "records", "tmp"] {
+        for sub in ["chunks", "tmp"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         // Leftovers of writes interrupted by a crash.
         for e in std::fs::read_dir(dir.join("tmp"))? {
             let _ = std::fs::remove_file(e?.path());
         }
+        let (records, mut used) = crate::records_db::RecordDb::open(&dir.join("records.redb"))?;
         let store = DiskStore {
             dir: dir.to_path_buf(),
             limit,
             used: AtomicU64::new(0),
             seq: AtomicU64::new(0),
+            records,
         };
-        let mut used = 0;
         for key in store.scan()? {
             if let Ok(m) = std::fs::metadata(store.path(&key)) {
                 used += m.len();
@@ -282,10 +314,8 @@ impl DiskStore {
                 let x = id.to_string();
                 self.dir.join("manifests").join(&x[..2]).join(x)
             }
-            ItemKey::Record(id) => {
-                let x = id.to_string();
-                self.dir.join("records").join(&x[..2]).join(x)
-            }
+            // Records live in the database; no file of theirs exists.
+            ItemKey::Record(id) => self.dir.join("records.redb.d").join(id.to_string()),
         }
     }
 
@@ -322,15 +352,11 @@ impl DiskStore {
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.parse::<Id>().ok())
         };
-        walk(self.dir.join("manifests"), 1, &mut files)?;
-        out.extend(
-            files
-                .drain(..)
-                .filter_map(|p| named(&p))
-                .map(ItemKey::Manifest),
-        );
-        walk(self.dir.join("records"), 1, &mut files)?;
-        out.extend(files.iter().filter_map(named).map(ItemKey::Record));
+        // Retired unsigned manifests of an older store: listed so that they are dropped.
+        if self.dir.join("manifests").is_dir() {
+            walk(self.dir.join("manifests"), 1, &mut files)?;
+            out.extend(files.iter().filter_map(named).map(ItemKey::Manifest));
+        }
         Ok(out)
     }
 }
@@ -342,6 +368,21 @@ fn hex_decode(s: &str, out: &mut [u8]) -> bool {
 impl Store for DiskStore {
     fn put(&self, key: ItemKey, data: Vec<u8>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            if let ItemKey::Record(id) = key {
+                let data = seal(data);
+                let len = data.len() as u64;
+                reserve(&self.used, self.limit, len)?;
+                return match self.records.put(id, data).await {
+                    Ok(old) => {
+                        release(&self.used, old);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        release(&self.used, len);
+                        Err(e.into())
+                    }
+                };
+            }
             let path = self.path(&key);
             let len = data.len() as u64;
             // Reserved before writing; what a replaced copy held is given back after.
@@ -360,7 +401,12 @@ impl Store for DiskStore {
                     let mut f = std::fs::File::create(&tmp)?;
                     f.write_all(&data)?;
                     f.sync_all()?;
-                    std::fs::rename(&tmp, &path)
+                    std::fs::rename(&tmp, &path)?;
+                    // The rename itself survives a crash only once its directory is synced.
+                    match path.parent() {
+                        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+                        None => Ok(()),
+                    }
                 };
                 let r = write();
                 if r.is_err() {
@@ -383,6 +429,19 @@ impl Store for DiskStore {
 
     fn get(&self, key: ItemKey) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
         Box::pin(async move {
+            if let ItemKey::Record(id) = key {
+                let Some(d) = self.records.get(id)? else {
+                    return Ok(None);
+                };
+                return match unseal(d).filter(|d| Record::decode_stored(d, id).is_ok()) {
+                    Some(d) => Ok(Some(d)),
+                    None => {
+                        tracing::warn!(?key, "stored record is corrupt: dropped");
+                        self.delete(key).await?;
+                        Ok(None)
+                    }
+                };
+            }
             let path = self.path(&key);
             // Read and verify off the async thread: hashing a chunk takes a while.
             let data = blocking::unblock(move || match std::fs::read(&path) {
@@ -407,11 +466,21 @@ impl Store for DiskStore {
     }
 
     fn has(&self, key: ItemKey) -> BoxFuture<'_, Result<bool, StoreError>> {
-        Box::pin(async move { Ok(self.path(&key).is_file()) })
+        Box::pin(async move {
+            match key {
+                ItemKey::Record(id) => Ok(self.records.has(id)?),
+                _ => Ok(self.path(&key).is_file()),
+            }
+        })
     }
 
     fn delete(&self, key: ItemKey) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            if let ItemKey::Record(id) = key {
+                let old = self.records.delete(id).await?;
+                release(&self.used, old);
+                return Ok(());
+            }
             let path = self.path(&key);
             if let Ok(m) = std::fs::metadata(&path) {
                 std::fs::remove_file(&path)?;
@@ -422,7 +491,11 @@ impl Store for DiskStore {
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<ItemKey>, StoreError>> {
-        Box::pin(async move { Ok(self.scan()?) })
+        Box::pin(async move {
+            let mut keys = self.scan()?;
+            keys.extend(self.records.ids()?.into_iter().map(ItemKey::Record));
+            Ok(keys)
+        })
     }
 
     fn used(&self) -> u64 {
@@ -521,6 +594,30 @@ mod tests {
         drop(s);
         let reopened = DiskStore::open(dir.path(), 10 << 20).expect("reopen");
         assert_eq!(reopened.used(), 10 << 20, "what is on disk agrees");
+    }
+
+    /// Records are checked once, when they arrive; on disk a checksum catches corruption
+    /// without checking the signature again.
+    #[test]
+    fn a_corrupt_record_on_disk_is_dropped() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = DiskStore::open(dir.path(), 1 << 20).expect("open");
+        let r = crate::Identity::from_seed([1; 32])
+            .sign(b"k", 1, Some(b"value".to_vec()), None)
+            .expect("sign");
+        let key = ItemKey::Record(r.id());
+        let bytes = crate::encode(&r).expect("enc");
+        block_on(async {
+            s.put(key, bytes.clone()).await.expect("put");
+            assert_eq!(s.get(key).await.expect("get"), Some(bytes.clone()));
+            // A bit flipped inside the value, under the seal.
+            let mut raw = s.records.get(r.id()).expect("raw").expect("held");
+            let at = raw.len() - 40;
+            raw[at] ^= 1;
+            s.records.put(r.id(), raw).await.expect("write");
+            assert_eq!(s.get(key).await.expect("get"), None);
+            assert!(!s.has(key).await.expect("has"), "dropped");
+        });
     }
 
     #[test]

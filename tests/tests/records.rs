@@ -981,3 +981,122 @@ fn files_from_bytes_and_streams() {
         }
     });
 }
+
+/// Issue 12's record benchmark (ignored; release):
+/// `cargo test --release -p chord-tests --test records -- --ignored --nocapture record_throughput`.
+/// Five in-process nodes on disk (every record fsynced), k = 3, 16 concurrent clients
+/// (threads, each with its own connections) through one node: puts (each a read of the
+/// current version, then a signed write to 3 holders), then gets (3 holders asked);
+/// ops/s and p50/p99, and a plain status round trip as the floor.
+///
+/// Run twice: with the default limits, where every client on 127.0.0.1 shares one
+/// address's request budget (2,000 requests/s per node, `Limits::client_rate_per_ip`),
+/// and with client rates raised, to measure the record path itself.
+#[test]
+#[ignore]
+fn record_throughput() {
+    for raised in [false, true] {
+        let what = if raised { "raised" } else { "default" };
+        println!("-- client rate limits {what}");
+        record_throughput_with(raised);
+    }
+}
+
+fn record_throughput_with(raised: bool) {
+    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().expect("tmp")).collect();
+    let mut limits = chord_net::Limits::default();
+    if raised {
+        limits.client_rate_per_conn = 1e9;
+        limits.client_burst_per_conn = 1e9;
+        limits.client_rate_per_ip = 1e9;
+        limits.client_burst_per_ip = 1e9;
+    }
+    let nodes = block_on(async {
+        let mut nodes: Vec<FilesNode> = Vec::new();
+        for (i, d) in dirs.iter().enumerate() {
+            let mut b = chord_net::Node::builder()
+                .listen(any_port())
+                .config(fast_config())
+                .limits(limits.clone());
+            if i > 0 {
+                b = b.join(nodes[0].node().addr());
+            }
+            let store: Arc<dyn Store> = Arc::new(DiskStore::open(d.path(), 1 << 30).expect("open"));
+            nodes.push(FilesNode::start(b, store, cfg()).await.expect("start"));
+        }
+        settle(&nodes.iter().collect::<Vec<_>>()).await;
+        nodes
+    });
+    let at = nodes[0].node().addr();
+    let clients = 16;
+    let per_client = 250;
+    let pct = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+    };
+    let run = |what: &str, op: &(dyn Fn(&mut RemoteDht, &Identity, usize) + Sync)| {
+        let start = Instant::now();
+        let mut all: Vec<Duration> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..clients)
+                .map(|c| {
+                    s.spawn(move || {
+                        let mut dht = RemoteDht::new(at, &TransferOptions::default());
+                        let me = Identity::from_seed([c as u8 + 1; 32]);
+                        let mut lat = Vec::with_capacity(per_client);
+                        for i in 0..per_client {
+                            let t = Instant::now();
+                            op(&mut dht, &me, i);
+                            lat.push(t.elapsed());
+                        }
+                        lat
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .flat_map(|h| h.join().expect("client"))
+                .collect()
+        });
+        let secs = start.elapsed().as_secs_f64();
+        let n = all.len();
+        println!(
+            "{what}: {n} ops in {secs:.2} s = {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms",
+            n as f64 / secs,
+            pct(&mut all, 0.5).as_secs_f64() * 1e3,
+            pct(&mut all, 0.99).as_secs_f64() * 1e3
+        );
+    };
+    // The floor: a status round trip to the node the clients use.
+    run("status (floor)", &|_dht, _me, _i| {
+        block_on(async {
+            let mut c = chord_net::Client::connect(at).await.expect("connect");
+            c.status().await.expect("status");
+        });
+    });
+    let mut pings = Vec::new();
+    block_on(async {
+        let mut c = chord_net::Client::connect(at).await.expect("connect");
+        for _ in 0..2000 {
+            let t = Instant::now();
+            c.status().await.expect("status");
+            pings.push(t.elapsed());
+        }
+    });
+    println!(
+        "status on one kept connection: p50 {:.3} ms, p99 {:.3} ms",
+        pct(&mut pings, 0.5).as_secs_f64() * 1e3,
+        pct(&mut pings, 0.99).as_secs_f64() * 1e3
+    );
+    run("put_record (durable)", &|dht, me, i| {
+        let key = format!("key-{}", i % 50);
+        block_on(dht.put_record(me, key.as_bytes(), vec![7; 100], WriteOptions::default()))
+            .expect("put");
+    });
+    run("get_record", &|dht, me, i| {
+        let key = format!("key-{}", i % 50);
+        let got = block_on(dht.get_record(&me.public_key(), key.as_bytes())).expect("get");
+        assert!(got.is_some());
+    });
+    for n in &nodes {
+        n.node().kill();
+    }
+}
