@@ -18,6 +18,10 @@ const RECORDS: TableDefinition<&[u8; 20], &[u8]> = TableDefinition::new("records
 /// Most writes committed in one transaction.
 const BATCH: usize = 512;
 
+/// redb's page cache (its default is 1 GiB): a node's memory must stay bounded whatever
+/// it stores; the operating system's page cache still holds what is read often.
+const CACHE: usize = 32 << 20;
+
 enum Op {
     Put([u8; 20], Vec<u8>),
     Delete([u8; 20]),
@@ -54,7 +58,7 @@ impl RecordDb {
         // process lets go of it once the node's threads are done: wait a little for that.
         let mut tries = 0;
         let db = loop {
-            match Database::create(path) {
+            match Database::builder().set_cache_size(CACHE).create(path) {
                 Ok(db) => break Arc::new(db),
                 Err(redb::DatabaseError::DatabaseAlreadyOpen) if tries < 50 => {
                     tries += 1;

@@ -482,6 +482,23 @@ async fn held_version(store: &dyn Store, key: ItemKey) -> Result<Option<Version>
     })
 }
 
+/// Where the run of `keys` (sorted by ring position) that starts at `i` and shares the
+/// holders of `keys[i]`, whose owner is `owner`, ends: the items up to the owner's id, at
+/// most [`MAX_HAVE`] of them.
+fn run_end(keys: &[ItemKey], i: usize, owner: Id) -> usize {
+    let id = keys[i].ring_id();
+    let mut j = i + 1;
+    while j < keys.len() && j - i < MAX_HAVE {
+        let x = keys[j].ring_id();
+        if x == id || (owner != id && x.in_half_open(id, owner)) {
+            j += 1;
+        } else {
+            break;
+        }
+    }
+    j
+}
+
 /// One maintenance pass over the items held here. With `leaving`, this node counts as
 /// gone: everything is pushed to the others and nothing is dropped (the caller stops).
 /// Records that have expired are forgotten. What to send and drop is decided by
@@ -521,15 +538,9 @@ pub async fn maintain(
         };
         let owner = holders[0].id;
         // Items from here up to the owner's id share its replica set.
-        let mut j = i + 1;
-        while j < keys.len() {
-            let x = keys[j].ring_id();
-            if x == id || (owner != id && x.in_half_open(id, owner)) {
-                j += 1;
-            } else {
-                break;
-            }
-        }
+        // At most MAX_HAVE at a time: a node's memory for a pass stays bounded however
+        // many items one range holds.
+        let j = run_end(&keys, i, owner);
         let mut group = Vec::with_capacity(j - i);
         let mut mine = Vec::with_capacity(j - i);
         for key in &keys[i..j] {
@@ -725,15 +736,7 @@ pub async fn renew_files(
         let id = keys[i].ring_id();
         let (_, holders) = locate(node, id, k).await?;
         let owner = holders[0].id;
-        let mut j = i + 1;
-        while j < keys.len() && j - i < MAX_HAVE {
-            let x = keys[j].ring_id();
-            if x == id || (owner != id && x.in_half_open(id, owner)) {
-                j += 1;
-            } else {
-                break;
-            }
-        }
+        let j = run_end(&keys, i, owner);
         let req = FilesRequest::Renew {
             keys: keys[i..j].to_vec(),
             until_ms: until,

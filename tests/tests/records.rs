@@ -1100,3 +1100,77 @@ fn record_throughput_with(raised: bool) {
         n.node().kill();
     }
 }
+
+/// Issue 12's store benchmark (ignored; release):
+/// `cargo test --release -p chord-tests --test records -- --ignored --nocapture a_million_records`.
+/// 10^6 signed records of 100 bytes into one node's disk store (as its service would
+/// store them, 64 writers at once), then the node started on that store and one
+/// maintenance pass run over them: disk bytes per record, and the process's peak RSS.
+#[test]
+#[ignore]
+fn a_million_records() {
+    let n: u32 = std::env::var("CHORD_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Arc::new(DiskStore::open(dir.path(), u64::MAX).expect("open"));
+    let me = alice();
+    let start = Instant::now();
+    // Signed on two threads, stored through 64 concurrent writes.
+    let (tx, rx) = async_channel::bounded::<(ItemKey, Vec<u8>)>(4096);
+    std::thread::scope(|s| {
+        for t in 0..2u32 {
+            let (tx, me) = (tx.clone(), me.clone());
+            s.spawn(move || {
+                for i in (t..n).step_by(2) {
+                    let r = me
+                        .sign(format!("k{i}").as_bytes(), 1, Some(vec![7; 100]), None)
+                        .expect("sign");
+                    let item = (ItemKey::Record(r.id()), encode(&r).expect("enc"));
+                    if tx.send_blocking(item).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        block_on(futures::future::join_all((0..64).map(|_| {
+            let (rx, store) = (rx.clone(), store.clone());
+            async move {
+                while let Ok((k, d)) = rx.recv().await {
+                    store.put(k, d).await.expect("put");
+                }
+            }
+        })));
+    });
+    let wrote = start.elapsed();
+    let file = std::fs::metadata(dir.path().join("records.redb"))
+        .expect("db")
+        .len();
+    println!(
+        "{n} records stored in {:.1} s ({:.0}/s); records.redb {} MiB = {:.0} bytes per record (record {} bytes encoded)",
+        wrote.as_secs_f64(),
+        f64::from(n) / wrote.as_secs_f64(),
+        file >> 20,
+        file as f64 / f64::from(n),
+        encode(&me.sign(b"k0", 1, Some(vec![7; 100]), None).expect("s")).expect("e").len()
+    );
+    println!(
+        "after loading: process RSS {} MiB, peak {} MiB",
+        chord_tests::proc_status_kib(std::process::id(), "VmRSS") >> 10,
+        chord_tests::proc_status_kib(std::process::id(), "VmHWM") >> 10
+    );
+    let node = block_on(start_with(any_port(), None, store.clone(), cfg()));
+    let t = Instant::now();
+    let r = block_on(node.repair()).expect("repair");
+    println!(
+        "one maintenance pass over {} items: {:.1} s",
+        r.items,
+        t.elapsed().as_secs_f64()
+    );
+    let rss = chord_tests::proc_status_kib(std::process::id(), "VmRSS");
+    let peak = chord_tests::proc_status_kib(std::process::id(), "VmHWM");
+    println!("process RSS now {} MiB, peak {} MiB", rss >> 10, peak >> 10);
+    node.kill();
+}
