@@ -406,3 +406,9 @@ impl FilesNode {
         }
     }
 }
+
+/// The README's Rust examples, compiled (and run, unless marked `no_run`) as doctests so
+/// they stay true. Here rather than in chord-net: they use chord-files too.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -211,8 +211,3 @@ pub enum Error {
     #[error("{0} sent an unexpected answer")]
     Unexpected(SocketAddr),
 }
-
-/// The README's Rust examples, compiled and run as doctests so they stay true.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;

@@ -425,7 +425,10 @@ fn memory_transfer_throughput() {
         let nodes = ring(5).await;
         let src = dir.path().join("f");
         std::fs::write(&src, data(256 << 20, 9)).expect("write");
-        let o = TransferOptions::default();
+        let o = TransferOptions {
+            identity: Some(me()),
+            ..TransferOptions::default()
+        };
         let at = nodes[0].node().addr();
         let (mut puts, mut gets) = (Vec::new(), Vec::new());
         for round in 0..5 {
