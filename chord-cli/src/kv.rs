@@ -22,7 +22,7 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 pub const EXAMPLES: &str = "Examples:
   chord kv put color blue
   echo -n 'from a pipe' | chord kv put note -
-  chord kv put color green --expect 1      # only if the record is still at sequence 1
+  chord kv put color green --expect SEQ    # only if nobody wrote since SEQ (kv get --json)
   chord kv get color
   chord kv get color --owner 3b6a27bc…     # someone else's record (see `chord id`)
   chord kv rm color

@@ -264,11 +264,14 @@ pub(crate) async fn fetch_record(
     Ok(best)
 }
 
-/// Store a signed record on its `k` holders; returns how many hold it (or a newer one
-/// that is the same version). A newer version found on any holder is a `Conflict`.
+/// Store a signed record on its `k` holders; returns how many hold it (or the same
+/// version). A different version that a holder keeps instead is a `Conflict`. With
+/// `expect` (a compare-and-swap), holders refuse if the record moved past what the writer
+/// saw, so that of two writers expecting the same sequence at most one hears it won.
 pub(crate) async fn store_record(
     route: &mut impl Route,
     record: &Record,
+    expect: Option<Option<u64>>,
     k: u8,
 ) -> Result<u8, FilesError> {
     let id = record.id();
@@ -278,25 +281,38 @@ pub(crate) async fn store_record(
     let mut newer: Option<u64> = None;
     let mut last = None;
     for p in route.locate(id, k, false).await? {
-        let req = FilesRequest::Store {
-            key,
-            data: data.clone(),
+        let req = match expect {
+            Some(expect) => FilesRequest::StoreIf {
+                key,
+                data: data.clone(),
+                expect,
+            },
+            None => FilesRequest::Store {
+                key,
+                data: data.clone(),
+            },
         };
         match route.ask(p.addr, &req).await {
             Ok(FilesResponse::Stored) => stored += 1,
             Ok(FilesResponse::Newer(d)) => match Record::decode_at(&d, id) {
                 Ok(r) if r.version() == record.version() => stored += 1,
-                Ok(r) if r.version() > record.version() => newer = newer.max(Some(r.seq)),
+                Ok(r) if r.version() > record.version() || expect.is_some() => {
+                    newer = newer.max(Some(r.seq));
+                }
                 _ => last = Some(FilesError::BadAnswer),
             },
             Ok(other) => last = Some(unexpected(other)),
+            Err(e @ FilesError::Conflict { .. }) => {
+                newer = newer.or(Some(0));
+                last = Some(e);
+            }
             Err(e) => last = Some(e),
         }
     }
     if let Some(found) = newer {
         return Err(FilesError::Conflict {
-            expected: Some(record.seq),
-            found: Some(found),
+            expected: expect.unwrap_or(Some(record.seq)),
+            found: Some(found).filter(|&f| f > 0),
         });
     }
     match (stored, last) {
@@ -328,12 +344,16 @@ pub(crate) async fn write_record(
             });
         }
     }
-    let seq = current.map_or(1, |r| r.seq + 1);
+    // The next sequence, and at least the time in milliseconds: after a tombstone has
+    // expired and been forgotten, a new write still outranks every version signed before
+    // it (a stranger replaying an old signed version cannot bring it back). The order is
+    // still the sequence's, never the clock's: a clock that is behind only means +1.
+    let seq = current.map_or(1, |r| r.seq + 1).max(now_ms());
     if seq > MAX_SEQ {
         return Err(FilesError::BadRecord);
     }
     let record = identity.sign(salt, seq, value, opts.expires_ms)?;
-    let replicas = store_record(route, &record, k).await?;
+    let replicas = store_record(route, &record, opts.expect, k).await?;
     Ok(Written { seq, replicas })
 }
 
@@ -463,6 +483,6 @@ impl RemoteDht {
 
     /// Store a record someone signed (it is checked by every holder).
     pub async fn store_record(&mut self, record: &Record) -> Result<u8, FilesError> {
-        store_record(&mut self.lane, record, self.replicas).await
+        store_record(&mut self.lane, record, None, self.replicas).await
     }
 }

@@ -328,7 +328,7 @@ impl FilesNode {
 
     /// Store a record signed elsewhere (every holder checks it).
     pub async fn store_record(&self, record: &Record) -> Result<u8, FilesError> {
-        dht::store_record(&mut dht::Local(&self.node), record, self.cfg.replicas).await
+        dht::store_record(&mut dht::Local(&self.node), record, None, self.cfg.replicas).await
     }
 
     /// Routes for a transfer from this node: one per chunk in flight, all calls made by

@@ -102,6 +102,18 @@ pub enum FilesRequest {
         /// The sender's lease end, in milliseconds since the Unix epoch.
         until_ms: u64,
     },
+    /// Store a record only if the live sequence held here is `expect` (`None`: no live
+    /// record): a compare-and-swap that the holders enforce, so that of two writers
+    /// expecting the same sequence at most one is told it won.
+    StoreIf {
+        /// The record's key.
+        key: ItemKey,
+        /// Its bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        /// The live sequence the writer saw.
+        expect: Option<u64>,
+    },
 }
 
 /// The answer of the files service.
@@ -179,7 +191,7 @@ impl FilesResponse {
 /// The files service of one node.
 pub struct FilesService {
     store: Arc<dyn Store>,
-    locks: Arc<Locks>,
+    locks: Arc<crate::store::Locks>,
     lease: Duration,
 }
 
@@ -194,26 +206,9 @@ impl FilesService {
     pub fn with_lease(store: Arc<dyn Store>, lease: Duration) -> FilesService {
         FilesService {
             store,
-            locks: Arc::new(Locks::default()),
+            locks: Arc::new(crate::store::Locks::default()),
             lease,
         }
-    }
-}
-
-/// Serialises the compare-then-write of versioned items (manifests, records) by key, so
-/// that two concurrent stores of one key cannot leave the older version in place.
-struct Locks([futures::lock::Mutex<()>; 64]);
-
-impl Default for Locks {
-    fn default() -> Locks {
-        Locks(std::array::from_fn(|_| futures::lock::Mutex::new(())))
-    }
-}
-
-impl Locks {
-    async fn lock(&self, key: &ItemKey) -> futures::lock::MutexGuard<'_, ()> {
-        let b = key.ring_id().0;
-        self.0[usize::from(b[19]) % self.0.len()].lock().await
     }
 }
 
@@ -255,7 +250,7 @@ fn store_err(e: StoreError) -> FilesError {
 async fn serve(
     node: &Node,
     store: &dyn Store,
-    locks: &Locks,
+    locks: &crate::store::Locks,
     lease: Duration,
     req: FilesRequest,
 ) -> Result<FilesResponse, FilesError> {
@@ -282,13 +277,17 @@ async fn serve(
             if matches!(key, ItemKey::Chunk(_)) && until_ms < now_ms() {
                 return Err(FilesError::Expired);
             }
+            let before = match key {
+                ItemKey::Chunk(_) => store.lease(key).await.map_err(store_err)?,
+                _ => None,
+            };
             let req = FilesRequest::Store { key, data };
             let r = Box::pin(serve(node, store, locks, lease, req)).await?;
             if let ItemKey::Chunk(_) = key {
-                store
-                    .set_lease(key, until_ms.min(lease_end))
-                    .await
-                    .map_err(store_err)?;
+                // A lease only grows: a copy sent with a short lease never cuts the lease
+                // of a block held here already.
+                let until = until_ms.min(lease_end).max(before.unwrap_or(0));
+                store.set_lease(key, until).await.map_err(store_err)?;
             }
             r
         }
@@ -312,33 +311,14 @@ async fn serve(
             }
             FilesResponse::Have(out)
         }
+        FilesRequest::StoreIf { key, data, expect } => {
+            if !matches!(key, ItemKey::Record(_)) {
+                return Err(FilesError::BadRequest);
+            }
+            store_here(store, locks, lease_end, key, data, Some(expect)).await?
+        }
         FilesRequest::Store { key, data } => {
-            // Checked once, here, on arrival (hash, or signature and position).
-            let new = match key {
-                ItemKey::Record(id) => {
-                    let r = Record::decode_at(&data, id)?;
-                    if r.expired(now_ms()) {
-                        return Err(FilesError::Expired);
-                    }
-                    r.version()
-                }
-                _ => version(&key, &data).ok_or(FilesError::Corrupt)?,
-            };
-            if let ItemKey::Chunk(_) = key {
-                // Stored (or stored again): a full lease from now.
-                store.put(key, data).await.map_err(store_err)?;
-                store.set_lease(key, lease_end).await.map_err(store_err)?;
-                return Ok(FilesResponse::Stored);
-            }
-            // The highest version wins: keep what is here if it is as new.
-            let _guard = locks.lock(&key).await;
-            if let Some(old) = store.get(key).await.map_err(store_err)? {
-                if stored_version(&key, &old).is_some_and(|v| v >= new) {
-                    return Ok(FilesResponse::Newer(old));
-                }
-            }
-            store.put(key, data).await.map_err(store_err)?;
-            FilesResponse::Stored
+            store_here(store, locks, lease_end, key, data, None).await?
         }
         FilesRequest::Fetch { key } => match store.get(key).await.map_err(store_err)? {
             Some(d) => FilesResponse::Data(d),
@@ -354,14 +334,12 @@ async fn serve(
             }
             FilesResponse::Have(out)
         }
-        FilesRequest::Remove { key } => {
-            if let ItemKey::Record(_) = key {
-                return Err(FilesError::NotAllowed(
-                    "a record is removed by a tombstone its owner signs".into(),
-                ));
-            }
-            store.delete(key).await.map_err(store_err)?;
-            FilesResponse::Removed
+        FilesRequest::Remove { .. } => {
+            // Nobody may remove an item on request: a record goes by its owner's tombstone,
+            // a block when no live file renews its lease.
+            return Err(FilesError::NotAllowed(
+                "items are removed by tombstones (records) and expiring leases (blocks)".into(),
+            ));
         }
         FilesRequest::Versions { keys } => {
             if keys.len() > MAX_HAVE {
@@ -420,6 +398,67 @@ async fn serve(
             }
         }
     })
+}
+
+/// Store an item here: checked once, on arrival (a block's hash; a record's signature,
+/// position and expiry); a record only if it is newer than the one held (else `Newer`
+/// with the held one), and with `expect`, only if the live sequence held is that one
+/// (a compare-and-swap the holders enforce: check and write under one lock).
+async fn store_here(
+    store: &dyn Store,
+    locks: &crate::store::Locks,
+    lease_end: u64,
+    key: ItemKey,
+    data: Vec<u8>,
+    expect: Option<Option<u64>>,
+) -> Result<FilesResponse, FilesError> {
+    let new = match key {
+        ItemKey::Record(id) => {
+            let r = Record::decode_at(&data, id)?;
+            if r.expired(now_ms()) {
+                return Err(FilesError::Expired);
+            }
+            r.version()
+        }
+        _ => version(&key, &data).ok_or(FilesError::Corrupt)?,
+    };
+    if let ItemKey::Chunk(_) = key {
+        // Stored (or stored again): a full lease from now.
+        store.put(key, data).await.map_err(store_err)?;
+        store.set_lease(key, lease_end).await.map_err(store_err)?;
+        return Ok(FilesResponse::Stored);
+    }
+    let _guard = locks.lock(&key).await;
+    let held = store.get(key).await.map_err(store_err)?;
+    if let (Some(expect), ItemKey::Record(id)) = (expect, key) {
+        // Refused if written since the writer looked: a live record where it saw none,
+        // or any version above the sequence it saw. A holder that lags behind what the
+        // writer saw elsewhere does not refuse.
+        let here = held
+            .as_ref()
+            .and_then(|d| Record::decode_stored(d, id).ok());
+        let moved = match expect {
+            None => here.as_ref().is_some_and(|r| !r.is_tombstone()),
+            Some(seen) => here.as_ref().is_some_and(|r| r.seq > seen),
+        };
+        if moved {
+            return match held {
+                Some(d) => Ok(FilesResponse::Newer(d)),
+                None => Err(FilesError::Conflict {
+                    expected: expect,
+                    found: None,
+                }),
+            };
+        }
+    }
+    // The highest version wins: keep what is here if it is as new.
+    if let Some(old) = held {
+        if stored_version(&key, &old).is_some_and(|v| v >= new) {
+            return Ok(FilesResponse::Newer(old));
+        }
+    }
+    store.put(key, data).await.map_err(store_err)?;
+    Ok(FilesResponse::Stored)
 }
 
 /// The `k` nodes that should hold ring position `id` (distinct hosts, owner first), and
@@ -601,6 +640,18 @@ pub async fn maintain(
             });
         }
         let todo = plan(me, &mine, &said, usize::from(k), leaving);
+        if leaving {
+            // An item no other holder has and nobody is to be sent (no other node left,
+            // or none answered) is lost with this node: say so.
+            for (n, v) in mine.iter().enumerate() {
+                let kept = said
+                    .iter()
+                    .any(|h| h.addr != me && h.said[n].flatten().is_some_and(|x| x >= *v));
+                if !kept && !todo.send.iter().any(|(m, _)| *m == n) {
+                    r.failed += 1;
+                }
+            }
+        }
         let mut failed = vec![false; group.len()];
         let mut data: Option<(usize, Vec<u8>)> = None;
         for (n, to) in todo.send {

@@ -151,6 +151,23 @@ fn release(used: &AtomicU64, n: u64) {
     });
 }
 
+/// Serialises the compare-then-write of versioned items (manifests, records) by key, so
+/// that two concurrent stores of one key cannot leave the older version in place.
+pub(crate) struct Locks([futures::lock::Mutex<()>; 64]);
+
+impl Default for Locks {
+    fn default() -> Locks {
+        Locks(std::array::from_fn(|_| futures::lock::Mutex::new(())))
+    }
+}
+
+impl Locks {
+    pub(crate) async fn lock(&self, key: &ItemKey) -> futures::lock::MutexGuard<'_, ()> {
+        let b = key.ring_id().0;
+        self.0[usize::from(b[19]) % self.0.len()].lock().await
+    }
+}
+
 /// Items in memory (tests, or caches).
 pub struct MemoryStore {
     items: Mutex<HashMap<ItemKey, Arc<Vec<u8>>>>,
@@ -269,6 +286,8 @@ pub struct DiskStore {
     used: AtomicU64,
     seq: AtomicU64,
     records: crate::records_db::RecordDb,
+    /// A block's write or delete and the count of its bytes, one at a time per key.
+    locks: Locks,
 }
 
 impl DiskStore {
@@ -294,6 +313,7 @@ impl DiskStore {
             used: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             records,
+            locks: Locks::default(),
         };
         for key in store.scan()? {
             if let Ok(m) = std::fs::metadata(store.path(&key)) {
@@ -385,8 +405,10 @@ impl Store for DiskStore {
             }
             let path = self.path(&key);
             let len = data.len() as u64;
-            // Reserved before writing; what a replaced copy held is given back after.
+            // Reserved before writing; what a replaced copy held is given back after, and
+            // read under the key's lock so that concurrent writes count it once.
             reserve(&self.used, self.limit, len)?;
+            let _guard = self.locks.lock(&key).await;
             let old = std::fs::metadata(&path).map_or(0, |m| m.len());
             let tmp = self.dir.join("tmp").join(format!(
                 "{}-{}",
@@ -482,6 +504,7 @@ impl Store for DiskStore {
                 return Ok(());
             }
             let path = self.path(&key);
+            let _guard = self.locks.lock(&key).await;
             if let Ok(m) = std::fs::metadata(&path) {
                 std::fs::remove_file(&path)?;
                 release(&self.used, m.len());
@@ -618,6 +641,24 @@ mod tests {
             assert_eq!(s.get(key).await.expect("get"), None);
             assert!(!s.has(key).await.expect("has"), "dropped");
         });
+    }
+
+    /// Review finding: eight concurrent stores of one block counted it eight times (and
+    /// its delete then left 7 MiB counted): a stranger could make a store "full".
+    #[test]
+    fn concurrent_writes_of_one_block_count_it_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = DiskStore::open(dir.path(), 100 << 20).expect("open");
+        let c = vec![5u8; 1 << 20];
+        let key = ItemKey::Chunk(hash(&c));
+        block_on(futures::future::join_all(
+            (0..8).map(|_| s.put(key, c.clone())),
+        ))
+        .into_iter()
+        .for_each(|r| r.expect("put"));
+        assert_eq!(s.used(), 1 << 20);
+        block_on(s.delete(key)).expect("delete");
+        assert_eq!(s.used(), 0);
     }
 
     #[test]

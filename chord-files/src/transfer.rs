@@ -634,8 +634,10 @@ pub(crate) async fn get_stream<R: Route>(
         std::io::Result::Ok(*whole.finalize().as_bytes())
     };
     let (fetched, written) = futures_lite::future::zip(fetch, write).await;
+    // A fetch that failed says why (the writer then saw only a closed channel).
+    let fetched = fetched?;
     let written = written.map_err(|e| FilesError::Local(e.to_string()))?;
-    if written != m.file_hash || fetched? != m.size {
+    if written != m.file_hash || fetched != m.size {
         return Err(FilesError::Corrupt);
     }
     Ok(m)
