@@ -230,6 +230,11 @@ fn hint_for(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
         if let Some(chord_files::FilesError::Exists(_)) = x.downcast_ref() {
             return Some("use --force to overwrite it");
         }
+        if let Some(chord_files::FilesError::NotFound(_)) = x.downcast_ref() {
+            return Some(
+                "a plain NAME is a file of your identity (`chord id`); another user's is OWNER/NAME, the \"link\" of `chord ls --json`",
+            );
+        }
         if let Some(chord_net::noise::KeyError::Format(_)) = x.downcast_ref() {
             return Some("make a key file with `chord keygen FILE`");
         }

@@ -634,6 +634,25 @@ pub async fn maintain(
                     }
                 }
             }
+            // A claim of a newer record than ours decides that ours goes (or is not
+            // sent): believed only once the record is fetched and its signature checks.
+            // A holder that claims what it cannot show counts as not answering.
+            for (n, key) in group.iter().enumerate() {
+                let ItemKey::Record(rid) = *key else { continue };
+                let Some(Some(claim)) = v[n] else { continue };
+                if claim <= mine[n] {
+                    continue;
+                }
+                let shown = match ask(node, h.addr, &FilesRequest::Fetch { key: *key }).await {
+                    Err(FilesError::Stopped) => return Err(FilesError::Stopped),
+                    Ok(FilesResponse::Data(d)) => Record::decode_at(&d, rid).ok(),
+                    _ => None,
+                };
+                if shown.is_none_or(|r| r.version() != claim) {
+                    warn!(from = %h.addr, "a holder claimed a record version it did not show");
+                    v[n] = None;
+                }
+            }
             said.push(Holder {
                 addr: h.addr,
                 said: v,
@@ -692,10 +711,19 @@ pub async fn maintain(
             }
         }
         for n in todo.drop {
-            if !failed[n] {
-                store.delete(group[n]).await.map_err(store_err)?;
-                r.dropped += 1;
+            if failed[n] {
+                continue;
             }
+            // A record may have been replaced here since it was read (a writer whose
+            // view of the holders is older than ours): only the version planned for goes.
+            if let ItemKey::Record(_) = group[n] {
+                let now_held = held_version(store, group[n]).await.map_err(store_err)?;
+                if now_held != Some(mine[n]) {
+                    continue;
+                }
+            }
+            store.delete(group[n]).await.map_err(store_err)?;
+            r.dropped += 1;
         }
     }
     Ok(r)

@@ -253,6 +253,12 @@ pub(crate) async fn put_stream<R: Route>(
 ) -> Result<PutReport, FilesError> {
     use futures::stream::{FuturesOrdered, StreamExt};
     check_name(name)?;
+    if crate::manifest::split_owner(name).is_some() {
+        // It would read as someone's OWNER/NAME in listings and links.
+        return Err(FilesError::NotAllowed(
+            "a name that starts with 64 hexadecimal digits and / reads as OWNER/NAME".into(),
+        ));
+    }
     let identity = opts.identity.as_ref().ok_or(FilesError::NoIdentity)?;
     let chunk_size = opts.chunk_size.clamp(1, MAX_CHUNK);
     let k = opts.replicas;
@@ -692,6 +698,9 @@ async fn fetch_in_order<R: Route>(
     Ok(done)
 }
 
+/// Most `ListFiles` pages read from one node.
+const MAX_PAGES: usize = 4096;
+
 /// One file as `ls` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listing {
@@ -731,6 +740,7 @@ pub async fn ls(
     let mut next = node;
     while seen.len() < max_nodes && seen.insert(next) {
         let mut after = None;
+        let mut pages = 0;
         let successor = loop {
             let FilesResponse::Files {
                 records,
@@ -757,9 +767,11 @@ pub async fn ls(
                     }
                 }
             }
+            pages += 1;
             match more {
-                // Pages go forward, or the node is lying about them.
-                Some(m) if after.is_none_or(|a: Id| m > a) => after = Some(m),
+                // Pages go forward, and end (a node holds at most about a million file
+                // records' worth of pages), or the node is lying about them.
+                Some(m) if after.is_none_or(|a: Id| m > a) && pages < MAX_PAGES => after = Some(m),
                 Some(_) => return Err(FilesError::BadAnswer),
                 None => break successor,
             }

@@ -321,7 +321,17 @@ struct Owner(Sender<Input>);
 impl Drop for Owner {
     fn drop(&mut self) {
         let (reply, _) = async_channel::bounded(1);
-        let _ = self.0.try_send(Input::Command(Command::Leave { reply }));
+        let leave = Input::Command(Command::Leave { reply });
+        // Never lost to a full queue, and never blocking the thread that dropped the
+        // handle (it may be the node's own executor): sent from a thread of its own.
+        if let Err(async_channel::TrySendError::Full(leave)) = self.0.try_send(leave) {
+            let tx = self.0.clone();
+            let _ = std::thread::Builder::new()
+                .name("chord-node-drop".into())
+                .spawn(move || {
+                    let _ = tx.send_blocking(leave);
+                });
+        }
     }
 }
 

@@ -1348,3 +1348,54 @@ fn honest_errors_from_get_bytes_and_leave() {
         assert_eq!(r.failed, 1, "{r:?}");
     });
 }
+
+/// Review finding: a holder's `Versions` answer was believed as it was. A member that
+/// claimed a higher version made every other node drop its copy. A claim above ours is
+/// now fetched and its signature checked first.
+#[test]
+fn a_holder_claiming_a_version_it_cannot_show_is_not_believed() {
+    block_on(async {
+        let nodes = ring(4).await;
+        let me = alice();
+        nodes[0]
+            .put_record(&me, b"doc", b"genuine".to_vec(), WriteOptions::default())
+            .await
+            .expect("put");
+        let id = record_id(&me.public_key(), b"doc");
+        let key = ItemKey::Record(id);
+        let mut holders = Vec::new();
+        let mut outsider = None;
+        for n in &nodes {
+            if held(&**n.store(), id).await.is_some() {
+                holders.push(n);
+            } else {
+                outsider = Some(n);
+            }
+        }
+        let outsider = outsider.expect("4 nodes, 3 holders");
+        // The outsider keeps a copy (as after a range change) ...
+        let genuine = held(&**holders[0].store(), id).await.expect("held");
+        outsider
+            .store()
+            .put(key, encode(&genuine).expect("enc"))
+            .await
+            .expect("copy");
+        // ... and one holder's store holds a forged, higher version it will claim.
+        let mut forged = genuine.clone();
+        forged.seq = genuine.seq + 1_000;
+        holders[1]
+            .store()
+            .put(key, encode(&forged).expect("enc"))
+            .await
+            .expect("forge");
+        outsider.repair().await.expect("repair");
+        assert_eq!(
+            held(&**outsider.store(), id).await.map(|r| r.seq),
+            Some(genuine.seq),
+            "the outsider dropped its copy on a claim nobody could show"
+        );
+        for n in &nodes {
+            n.node().kill();
+        }
+    });
+}
