@@ -1399,3 +1399,106 @@ fn a_holder_claiming_a_version_it_cannot_show_is_not_believed() {
         }
     });
 }
+
+/// Issue 12's space benchmark (ignored; release):
+/// `cargo test --release -p chord-tests --test records -- --ignored --nocapture space_after_rm`.
+/// Five in-process nodes on disk, k = 3, a 20 s block lease (shortened from 24 h; an
+/// upload must finish within one lease, see docs/design.md): each
+/// store's bytes before a 1 GiB upload (`CHORD_SPACE_MIB` to change), after it, and after
+/// `rm`, waiting for the garbage collection; the time that took.
+#[test]
+#[ignore]
+fn space_after_rm() {
+    let mib: usize = std::env::var("CHORD_SPACE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().expect("tmp")).collect();
+    let src_dir = tempfile::tempdir().expect("tmp");
+    let src = src_dir.path().join("big");
+    std::fs::write(&src, chord_tests::random_bytes(mib << 20, 77)).expect("write");
+    block_on(async {
+        let short = FilesConfig {
+            block_lease: Duration::from_secs(20),
+            ..cfg()
+        };
+        let mut nodes: Vec<FilesNode> = Vec::new();
+        for (i, d) in dirs.iter().enumerate() {
+            let join = (i > 0).then(|| nodes[0].node().addr());
+            let store: Arc<dyn Store> =
+                Arc::new(DiskStore::open(d.path(), u64::MAX).expect("open"));
+            nodes.push(start_with(any_port(), join, store, short.clone()).await);
+        }
+        settle(&nodes.iter().collect::<Vec<_>>()).await;
+        let o = file_opts(&alice());
+        // A small live file, so that "before" is not empty.
+        nodes[0]
+            .put_bytes("small", &[1u8; 100_000], &o)
+            .await
+            .expect("small");
+        async_io::Timer::after(Duration::from_secs(1)).await;
+        let sizes =
+            |nodes: &[FilesNode]| nodes.iter().map(|n| n.store().used()).collect::<Vec<u64>>();
+        let before = sizes(&nodes);
+        let o_big = TransferOptions {
+            chunk_size: 1 << 20,
+            ..o.clone()
+        };
+        let t = Instant::now();
+        let rep = chord_files::transfer::put(nodes[0].addr(), &src, "big", &o_big, &|_| {})
+            .await
+            .expect("put");
+        let put_s = t.elapsed().as_secs_f64();
+        // Repair may still be placing copies: wait until the stores stop growing.
+        let mut full = sizes(&nodes);
+        loop {
+            async_io::Timer::after(Duration::from_secs(2)).await;
+            let now = sizes(&nodes);
+            if now == full {
+                break;
+            }
+            full = now;
+        }
+        println!(
+            "  put reported {} replicas of every chunk",
+            rep.min_replicas
+        );
+        chord_files::transfer::rm(nodes[0].addr(), "big", &o)
+            .await
+            .expect("rm");
+        let t = Instant::now();
+        let back = loop {
+            let now = sizes(&nodes);
+            let ok = now
+                .iter()
+                .zip(&before)
+                .all(|(n, b)| (*n as f64) <= (*b as f64) * 1.01 + 4096.0);
+            if ok || t.elapsed() > Duration::from_secs(120) {
+                break now;
+            }
+            async_io::Timer::after(Duration::from_millis(250)).await;
+        };
+        let mb = |v: &[u64]| {
+            v.iter()
+                .map(|b| format!("{:.1}", *b as f64 / 1048576.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!("{mib} MiB file, k = 3, 5 nodes, 20 s lease (put {put_s:.1} s)");
+        println!("  before the upload (MiB per store): {}", mb(&before));
+        println!("  after the upload:                  {}", mb(&full));
+        println!("  after rm and collection:           {}", mb(&back));
+        println!(
+            "  back within 1% in {:.1} s after rm",
+            t.elapsed().as_secs_f64()
+        );
+        let small = nodes[1]
+            .get_bytes("small", 1 << 20, &o)
+            .await
+            .expect("live file kept");
+        assert_eq!(small.len(), 100_000);
+        for n in &nodes {
+            n.kill();
+        }
+    });
+}
