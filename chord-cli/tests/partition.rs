@@ -91,6 +91,11 @@ impl Net {
 
     fn chord(&self, side: usize, dir: &Path, args: &[&str]) -> Output {
         Command::new("ip")
+            .env("CHORD_RUNTIME_DIR", chord_tests::runtime_dir())
+            .env(
+                "CHORD_IDENTITY",
+                chord_tests::runtime_dir().join("identity"),
+            )
             .args(["netns", "exec", &self.ns[side], CHORD])
             .args(args)
             .current_dir(dir)
@@ -101,7 +106,8 @@ impl Net {
     fn node(&self, side: usize, port: u16, join: Option<SocketAddr>) -> NodeProc {
         let mut cmd = Command::new("ip");
         // Control tokens of these (killed) nodes go to the tests' own runtime directory.
-        cmd.args(["netns", "exec", &self.ns[side], CHORD, "node"])
+        cmd.env("CHORD_RUNTIME_DIR", chord_tests::runtime_dir())
+            .args(["netns", "exec", &self.ns[side], CHORD, "node"])
             .args([&self.ips[side], &port.to_string(), "--headless"]);
         if let Some(j) = join {
             cmd.args(["--join", &j.to_string()]);
@@ -218,6 +224,7 @@ fn a_partition_splits_the_ring_and_healing_merges_it_with_its_files() {
     }
     wait_ring(&net, 0, a0, 6, dir, Duration::from_secs(30));
     let before = put(&net, 0, a0, dir, "before.bin", 1);
+    kv(&net, 0, a0, dir, &["put", "doc", "before"]);
 
     // Split: each side settles into a ring of its own and serves files stored there.
     net.link(false);
@@ -227,6 +234,20 @@ fn a_partition_splits_the_ring_and_healing_merges_it_with_its_files() {
     println!("split into two rings of 3 in {:?}", t.elapsed());
     let left = put(&net, 0, a0, dir, "left.bin", 2);
     let right = put(&net, 1, b0, dir, "right.bin", 3);
+    // Records written on both sides: the later write has the higher sequence.
+    let l = kv(&net, 0, a0, dir, &["put", "doc", "left", "--json"]);
+    std::thread::sleep(Duration::from_millis(5));
+    let r = kv(&net, 1, b0, dir, &["put", "doc", "right", "--json"]);
+    let seq = |out: &Output| -> u64 {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["seq"].as_u64().expect("seq")
+    };
+    let winner = if seq(&r) > seq(&l) { "right" } else { "left" };
+    // "gone": written on the right, then written and deleted on the left, later.
+    kv(&net, 1, b0, dir, &["put", "gone", "right"]);
+    std::thread::sleep(Duration::from_millis(5));
+    kv(&net, 0, a0, dir, &["put", "gone", "left"]);
+    kv(&net, 0, a0, dir, &["rm", "gone"]);
     assert_eq!(get(&net, 0, a0, dir, "left.bin"), left);
     assert_eq!(get(&net, 1, b0, dir, "right.bin"), right);
     assert!(!listing(&net, 0, a0, dir)
@@ -288,5 +309,54 @@ fn a_partition_splits_the_ring_and_healing_merges_it_with_its_files() {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
+    // The highest sequence wins everywhere, and the delete holds, once repair has run.
+    let t = Instant::now();
+    loop {
+        let doc: Vec<Output> = [(0, a0), (1, b0)]
+            .iter()
+            .map(|(side, at)| {
+                net.chord(*side, dir, &["kv", "get", "doc", "--node", &at.to_string()])
+            })
+            .collect();
+        let gone: Vec<Output> = [(0, a0), (1, b0)]
+            .iter()
+            .map(|(side, at)| {
+                net.chord(
+                    *side,
+                    dir,
+                    &["kv", "get", "gone", "--node", &at.to_string()],
+                )
+            })
+            .collect();
+        let agreed = doc.iter().all(|o| o.stdout == winner.as_bytes())
+            && gone.iter().all(|o| o.status.code() == Some(1));
+        if agreed {
+            println!(
+                "records agree on both sides {:?} after the check",
+                t.elapsed()
+            );
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "records after healing: doc {:?}, gone {:?}",
+            doc.iter()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .collect::<Vec<_>>(),
+            gone.iter().map(|o| o.status.code()).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     drop(nodes);
+}
+
+/// `chord kv ARGS` on `side` through `at`; must succeed.
+fn kv(net: &Net, side: usize, at: SocketAddr, dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["kv"];
+    all.extend_from_slice(args);
+    let at = at.to_string();
+    all.extend_from_slice(&["--node", &at]);
+    let out = net.chord(side, dir, &all);
+    assert!(out.status.success(), "kv {args:?} on side {side}: {out:?}");
+    out
 }
