@@ -55,7 +55,15 @@ struct Counts {
     puts_failed: usize,
     gets_ok: usize,
     gets_failed: usize,
+    records_ok: usize,
+    records_failed: usize,
+    /// The first few failures' messages, to read.
+    record_errors: Vec<String>,
 }
+
+/// One record operation of the client: a value written, or `None` for a delete, and
+/// whether it was acknowledged.
+type RecordOp = (Option<String>, bool);
 
 /// The client: puts new files and gets acknowledged ones through random live nodes until
 /// `stop`; returns the acknowledged files (name, content).
@@ -65,6 +73,7 @@ fn client(
     stop: &AtomicBool,
     counts: &Mutex<Counts>,
     seed: u64,
+    records: &Mutex<Vec<Vec<RecordOp>>>,
 ) -> Vec<(String, Vec<u8>)> {
     let mut rng = Rng(seed ^ 0xc1c1_c1c1);
     let mut acked: Vec<(String, Vec<u8>)> = Vec::new();
@@ -74,7 +83,34 @@ fn client(
             let l = live.lock().expect("lock");
             l[rng.below(l.len())].to_string()
         };
-        if acked.is_empty() || rng.below(2) == 0 {
+        if rng.below(3) == 0 {
+            // A record write or delete on one of a few keys.
+            i += 1;
+            let key = rng.below(RECORD_KEYS);
+            let name = format!("k{key}");
+            let value = (rng.below(4) != 0).then(|| format!("v{i}"));
+            let out = match &value {
+                Some(v) => chord(dir, &["kv", "put", &name, v, "--node", &at]),
+                None => chord(dir, &["kv", "rm", &name, "--node", &at]),
+            };
+            // A delete of an absent record fails and changes nothing: not an operation.
+            let absent =
+                value.is_none() && String::from_utf8_lossy(&out.stderr).contains("no record");
+            if absent {
+                continue;
+            }
+            let mut c = counts.lock().expect("lock");
+            if out.status.success() {
+                c.records_ok += 1;
+            } else {
+                c.records_failed += 1;
+                if c.record_errors.len() < 3 {
+                    c.record_errors
+                        .push(String::from_utf8_lossy(&out.stderr).trim().to_string());
+                }
+            }
+            records.lock().expect("lock")[key].push((value, out.status.success()));
+        } else if acked.is_empty() || rng.below(2) == 0 {
             i += 1;
             let name = format!("file{i}.bin");
             let body = content(rng.next(), 50_000 + rng.below(1_500_000));
@@ -105,6 +141,9 @@ fn client(
     acked
 }
 
+/// Keys of the client's records.
+const RECORD_KEYS: usize = 6;
+
 fn chaos(nodes: usize, run_for: Duration, seed: u64) {
     println!("chaos: {nodes} nodes, {run_for:?}, seed {seed}");
     let tmp = tempfile::tempdir().expect("tmp");
@@ -118,9 +157,11 @@ fn chaos(nodes: usize, run_for: Duration, seed: u64) {
     let live = Arc::new(Mutex::new(procs.iter().map(|p| p.addr).collect::<Vec<_>>()));
     let stop = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(Mutex::new(Counts::default()));
+    let records = Arc::new(Mutex::new(vec![Vec::<RecordOp>::new(); RECORD_KEYS]));
     let worker = {
         let (live, stop, counts, dir) = (live.clone(), stop.clone(), counts.clone(), dir.clone());
-        std::thread::spawn(move || client(&dir, &live, &stop, &counts, seed))
+        let records = records.clone();
+        std::thread::spawn(move || client(&dir, &live, &stop, &counts, seed, &records))
     };
 
     let start = Instant::now();
@@ -229,6 +270,32 @@ fn chaos(nodes: usize, run_for: Duration, seed: u64) {
         assert_eq!(&std::fs::read(dir.join(name)).expect("read"), body);
         std::fs::remove_file(dir.join(name)).expect("rm");
     }
+    // Records: each key reads as its last acknowledged operation, or as an operation tried
+    // after it (an unacknowledged write may still have landed). A deleted key never reads
+    // as an older value, and an acknowledged write is never lost.
+    let records = records.lock().expect("lock").clone();
+    let mut checked = 0;
+    for (key, ops) in records.iter().enumerate() {
+        let Some(last) = ops.iter().rposition(|(_, ok)| *ok) else {
+            continue;
+        };
+        let allowed: Vec<&Option<String>> = ops[last..].iter().map(|(v, _)| v).collect();
+        let at = procs[rng.below(procs.len())].addr.to_string();
+        let out = chord(&dir, &["kv", "get", &format!("k{key}"), "--node", &at]);
+        let seen = out
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string());
+        assert!(
+            allowed.contains(&&seen),
+            "record k{key} reads {seen:?}; allowed {allowed:?} (history {ops:?})"
+        );
+        checked += 1;
+    }
+    println!(
+        "records: {checked} keys as last written ({} writes/deletes acknowledged, {} failed)",
+        c.records_ok, c.records_failed
+    );
     println!(
         "data lost: 0 of {} acknowledged files ({} puts and {} gets failed during the churn)",
         acked.len(),
