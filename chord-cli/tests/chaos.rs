@@ -141,6 +141,17 @@ fn client(
     acked
 }
 
+/// A node of the run: in memory, with room for its share of the client's files (the
+/// default of 256 MiB in memory is less than a node's share in the 32-node run).
+fn start_node(join: Option<SocketAddr>) -> NodeProc {
+    NodeProc::start_with(
+        CHORD,
+        join,
+        &["--max-store", "2G"],
+        std::process::Stdio::null(),
+    )
+}
+
 /// Keys of the client's records.
 const RECORD_KEYS: usize = 6;
 
@@ -149,10 +160,10 @@ fn chaos(nodes: usize, run_for: Duration, seed: u64) {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().to_path_buf();
     let mut rng = Rng(seed);
-    let mut procs: Vec<NodeProc> = vec![NodeProc::start(CHORD, None)];
+    let mut procs: Vec<NodeProc> = vec![start_node(None)];
     for _ in 1..nodes {
         let join = procs[rng.below(procs.len())].addr;
-        procs.push(NodeProc::start(CHORD, Some(join)));
+        procs.push(start_node(Some(join)));
     }
     let live = Arc::new(Mutex::new(procs.iter().map(|p| p.addr).collect::<Vec<_>>()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -174,7 +185,7 @@ fn chaos(nodes: usize, run_for: Duration, seed: u64) {
         let action = rng.below(10);
         if action < 4 && n < nodes + nodes / 4 {
             let join = procs[rng.below(n)].addr;
-            let p = NodeProc::start(CHORD, Some(join));
+            let p = start_node(Some(join));
             live.lock().expect("lock").push(p.addr);
             procs.push(p);
             counts.lock().expect("lock").joins += 1;
