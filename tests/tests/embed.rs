@@ -80,17 +80,7 @@ fn a_node_stops_when_its_last_handle_drops() {
             "a clone still holds the node"
         );
         drop(extra);
-        let stopped = futures_lite::future::or(
-            async {
-                watcher.stopped().await;
-                true
-            },
-            async {
-                async_io::Timer::after(Duration::from_secs(10)).await;
-                false
-            },
-        )
-        .await;
+        let stopped = stops_within(&watcher, Duration::from_secs(10)).await;
         assert!(
             stopped,
             "the node did not stop when its last handle dropped"
@@ -122,17 +112,22 @@ fn a_files_node_stops_when_its_last_handle_drops() {
         assert!(format!("{f:?}").contains("FilesNode"));
         let watcher = f.node().detached();
         drop(f);
-        let stopped = futures_lite::future::or(
-            async {
-                watcher.stopped().await;
-                true
-            },
-            async {
-                async_io::Timer::after(Duration::from_secs(10)).await;
-                false
-            },
-        )
-        .await;
+        let stopped = stops_within(&watcher, Duration::from_secs(10)).await;
         assert!(stopped, "the files node did not stop");
     });
+}
+
+/// Does `node` stop within `limit`?
+async fn stops_within(node: &chord_net::Node, limit: Duration) -> bool {
+    futures_lite::future::or(
+        async {
+            node.stopped().await;
+            true
+        },
+        async {
+            async_io::Timer::after(limit).await;
+            false
+        },
+    )
+    .await
 }

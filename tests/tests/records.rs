@@ -57,13 +57,60 @@ async fn settle(nodes: &[&FilesNode]) {
 }
 
 async fn ring(n: usize) -> Vec<FilesNode> {
+    ring_with(n, cfg()).await
+}
+
+/// `n` nodes in memory with `cfg`, settled.
+async fn ring_with(n: usize, cfg: FilesConfig) -> Vec<FilesNode> {
     let mut nodes: Vec<FilesNode> = Vec::new();
     for i in 0..n {
         let join = (i > 0).then(|| nodes[0].node().addr());
-        nodes.push(start(any_port(), join, Arc::new(MemoryStore::new(1 << 30))).await);
+        let store = Arc::new(MemoryStore::new(1 << 30));
+        nodes.push(start_with(any_port(), join, store, cfg.clone()).await);
     }
     settle(&nodes.iter().collect::<Vec<_>>()).await;
     nodes
+}
+
+/// A store on disk in `dir`.
+fn disk(dir: &Path) -> Arc<dyn Store> {
+    Arc::new(DiskStore::open(dir, 1 << 30).expect("open store"))
+}
+
+/// One node on disk per directory of `dirs`, settled.
+async fn disk_ring(dirs: &[tempfile::TempDir]) -> Vec<FilesNode> {
+    let mut nodes: Vec<FilesNode> = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let join = (i > 0).then(|| nodes[0].node().addr());
+        nodes.push(start(any_port(), join, disk(d.path())).await);
+    }
+    settle(&nodes.iter().collect::<Vec<_>>()).await;
+    nodes
+}
+
+/// Crash a holder of the record at `id` other than node 0 and let the others settle;
+/// returns its index (in `dirs` order, before removal) and address.
+async fn crash_a_holder(nodes: &mut Vec<FilesNode>, id: chord_core::Id) -> (usize, SocketAddr) {
+    let mut h = None;
+    for (i, n) in nodes.iter().enumerate().skip(1) {
+        if held(&**n.store(), id).await.is_some() {
+            h = Some(i);
+            break;
+        }
+    }
+    let h = h.expect("a holder other than node 0");
+    let addr = nodes[h].addr();
+    nodes[h].kill();
+    nodes[h].node().stopped().await;
+    drop(nodes.remove(h));
+    settle(&nodes.iter().collect::<Vec<_>>()).await;
+    (h, addr)
+}
+
+fn kill_all(nodes: &[FilesNode]) {
+    for n in nodes {
+        n.kill();
+    }
 }
 
 fn alice() -> Identity {
@@ -107,9 +154,7 @@ fn overwrites_in_the_same_millisecond_are_never_lost() {
             assert_eq!(got.value, value, "cycle {i}: read the old value");
             assert_eq!(got.seq, w.seq);
         }
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
     });
 }
 
@@ -183,9 +228,7 @@ fn compare_and_swap_and_delete() {
                 .expect("get"),
             None
         );
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
     });
 }
 
@@ -199,15 +242,7 @@ fn a_deleted_record_does_not_come_back_with_a_returning_holder() {
     block_on(async {
         let dirs: Vec<tempfile::TempDir> =
             (0..4).map(|_| tempfile::tempdir().expect("tmp")).collect();
-        let disk = |p: &Path| -> Arc<dyn Store> {
-            Arc::new(DiskStore::open(p, 1 << 30).expect("open store"))
-        };
-        let mut nodes: Vec<FilesNode> = Vec::new();
-        for (i, d) in dirs.iter().enumerate() {
-            let join = (i > 0).then(|| nodes[0].node().addr());
-            nodes.push(start(any_port(), join, disk(d.path())).await);
-        }
-        settle(&nodes.iter().collect::<Vec<_>>()).await;
+        let mut nodes = disk_ring(&dirs).await;
         let me = alice();
         let id = record_id(&me.public_key(), b"secret");
         let w = nodes[0]
@@ -220,20 +255,7 @@ fn a_deleted_record_does_not_come_back_with_a_returning_holder() {
             .await
             .expect("put");
         // A holder that is not node 0 (node 0 stays up to write the delete).
-        let mut holder = None;
-        for (i, n) in nodes.iter().enumerate().skip(1) {
-            if held(&**n.store(), id).await.is_some() {
-                holder = Some(i);
-                break;
-            }
-        }
-        let h = holder.expect("some node other than 0 holds the record");
-        let addr = nodes[h].node().addr();
-        nodes[h].node().kill();
-        nodes[h].node().stopped().await;
-        let gone = nodes.remove(h);
-        drop(gone);
-        settle(&nodes.iter().collect::<Vec<_>>()).await;
+        let (h, addr) = crash_a_holder(&mut nodes, id).await;
         let d = nodes[0]
             .delete_record(&me, b"secret")
             .await
@@ -282,9 +304,7 @@ fn a_deleted_record_does_not_come_back_with_a_returning_holder() {
         }
         let t = held(&**nodes.last().expect("back").store(), id).await;
         assert_eq!(t.map(|r| (r.seq, r.is_tombstone())), Some((d.seq, true)));
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
     });
 }
 
@@ -334,9 +354,7 @@ fn a_lagging_holder_cannot_roll_a_record_back() {
                 found: Some(v2.seq)
             })
         );
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
     });
 }
 
@@ -463,9 +481,7 @@ fn holders_refuse_forged_huge_and_anonymous_writes() {
                 .expect("live");
             assert_eq!((got.seq, got.value), (w.seq, b"real".to_vec()));
         }
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
     });
 }
 
@@ -513,9 +529,7 @@ fn blocks_and_the_remote_table() {
                 .expect("get"),
             None
         );
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
     });
 }
 
@@ -553,9 +567,7 @@ fn expired_records_are_forgotten() {
             n.repair().await.expect("repair");
             assert!(held(&**n.store(), id).await.is_none());
         }
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
     });
 }
 
@@ -652,9 +664,7 @@ fn only_the_owner_replaces_or_removes_a_file() {
             .await
             .expect_err("removed");
         assert!(matches!(e, FilesError::NotFound(_)), "{e}");
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
     });
 }
 
@@ -683,9 +693,7 @@ fn a_file_overwritten_in_quick_succession_reads_as_the_latest() {
                 .expect("get");
             assert_eq!(std::fs::read_to_string(&out).expect("read"), body);
         }
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
     });
 }
 
@@ -698,15 +706,7 @@ fn a_removed_file_does_not_come_back_with_a_returning_holder() {
     block_on(async {
         let dirs: Vec<tempfile::TempDir> =
             (0..4).map(|_| tempfile::tempdir().expect("tmp")).collect();
-        let disk = |p: &Path| -> Arc<dyn Store> {
-            Arc::new(DiskStore::open(p, 1 << 30).expect("open store"))
-        };
-        let mut nodes: Vec<FilesNode> = Vec::new();
-        for (i, d) in dirs.iter().enumerate() {
-            let join = (i > 0).then(|| nodes[0].node().addr());
-            nodes.push(start(any_port(), join, disk(d.path())).await);
-        }
-        settle(&nodes.iter().collect::<Vec<_>>()).await;
+        let mut nodes = disk_ring(&dirs).await;
         let o = file_opts(&alice());
         let src = dir.path().join("src");
         std::fs::write(&src, b"delete me").expect("write");
@@ -718,19 +718,7 @@ fn a_removed_file_does_not_come_back_with_a_returning_holder() {
             &alice().public_key(),
             &chord_files::manifest::file_salt("gone"),
         );
-        let mut h = None;
-        for (i, n) in nodes.iter().enumerate().skip(1) {
-            if held(&**n.store(), id).await.is_some() {
-                h = Some(i);
-                break;
-            }
-        }
-        let h = h.expect("a holder other than node 0");
-        let addr = nodes[h].node().addr();
-        nodes[h].node().kill();
-        nodes[h].node().stopped().await;
-        drop(nodes.remove(h));
-        settle(&nodes.iter().collect::<Vec<_>>()).await;
+        let (h, addr) = crash_a_holder(&mut nodes, id).await;
         chord_files::transfer::rm(at, "gone", &o).await.expect("rm");
         let back = start(addr, Some(at), disk(dirs[h].path())).await;
         nodes.push(back);
@@ -753,9 +741,7 @@ fn a_removed_file_does_not_come_back_with_a_returning_holder() {
             .await
             .expect("ls")
             .is_empty());
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
     });
 }
 
@@ -820,9 +806,7 @@ fn a_file_larger_than_the_disk_is_refused_before_writing() {
             .expect("ls")
             .collect();
         assert!(left.is_empty(), "nothing written: {left:?}");
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
     });
 }
 
@@ -864,13 +848,7 @@ fn space_comes_back_after_rm_and_overwrites_and_live_files_stay() {
             block_lease: Duration::from_secs(2),
             ..cfg()
         };
-        let mut nodes: Vec<FilesNode> = Vec::new();
-        for i in 0..3 {
-            let join = (i > 0).then(|| nodes[0].node().addr());
-            let store = Arc::new(MemoryStore::new(1 << 30));
-            nodes.push(start_with(any_port(), join, store, short.clone()).await);
-        }
-        settle(&nodes.iter().collect::<Vec<_>>()).await;
+        let nodes = ring_with(3, short).await;
         let me = alice();
         let o = file_opts(&me);
         let at = nodes[0].node().addr();
@@ -952,9 +930,7 @@ fn space_comes_back_after_rm_and_overwrites_and_live_files_stay() {
             chunk(109),
             "the last version of c"
         );
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
     });
 }
 
@@ -1014,9 +990,7 @@ fn files_from_bytes_and_streams() {
             .await
             .expect("get")
             .is_empty());
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
     });
 }
 
@@ -1249,9 +1223,7 @@ fn concurrent_compare_and_swaps_have_at_most_one_winner() {
                 assert_eq!(got.value, b"B");
             }
         }
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
     });
 }
 
@@ -1265,13 +1237,7 @@ fn a_forgotten_tombstone_does_not_let_old_versions_back() {
             tombstone_horizon: Duration::from_millis(500),
             ..cfg()
         };
-        let mut nodes: Vec<FilesNode> = Vec::new();
-        for i in 0..3 {
-            let join = (i > 0).then(|| nodes[0].node().addr());
-            let store = Arc::new(MemoryStore::new(1 << 30));
-            nodes.push(start_with(any_port(), join, store, short.clone()).await);
-        }
-        settle(&nodes.iter().collect::<Vec<_>>()).await;
+        let nodes = ring_with(3, short).await;
         let me = alice();
         let id = record_id(&me.public_key(), b"r");
         for v in ["v1", "v2", "v3"] {
@@ -1306,9 +1272,7 @@ fn a_forgotten_tombstone_does_not_let_old_versions_back() {
             .await
             .expect("get");
         assert_eq!(got.map(|v| v.value), Some(b"new".to_vec()));
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
     });
 }
 
@@ -1335,9 +1299,7 @@ fn honest_errors_from_get_bytes_and_leave() {
             matches!(e, FilesError::Unavailable),
             "the chunks are unavailable, not corrupt: {e}"
         );
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
         // A ring of one that leaves with an item: it cannot hand it to anyone.
         let alone = ring(1).await;
         alone[0]
@@ -1394,9 +1356,7 @@ fn a_holder_claiming_a_version_it_cannot_show_is_not_believed() {
             Some(genuine.seq),
             "the outsider dropped its copy on a claim nobody could show"
         );
-        for n in &nodes {
-            n.node().kill();
-        }
+        kill_all(&nodes);
     });
 }
 
