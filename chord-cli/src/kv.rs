@@ -55,6 +55,20 @@ impl IdentityArg {
         Ok(base.join("chord").join("identity"))
     }
 
+    /// Load the identity for reading your own records: never made here (a new identity
+    /// owns nothing to read).
+    pub fn load_existing(&self) -> Result<Identity> {
+        let path = self.path()?;
+        if !path.exists() {
+            return Err(format!(
+                "no identity at {} yet (your first `chord kv put`, `chord put` or `chord id` makes one); to read another user's record give --owner",
+                path.display()
+            )
+            .into());
+        }
+        Ok(Identity::load_or_create(&path)?)
+    }
+
     /// Load the identity, creating it (and saying so) if it does not exist yet.
     pub fn load(&self) -> Result<Identity> {
         let path = self.path()?;
@@ -206,7 +220,7 @@ pub fn kv(command: &KvCommand) -> Result<()> {
         KvCommand::Get { key, owner, .. } => {
             let pk = match owner {
                 Some(o) => parse_owner(o)?,
-                None => a.identity.load()?.public_key(),
+                None => a.identity.load_existing()?.public_key(),
             };
             let got = block_on(dht.get_record(&pk, salt(key)?)).map_err(|e| hinted(at, e))?;
             let Some(v) = got else {

@@ -132,6 +132,25 @@ impl RecordDb {
         Ok(t.get(&id.0).map_err(other)?.is_some())
     }
 
+    /// Up to `limit` ids after `after` (from the start if `None`), in order.
+    pub(crate) fn ids_after(&self, after: Option<Id>, limit: usize) -> io::Result<Vec<Id>> {
+        let r = self.db.begin_read().map_err(other)?;
+        let t = r.open_table(RECORDS).map_err(other)?;
+        let mut out = Vec::new();
+        let rows = match &after {
+            Some(a) => {
+                t.range::<&[u8; 20]>((std::ops::Bound::Excluded(&a.0), std::ops::Bound::Unbounded))
+            }
+            None => t.iter(),
+        }
+        .map_err(other)?;
+        for row in rows.take(limit) {
+            let (k, _) = row.map_err(other)?;
+            out.push(Id(*k.value()));
+        }
+        Ok(out)
+    }
+
     pub(crate) fn ids(&self) -> io::Result<Vec<Id>> {
         let r = self.db.begin_read().map_err(other)?;
         let t = r.open_table(RECORDS).map_err(other)?;

@@ -169,6 +169,9 @@ pub enum FilesResponse {
     },
 }
 
+/// Most records a `ListFiles` answer looks at.
+const LIST_EXAMINE: usize = 4096;
+
 /// Most records in one `Files` page.
 pub const PAGE_RECORDS: usize = 256;
 /// Most bytes of records in one `Files` page (far below a frame).
@@ -352,23 +355,20 @@ async fn serve(
             FilesResponse::Versions(out)
         }
         FilesRequest::ListFiles { after } => {
-            let mut ids: Vec<Id> = store
-                .list()
+            // Bounded work per page: at most LIST_EXAMINE records looked at, whatever
+            // else (other records) the store holds.
+            let ids = store
+                .record_ids_after(after, LIST_EXAMINE)
                 .await
-                .map_err(store_err)?
-                .into_iter()
-                .filter_map(|k| match k {
-                    ItemKey::Record(id) if after.is_none_or(|a| id > a) => Some(id),
-                    _ => None,
-                })
-                .collect();
-            ids.sort();
+                .map_err(store_err)?;
             let (mut records, mut bytes, mut more) = (Vec::new(), 0, None);
-            for id in ids {
+            let mut last = None;
+            for &id in &ids {
                 if records.len() >= PAGE_RECORDS || bytes >= PAGE_BYTES {
-                    more = records.last().map(Record::id);
+                    more = last;
                     break;
                 }
+                last = Some(id);
                 let Some(d) = store.get(ItemKey::Record(id)).await.map_err(store_err)? else {
                     continue;
                 };
@@ -378,6 +378,9 @@ async fn serve(
                         records.push(r);
                     }
                 }
+            }
+            if more.is_none() && ids.len() == LIST_EXAMINE {
+                more = last;
             }
             let status = node.status().await.map_err(|_| FilesError::Stopped)?;
             FilesResponse::Files {
