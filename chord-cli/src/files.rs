@@ -74,14 +74,6 @@ pub(crate) fn opts(at: &NodeAddr, replicas: u8) -> Result<TransferOptions> {
     })
 }
 
-/// Options with the user's identity (made on first use).
-fn signed_opts(at: &NodeAddr, replicas: u8, identity: &IdentityArg) -> Result<TransferOptions> {
-    Ok(TransferOptions {
-        identity: Some(identity.load()?),
-        ..opts(at, replicas)?
-    })
-}
-
 pub fn put(
     at: &NodeAddr,
     path: &PathBuf,
@@ -106,7 +98,7 @@ pub fn put(
         at.addr,
         path,
         &name,
-        &signed_opts(at, replicas, identity)?,
+        &identity.sign(opts(at, replicas)?)?,
         &|n| pb.set_position(n),
     ))
     .map_err(|e| hinted(at, e))?;
@@ -151,11 +143,7 @@ pub fn get(
             format!("{name:?} does not end in a usable file name; choose the output with -o PATH")
         })?),
     };
-    // Someone's `OWNER/NAME` needs no identity; a plain name is one of ours.
-    let o = match chord_files::manifest::split_owner(name) {
-        Some(_) => opts(at, replicas)?,
-        None => signed_opts(at, replicas, identity)?,
-    };
+    let o = identity.for_name(name, opts(at, replicas)?)?;
     let pb = bar(0);
     let result = block_on(transfer::get(
         at.addr,
@@ -229,7 +217,7 @@ pub fn ls(at: &NodeAddr) -> Result<()> {
 }
 
 pub fn rm(at: &NodeAddr, name: &str, replicas: u8, identity: &IdentityArg) -> Result<()> {
-    let o = signed_opts(at, replicas, identity)?;
+    let o = identity.sign(opts(at, replicas)?)?;
     let n = block_on(transfer::rm(at.addr, name, &o)).map_err(|e| hinted(at, e))?;
     if at.json {
         out!("{}", json!({"name": name, "removed_from": n}));

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use chord_files::dht::{RemoteDht, WriteOptions};
 use chord_files::manifest::{FILE_PREFIX, MAX_NAME};
 use chord_files::record::{hex32, now_ms, Identity, MAX_VALUE};
+use chord_files::transfer::TransferOptions;
 use futures_lite::future::block_on;
 use serde_json::json;
 
@@ -53,6 +54,23 @@ impl IdentityArg {
             })
             .ok_or("no HOME or XDG_CONFIG_HOME to keep an identity in; give --identity FILE")?;
         Ok(base.join("chord").join("identity"))
+    }
+
+    /// `opts` signed by this identity (made if needed): for writing and removing.
+    pub fn sign(&self, opts: TransferOptions) -> Result<TransferOptions> {
+        Ok(TransferOptions {
+            identity: Some(self.load()?),
+            ..opts
+        })
+    }
+
+    /// `opts` for reading the file `name`: someone's `OWNER/NAME` needs no identity; a
+    /// plain name is one of this identity's files.
+    pub fn for_name(&self, name: &str, opts: TransferOptions) -> Result<TransferOptions> {
+        match chord_files::manifest::split_owner(name) {
+            Some(_) => Ok(opts),
+            None => self.sign(opts),
+        }
     }
 
     /// Load the identity for reading your own records: never made here (a new identity

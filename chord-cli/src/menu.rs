@@ -175,14 +175,6 @@ fn opts(f: &FilesNode) -> TransferOptions {
     }
 }
 
-/// Options with the user's identity: uploads are signed by it, plain names are its files.
-fn signed(f: &FilesNode, identity: &IdentityArg) -> Result<TransferOptions> {
-    Ok(TransferOptions {
-        identity: Some(identity.load()?),
-        ..opts(f)
-    })
-}
-
 fn upload(rl: &mut DefaultEditor, f: &FilesNode, identity: &IdentityArg) -> Result<()> {
     let Some(path) = ask(rl, "path of the file to upload", "")? else {
         return Ok(());
@@ -204,7 +196,7 @@ fn upload(rl: &mut DefaultEditor, f: &FilesNode, identity: &IdentityArg) -> Resu
         f.node().addr(),
         &path,
         &name,
-        &signed(f, identity)?,
+        &identity.sign(opts(f))?,
         &|n| pb.set_position(n),
     ))?;
     pb.finish_and_clear();
@@ -236,10 +228,7 @@ fn download(rl: &mut DefaultEditor, f: &FilesNode, identity: &IdentityArg) -> Re
         &name,
         &PathBuf::from(&out),
         false,
-        &match chord_files::manifest::split_owner(&name) {
-            Some(_) => opts(f),
-            None => signed(f, identity)?,
-        },
+        &identity.for_name(&name, opts(f))?,
         &|d, t| {
             pb.set_length(t);
             pb.set_position(d);

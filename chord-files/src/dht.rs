@@ -232,7 +232,6 @@ pub(crate) async fn fetch_record(
                 }
                 r.ok().filter(|r| !r.expired(now))
             }
-
             Ok(FilesResponse::NotFound) => None,
             Ok(other) => {
                 last = Some(unexpected(other));
@@ -302,17 +301,13 @@ pub(crate) async fn store_record(
                 _ => last = Some(FilesError::BadAnswer),
             },
             Ok(other) => last = Some(unexpected(other)),
-            Err(e @ FilesError::Conflict { .. }) => {
-                newer = newer.or(Some(0));
-                last = Some(e);
-            }
             Err(e) => last = Some(e),
         }
     }
     if let Some(found) = newer {
         return Err(FilesError::Conflict {
             expected: expect.unwrap_or(Some(record.seq)),
-            found: Some(found).filter(|&f| f > 0),
+            found: Some(found),
         });
     }
     match (stored, last) {
@@ -330,12 +325,21 @@ pub(crate) async fn write_record(
     opts: WriteOptions,
     k: u8,
 ) -> Result<Written, FilesError> {
-    let id = record_id(&identity.public_key(), salt);
-    let current = fetch_record(route, id, k).await?;
-    let live = current
-        .as_ref()
-        .filter(|r| !r.is_tombstone())
-        .map(|r| r.seq);
+    let current = fetch_record(route, record_id(&identity.public_key(), salt), k).await?;
+    write_over(route, identity, salt, value, opts, current.as_ref(), k).await
+}
+
+/// [`write_record`] over `current`, the highest version its holders had.
+async fn write_over(
+    route: &mut impl Route,
+    identity: &Identity,
+    salt: &[u8],
+    value: Option<Vec<u8>>,
+    opts: WriteOptions,
+    current: Option<&Record>,
+    k: u8,
+) -> Result<Written, FilesError> {
+    let live = current.filter(|r| !r.is_tombstone()).map(|r| r.seq);
     if let Some(expected) = opts.expect {
         if expected != live {
             return Err(FilesError::Conflict {
@@ -383,15 +387,17 @@ pub(crate) async fn delete_record(
     horizon: Duration,
     k: u8,
 ) -> Result<Option<Written>, FilesError> {
-    let pk = identity.public_key();
-    let Some(current) = read_record(route, &pk, salt, k).await? else {
+    // One read: it tells whether there is a live record, and what the tombstone follows.
+    let id = record_id(&identity.public_key(), salt);
+    let current = fetch_record(route, id, k).await?;
+    let Some(live) = current.as_ref().filter(|r| !r.is_tombstone()) else {
         return Ok(None);
     };
     let opts = WriteOptions {
-        expect: Some(Some(current.seq)),
+        expect: Some(Some(live.seq)),
         expires_ms: Some(now_ms().saturating_add(horizon.as_millis() as u64)),
     };
-    write_record(route, identity, salt, None, opts, k)
+    write_over(route, identity, salt, None, opts, current.as_ref(), k)
         .await
         .map(Some)
 }

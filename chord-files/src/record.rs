@@ -279,10 +279,7 @@ impl Record {
 
     /// Decode and verify a stored or received record that should live at `id`.
     pub fn decode_at(bytes: &[u8], id: Id) -> Result<Record, FilesError> {
-        let r: Record = crate::decode(bytes).map_err(|_| FilesError::BadRecord)?;
-        if r.id() != id {
-            return Err(FilesError::BadRecord);
-        }
+        let r = Record::decode_stored(bytes, id)?;
         r.verify()?;
         Ok(r)
     }

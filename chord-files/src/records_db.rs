@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chord_core::Id;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 const RECORDS: TableDefinition<&[u8; 20], &[u8]> = TableDefinition::new("records");
 
@@ -145,17 +145,6 @@ impl RecordDb {
         }
         .map_err(other)?;
         for row in rows.take(limit) {
-            let (k, _) = row.map_err(other)?;
-            out.push(Id(*k.value()));
-        }
-        Ok(out)
-    }
-
-    pub(crate) fn ids(&self) -> io::Result<Vec<Id>> {
-        let r = self.db.begin_read().map_err(other)?;
-        let t = r.open_table(RECORDS).map_err(other)?;
-        let mut out = Vec::with_capacity(t.len().map_err(other)? as usize);
-        for row in t.iter().map_err(other)? {
             let (k, _) = row.map_err(other)?;
             out.push(Id(*k.value()));
         }

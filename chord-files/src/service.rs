@@ -284,8 +284,7 @@ async fn serve(
                 ItemKey::Chunk(_) => store.lease(key).await.map_err(store_err)?,
                 _ => None,
             };
-            let req = FilesRequest::Store { key, data };
-            let r = Box::pin(serve(node, store, locks, lease, req)).await?;
+            let r = store_here(store, locks, lease_end, key, data, None).await?;
             if let ItemKey::Chunk(_) = key {
                 // A lease only grows: a copy sent with a short lease never cuts the lease
                 // of a block held here already.
@@ -415,49 +414,33 @@ async fn store_here(
     data: Vec<u8>,
     expect: Option<Option<u64>>,
 ) -> Result<FilesResponse, FilesError> {
-    let new = match key {
-        ItemKey::Record(id) => {
-            let r = Record::decode_at(&data, id)?;
-            if r.expired(now_ms()) {
-                return Err(FilesError::Expired);
-            }
-            r.version()
-        }
-        _ => version(&key, &data).ok_or(FilesError::Corrupt)?,
-    };
-    if let ItemKey::Chunk(_) = key {
-        // Stored (or stored again): a full lease from now.
+    let ItemKey::Record(id) = key else {
+        // A block: its hash is all there is to check (retired manifests fail it). Stored,
+        // or stored again, with a full lease from now.
+        version(&key, &data).ok_or(FilesError::Corrupt)?;
         store.put(key, data).await.map_err(store_err)?;
         store.set_lease(key, lease_end).await.map_err(store_err)?;
         return Ok(FilesResponse::Stored);
+    };
+    let r = Record::decode_at(&data, id)?;
+    if r.expired(now_ms()) {
+        return Err(FilesError::Expired);
     }
     let _guard = locks.lock(&key).await;
-    let held = store.get(key).await.map_err(store_err)?;
-    if let (Some(expect), ItemKey::Record(id)) = (expect, key) {
-        // Refused if written since the writer looked: a live record where it saw none,
-        // or any version above the sequence it saw. A holder that lags behind what the
-        // writer saw elsewhere does not refuse.
-        let here = held
-            .as_ref()
-            .and_then(|d| Record::decode_stored(d, id).ok());
-        let moved = match expect {
-            None => here.as_ref().is_some_and(|r| !r.is_tombstone()),
-            Some(seen) => here.as_ref().is_some_and(|r| r.seq > seen),
-        };
-        if moved {
-            return match held {
-                Some(d) => Ok(FilesResponse::Newer(d)),
-                None => Err(FilesError::Conflict {
-                    expected: expect,
-                    found: None,
-                }),
+    if let Some(d) = store.get(key).await.map_err(store_err)? {
+        if let Ok(here) = Record::decode_stored(&d, id) {
+            // With `expect`, refused if written since the writer looked: a live record
+            // where it saw none, or any version above the sequence it saw (a holder that
+            // lags behind what the writer saw elsewhere does not refuse). In any case
+            // the highest version wins: what is here stays if it is as new.
+            let moved = match expect {
+                Some(None) => !here.is_tombstone(),
+                Some(Some(seen)) => here.seq > seen,
+                None => false,
             };
-        }
-    }
-    // The highest version wins: keep what is here if it is as new.
-    if let Some(old) = held {
-        if stored_version(&key, &old).is_some_and(|v| v >= new) {
-            return Ok(FilesResponse::Newer(old));
+            if moved || here.version() >= r.version() {
+                return Ok(FilesResponse::Newer(d));
+            }
         }
     }
     store.put(key, data).await.map_err(store_err)?;
@@ -586,29 +569,31 @@ pub async fn maintain(
         let mut group = Vec::with_capacity(j - i);
         let mut mine = Vec::with_capacity(j - i);
         for key in &keys[i..j] {
-            if let ItemKey::Record(rid) = key {
-                let held = store.get(*key).await.map_err(store_err)?;
-                if held
-                    .and_then(|d| Record::decode_stored(&d, *rid).ok())
-                    .is_none_or(|x| x.expired(now))
-                {
-                    store.delete(*key).await.map_err(store_err)?;
-                    r.expired += 1;
-                    continue;
+            let v = match *key {
+                ItemKey::Record(rid) => {
+                    let held = store.get(*key).await.map_err(store_err)?;
+                    match held.and_then(|d| Record::decode_stored(&d, rid).ok()) {
+                        Some(x) if !x.expired(now) => Some(x.version()),
+                        _ => {
+                            store.delete(*key).await.map_err(store_err)?;
+                            r.expired += 1;
+                            continue;
+                        }
+                    }
                 }
-            }
-            if let ItemKey::Chunk(_) = key {
                 // A block whose lease has ended is left to garbage collection.
-                if store
-                    .lease(*key)
-                    .await
-                    .map_err(store_err)?
-                    .is_some_and(|end| end < now)
+                ItemKey::Chunk(_)
+                    if store
+                        .lease(*key)
+                        .await
+                        .map_err(store_err)?
+                        .is_some_and(|end| end < now) =>
                 {
                     continue;
                 }
-            }
-            if let Some(v) = held_version(store, *key).await.map_err(store_err)? {
+                _ => held_version(store, *key).await.map_err(store_err)?,
+            };
+            if let Some(v) = v {
                 group.push(*key);
                 mine.push(v);
             }

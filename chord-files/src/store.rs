@@ -539,7 +539,8 @@ impl Store for DiskStore {
     fn list(&self) -> BoxFuture<'_, Result<Vec<ItemKey>, StoreError>> {
         Box::pin(async move {
             let mut keys = self.scan()?;
-            keys.extend(self.records.ids()?.into_iter().map(ItemKey::Record));
+            let records = self.records.ids_after(None, usize::MAX)?;
+            keys.extend(records.into_iter().map(ItemKey::Record));
             Ok(keys)
         })
     }
