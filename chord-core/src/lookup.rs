@@ -116,6 +116,9 @@ struct Covering {
 #[derive(Clone, Debug)]
 pub struct Lookup {
     key: Id,
+    /// Ordered by rank from the worst to the best (new candidates are mostly better than
+    /// the ones before, so they are pushed at the end), and found by their rank, which is
+    /// unique to an id: a lookup's every answer looks up its candidates several times.
     candidates: Vec<Candidate>,
     covering: Option<Covering>,
     confirming: Option<Peer>,
@@ -206,13 +209,27 @@ impl Lookup {
         id.distance_to(self.key).wrapping_sub(Id::pow2(0))
     }
 
+    /// Where `id` is (`Ok`) or would go (`Err`) in `candidates`.
+    fn position(&self, id: Id) -> Result<usize, usize> {
+        let rank = self.rank(id);
+        self.candidates.binary_search_by(|c| rank.cmp(&c.rank))
+    }
+
+    fn candidate_mut(&mut self, id: Id) -> Option<&mut Candidate> {
+        let i = self.position(id).ok()?;
+        self.candidates.get_mut(i)
+    }
+
     fn add_candidate(&mut self, p: Peer, depth: u32) {
-        if let Some(c) = self.candidates.iter_mut().find(|c| c.peer.id == p.id) {
-            c.depth = c.depth.min(depth);
-            return;
-        }
         let rank = self.rank(p.id);
-        let pos = self.candidates.partition_point(|c| c.rank < rank);
+        let pos = match self.position(p.id) {
+            Ok(i) => {
+                let c = &mut self.candidates[i];
+                c.depth = c.depth.min(depth);
+                return;
+            }
+            Err(pos) => pos,
+        };
         self.candidates.insert(
             pos,
             Candidate {
@@ -225,7 +242,7 @@ impl Lookup {
     }
 
     fn set_state(&mut self, id: Id, state: State) -> bool {
-        match self.candidates.iter_mut().find(|c| c.peer.id == id) {
+        match self.candidate_mut(id) {
             Some(c) => {
                 c.state = state;
                 true
@@ -237,11 +254,7 @@ impl Lookup {
     /// Take in a responder's successor list and closer nodes.
     fn absorb(&mut self, from: Peer, successors: &[Peer], closer: &[Peer]) {
         let from_rank = self.rank(from.id);
-        let from_depth = self
-            .candidates
-            .iter()
-            .find(|c| c.peer.id == from.id)
-            .map_or(0, |c| c.depth);
+        let from_depth = self.candidate_mut(from.id).map_or(0, |c| c.depth);
         let depth = from_depth + 1;
         // Only nodes that precede the key more closely than the responder are hops worth
         // taking; anything else in `closer` is wrong or hostile and ignored.
@@ -372,6 +385,7 @@ impl Lookup {
     pub fn failed_peers(&self) -> impl Iterator<Item = Id> + '_ {
         self.candidates
             .iter()
+            .rev()
             .filter(|c| c.state == State::Failed)
             .map(|c| c.peer.id)
             .chain(self.failed_owners.iter().copied())
@@ -389,16 +403,14 @@ impl Lookup {
         if self.confirming.is_some() {
             return LookupAction::Wait;
         }
-        let waiting = self
-            .candidates
-            .iter()
-            .filter(|c| c.state == State::Waiting)
-            .count();
-        let slow = self
-            .candidates
-            .iter()
-            .filter(|c| c.state == State::Slow)
-            .count();
+        let (mut waiting, mut slow) = (0, 0);
+        for c in &self.candidates {
+            match c.state {
+                State::Waiting => waiting += 1,
+                State::Slow => slow += 1,
+                _ => {}
+            }
+        }
         if self.queries >= self.max_queries {
             return if waiting + slow > 0 {
                 LookupAction::Wait
@@ -410,6 +422,7 @@ impl Lookup {
         let mut untried = self
             .candidates
             .iter_mut()
+            .rev()
             .filter(|c| c.state == State::NotContacted && bound.is_none_or(|b| c.rank < b))
             .peekable();
         let any_untried = untried.peek().is_some();
@@ -446,12 +459,10 @@ impl Lookup {
     /// (the driver decides when): keep waiting for it, but let another candidate be asked
     /// meanwhile (a hedged request). A dead hop then costs this delay, not a timeout.
     pub fn on_slow(&mut self, id: Id) {
-        if let Some(c) = self
-            .candidates
-            .iter_mut()
-            .find(|c| c.peer.id == id && c.state == State::Waiting)
-        {
-            c.state = State::Slow;
+        if let Some(c) = self.candidate_mut(id) {
+            if c.state == State::Waiting {
+                c.state = State::Slow;
+            }
         }
     }
 }

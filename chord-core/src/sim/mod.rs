@@ -156,6 +156,9 @@ pub struct Sim {
     by_id: HashMap<Id, usize>,
     /// Live ring members by id: the truth lookups are judged against.
     members: BTreeMap<Id, usize>,
+    /// `members`' values in id order, for drawing a random member in O(1); rebuilt when
+    /// `members` changed since (None).
+    member_order: Option<Vec<usize>>,
     finished: Vec<LookupRecord>,
     /// Failed attempts of lookups being retried, by (node, key), and whether one of them
     /// was a wrong answer.
@@ -187,6 +190,7 @@ impl Sim {
             nodes: Vec::new(),
             by_id: HashMap::new(),
             members: BTreeMap::new(),
+            member_order: None,
             finished: Vec::new(),
             retry_counts: HashMap::new(),
             traffic: Traffic::default(),
@@ -391,7 +395,11 @@ impl Sim {
         }
         // Deterministic: the BTreeMap iterates in id order.
         let k = self.rng.random_range(0..self.members.len());
-        self.members.values().nth(k).copied()
+        let members = &self.members;
+        let order = self
+            .member_order
+            .get_or_insert_with(|| members.values().copied().collect());
+        order.get(k).copied()
     }
 
     fn start_join(&mut self, i: usize) {
@@ -417,6 +425,7 @@ impl Sim {
         for i in self.hosts[h].nodes.clone() {
             let id = self.nodes[i].node.me().id;
             self.members.remove(&id);
+            self.member_order = None;
             self.nodes[i].lookups.clear();
             self.nodes[i].timer = None;
         }
@@ -432,6 +441,7 @@ impl Sim {
             let id = self.nodes[i].node.me().id;
             // No longer responsible for anything from the moment it starts leaving.
             self.members.remove(&id);
+            self.member_order = None;
             self.nodes[i].node.leave(self.now);
             self.sync(i);
         }
@@ -746,6 +756,7 @@ impl Sim {
             Event::Joined => {
                 let id = self.nodes[i].node.me().id;
                 self.members.insert(id, i);
+                self.member_order = None;
             }
             Event::JoinFailed(_) => {
                 let at = self.now + self.cfg.join_retry;
@@ -754,6 +765,7 @@ impl Sim {
             Event::Left => {
                 let id = self.nodes[i].node.me().id;
                 self.members.remove(&id);
+                self.member_order = None;
                 let h = self.nodes[i].host;
                 if self.hosts[h]
                     .nodes
