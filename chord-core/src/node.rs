@@ -234,6 +234,9 @@ enum Purpose {
     StabilizeCandidate { fallback: Option<Peer> },
     /// GetNeighbors whose answer is adopted as it is (the fallback of a failed candidate).
     StabilizeAdopt,
+    /// GetNeighbors to a later entry of our list, sent to all of them at once when the
+    /// first entry asked this round was silent (see [`Probe`]).
+    StabilizeProbe { round: u64 },
     /// Rectify sent to our successor.
     Rectify,
     /// Ping to our predecessor; if it fails, take `candidate` (maybe none) instead.
@@ -244,6 +247,24 @@ enum Purpose {
     Leaving,
     /// A [`Request::CheckPredecessor`] hint: nothing to do with the answer.
     Hint,
+}
+
+/// The entries after a silent one, asked all at once instead of one timeout after the
+/// other (dead entries cost one timeout together, not one each), but decided in list
+/// order: an entry is taken only once every entry before it has failed, so a slow but
+/// live entry is never passed over (passing over one on a false suspicion can leave a
+/// list with no live entry). An entry that answered before its turn came is asked again,
+/// so that only a fresh answer is adopted, as in the sequential walk.
+struct Probe {
+    round: u64,
+    entries: Vec<(Peer, ProbeState)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ProbeState {
+    Waiting,
+    Failed,
+    Answered,
 }
 
 struct Pending {
@@ -289,6 +310,9 @@ pub struct Node {
     next_finger: usize,
     finger_lookup: Option<LookupId>,
     stabilizing: bool,
+    /// The parallel probe of this stabilization round, if one is running.
+    probe: Option<Probe>,
+    probe_rounds: u64,
     checking_predecessor: bool,
     next_stabilize: Time,
     next_fix_fingers: Time,
@@ -327,6 +351,8 @@ impl Node {
             next_finger: 0,
             finger_lookup: None,
             stabilizing: false,
+            probe: None,
+            probe_rounds: 0,
             checking_predecessor: false,
             next_stabilize: Time::ZERO,
             next_fix_fingers: Time::ZERO,
@@ -943,6 +969,13 @@ impl Node {
             .collect();
         let head_was_listed = self.successors.contains(head.id);
         let mut changed = self.successors.rebuild(head, &tail);
+        if self.cfg.adaptive_successor_list {
+            // Before the entries kept below go back in: a resize rebuilds the list from
+            // its first entry and `tail`, which is `head`'s list. With a kept entry
+            // first, `head` itself was dropped and the kept (maybe dead) entry got
+            // `head`'s list: a list with no live entry (found by the hunting sweep).
+            self.resize_successor_list(&tail);
+        }
         if head_was_listed {
             // We asked the entries before `head` in order this round and they were
             // silent: dead, or across a partition. Remember them, to find their ring
@@ -962,9 +995,6 @@ impl Node {
         }
         if changed {
             self.successors_changed();
-        }
-        if self.cfg.adaptive_successor_list {
-            self.resize_successor_list(&tail);
         }
         self.fingers.update(0, head);
         self.send_request(head, Request::Rectify, Purpose::Rectify, now);
@@ -1454,20 +1484,18 @@ impl Node {
                     predecessor,
                     successors,
                 },
-            ) => match predecessor {
-                // A node between us and the one that answered: adopt it only if it
-                // answers too. Repeating this walks a gap of several new nodes in one
-                // round; each step is strictly closer to us, so the walk ends.
-                Some(p) if p.id.in_open(self.me.id, from.id) => self.send_request(
-                    p,
-                    Request::GetNeighbors,
-                    Purpose::StabilizeCandidate {
-                        fallback: Some(from),
-                    },
-                    now,
-                ),
-                _ => self.adopt_successor(from, &successors, now),
-            },
+            ) => self.on_successor_neighbors(from, predecessor, &successors, now),
+            (
+                Purpose::StabilizeProbe { round },
+                Response::Neighbors {
+                    predecessor,
+                    successors,
+                },
+            ) => {
+                if self.probe_entry(round, from.id, ProbeState::Answered) {
+                    self.advance_probe(Some((from, predecessor, &successors)), now);
+                }
+            }
             (Purpose::StabilizeAdopt, Response::Neighbors { successors, .. }) => {
                 self.adopt_successor(from, &successors, now)
             }
@@ -1504,33 +1532,119 @@ impl Node {
         }
     }
 
+    /// Our successor (or a candidate for it) answered with its neighbours.
+    fn on_successor_neighbors(
+        &mut self,
+        from: Peer,
+        predecessor: Option<Peer>,
+        successors: &[Peer],
+        now: Time,
+    ) {
+        match predecessor {
+            // A node between us and the one that answered: adopt it only if it
+            // answers too. Repeating this walks a gap of several new nodes in one
+            // round; each step is strictly closer to us, so the walk ends.
+            Some(p) if p.id.in_open(self.me.id, from.id) => self.send_request(
+                p,
+                Request::GetNeighbors,
+                Purpose::StabilizeCandidate {
+                    fallback: Some(from),
+                },
+                now,
+            ),
+            _ => self.adopt_successor(from, successors, now),
+        }
+    }
+
+    /// Record the outcome of a probe request; false if it belongs to no running probe.
+    fn probe_entry(&mut self, round: u64, id: Id, state: ProbeState) -> bool {
+        let Some(probe) = self.probe.as_mut().filter(|p| p.round == round) else {
+            return false;
+        };
+        match probe.entries.iter_mut().find(|(p, _)| p.id == id) {
+            Some(e) => {
+                e.1 = state;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Act on the probe once its first entry that did not fail has answered, or every
+    /// entry failed. `answer` is the answer that just arrived, if any.
+    fn advance_probe(&mut self, answer: Option<(Peer, Option<Peer>, &[Peer])>, now: Time) {
+        let Some(probe) = &self.probe else {
+            return;
+        };
+        let first = probe
+            .entries
+            .iter()
+            .find(|(_, s)| *s != ProbeState::Failed)
+            .copied();
+        match first {
+            Some((_, ProbeState::Waiting)) => {}
+            Some((p, _)) => {
+                self.probe = None;
+                match answer {
+                    Some((from, predecessor, successors)) if from.id == p.id => {
+                        self.on_successor_neighbors(from, predecessor, successors, now)
+                    }
+                    // It answered while an entry before it was still being waited for:
+                    // that answer may be as old as a timeout. Ask it again.
+                    _ => self.send_request(p, Request::GetNeighbors, Purpose::StabilizeFirst, now),
+                }
+            }
+            None => {
+                // Every successor is silent: either the ring is broken here (r
+                // consecutive failures) or we are cut off. Keep the list (they may
+                // come back) and try the closest other node we know; whoever
+                // answers is adopted and stabilize walks back from there.
+                self.probe = None;
+                self.stabilizing = false;
+                self.stabilize_from_known(now);
+            }
+        }
+    }
+
     fn on_request_failed(&mut self, to: Peer, purpose: Purpose, now: Time) {
         match purpose {
             Purpose::StabilizeFirst => {
                 self.fingers.remove(to.id);
-                // Ask the next entry, but keep the silent ones in the list until a later
-                // one answers: the silence may be a lost message, and dropping a live
-                // successor on a false suspicion could leave a list with no live entry.
-                // The answer replaces everything before the one that answered.
+                // Ask the later entries, but keep the silent ones in the list until a
+                // later one answers: the silence may be a lost message, and dropping a
+                // live successor on a false suspicion could leave a list with no live
+                // entry. The answer replaces everything before the one that answered.
                 let d = self.me.id.distance_to(to.id);
-                let next = self
+                let later: Vec<Peer> = self
                     .successors
                     .as_slice()
                     .iter()
-                    .find(|p| self.me.id.distance_to(p.id) > d)
-                    .copied();
-                match next {
-                    Some(n) => {
-                        self.send_request(n, Request::GetNeighbors, Purpose::StabilizeFirst, now)
-                    }
-                    None => {
-                        // Every successor is silent: either the ring is broken here (r
-                        // consecutive failures) or we are cut off. Keep the list (they may
-                        // come back) and try the closest other node we know; whoever
-                        // answers is adopted and stabilize walks back from there.
-                        self.stabilizing = false;
-                        self.stabilize_from_known(now);
-                    }
+                    .filter(|p| self.me.id.distance_to(p.id) > d)
+                    .copied()
+                    .collect();
+                self.probe_rounds += 1;
+                let round = self.probe_rounds;
+                for p in &later {
+                    self.send_request(
+                        *p,
+                        Request::GetNeighbors,
+                        Purpose::StabilizeProbe { round },
+                        now,
+                    );
+                }
+                self.probe = Some(Probe {
+                    round,
+                    entries: later
+                        .into_iter()
+                        .map(|p| (p, ProbeState::Waiting))
+                        .collect(),
+                });
+                self.advance_probe(None, now);
+            }
+            Purpose::StabilizeProbe { round } => {
+                if self.probe_entry(round, to.id, ProbeState::Failed) {
+                    self.fingers.remove(to.id);
+                    self.advance_probe(None, now);
                 }
             }
             Purpose::StabilizeCandidate { fallback } => {

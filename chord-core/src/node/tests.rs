@@ -510,3 +510,56 @@ fn a_wrong_kind_of_answer_to_a_lookup_step_counts_as_a_failure() {
     });
     assert!(done.is_some(), "the lookup was still waiting after 3 s");
 }
+
+/// Found by the hunting sweep: with an adaptive list, a successor adopted from outside the
+/// list (a node that joined in front of our next live entry) was dropped again at once.
+/// The entries before it are kept one more round (a false suspicion must not close a
+/// loop), and the resize that followed rebuilt the list from its first entry, by then a
+/// kept (silent) one, with the new successor's list: the new successor itself was gone,
+/// and when its list was dead too, so was every live entry.
+#[test]
+fn an_adaptive_list_keeps_a_successor_found_in_front_of_its_next_entry() {
+    let (a, b, x, c, d) = (at(10), at(20), at(30), at(40), at(50));
+    let (mut node, mut now) = alone_then_rectified_by(
+        a,
+        Config {
+            successor_list_len: 2,
+            adaptive_successor_list: true,
+            ..Config::default()
+        },
+        b,
+    );
+    let before = move |to: &Peer, body: &Request| -> Option<Response> {
+        let next = |p: Peer| if p == b { c } else { d };
+        match body {
+            Request::GetNeighbors => Some(Response::Neighbors {
+                predecessor: Some(a),
+                successors: vec![next(*to), d],
+            }),
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    drive(&mut node, &mut now, 3, before);
+    let ids = |n: &Node| n.successors().iter().map(|p| p.id).collect::<Vec<_>>();
+    assert!(ids(&node).starts_with(&[b.id, c.id]), "{:?}", ids(&node));
+    // B dies; X joins between B and C.
+    let after = move |to: &Peer, body: &Request| -> Option<Response> {
+        match body {
+            _ if *to == b => None,
+            Request::GetNeighbors if *to == c => Some(Response::Neighbors {
+                predecessor: Some(x),
+                successors: vec![d, a],
+            }),
+            // X's list is longer than the one we had: the adaptive list grows.
+            Request::GetNeighbors => Some(Response::Neighbors {
+                predecessor: Some(a),
+                successors: vec![c, d, at(60), at(70)],
+            }),
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    drive(&mut node, &mut now, 5, after);
+    assert!(ids(&node).contains(&x.id), "{:?}", ids(&node));
+}
