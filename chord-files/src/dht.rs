@@ -80,6 +80,40 @@ pub(crate) trait Route: Send {
     fn recycle(&mut self, buf: Vec<u8>) {
         let _ = buf;
     }
+    /// Records whose signature this route already checked, if it keeps them.
+    fn verified(&mut self) -> Option<&mut Verified> {
+        None
+    }
+}
+
+/// The BLAKE3 hashes of the last [`Verified::CAPACITY`] record encodings whose signature
+/// a client checked: a record read again unchanged (the same bytes, so the same position,
+/// sequence and signature) is not verified again. Checking a signature is most of what a
+/// read costs a client.
+#[derive(Debug, Default)]
+pub(crate) struct Verified {
+    order: std::collections::VecDeque<Hash>,
+    set: std::collections::HashSet<Hash>,
+}
+
+impl Verified {
+    const CAPACITY: usize = 1024;
+
+    fn contains(&self, h: &Hash) -> bool {
+        self.set.contains(h)
+    }
+
+    fn insert(&mut self, h: Hash) {
+        if !self.set.insert(h) {
+            return;
+        }
+        if self.order.len() >= Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.order.push_back(h);
+    }
 }
 
 /// A node's own route: its lookups, and its calls (a call to itself stays inside).
@@ -117,6 +151,10 @@ impl Route for Lane {
 
     fn recycle(&mut self, buf: Vec<u8>) {
         self.spare = buf;
+    }
+
+    fn verified(&mut self) -> Option<&mut Verified> {
+        Some(&mut self.verified)
     }
 }
 
@@ -215,20 +253,26 @@ pub(crate) async fn fetch_record(
     // Who answered, and with which version (`None`: nothing valid).
     let mut held = Vec::new();
     let mut last = None;
-    // Holders usually answer with the same bytes: each distinct answer is checked once.
+    // Holders usually answer with the same bytes: each distinct answer is checked once
+    // (and a client route remembers what it checked across reads).
     let mut checked: Vec<Hash> = Vec::new();
     for p in route.locate(id, k, false).await? {
         let got = match route.ask(p.addr, &FilesRequest::Fetch { key }).await {
             // A holder serving a forged or expired record counts as holding nothing.
             Ok(FilesResponse::Data(d)) => {
                 let h = hash(&d);
-                let r = if checked.contains(&h) {
+                let known =
+                    checked.contains(&h) || route.verified().is_some_and(|v| v.contains(&h));
+                let r = if known {
                     Record::decode_stored(&d, id)
                 } else {
                     Record::decode_at(&d, id)
                 };
-                if r.is_ok() {
+                if r.is_ok() && !known {
                     checked.push(h);
+                    if let Some(v) = route.verified() {
+                        v.insert(h);
+                    }
                 }
                 r.ok().filter(|r| !r.expired(now))
             }
@@ -543,6 +587,7 @@ mod tests {
         held: HashMap<SocketAddr, Vec<u8>>,
         fetches: usize,
         stores: usize,
+        verified: Option<Verified>,
     }
 
     impl Holders {
@@ -600,6 +645,10 @@ mod tests {
                 }
                 _ => Err(FilesError::BadAnswer),
             }
+        }
+
+        fn verified(&mut self) -> Option<&mut Verified> {
+            self.verified.as_mut()
         }
     }
 
@@ -676,5 +725,27 @@ mod tests {
             matches!(again, Err(FilesError::Conflict { .. })),
             "{again:?}"
         );
+    }
+
+    /// A client remembers the records it verified: the same bytes read again are not
+    /// checked again, and anything else still is (a forged copy served after the genuine
+    /// one was read counts as nothing).
+    #[test]
+    fn a_record_read_again_is_verified_once_and_forgeries_still_fail() {
+        let (mut h, me) = (Holders::new(3), Identity::from_seed([5; 32]));
+        h.verified = Some(Verified::default());
+        put(&mut h, &me, b"genuine", WriteOptions::default());
+        assert_eq!(get(&mut h, &me).as_deref(), Some(&b"genuine"[..]));
+        assert_eq!(get(&mut h, &me).as_deref(), Some(&b"genuine"[..]));
+        assert_eq!(h.verified.as_ref().map(|v| v.order.len()), Some(1));
+        // One holder now serves the same record with another value and a higher
+        // sequence under the old signature.
+        let at = h.peers[0].addr;
+        let id = record_id(&me.public_key(), b"k");
+        let mut forged = Record::decode_stored(&h.held[&at], id).expect("held");
+        forged.seq += 1;
+        forged.value = Some(b"forged".to_vec().into());
+        h.held.insert(at, crate::encode(&forged).expect("encode"));
+        assert_eq!(get(&mut h, &me).as_deref(), Some(&b"genuine"[..]));
     }
 }

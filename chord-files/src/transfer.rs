@@ -63,6 +63,8 @@ pub(crate) struct Lane {
     clients: HashMap<SocketAddr, Client>,
     /// Ring ranges `(from, to]` already located, with their holders.
     ranges: Vec<(Id, Id, Vec<Peer>)>,
+    /// Records whose signature was checked already.
+    pub(crate) verified: crate::dht::Verified,
 }
 
 impl Lane {
@@ -77,6 +79,7 @@ impl Lane {
             spare: Vec::new(),
             clients: HashMap::new(),
             ranges: Vec::new(),
+            verified: crate::dht::Verified::default(),
         }
     }
 
