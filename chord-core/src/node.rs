@@ -257,6 +257,10 @@ enum Purpose {
 /// so that only a fresh answer is adopted, as in the sequential walk.
 struct Probe {
     round: u64,
+    /// How far the silent entry that started it is from us: the probe covers every entry
+    /// of the list beyond it, including entries a leaver hands over while it runs.
+    after: Id,
+    /// In list order.
     entries: Vec<(Peer, ProbeState)>,
 }
 
@@ -1573,6 +1577,7 @@ impl Node {
     /// Act on the probe once its first entry that did not fail has answered, or every
     /// entry failed. `answer` is the answer that just arrived, if any.
     fn advance_probe(&mut self, answer: Option<(Peer, Option<Peer>, &[Peer])>, now: Time) {
+        self.probe_new_entries(now);
         let Some(probe) = &self.probe else {
             return;
         };
@@ -1606,6 +1611,43 @@ impl Node {
         }
     }
 
+    /// Ask the entries that came into the list since the probe started (a leaver among
+    /// its entries answered `Departed` with its own list, or a notice arrived): the probe
+    /// must not pass over one of them for a later entry (found in review: a live node
+    /// handed over by a departing entry was dropped for the entry after it).
+    fn probe_new_entries(&mut self, now: Time) {
+        let Some(probe) = &self.probe else {
+            return;
+        };
+        let (round, after) = (probe.round, probe.after);
+        let new: Vec<Peer> = self
+            .successors
+            .as_slice()
+            .iter()
+            .filter(|p| {
+                self.me.id.distance_to(p.id) > after
+                    && !probe.entries.iter().any(|(q, _)| q.id == p.id)
+            })
+            .copied()
+            .collect();
+        for p in new {
+            self.send_request(
+                p,
+                Request::GetNeighbors,
+                Purpose::StabilizeProbe { round },
+                now,
+            );
+            let me = self.me.id;
+            if let Some(probe) = self.probe.as_mut() {
+                let d = me.distance_to(p.id);
+                let at = probe
+                    .entries
+                    .partition_point(|(q, _)| me.distance_to(q.id) < d);
+                probe.entries.insert(at, (p, ProbeState::Waiting));
+            }
+        }
+    }
+
     fn on_request_failed(&mut self, to: Peer, purpose: Purpose, now: Time) {
         match purpose {
             Purpose::StabilizeFirst => {
@@ -1634,6 +1676,7 @@ impl Node {
                 }
                 self.probe = Some(Probe {
                     round,
+                    after: d,
                     entries: later
                         .into_iter()
                         .map(|p| (p, ProbeState::Waiting))

@@ -268,15 +268,7 @@ fn drive(
     peers: impl Fn(&Peer, &Request) -> Option<Response>,
 ) {
     for _ in 0..secs * 10 {
-        while let Some(t) = node.poll_transmit() {
-            if let Message::Request { id, body } = t.message {
-                if let Some(answer) = peers(&t.to, &body) {
-                    node.handle(t.to, Message::Response { id, body: answer }, *now);
-                }
-            }
-        }
-        *now = *now + Duration::from_millis(100);
-        node.handle_timeout(*now);
+        drive_once(node, now, &peers);
     }
 }
 
@@ -562,4 +554,128 @@ fn an_adaptive_list_keeps_a_successor_found_in_front_of_its_next_entry() {
     };
     drive(&mut node, &mut now, 5, after);
     assert!(ids(&node).contains(&x.id), "{:?}", ids(&node));
+}
+
+/// A node at 10 with the list [20, 30, 40, 50] (r = 4), everyone answering so far.
+fn node_with_four() -> (Node, Time, [Peer; 5]) {
+    let (a, b, c, d, e) = (at(20), at(30), at(40), at(50), at(60));
+    let me = at(10);
+    let (mut node, mut now) = alone_then_rectified_by(
+        me,
+        Config {
+            successor_list_len: 4,
+            fix_fingers_interval: Duration::from_secs(1000),
+            ..Config::default()
+        },
+        a,
+    );
+    let ring = move |to: &Peer, body: &Request| -> Option<Response> {
+        let order = [a, b, c, d, e, at(70), at(80)];
+        let i = order.iter().position(|p| p == to).unwrap_or(0);
+        match body {
+            Request::GetNeighbors => Some(Response::Neighbors {
+                predecessor: Some(if i == 0 { me } else { order[i - 1] }),
+                successors: order[i + 1..].to_vec(),
+            }),
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    drive(&mut node, &mut now, 3, ring);
+    let ids: Vec<Id> = node.successors().iter().map(|p| p.id).collect();
+    assert_eq!(ids, vec![a.id, b.id, c.id, d.id]);
+    (node, now, [me, a, b, c, d])
+}
+
+/// Found in review of the parallel probe: its entries were fixed when it started, so a
+/// live node X that a departing entry B handed over meanwhile was never asked, and the
+/// live D after it was adopted: our successor skipped X (the list dropped it). The walk
+/// one entry at a time asked X right after B's answer.
+#[test]
+fn a_probe_asks_the_entries_a_departing_entry_hands_over() {
+    let (mut node, mut now, [me, a, b, c, d]) = node_with_four();
+    let x = at(35);
+    let ring = move |to: &Peer, body: &Request| -> Option<Response> {
+        match body {
+            _ if *to == a || *to == c => None,
+            _ if *to == b => Some(Response::Departed {
+                successors: vec![x, c, d],
+            }),
+            Request::GetNeighbors if *to == d => Some(Response::Neighbors {
+                predecessor: Some(c),
+                successors: vec![at(60), at(70)],
+            }),
+            Request::GetNeighbors => Some(Response::Neighbors {
+                predecessor: Some(me),
+                successors: vec![d, at(60)],
+            }),
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    let mut firsts = Vec::new();
+    for _ in 0..120 {
+        drive_once(&mut node, &mut now, ring);
+        let f = node.successor().id;
+        if firsts.last() != Some(&f) {
+            firsts.push(f);
+        }
+    }
+    assert!(
+        !firsts.contains(&d.id),
+        "D taken over the live X: {firsts:?}"
+    );
+    assert_eq!(node.successor(), x, "{firsts:?}");
+}
+
+/// The same with D dead too: X is our successor within the probe's own round (it took
+/// 9.2 s, a silent round and another round, when X was asked only in a later round).
+#[test]
+fn an_entry_handed_over_during_a_probe_is_taken_in_the_same_round() {
+    let (mut node, mut now, [me, a, b, c, d]) = node_with_four();
+    let x = at(35);
+    let ring = move |to: &Peer, body: &Request| -> Option<Response> {
+        match body {
+            _ if *to == a || *to == c || *to == d => None,
+            _ if *to == b => Some(Response::Departed {
+                successors: vec![x, c, d],
+            }),
+            Request::GetNeighbors => Some(Response::Neighbors {
+                predecessor: Some(me),
+                successors: vec![at(60), at(70)],
+            }),
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    let start = now;
+    let mut took = None;
+    for _ in 0..200 {
+        drive_once(&mut node, &mut now, ring);
+        if node.successors().first() == Some(&x) {
+            took = Some(now - start);
+            break;
+        }
+    }
+    assert!(
+        took.is_some_and(|t| t <= Duration::from_secs(4)),
+        "{took:?}"
+    );
+}
+
+/// Answer what `node` sent, then move the clock 100 ms and fire its timers.
+fn drive_once(
+    node: &mut Node,
+    now: &mut Time,
+    peers: impl Fn(&Peer, &Request) -> Option<Response>,
+) {
+    while let Some(t) = node.poll_transmit() {
+        if let Message::Request { id, body } = t.message {
+            if let Some(answer) = peers(&t.to, &body) {
+                node.handle(t.to, Message::Response { id, body: answer }, *now);
+            }
+        }
+    }
+    *now = *now + Duration::from_millis(100);
+    node.handle_timeout(*now);
 }
