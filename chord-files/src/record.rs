@@ -5,8 +5,7 @@
 //! salts, and nobody else can write under them, because every holder checks the
 //! signature and that the record's key and salt hash to the position it is stored at.
 //! Versions are compared by [`Record::version`]: the highest sequence wins; at equal
-//! sequences a tombstone beats a value (a delete is never undone by a write that raced it),
-//! then the larger BLAKE3 of the signature (any deterministic rule will do; every holder
+//! sequences a tombstone beats a value, then the larger BLAKE3 of the signature (any deterministic rule will do; every holder
 //! applies the same one). Clocks never order anything; they only end a record's life when
 //! its writer gave it an expiry.
 
