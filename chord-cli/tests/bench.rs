@@ -44,11 +44,23 @@ fn percentile(xs: &mut [f64], p: f64) -> f64 {
 fn ring_of_64_processes() {
     let n = 64;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    // CHORD_BENCH_DISTINCT_IPS=1: node i listens on 127.0.0.(i + 2) instead of every node
+    // on 127.0.0.1, as hosts of a real ring would (per-address limits then apply to one
+    // node each, not to the whole ring).
+    let distinct = std::env::var("CHORD_BENCH_DISTINCT_IPS").is_ok_and(|v| v == "1");
+    let start = |i: usize, via: Option<SocketAddr>| {
+        let ip = if distinct {
+            format!("127.0.0.{}", i + 2)
+        } else {
+            "127.0.0.1".to_string()
+        };
+        NodeProc::start_on(CHORD, &ip, via, &[], std::process::Stdio::null())
+    };
     let t0 = Instant::now();
-    let mut nodes: Vec<NodeProc> = vec![NodeProc::start(CHORD, None)];
-    for _ in 1..n {
+    let mut nodes: Vec<NodeProc> = vec![start(0, None)];
+    for i in 1..n {
         let via = nodes[rng.below(nodes.len())].addr;
-        nodes.push(NodeProc::start(CHORD, Some(via)));
+        nodes.push(start(i, Some(via)));
     }
     println!(
         "joins: {n} nodes joined one after another in {:.1} s",
@@ -60,6 +72,9 @@ fn ring_of_64_processes() {
         "ring consistent {:.1} s after the last join",
         settle.as_secs_f64()
     );
+    if std::env::var("CHORD_BENCH_CONVERGE_ONLY").is_ok_and(|v| v == "1") {
+        return;
+    }
 
     // 1000 lookups from random nodes, checked against the ring.
     let mut ids: Vec<Id> = nodes.iter().map(|p| Id::for_addr(p.addr)).collect();

@@ -213,8 +213,19 @@ impl NodeProc {
         extra: &[&str],
         stderr: Stdio,
     ) -> NodeProc {
+        NodeProc::start_on(bin, "127.0.0.1", join, extra, stderr)
+    }
+
+    /// [`NodeProc::start_with`] listening on `ip` (a loopback address).
+    pub fn start_on(
+        bin: &str,
+        ip: &str,
+        join: Option<SocketAddr>,
+        extra: &[&str],
+        stderr: Stdio,
+    ) -> NodeProc {
         let mut cmd = chord(bin);
-        cmd.args(["node", "127.0.0.1", "0", "--headless"]);
+        cmd.args(["node", ip, "0", "--headless"]);
         if let Some(j) = join {
             cmd.args(["--join", &j.to_string()]);
         }
