@@ -272,6 +272,10 @@ fn transfers_on_five_nodes() {
     let (pairs, rss) = raw_and_get(&gib, "big.bin", &out, &["--node", &at], 5);
     report("1 GiB", &pairs);
     println!("get client peak RSS {rss:.1} MiB");
+    // CHORD_BENCH_TRANSFERS_ONLY=1: stop after the 1 GiB put and gets (for A/B runs).
+    if std::env::var("CHORD_BENCH_TRANSFERS_ONLY").is_ok_and(|v| v == "1") {
+        return;
+    }
     {
         let size = 100u64 << 20;
         let f = dir.join("mid.bin");
