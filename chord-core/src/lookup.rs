@@ -209,20 +209,19 @@ impl Lookup {
         id.distance_to(self.key).wrapping_sub(Id::pow2(0))
     }
 
-    /// Where `id` is (`Ok`) or would go (`Err`) in `candidates`.
-    fn position(&self, id: Id) -> Result<usize, usize> {
-        let rank = self.rank(id);
+    /// Where the candidate of rank `rank` is (`Ok`) or would go (`Err`) in `candidates`.
+    fn position(&self, rank: Id) -> Result<usize, usize> {
         self.candidates.binary_search_by(|c| rank.cmp(&c.rank))
     }
 
     fn candidate_mut(&mut self, id: Id) -> Option<&mut Candidate> {
-        let i = self.position(id).ok()?;
+        let i = self.position(self.rank(id)).ok()?;
         self.candidates.get_mut(i)
     }
 
     fn add_candidate(&mut self, p: Peer, depth: u32) {
         let rank = self.rank(p.id);
-        let pos = match self.position(p.id) {
+        let pos = match self.position(rank) {
             Ok(i) => {
                 let c = &mut self.candidates[i];
                 c.depth = c.depth.min(depth);
