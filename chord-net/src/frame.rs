@@ -157,7 +157,14 @@ where
         // The lease counts the whole length against the budget; the memory itself still
         // grows only as bytes arrive (a header alone costs a budget share, not RSS).
         let lease = match budget {
-            Some(b) if len > FIRST_STEP => b.take(len).await,
+            Some(b) if len > FIRST_STEP => {
+                let lease = b.take(len).await;
+                // The budget holds the whole length: reserve it at once, so the body is
+                // not copied each time it grows (untouched pages cost no RSS).
+                buf.clear();
+                buf.reserve_exact(len);
+                lease
+            }
             _ => Lease::none(),
         };
         read_growing(r, len, &mut buf).await?;
@@ -288,6 +295,35 @@ mod tests {
                 .await
                 .expect("read");
             assert_eq!(got, body);
+        });
+    }
+
+    /// The guards' cost on transfers (issue 13): growing a leased body step by step copied
+    /// it at every step (a 1 MiB chunk was copied once more on top of its read, with fresh
+    /// pages each time). A body whose whole length the budget holds is read into one
+    /// allocation of that length; the reads still come in growing steps.
+    #[test]
+    fn a_leased_body_is_read_into_one_allocation() {
+        futures_lite::future::block_on(async {
+            let body: Vec<u8> = (0..(3 << 20) + 5).map(|i| (i % 251) as u8).collect();
+            let mut data = (body.len() as u32).to_be_bytes().to_vec();
+            data.extend_from_slice(&body);
+            let mut r = futures_lite::io::Cursor::new(data);
+            let budget = Budget::new(64 << 20);
+            let t = Duration::from_secs(1);
+            let (got, lease) =
+                read_body_leased(&mut r, Vec::new(), DEFAULT_MAX_FRAME, t, t, Some(&budget))
+                    .await
+                    .expect("read");
+            assert_eq!(got, body);
+            assert_eq!(budget.used(), body.len());
+            assert_eq!(
+                got.capacity(),
+                body.len(),
+                "the body grew through reallocations"
+            );
+            drop(lease);
+            assert_eq!(budget.used(), 0);
         });
     }
 
