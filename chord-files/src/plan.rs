@@ -91,6 +91,64 @@ pub fn plan(me: SocketAddr, mine: &[Version], holders: &[Holder], k: usize, leav
     out
 }
 
+/// The holders' claims that `todo` takes on trust, as `(item, index in holders)`: a claim
+/// to hold the same version as this node's copy, when that copy is to be dropped, or when
+/// this node leaves the sending to the claimant and some holder still lacks the item.
+/// Anyone in the ring can answer `Versions`; before a copy goes or a repair is left to
+/// someone else, these claims are proven (a holder shows it has the bytes *now*: see
+/// `FilesRequest::Prove`). Claims of a newer version are not listed: those are shown in
+/// full (a record fetched and its signature checked) before they are planned with.
+pub fn relied_on(
+    me: SocketAddr,
+    mine: &[Version],
+    holders: &[Holder],
+    todo: &Plan,
+) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for (i, &my) in mine.iter().enumerate() {
+        let said = |h: &Holder| h.said.get(i).copied().flatten();
+        let claims = |h: &&Holder| h.addr != me && said(h) == Some(Some(my));
+        if todo.drop.contains(&i) {
+            out.extend(
+                holders
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, h)| claims(h))
+                    .map(|(n, _)| (i, n)),
+            );
+            continue;
+        }
+        let best = holders
+            .iter()
+            .filter(|h| h.addr != me)
+            .filter_map(|h| said(h).flatten())
+            .fold(my, Ord::max);
+        if my < best || todo.send.iter().any(|(j, _)| *j == i) {
+            continue;
+        }
+        // The first holder with our version sends, if it is not us: trusted only if some
+        // holder is waiting for it.
+        let first = holders
+            .iter()
+            .position(|h| h.addr == me || said(h) == Some(Some(my)));
+        let Some(first) = first.filter(|&f| holders[f].addr != me) else {
+            continue;
+        };
+        let waiting = holders
+            .iter()
+            .filter(|h| h.addr != me)
+            .any(|h| match said(h) {
+                Some(None) => true,
+                Some(Some(v)) => v < my,
+                None => false,
+            });
+        if waiting {
+            out.push((i, first));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +195,47 @@ mod tests {
             false,
         );
         assert_eq!(p, Plan::default());
+    }
+
+    /// What a plan takes on trust: the claims a drop rests on, and the claim of the holder
+    /// left to send while another waits; nothing when every holder already has the item.
+    #[test]
+    fn claims_relied_on_are_those_a_drop_or_a_repair_left_to_others_rests_on() {
+        // Outside the set, every holder claims it: the drop rests on all three claims.
+        let holders = [
+            h(2, &[Some(Some(v(0)))]),
+            h(3, &[Some(Some(v(0)))]),
+            h(4, &[Some(Some(v(0)))]),
+        ];
+        let p = plan(a(ME), &[v(0)], &holders, 3, false);
+        assert_eq!(p.drop, vec![0]);
+        assert_eq!(
+            relied_on(a(ME), &[v(0)], &holders, &p),
+            vec![(0, 0), (0, 1), (0, 2)]
+        );
+        // In the set, second; the first claims it and the third lacks it: I leave the
+        // send to the first, on its word.
+        let holders = [h(ME, &[Some(Some(v(0)))]), h(2, &[]), h(3, &[Some(None)])];
+        let p = plan(a(2), &[v(0)], &holders, 3, false);
+        assert_eq!(p, Plan::default());
+        assert_eq!(relied_on(a(2), &[v(0)], &holders, &p), vec![(0, 0)]);
+        // Nobody waits: nothing to prove.
+        let holders = [
+            h(ME, &[Some(Some(v(0)))]),
+            h(2, &[]),
+            h(3, &[Some(Some(v(0)))]),
+        ];
+        let p = plan(a(2), &[v(0)], &holders, 3, false);
+        assert!(relied_on(a(2), &[v(0)], &holders, &p).is_empty());
+        // I send myself: nothing taken on trust.
+        let holders = [h(ME, &[]), h(2, &[Some(Some(v(0)))]), h(3, &[Some(None)])];
+        let p = plan(a(ME), &[v(0)], &holders, 3, false);
+        assert!(relied_on(a(ME), &[v(0)], &holders, &p).is_empty());
+        // Once the first's claim is disproved (no answer), the duty is mine.
+        let holders = [h(ME, &[None]), h(2, &[]), h(3, &[Some(None)])];
+        let p = plan(a(2), &[v(0)], &holders, 3, false);
+        assert_eq!(p.send, vec![(0, a(3))]);
+        assert!(relied_on(a(2), &[v(0)], &holders, &p).is_empty());
     }
 
     #[test]

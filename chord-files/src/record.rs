@@ -51,15 +51,20 @@ impl std::fmt::Debug for Identity {
     }
 }
 
+/// 32 bytes from the operating system's random generator.
+pub(crate) fn random_bytes() -> Result<[u8; 32], FilesError> {
+    use rand::TryRngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| FilesError::Local(format!("no random numbers: {e}")))?;
+    Ok(bytes)
+}
+
 impl Identity {
     /// A new identity from the operating system's random generator.
     pub fn generate() -> Result<Identity, FilesError> {
-        use rand::TryRngCore;
-        let mut seed = [0u8; 32];
-        rand::rngs::OsRng
-            .try_fill_bytes(&mut seed)
-            .map_err(|e| FilesError::Local(format!("no random numbers: {e}")))?;
-        Ok(Identity::from_seed(seed))
+        Ok(Identity::from_seed(random_bytes()?))
     }
 
     /// The identity whose secret key is `seed`.

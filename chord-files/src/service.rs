@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::manifest::{ItemKey, Manifest};
-use crate::plan::{plan, Holder};
+use crate::plan::{plan, relied_on, Holder, Plan};
 use crate::record::{now_ms, Record, Version};
 use crate::store::{stored_version, version, Store, StoreError};
 use crate::{decode, encode, FilesError, SERVICE};
@@ -114,6 +114,28 @@ pub enum FilesRequest {
         /// The live sequence the writer saw.
         expect: Option<u64>,
     },
+    /// Show that the item is held here now: answered with [`proof`] of its bytes under
+    /// `nonce` and this node's address (`NotFound` if not held). A holder's word in
+    /// `Versions` is not enough for another to drop its copy or leave a repair to it.
+    Prove {
+        /// The item.
+        key: ItemKey,
+        /// Fresh random bytes from the asker.
+        nonce: [u8; 32],
+    },
+}
+
+/// A proof of holding `data`: BLAKE3 keyed by `nonce` over the holder's address and the
+/// bytes. Only a node that has the bytes when asked can answer, and one node's answer is
+/// no use to another (the address is in it), so a claim cannot be passed on from an
+/// honest holder without fetching the whole item.
+pub fn proof(nonce: &[u8; 32], holder: SocketAddr, data: &[u8]) -> [u8; 32] {
+    let addr = holder.to_string();
+    let mut h = blake3::Hasher::new_keyed(nonce);
+    h.update(&(addr.len() as u64).to_le_bytes());
+    h.update(addr.as_bytes());
+    h.update(data);
+    *h.finalize().as_bytes()
 }
 
 /// The answer of the files service.
@@ -167,6 +189,8 @@ pub enum FilesResponse {
         /// Bytes stored here.
         stored: u64,
     },
+    /// Answer to `Prove`.
+    Proof([u8; 32]),
 }
 
 /// Most records a `ListFiles` answer looks at.
@@ -324,6 +348,10 @@ async fn serve(
         }
         FilesRequest::Fetch { key } => match store.get(key).await.map_err(store_err)? {
             Some(d) => FilesResponse::Data(d),
+            None => FilesResponse::NotFound,
+        },
+        FilesRequest::Prove { key, nonce } => match store.get(key).await.map_err(store_err)? {
+            Some(d) => FilesResponse::Proof(proof(&nonce, node.addr(), &d)),
             None => FilesResponse::NotFound,
         },
         FilesRequest::Have { keys } => {
@@ -646,7 +674,7 @@ pub async fn maintain(
                 said: v,
             });
         }
-        let todo = plan(me, &mine, &said, usize::from(k), leaving);
+        let todo = plan_on_proof(node, store, &group, &mine, &mut said, k, leaving).await?;
         if leaving {
             // An item no other holder has and nobody is to be sent (no other node left,
             // or none answered) is lost with this node: say so.
@@ -715,6 +743,61 @@ pub async fn maintain(
         }
     }
     Ok(r)
+}
+
+/// [`plan`], with every claim the plan takes on trust ([`relied_on`]) proven first: the
+/// claimant shows, under a fresh nonce, that it holds the same bytes as this node's copy
+/// (`Prove`). A claim not proven counts as no answer (nothing is dropped on it, and the
+/// sending falls to the next holder that has the item, or to this node), and the plan is
+/// made again; each round proves or discards at least one claim, so this ends.
+async fn plan_on_proof(
+    node: &Node,
+    store: &dyn Store,
+    group: &[ItemKey],
+    mine: &[Version],
+    said: &mut [Holder],
+    k: u8,
+    leaving: bool,
+) -> Result<Plan, FilesError> {
+    let me = node.addr();
+    let mut proven: Vec<(usize, SocketAddr)> = Vec::new();
+    let nonce = crate::record::random_bytes()?;
+    loop {
+        let todo = plan(me, mine, said, usize::from(k), leaving);
+        let open: Vec<(usize, usize)> = relied_on(me, mine, said, &todo)
+            .into_iter()
+            .filter(|&(n, h)| !proven.contains(&(n, said[h].addr)))
+            .collect();
+        if open.is_empty() {
+            return Ok(todo);
+        }
+        for (n, h) in open {
+            let to = said[h].addr;
+            let ours = store.get(group[n]).await.map_err(store_err)?;
+            let shown = match ask(
+                node,
+                to,
+                &FilesRequest::Prove {
+                    key: group[n],
+                    nonce,
+                },
+            )
+            .await
+            {
+                Err(FilesError::Stopped) => return Err(FilesError::Stopped),
+                Ok(FilesResponse::Proof(p)) => ours.is_some_and(|d| p == proof(&nonce, to, &d)),
+                _ => false,
+            };
+            if shown {
+                proven.push((n, to));
+            } else {
+                warn!(from = %to, "a holder claimed an item it did not prove it holds");
+                if let Some(x) = said[h].said.get_mut(n) {
+                    *x = None;
+                }
+            }
+        }
+    }
 }
 
 /// How long after its lease ends a block is still kept: room for clocks that differ

@@ -1475,3 +1475,132 @@ fn space_after_rm() {
         }
     });
 }
+
+/// A store that says it holds every block (its node answers `Versions` with "held") and
+/// keeps none: a member that lies about what it holds.
+struct ClaimsEveryBlock(MemoryStore);
+
+impl Store for ClaimsEveryBlock {
+    fn put(
+        &self,
+        key: ItemKey,
+        data: Vec<u8>,
+    ) -> chord_files::store::BoxFuture<'_, Result<(), chord_files::store::StoreError>> {
+        match key {
+            ItemKey::Chunk(_) => Box::pin(async { Ok(()) }),
+            _ => self.0.put(key, data),
+        }
+    }
+    fn get(
+        &self,
+        key: ItemKey,
+    ) -> chord_files::store::BoxFuture<'_, Result<Option<Vec<u8>>, chord_files::store::StoreError>>
+    {
+        self.0.get(key)
+    }
+    fn has(
+        &self,
+        key: ItemKey,
+    ) -> chord_files::store::BoxFuture<'_, Result<bool, chord_files::store::StoreError>> {
+        match key {
+            ItemKey::Chunk(_) => Box::pin(async { Ok(true) }),
+            _ => self.0.has(key),
+        }
+    }
+    fn delete(
+        &self,
+        key: ItemKey,
+    ) -> chord_files::store::BoxFuture<'_, Result<(), chord_files::store::StoreError>> {
+        self.0.delete(key)
+    }
+    fn list(
+        &self,
+    ) -> chord_files::store::BoxFuture<'_, Result<Vec<ItemKey>, chord_files::store::StoreError>>
+    {
+        self.0.list()
+    }
+    fn used(&self) -> u64 {
+        self.0.used()
+    }
+}
+
+/// Issue 12, "block presence claims trusted": a holder's "held" in `Versions` was believed
+/// as it was. A member that claims every block made a node outside a block's replica set
+/// drop its copy, and, as a block's owner (the holder that sends repairs), left a holder
+/// that lost its copy without one for good. Such claims are now proven (`Prove`: a keyed
+/// hash of the bytes) before a copy is dropped or a repair left to the claimant.
+#[test]
+fn a_holder_claiming_blocks_it_does_not_hold_is_not_believed() {
+    block_on(async {
+        let mut nodes: Vec<FilesNode> = Vec::new();
+        for i in 0..4 {
+            let join = (i > 0).then(|| nodes[0].node().addr());
+            let store: Arc<dyn Store> = if i == 3 {
+                Arc::new(ClaimsEveryBlock(MemoryStore::new(1 << 30)))
+            } else {
+                Arc::new(MemoryStore::new(1 << 30))
+            };
+            nodes.push(start(any_port(), join, store).await);
+        }
+        settle(&nodes.iter().collect::<Vec<_>>()).await;
+        let liar = nodes[3].addr();
+        let index = |a: SocketAddr| nodes.iter().position(|n| n.addr() == a).expect("a node");
+        // Blocks until one has the liar as its owner and one has the liar among its
+        // holders with an honest node outside the set.
+        let (mut owned, mut outside) = (None, None);
+        for i in 0..200u32 {
+            if owned.is_some() && outside.is_some() {
+                break;
+            }
+            let bytes = format!("block {i}").into_bytes();
+            let h = nodes[0].put_block(bytes.clone()).await.expect("put");
+            let key = ItemKey::Chunk(h);
+            let (_, holders) = chord_files::service::locate(nodes[0].node(), key.ring_id(), 3)
+                .await
+                .expect("locate");
+            let set: Vec<usize> = holders.iter().map(|p| index(p.addr)).collect();
+            if set[0] == 3 && owned.is_none() {
+                owned = Some((key, bytes, set));
+            } else if set.contains(&3) && outside.is_none() {
+                let out = (0..3).find(|i| !set.contains(i)).expect("an outsider");
+                outside = Some((key, bytes, out));
+            }
+        }
+        let (owned, outside) = (
+            owned.expect("a block the liar owns"),
+            outside.expect("a block"),
+        );
+        assert_ne!(liar, nodes[0].addr());
+
+        // An honest node outside the set keeps a copy (as after a range change): it is not
+        // dropped on the liar's word.
+        let (key, bytes, out) = outside;
+        nodes[out].store().put(key, bytes).await.expect("copy");
+        let until = now_ms() + 3_600_000;
+        nodes[out]
+            .store()
+            .set_lease(key, until)
+            .await
+            .expect("lease");
+        for _ in 0..3 {
+            nodes[out].repair().await.expect("repair");
+        }
+        assert!(
+            nodes[out].store().has(key).await.expect("has"),
+            "the outsider dropped its copy on a claim the liar could not prove"
+        );
+
+        // The third holder loses its copy; the liar "owns" the block and claims it: the
+        // second holder must not leave the repair to it.
+        let (key, _, set) = owned;
+        nodes[set[2]].store().delete(key).await.expect("delete");
+        for _ in 0..3 {
+            nodes[set[1]].repair().await.expect("repair");
+        }
+        assert!(
+            nodes[set[2]].store().has(key).await.expect("has"),
+            "the holder that lost its copy never got it back: repair was left to the liar"
+        );
+        kill_all(&nodes);
+    });
+}
