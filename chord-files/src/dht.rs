@@ -200,6 +200,38 @@ pub(crate) async fn store_item(
     }
 }
 
+/// Extend the leases of blocks on their `k` holders to a full lease from now (each holder
+/// caps the end at its own lease): what an upload does for the chunks it stored, until the
+/// file's record exists and its holders renew them. Returns how many copies were renewed.
+pub(crate) async fn renew_blocks(
+    route: &mut impl Route,
+    mut keys: Vec<ItemKey>,
+    k: u8,
+) -> Result<usize, FilesError> {
+    keys.sort_by_key(|key| key.ring_id());
+    keys.dedup();
+    let mut renewed = 0;
+    let mut i = 0;
+    while i < keys.len() {
+        // One lookup serves every key up to the owner's id.
+        let holders = route.locate(keys[i].ring_id(), k, false).await?;
+        let owner = holders.first().ok_or(FilesError::Unavailable)?.id;
+        let j = crate::service::run_end(&keys, i, owner);
+        let req = FilesRequest::Renew {
+            keys: keys[i..j].to_vec(),
+            until_ms: u64::MAX,
+        };
+        for h in &holders {
+            match route.ask(h.addr, &req).await {
+                Ok(FilesResponse::Have(v)) => renewed += v.iter().filter(|x| **x).count(),
+                other => tracing::debug!(to = %h.addr, "renew failed: {other:?}"),
+            }
+        }
+        i = j;
+    }
+    Ok(renewed)
+}
+
 /// Read a block: the first copy whose hash matches, from the `k` holders; then, if none
 /// had it, from fresh holders and further along the owner's successors (2k nodes): after
 /// joins or a partition heals, copies wait on the old holders until repair moves them,

@@ -538,7 +538,7 @@ async fn held_version(store: &dyn Store, key: ItemKey) -> Result<Option<Version>
 /// Where the run of `keys` (sorted by ring position) that starts at `i` and shares the
 /// holders of `keys[i]`, whose owner is `owner`, ends: the items up to the owner's id, at
 /// most [`MAX_HAVE`] of them.
-fn run_end(keys: &[ItemKey], i: usize, owner: Id) -> usize {
+pub(crate) fn run_end(keys: &[ItemKey], i: usize, owner: Id) -> usize {
     let id = keys[i].ring_id();
     let mut j = i + 1;
     while j < keys.len() && j - i < MAX_HAVE {

@@ -36,6 +36,11 @@ pub struct TransferOptions {
     /// Whose files: the signing key that `put` and `rm` use, and the owner of names given
     /// without one. Reading `OWNER/NAME` needs none.
     pub identity: Option<Identity>,
+    /// During an upload, how often the leases of the chunks stored so far are renewed
+    /// (default 1 hour). Until the file's record is written nobody else renews them, so an
+    /// upload longer than the nodes' block lease (24 hours by default) would lose its
+    /// first chunks; keep this well below that lease.
+    pub renew_every: std::time::Duration,
 }
 
 impl Default for TransferOptions {
@@ -46,6 +51,7 @@ impl Default for TransferOptions {
             chunk_size: DEFAULT_CHUNK,
             network_key: None,
             identity: None,
+            renew_every: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -272,6 +278,7 @@ pub(crate) async fn put_stream<R: Route>(
     let mut done = 0u64;
     let mut min_replicas = opts.replicas;
     let mut in_flight = FuturesOrdered::new();
+    let mut renewed = std::time::Instant::now();
     loop {
         while !eof {
             let Some(mut lane) = idle.pop() else { break };
@@ -304,6 +311,13 @@ pub(crate) async fn put_stream<R: Route>(
         chunks.push(h);
         done += len;
         progress(done);
+        if renewed.elapsed() >= opts.renew_every {
+            // The chunks stored so far, kept alive until the record exists to renew them.
+            let lane = idle.last_mut().ok_or(FilesError::Stopped)?;
+            let keys = chunks.iter().map(|h| ItemKey::Chunk(*h)).collect();
+            crate::dht::renew_blocks(lane, keys, k).await?;
+            renewed = std::time::Instant::now();
+        }
     }
     if expected.is_some_and(|n| n != done) || done != read {
         return Err(FilesError::Local("changed while it was read".into()));
