@@ -6,6 +6,7 @@
 //! count cannot drift. Waiting uses `event-listener` (the smol family's notification
 //! primitive), so a connection that waits for room costs no polling.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use event_listener::Event;
@@ -18,12 +19,16 @@ struct Inner {
     used: Mutex<usize>,
     limit: usize,
     freed: Event,
+    /// Held by the one growing lease allowed past the limit (see [`Budget::grow`]).
+    overdraft: AtomicBool,
 }
 
 /// A share of a [`Budget`], returned on drop.
 pub(crate) struct Lease {
     inner: Option<Arc<Inner>>,
     n: usize,
+    /// This lease holds its budget's overdraft (given back on drop).
+    overdraft: bool,
 }
 
 impl Budget {
@@ -33,6 +38,7 @@ impl Budget {
             used: Mutex::new(0),
             limit,
             freed: Event::new(),
+            overdraft: AtomicBool::new(false),
         }))
     }
 
@@ -57,6 +63,7 @@ impl Budget {
         Lease {
             inner: Some(self.0.clone()),
             n,
+            overdraft: false,
         }
     }
 
@@ -71,6 +78,7 @@ impl Budget {
         Some(Lease {
             inner: Some(self.0.clone()),
             n,
+            overdraft: false,
         })
     }
 
@@ -86,6 +94,47 @@ impl Budget {
             }
             listener.await;
         }
+    }
+
+    /// Add `n` units to `lease`, a share of this budget held by something that grows as
+    /// its bytes arrive (a frame being read), waiting until they fit. Growing holders could
+    /// otherwise wait for each other for ever, each holding part of the budget and waiting
+    /// for the rest; so one at a time may go past the limit: the first to find the budget
+    /// spent takes the *overdraft* and keeps it until its lease is dropped. What is held
+    /// stays within the limit plus what that one holder grows by.
+    pub(crate) async fn grow(&self, lease: &mut Lease, n: usize) {
+        loop {
+            if lease.overdraft {
+                lease.absorb(self.force(n));
+                return;
+            }
+            if let Some(l) = self.try_take(n) {
+                lease.absorb(l);
+                return;
+            }
+            if self.take_overdraft() {
+                let mut l = self.force(n);
+                l.overdraft = true;
+                lease.absorb(l);
+                return;
+            }
+            let listener = self.0.freed.listen();
+            if let Some(l) = self.try_take(n) {
+                lease.absorb(l);
+                return;
+            }
+            if !self.0.overdraft.load(Ordering::Acquire) {
+                continue;
+            }
+            listener.await;
+        }
+    }
+
+    fn take_overdraft(&self) -> bool {
+        self.0
+            .overdraft
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     /// Wait until the budget is not spent.
@@ -113,7 +162,22 @@ impl Budget {
 impl Lease {
     /// A lease of nothing (for what is not counted).
     pub(crate) fn none() -> Lease {
-        Lease { inner: None, n: 0 }
+        Lease {
+            inner: None,
+            n: 0,
+            overdraft: false,
+        }
+    }
+
+    /// Hold `other`'s units (and overdraft) too: both must be shares of one budget.
+    fn absorb(&mut self, mut other: Lease) {
+        let Some(inner) = other.inner.take() else {
+            return;
+        };
+        debug_assert!(self.inner.as_ref().is_none_or(|i| Arc::ptr_eq(i, &inner)));
+        self.inner.get_or_insert(inner);
+        self.n += std::mem::take(&mut other.n);
+        self.overdraft |= std::mem::take(&mut other.overdraft);
     }
 
     /// Units held.
@@ -128,6 +192,9 @@ impl Drop for Lease {
             {
                 let mut used = inner.used.lock().unwrap_or_else(|e| e.into_inner());
                 *used = used.saturating_sub(self.n);
+            }
+            if self.overdraft {
+                inner.overdraft.store(false, Ordering::Release);
             }
             inner.freed.notify(usize::MAX);
         }
@@ -169,5 +236,45 @@ mod tests {
         let big = b.try_take(1000).expect("alone");
         assert!(b.try_take(1).is_none());
         drop(big);
+    }
+
+    /// Growing leases (frames read as their bytes arrive) never wait for each other for
+    /// ever: when the budget is spent, one of them may go on past it (the overdraft), and
+    /// the others wait until it is dropped.
+    #[test]
+    fn growing_leases_do_not_wait_for_each_other_for_ever() {
+        use futures_lite::future::{block_on, poll_once};
+        let b = Budget::new(10);
+        let (mut a, mut c) = (Lease::none(), Lease::none());
+        block_on(b.grow(&mut a, 6));
+        block_on(b.grow(&mut c, 4));
+        assert_eq!(b.used(), 10);
+        // a needs 3 more; c holds the rest and needs more too: a takes the overdraft.
+        block_on(b.grow(&mut a, 3));
+        assert_eq!((a.amount(), b.used()), (9, 13));
+        // c waits: the budget is spent and the overdraft is taken ...
+        let b2 = b.clone();
+        let waiter = std::thread::spawn(move || {
+            block_on(b2.grow(&mut c, 2));
+            c.amount()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !waiter.is_finished(),
+            "grew past the limit without the overdraft"
+        );
+        // ... until a is dropped, with its overdraft.
+        drop(a);
+        assert_eq!(waiter.join().expect("waiter"), 6);
+        assert_eq!(b.used(), 0);
+        let full = b.try_take(10).expect("fits");
+        let mut d = Lease::none();
+        assert!(
+            block_on(poll_once(b.grow(&mut d, 5))).is_some(),
+            "the overdraft came back with its lease"
+        );
+        assert_eq!(b.used(), 15);
+        drop((full, d));
+        assert_eq!(b.used(), 0);
     }
 }

@@ -502,6 +502,49 @@ fn large_requests_do_not_wait_for_their_own_bytes() {
     });
 }
 
+/// Review finding (session 7): a length prefix alone took its whole announced length
+/// from the node's memory budget until the frame's deadline (10 s). Sixteen connections
+/// that sent `00 80 00 00` and nothing more held the 64 MiB budget, and every large
+/// request (file transfers) waited behind them. A body now holds budget only as its bytes
+/// arrive: a large request is answered at once.
+#[test]
+fn length_prefixes_alone_do_not_hold_the_memory_budget() {
+    block_on(async {
+        let node = node_with(Limits::default()).await;
+        let to = node.addr();
+        let held: Vec<TcpStream> = (0..16u8)
+            .map(|i| {
+                let mut s = raw_client([127, 0, 0, 2 + i % 4], to);
+                s.set_nonblocking(false).expect("blocking");
+                s.write_all(&(8u32 << 20).to_be_bytes()).expect("header");
+                s
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut s = raw_client([127, 0, 0, 9], to);
+        s.set_nonblocking(false).expect("blocking");
+        // Well within the held frames' 10 s deadline.
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        let req = Frame::ServiceRequest {
+            id: 1,
+            service: BIG,
+            body: vec![7; 2 << 20],
+        };
+        let t = Instant::now();
+        s.write_all(&encode(&req).expect("encode")).expect("send");
+        let mut header = [0u8; 4];
+        let answered = s.read_exact(&mut header).is_ok();
+        assert!(
+            answered,
+            "a 2 MiB request waited {:?} behind connections that sent only a length",
+            t.elapsed()
+        );
+        drop(held);
+        node.kill();
+    });
+}
+
 /// Review finding: a client could send Chord frames, which went to the maintenance queue
 /// (served first) before being dropped: a flood of them starved every client's work. A
 /// client connection that sends a peer's frame is now closed.
