@@ -88,7 +88,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Make a node leave the ring gracefully and stop.
+    /// Make a node leave the ring gracefully and stop (on the node's host, as the user who
+    /// started it: it reads the node's control token, `control-IP-PORT.token` in
+    /// $CHORD_RUNTIME_DIR, else $XDG_RUNTIME_DIR/chord, else ~/.local/state/chord).
     #[command(after_help = net::CLIENT_EXAMPLES)]
     Leave {
         #[command(flatten)]

@@ -324,7 +324,7 @@ pub fn lookup(at: &NodeAddr, key: &str) -> Result<()> {
             json!({"key": id.to_string(), "node": peer_json(&owner), "hops": hops})
         );
     } else {
-        out!("key   {id}  ({key})");
+        out!("key   {id}  ({})", crate::printable(key));
         out!("node  {}  {}", owner.id, owner.addr);
         out!("hops  {hops}");
     }

@@ -294,6 +294,15 @@ fn small_things_a_stranger_or_a_pipe_found() {
     );
     assert_eq!(std::fs::read(down.join(&long)).expect("saved"), b"payload");
 
+    // A key with an escape sequence, echoed by `chord lookup` (review, session 7).
+    let out = chord_in(dir.path(), &["lookup", "k\u{1b}[31m", "--node", &at]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.stdout.contains(&0x1b), "raw escape in lookup's output");
+
     // A file that says 0 bytes and holds more.
     let out = chord_in(
         dir.path(),
@@ -452,4 +461,38 @@ fn records_through_processes() {
     let out = run(&alice, &["kv", "put", "big", "-"], Some(&big));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at most 65536 bytes"));
+}
+
+/// Review finding (session 7): every refused control request wrote a warning, so anyone
+/// could fill a node's log (20,000 requests from one address: 2.38 MB of stderr). Refusals
+/// are now logged at most once per 10 s, with their count.
+#[test]
+fn refused_control_requests_do_not_fill_the_log() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("node.log");
+    let f = std::fs::File::create(&log).expect("log");
+    let a = NodeProc::start_with(CHORD, None, &[], std::process::Stdio::from(f));
+    let wrong = chord_net::ControlToken::from_bytes([9; 32]);
+    let refused = futures_lite::future::block_on(async {
+        let mut c = chord_net::Client::connect(a.addr).await.expect("connect");
+        let mut refused = 0;
+        for _ in 0..200 {
+            if c.leave(&wrong).await.is_err() {
+                refused += 1;
+            }
+        }
+        refused
+    });
+    assert_eq!(refused, 200, "a wrong token was obeyed");
+    // The node is still there, and its log has a line or two, not 200.
+    futures_lite::future::block_on(async {
+        let mut c = chord_net::Client::connect(a.addr).await.expect("connect");
+        c.status().await.expect("status");
+    });
+    let text = std::fs::read_to_string(&log).expect("read log");
+    let lines = text.lines().filter(|l| l.contains("refused")).count();
+    assert!(
+        (1..=2).contains(&lines),
+        "{lines} log lines for 200 refusals:\n{text}"
+    );
 }

@@ -457,6 +457,31 @@ impl Node {
     }
 }
 
+/// How often refused control requests are logged at most.
+const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(10);
+
+/// Counts refusals between log lines.
+#[derive(Default)]
+struct Refusals {
+    since_logged: u64,
+    logged: Option<Instant>,
+}
+
+impl Refusals {
+    /// Count one; `Some(n)` when a line is due, for the `n` refusals it covers.
+    fn count(&mut self, now: Instant) -> Option<u64> {
+        self.since_logged += 1;
+        if self
+            .logged
+            .is_some_and(|t| now.duration_since(t) < REFUSALS_LOGGED_EVERY)
+        {
+            return None;
+        }
+        self.logged = Some(now);
+        Some(std::mem::take(&mut self.since_logged))
+    }
+}
+
 struct Driver {
     addr: SocketAddr,
     epoch: Instant,
@@ -488,6 +513,9 @@ struct Driver {
     leave_requested: Option<Sender<()>>,
     /// The operator's token, if control requests are obeyed at all.
     control: Option<ControlToken>,
+    /// Refused control requests: logged at most once per [`REFUSALS_LOGGED_EVERY`], with
+    /// how many there were (anyone can send them: a line each filled the log).
+    refusals: Refusals,
     /// Peers whose ids were checked against their addresses.
     genuine: std::collections::HashSet<Peer>,
 }
@@ -550,6 +578,7 @@ impl Driver {
             next_call: 1,
             leave_requested: None,
             control: b.control.clone(),
+            refusals: Refusals::default(),
             genuine: std::collections::HashSet::new(),
         }
     }
@@ -873,9 +902,11 @@ impl Driver {
             ClientRequest::Control { token, command } => {
                 let allowed = from_host && self.control.as_ref().is_some_and(|t| *t == token);
                 if !allowed {
-                    warn!(
-                        "refused a control request ({command:?}): not from the host with the token"
-                    );
+                    if let Some(n) = self.refusals.count(Instant::now()) {
+                        warn!(
+                            "refused {n} control request(s) (last: {command:?}): not from the host with the token"
+                        );
+                    }
                     send_client(reply, id, ClientResponse::Error(RemoteError::NotAllowed));
                     return;
                 }
