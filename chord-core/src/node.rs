@@ -79,7 +79,8 @@ pub struct Config {
     /// TCP a lost message is rare, but a false suspicion costs a live successor, so one
     /// more try is cheap insurance.
     pub request_retries: u32,
-    /// How long a whole lookup may take (default 10 s).
+    /// How long a whole lookup may take (default 10 s); one whose steps are answered is
+    /// given more (each answer leaves it at least half of this), up to three times this.
     pub lookup_timeout: Duration,
     /// Most requests one lookup may send (default 128).
     pub lookup_max_queries: u32,
@@ -218,6 +219,9 @@ enum LookupKind {
 struct RunningLookup {
     lookup: Lookup,
     deadline: Time,
+    /// When it started: answered steps extend `deadline`, up to three lookup timeouts
+    /// from here.
+    started: Time,
     kind: LookupKind,
     /// An attempt ended [`LookupError::Unsure`]: start afresh at this time (once).
     again_at: Option<Time>,
@@ -1217,12 +1221,23 @@ impl Node {
             RunningLookup {
                 lookup,
                 deadline: now + self.cfg.lookup_timeout,
+                started: now,
                 kind,
                 again_at: None,
                 retried: false,
             },
         );
         self.drive_lookup(id, now);
+    }
+
+    /// A step of lookup `id` was answered: it is making progress, so it gets at least
+    /// half a lookup timeout more, up to three lookup timeouts from its start (at one-way
+    /// latencies near a second a path of a few hops takes more than one).
+    fn lookup_answered(&mut self, id: LookupId, now: Time) {
+        let t = self.cfg.lookup_timeout;
+        if let Some(l) = self.lookups.get_mut(&id) {
+            l.deadline = l.deadline.max((now + t / 2).min(l.started + t * 3));
+        }
     }
 
     fn drive_lookup(&mut self, id: LookupId, now: Time) {
@@ -1510,6 +1525,7 @@ impl Node {
                 self.checking_predecessor = false;
             }
             (Purpose::Lookup(id), Response::Step { successors, closer }) => {
+                self.lookup_answered(id, now);
                 if let Some(l) = self.lookups.get_mut(&id) {
                     l.lookup.on_step(from, &successors, &closer);
                     self.drive_lookup(id, now);
@@ -1522,6 +1538,7 @@ impl Node {
                     successors,
                 },
             ) => {
+                self.lookup_answered(id, now);
                 if let Some(l) = self.lookups.get_mut(&id) {
                     l.lookup.on_confirm(from, predecessor, &successors);
                     self.drive_lookup(id, now);
