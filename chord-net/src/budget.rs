@@ -6,7 +6,7 @@
 //! count cannot drift. Waiting uses `event-listener` (the smol family's notification
 //! primitive), so a connection that waits for room costs no polling.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use event_listener::Event;
@@ -21,6 +21,20 @@ struct Inner {
     freed: Event,
     /// Held by the one growing lease allowed past the limit (see [`Budget::grow`]).
     overdraft: AtomicBool,
+    /// Units held by requests that wait for admission (see [`Budget::park`]).
+    parked: AtomicUsize,
+}
+
+/// Units counted as parked until dropped (see [`Budget::park`]).
+pub(crate) struct Parked {
+    inner: Arc<Inner>,
+    n: usize,
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.inner.parked.fetch_sub(self.n, Ordering::AcqRel);
+    }
 }
 
 /// A share of a [`Budget`], returned on drop.
@@ -39,6 +53,7 @@ impl Budget {
             limit,
             freed: Event::new(),
             overdraft: AtomicBool::new(false),
+            parked: AtomicUsize::new(0),
         }))
     }
 
@@ -137,21 +152,48 @@ impl Budget {
             .is_ok()
     }
 
-    /// Wait until the budget is not spent.
-    pub(crate) async fn room(&self) {
-        self.room_beyond(0).await;
+    /// Count `n` units (held by the caller) as parked until the guard is dropped: units of
+    /// a request that waits for admission, which it cannot give back by waiting. Waiters
+    /// in [`Budget::room_unparked`] do not count parked units, so such requests never wait
+    /// for each other's bytes (with the overdraft, what is held can pass the limit, and
+    /// each would wait for the others for ever). Waiters are woken: their wait got easier.
+    pub(crate) fn park(&self, n: usize) -> Parked {
+        self.0.parked.fetch_add(n, Ordering::AcqRel);
+        self.0.freed.notify(usize::MAX);
+        Parked {
+            inner: self.0.clone(),
+            n,
+        }
     }
 
-    /// Wait until the budget would not be spent without `own` units (what the waiter
-    /// itself holds: waiting for those to come back would wait for ever).
-    pub(crate) async fn room_beyond(&self, own: usize) {
-        let spent = || self.used().saturating_sub(own) >= self.0.limit;
+    /// Is the budget spent by what is not parked?
+    pub(crate) fn spent_unparked(&self) -> bool {
+        let parked = self.0.parked.load(Ordering::Acquire);
+        self.used().saturating_sub(parked) >= self.0.limit
+    }
+
+    /// Wait until the budget is not spent by what is not parked.
+    pub(crate) async fn room_unparked(&self) {
         loop {
-            if !spent() {
+            if !self.spent_unparked() {
                 return;
             }
             let listener = self.0.freed.listen();
-            if !spent() {
+            if !self.spent_unparked() {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Wait until the budget is not spent.
+    pub(crate) async fn room(&self) {
+        loop {
+            if !self.over() {
+                return;
+            }
+            let listener = self.0.freed.listen();
+            if !self.over() {
                 return;
             }
             listener.await;
@@ -236,6 +278,25 @@ mod tests {
         let big = b.try_take(1000).expect("alone");
         assert!(b.try_take(1).is_none());
         drop(big);
+    }
+
+    /// Requests waiting for admission do not count each other's bytes (parked), only what
+    /// else is held: nine of them past the limit once waited for each other for ever.
+    #[test]
+    fn parked_units_do_not_count_for_admission() {
+        let b = Budget::new(10);
+        // Three requests of 5 (one past the limit on the overdraft): not counting its own
+        // bytes, each still saw the other two fill the budget.
+        let held: Vec<Lease> = (0..3).map(|_| b.force(5)).collect();
+        assert!(held.iter().all(|l| b.used() - l.amount() >= 10));
+        assert!(b.spent_unparked());
+        let parked: Vec<Parked> = held.iter().map(|l| b.park(l.amount())).collect();
+        assert!(!b.spent_unparked(), "only parked units are held");
+        let answers = b.force(10);
+        assert!(b.spent_unparked(), "what is not parked counts");
+        drop((answers, parked, held));
+        assert!(!b.spent_unparked());
+        assert_eq!(b.used(), 0);
     }
 
     /// Growing leases (frames read as their bytes arrive) never wait for each other for

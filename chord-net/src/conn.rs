@@ -754,16 +754,37 @@ async fn read_loop(
             Frame::ServiceRequest { id, .. } => {
                 if client {
                     services_here.room().await;
-                    // A service slot, taken while the node's memory is not spent.
-                    // Not counting the request's own bytes: they come back only once it
-                    // is served.
-                    let own = body.amount();
-                    let slot = loop {
-                        shared.memory.room_beyond(own).await;
-                        let slot = shared.services.take(1).await;
-                        if shared.memory.used().saturating_sub(own) < limits.memory_budget {
-                            break slot;
+                    // A service slot, taken while the node's memory is not spent, not
+                    // counting the bytes of requests waiting here (this one's included):
+                    // they come back only once served. Within the frame deadline, else
+                    // Busy (the client backs off and tries again).
+                    let parked = shared.memory.park(body.amount());
+                    let admitted = futures_lite::future::or(
+                        async {
+                            Some(loop {
+                                shared.memory.room_unparked().await;
+                                let slot = shared.services.take(1).await;
+                                if !shared.memory.spent_unparked() {
+                                    break slot;
+                                }
+                            })
+                        },
+                        async {
+                            async_io::Timer::after(limits.frame_timeout).await;
+                            None
+                        },
+                    )
+                    .await;
+                    drop(parked);
+                    let Some(slot) = admitted else {
+                        let busy = Frame::ServiceResponse {
+                            id: *id,
+                            body: Err(crate::wire::ServiceError::Busy),
+                        };
+                        if let Ok(bytes) = encode(&busy) {
+                            out.answer(bytes);
                         }
+                        continue;
                     };
                     [requests.force(1), services_here.force(1), body, slot]
                 } else if services_here.over() {

@@ -545,6 +545,89 @@ fn length_prefixes_alone_do_not_hold_the_memory_budget() {
     });
 }
 
+/// Review finding (session 7, on the step leases): requests whose bodies were read waited
+/// for a service slot until the node's memory, *less their own bytes*, was under its
+/// budget. With one frame past the budget on the overdraft, nine 8 MiB requests each
+/// counted the others' bytes and none was ever admitted: the node served no client's
+/// service request again (a `chord get` timed out for good). Bytes held by requests that
+/// wait for admission no longer count against admission.
+#[test]
+fn read_requests_do_not_wait_for_each_other_for_admission() {
+    block_on(async {
+        let node = node_with(Limits::default()).await;
+        let to = node.addr();
+        // Frames of exactly the frame limit (8 MiB), so that eight fill the budget.
+        let frame = |id: u64| {
+            let with = |n: usize| {
+                encode(&Frame::ServiceRequest {
+                    id,
+                    service: BIG,
+                    body: vec![7; n],
+                })
+                .expect("encode")
+            };
+            let over = with(8 << 20).len() - 4 - (8 << 20);
+            let f = with((8 << 20) - over);
+            assert_eq!(f.len() - 4, 8 << 20);
+            f
+        };
+        let connect = |i: u8| {
+            let s = raw_client([127, 0, 0, 2 + i % 4], to);
+            s.set_nonblocking(false).expect("blocking");
+            s.set_write_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+            s
+        };
+        // Eight requests part-way: a little over 1 MiB of each sent, so that each has
+        // taken its next step (to the whole 8 MiB) from the budget: all of it.
+        let first = (1 << 20) + 4096;
+        let mut half: Vec<(TcpStream, Vec<u8>)> = (0..8u8)
+            .map(|i| {
+                let mut s = connect(i);
+                let f = frame(u64::from(i));
+                s.write_all(&f[..first]).expect("first MiB");
+                (s, f)
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        // A ninth, whole: past the budget on the overdraft.
+        let mut whole = connect(8);
+        whole.write_all(&frame(8)).expect("whole");
+        std::thread::sleep(Duration::from_millis(300));
+        // The eight finish theirs.
+        let writers: Vec<_> = half
+            .drain(..)
+            .map(|(mut s, f)| {
+                std::thread::spawn(move || {
+                    let _ = s.write_all(&f[first..]);
+                    s
+                })
+            })
+            .collect();
+        let held: Vec<TcpStream> = writers
+            .into_iter()
+            .map(|w| w.join().expect("writer"))
+            .collect();
+        // Someone else's request is still answered.
+        let mut s = connect(9);
+        s.set_read_timeout(Some(Duration::from_secs(8)))
+            .expect("timeout");
+        let req = Frame::ServiceRequest {
+            id: 99,
+            service: BIG,
+            body: vec![1; 1 << 20],
+        };
+        s.write_all(&encode(&req).expect("encode")).expect("send");
+        let mut header = [0u8; 4];
+        assert!(
+            s.read_exact(&mut header).is_ok(),
+            "no answer: requests wait for each other's bytes"
+        );
+        drop((held, whole));
+        node.kill();
+    });
+}
+
 /// Review finding: a client could send Chord frames, which went to the maintenance queue
 /// (served first) before being dropped: a flood of them starved every client's work. A
 /// client connection that sends a peer's frame is now closed.
