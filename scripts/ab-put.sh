@@ -6,7 +6,8 @@
 # Each run starts 5 headless nodes on 127.0.0.1:7100-7104 with --data in a temporary
 # directory (k = 3), puts one random file of SIZE_MIB (default 1024) through the first
 # node, prints the client's throughput and the nodes' CPU time (user + system, in clock
-# ticks, the whole run), then stops the nodes and removes their data. Loopback only;
+# ticks, the whole run, up to the end of the put), then gets the file back through the
+# same node and prints that throughput, then stops the nodes and removes their data. Loopback only;
 # every node is killed by the script, also on Ctrl-C. Build each binary from its own
 # checkout with its own CARGO_TARGET_DIR (a shared target directory mixes binaries).
 set -euo pipefail
@@ -46,7 +47,13 @@ one() { # tag binary
   "$bin" put "$work/file.bin" --node 127.0.0.1:7100 >/dev/null 2>&1 || echo "$tag: put FAILED"
   e=$(date +%s.%N)
   for p in "${pids[@]}"; do cpu=$((cpu + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
-  printf '%s\t%.1f MiB/s\tnode cpu %d ticks\n' "$tag" "$(echo "$mib / ($e - $s)" | bc -l)" "$cpu"
+  local gs ge
+  gs=$(date +%s.%N)
+  "$bin" get file.bin -o "$d/out.bin" --node 127.0.0.1:7100 >/dev/null 2>&1 || echo "$tag: get FAILED"
+  ge=$(date +%s.%N)
+  rm -f "$d/out.bin"
+  printf '%s\tput %.1f MiB/s\tnode cpu %d ticks\tget %.1f MiB/s\n' "$tag" \
+    "$(echo "$mib / ($e - $s)" | bc -l)" "$cpu" "$(echo "$mib / ($ge - $gs)" | bc -l)"
   stop
 }
 for r in $(seq "$rounds"); do
