@@ -140,6 +140,17 @@ impl Outbox {
         tx.try_send(q).is_ok()
     }
 
+    /// Answer service request `id` with `Busy` (the client backs off and tries again).
+    fn busy(&self, id: u64) {
+        let busy = Frame::ServiceResponse {
+            id,
+            body: Err(crate::wire::ServiceError::Busy),
+        };
+        if let Ok(bytes) = encode(&busy) {
+            self.answer(bytes);
+        }
+    }
+
     /// Queue the answer to a request that was admitted: kept whatever its size (admission
     /// bounded how many there can be). False if the connection is gone.
     fn answer(&self, bytes: Vec<u8>) -> bool {
@@ -777,24 +788,12 @@ async fn read_loop(
                     .await;
                     drop(parked);
                     let Some(slot) = admitted else {
-                        let busy = Frame::ServiceResponse {
-                            id: *id,
-                            body: Err(crate::wire::ServiceError::Busy),
-                        };
-                        if let Ok(bytes) = encode(&busy) {
-                            out.answer(bytes);
-                        }
+                        out.busy(*id);
                         continue;
                     };
                     [requests.force(1), services_here.force(1), body, slot]
                 } else if services_here.over() {
-                    let busy = Frame::ServiceResponse {
-                        id: *id,
-                        body: Err(crate::wire::ServiceError::Busy),
-                    };
-                    if let Ok(bytes) = encode(&busy) {
-                        out.answer(bytes);
-                    }
+                    out.busy(*id);
                     continue;
                 } else {
                     [services_here.force(1), body, Lease::none(), Lease::none()]
