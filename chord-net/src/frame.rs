@@ -178,10 +178,11 @@ const READ_STEP: usize = 64 << 10;
 /// and a sender holds budget only for what it sent (plus one step): a prefix once took its
 /// whole length from the budget until the frame's deadline (16 of them stalled every
 /// transfer), and then a lookahead of 8x what arrived let 0.9 MiB/s hold it. The buffer's
-/// capacity grows at most [`GROWTH`] times what has arrived (address space, resident only
-/// as it is written), so few copies are made as it grows (a 1 MiB body: 16 KiB + 128 KiB
-/// copied; doubling copied about the whole body, which cost the put on disk 7%). A recycled
-/// buffer with the capacity already allocates nothing.
+/// capacity grows at most [`GROWTH`] times what has arrived, or 16 times to reach the
+/// whole length (address space, resident only as it is written), so few copies are made as
+/// it grows (a 1 MiB chunk's frame: 16 KiB + 128 KiB copied; doubling copied about the
+/// whole body, which cost the put on disk 7%). A recycled buffer with the capacity already
+/// allocates nothing.
 async fn read_growing<R>(
     r: &mut R,
     len: usize,
@@ -201,8 +202,11 @@ where
             (len - start).min(READ_STEP)
         };
         if start + step > buf.capacity() {
-            let to = len.min((start * GROWTH).max(start + step));
-            buf.reserve_exact(to - start);
+            // At most GROWTH times what arrived, or at once the whole length when it is
+            // within twice that (a 1 MiB chunk's frame is just over 1 MiB).
+            let grown = start * GROWTH;
+            let to = if len <= grown * 2 { len } else { grown };
+            buf.reserve_exact(to.max(start + step) - start);
         }
         if let Some(b) = budget.filter(|_| start + step > FIRST_STEP) {
             // The first leased step counts what arrived before it too.
