@@ -764,14 +764,15 @@ async fn read_loop(
             }
             Frame::ServiceRequest { id, .. } => {
                 if client {
-                    services_here.room().await;
-                    // A service slot, taken while the node's memory is not spent, not
-                    // counting the bytes of requests waiting here (this one's included):
-                    // they come back only once served. Within the frame deadline, else
-                    // Busy (the client backs off and tries again).
+                    // A slot among the connection's, then a service slot, taken while the
+                    // node's memory is not spent, not counting the bytes of requests
+                    // waiting here (this one's included): they come back only once served.
+                    // Within the frame deadline, else Busy (the client backs off and tries
+                    // again): a body never waits unbounded, whoever it waits for.
                     let parked = shared.memory.park(body.amount());
                     let admitted = futures_lite::future::or(
                         async {
+                            services_here.room().await;
                             Some(loop {
                                 shared.memory.room_unparked().await;
                                 let slot = shared.services.take(1).await;

@@ -85,9 +85,11 @@ pub struct Limits {
     /// Bytes of frames the node holds at once for everyone: queued answers, and frames
     /// above 16 KiB being read or served (default 64 MiB). When it is spent, clients'
     /// service requests wait and peers' are answered `Busy`; ring maintenance, lookups and
-    /// status go on. With [`Limits::max_service_requests`] answers of at most 4 MiB in
-    /// flight, a node holds at most about this + 4 MiB x `max_service_requests` +
-    /// 16 KiB per connection of frame memory, whatever its peers do.
+    /// status go on. Requests waiting for a service slot do not count for admission (they
+    /// cannot give their bytes back by waiting), so with [`Limits::max_service_requests`]
+    /// answers of at most 4 MiB in flight a node holds at most about twice this + one
+    /// frame + 4 MiB x `max_service_requests` + 20 KiB per connection (84 KiB while it
+    /// reads a large frame) of frame memory, whatever its peers do.
     pub memory_budget: usize,
     /// An idle connection is closed after this long (default 120 s).
     pub idle_timeout: Duration,

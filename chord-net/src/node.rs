@@ -825,7 +825,8 @@ impl Driver {
             crate::budget::Lease::none()
         } else {
             match self.shared.services.try_take(1) {
-                Some(slot) if !self.shared.memory.over() => slot,
+                // As for clients: bytes of requests waiting for admission do not count.
+                Some(slot) if !self.shared.memory.spent_unparked() => slot,
                 _ => {
                     answer.send(id, Err(ServiceError::Busy));
                     return;

@@ -628,6 +628,92 @@ fn read_requests_do_not_wait_for_each_other_for_admission() {
     });
 }
 
+/// Answers after 4 s.
+struct Slow;
+impl Service for Slow {
+    fn handle(
+        &self,
+        _node: Node,
+        _from: Option<SocketAddr>,
+        _request: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
+        Box::pin(async {
+            async_io::Timer::after(Duration::from_secs(4)).await;
+            vec![1]
+        })
+    }
+}
+
+/// Third review (session 7): a client's request whose connection had its 4 service
+/// requests in flight waited for one of them *before* being parked and outside the
+/// frame deadline, so its body counted against everyone's admission for as long as the
+/// slow ones took. Now it is parked at once and waits at most the frame deadline.
+#[test]
+fn a_body_waiting_for_its_connections_slot_does_not_block_others() {
+    const SLOW: u16 = 10;
+    block_on(async {
+        let limits = Limits {
+            memory_budget: 8 << 20,
+            frame_timeout: Duration::from_secs(3),
+            ..Limits::default()
+        };
+        let node = Node::builder()
+            .listen(any_port())
+            .config(fast_config())
+            .limits(limits)
+            .service(BIG, Arc::new(Big))
+            .service(SLOW, Arc::new(Slow))
+            .start()
+            .await
+            .expect("start");
+        let to = node.addr();
+        let mut a = raw_client([127, 0, 0, 2], to);
+        a.set_nonblocking(false).expect("blocking");
+        for id in 0..4u64 {
+            let req = Frame::ServiceRequest {
+                id,
+                service: SLOW,
+                body: vec![0],
+            };
+            a.write_all(&encode(&req).expect("encode")).expect("send");
+        }
+        // A fifth, of exactly the frame limit: it waits for one of the four, holding the
+        // whole budget.
+        let with = |n: usize| {
+            encode(&Frame::ServiceRequest {
+                id: 4,
+                service: BIG,
+                body: vec![7; n],
+            })
+            .expect("encode")
+        };
+        let over = with(8 << 20).len() - 4 - (8 << 20);
+        a.write_all(&with((8 << 20) - over)).expect("send");
+        std::thread::sleep(Duration::from_millis(300));
+        let mut b = raw_client([127, 0, 0, 3], to);
+        b.set_nonblocking(false).expect("blocking");
+        b.set_read_timeout(Some(Duration::from_millis(2500)))
+            .expect("timeout");
+        let req = Frame::ServiceRequest {
+            id: 1,
+            service: BIG,
+            body: vec![1; 1 << 20],
+        };
+        b.write_all(&encode(&req).expect("encode")).expect("send");
+        let mut header = [0u8; 4];
+        assert!(
+            b.read_exact(&mut header).is_ok(),
+            "no answer within 2.5 s: another connection's waiting body blocked admission"
+        );
+        assert!(
+            u32::from_be_bytes(header) as usize > ANSWER,
+            "answered, but not served (Busy)"
+        );
+        drop(a);
+        node.kill();
+    });
+}
+
 /// Review finding: a client could send Chord frames, which went to the maintenance queue
 /// (served first) before being dropped: a flood of them starved every client's work. A
 /// client connection that sends a peer's frame is now closed.
