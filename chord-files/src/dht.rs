@@ -200,12 +200,14 @@ pub(crate) async fn store_item(
     }
 }
 
-/// Extend the leases of blocks on their `k` holders to a full lease from now (each holder
-/// caps the end at its own lease): what an upload does for the chunks it stored, until the
-/// file's record exists and its holders renew them. Returns how many copies were renewed.
+/// Extend the leases of blocks on their `k` holders to `until_ms` (each holder caps it at
+/// one lease from now): what the holders of live file records do for their blocks, and an
+/// upload for the chunks it stored until the file's record exists. Returns how many
+/// copies were renewed.
 pub(crate) async fn renew_blocks(
     route: &mut impl Route,
     mut keys: Vec<ItemKey>,
+    until_ms: u64,
     k: u8,
 ) -> Result<usize, FilesError> {
     keys.sort_by_key(|key| key.ring_id());
@@ -219,11 +221,12 @@ pub(crate) async fn renew_blocks(
         let j = crate::service::run_end(&keys, i, owner);
         let req = FilesRequest::Renew {
             keys: keys[i..j].to_vec(),
-            until_ms: u64::MAX,
+            until_ms,
         };
         for h in &holders {
             match route.ask(h.addr, &req).await {
                 Ok(FilesResponse::Have(v)) => renewed += v.iter().filter(|x| **x).count(),
+                Err(FilesError::Stopped) => return Err(FilesError::Stopped),
                 other => tracing::debug!(to = %h.addr, "renew failed: {other:?}"),
             }
         }

@@ -888,30 +888,8 @@ pub async fn renew_files(
         keys.extend(m.chunks.iter().map(|h| ItemKey::Chunk(*h)));
         due.push(id);
     }
-    keys.sort_by_key(|k| k.ring_id());
-    keys.dedup();
     let until = now_ms().saturating_add(lease.as_millis() as u64);
-    let mut done = 0;
-    let mut i = 0;
-    while i < keys.len() {
-        // One lookup serves every key up to the owner's id.
-        let id = keys[i].ring_id();
-        let (_, holders) = locate(node, id, k).await?;
-        let owner = holders[0].id;
-        let j = run_end(&keys, i, owner);
-        let req = FilesRequest::Renew {
-            keys: keys[i..j].to_vec(),
-            until_ms: until,
-        };
-        for h in &holders {
-            match ask(node, h.addr, &req).await {
-                Ok(FilesResponse::Have(v)) => done += v.iter().filter(|x| **x).count(),
-                Err(FilesError::Stopped) => return Err(FilesError::Stopped),
-                other => debug!(to = %h.addr, "renew failed: {other:?}"),
-            }
-        }
-        i = j;
-    }
+    let done = crate::dht::renew_blocks(&mut crate::dht::Local(node), keys, until, k).await?;
     renewed.extend(due.into_iter().map(|id| (id, now)));
     Ok(done)
 }

@@ -315,7 +315,8 @@ pub(crate) async fn put_stream<R: Route>(
             // The chunks stored so far, kept alive until the record exists to renew them.
             let lane = idle.last_mut().ok_or(FilesError::Stopped)?;
             let keys = chunks.iter().map(|h| ItemKey::Chunk(*h)).collect();
-            crate::dht::renew_blocks(lane, keys, k).await?;
+            // Each holder caps the end at one lease from now.
+            crate::dht::renew_blocks(lane, keys, u64::MAX, k).await?;
             renewed = std::time::Instant::now();
         }
     }
