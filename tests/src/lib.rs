@@ -9,6 +9,29 @@ use std::time::{Duration, Instant};
 use chord_core::{Config, Id};
 use chord_net::{Client, Limits, NetworkKey, Node};
 
+/// A service that answers `answer` after `after`: a slow application service.
+pub struct Delayed {
+    /// How long each request takes.
+    pub after: Duration,
+    /// What each request is answered with.
+    pub answer: &'static [u8],
+}
+
+impl chord_net::Service for Delayed {
+    fn handle(
+        &self,
+        _node: Node,
+        _from: Option<SocketAddr>,
+        _request: Vec<u8>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>> {
+        let (after, answer) = (self.after, self.answer);
+        Box::pin(async move {
+            async_io::Timer::after(after).await;
+            answer.to_vec()
+        })
+    }
+}
+
 /// Protocol settings fast enough for tests: a ring settles in a second or two.
 pub fn fast_config() -> Config {
     Config {

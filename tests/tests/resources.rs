@@ -545,6 +545,24 @@ fn length_prefixes_alone_do_not_hold_the_memory_budget() {
     });
 }
 
+/// A request `id` to the 1 MiB service whose frame is exactly the default frame limit
+/// (8 MiB), encoded with its length prefix: one such body takes an eighth of the default
+/// memory budget.
+fn limit_sized_request(id: u64) -> Vec<u8> {
+    let with = |n: usize| {
+        encode(&Frame::ServiceRequest {
+            id,
+            service: BIG,
+            body: vec![7; n],
+        })
+        .expect("encode")
+    };
+    let over = with(8 << 20).len() - 4 - (8 << 20);
+    let f = with((8 << 20) - over);
+    assert_eq!(f.len() - 4, 8 << 20);
+    f
+}
+
 /// Review finding (session 7, on the step leases): requests whose bodies were read waited
 /// for a service slot until the node's memory, *less their own bytes*, was under its
 /// budget. With one frame past the budget on the overdraft, nine 8 MiB requests each
@@ -557,20 +575,7 @@ fn read_requests_do_not_wait_for_each_other_for_admission() {
         let node = node_with(Limits::default()).await;
         let to = node.addr();
         // Frames of exactly the frame limit (8 MiB), so that eight fill the budget.
-        let frame = |id: u64| {
-            let with = |n: usize| {
-                encode(&Frame::ServiceRequest {
-                    id,
-                    service: BIG,
-                    body: vec![7; n],
-                })
-                .expect("encode")
-            };
-            let over = with(8 << 20).len() - 4 - (8 << 20);
-            let f = with((8 << 20) - over);
-            assert_eq!(f.len() - 4, 8 << 20);
-            f
-        };
+        let frame = limit_sized_request;
         let connect = |i: u8| {
             let s = raw_client([127, 0, 0, 2 + i % 4], to);
             s.set_nonblocking(false).expect("blocking");
@@ -628,22 +633,6 @@ fn read_requests_do_not_wait_for_each_other_for_admission() {
     });
 }
 
-/// Answers after 4 s.
-struct Slow;
-impl Service for Slow {
-    fn handle(
-        &self,
-        _node: Node,
-        _from: Option<SocketAddr>,
-        _request: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
-        Box::pin(async {
-            async_io::Timer::after(Duration::from_secs(4)).await;
-            vec![1]
-        })
-    }
-}
-
 /// Third review (session 7): a client's request whose connection had its 4 service
 /// requests in flight waited for one of them *before* being parked and outside the
 /// frame deadline, so its body counted against everyone's admission for as long as the
@@ -662,7 +651,13 @@ fn a_body_waiting_for_its_connections_slot_does_not_block_others() {
             .config(fast_config())
             .limits(limits)
             .service(BIG, Arc::new(Big))
-            .service(SLOW, Arc::new(Slow))
+            .service(
+                SLOW,
+                Arc::new(chord_tests::Delayed {
+                    after: Duration::from_secs(4),
+                    answer: &[1],
+                }),
+            )
             .start()
             .await
             .expect("start");
@@ -679,16 +674,7 @@ fn a_body_waiting_for_its_connections_slot_does_not_block_others() {
         }
         // A fifth, of exactly the frame limit: it waits for one of the four, holding the
         // whole budget.
-        let with = |n: usize| {
-            encode(&Frame::ServiceRequest {
-                id: 4,
-                service: BIG,
-                body: vec![7; n],
-            })
-            .expect("encode")
-        };
-        let over = with(8 << 20).len() - 4 - (8 << 20);
-        a.write_all(&with((8 << 20) - over)).expect("send");
+        a.write_all(&limit_sized_request(4)).expect("send");
         std::thread::sleep(Duration::from_millis(300));
         let mut b = raw_client([127, 0, 0, 3], to);
         b.set_nonblocking(false).expect("blocking");

@@ -75,21 +75,6 @@ impl Service for Forward {
     }
 }
 
-struct Slow;
-impl Service for Slow {
-    fn handle(
-        &self,
-        _node: Node,
-        _from: Option<SocketAddr>,
-        _request: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
-        Box::pin(async {
-            async_io::Timer::after(Duration::from_millis(500)).await;
-            b"done".to_vec()
-        })
-    }
-}
-
 async fn start(join: Option<SocketAddr>) -> Node {
     let mut b = Node::builder()
         .listen(any_port())
@@ -100,7 +85,13 @@ async fn start(join: Option<SocketAddr>) -> Node {
         })
         .service(ECHO, Arc::new(Echo))
         .service(FORWARD, Arc::new(Forward))
-        .service(SLOW, Arc::new(Slow))
+        .service(
+            SLOW,
+            Arc::new(chord_tests::Delayed {
+                after: Duration::from_millis(500),
+                answer: b"done",
+            }),
+        )
         .service(PANICS, Arc::new(Panics));
     if let Some(j) = join {
         b = b.join(j);
