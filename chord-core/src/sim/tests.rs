@@ -511,29 +511,7 @@ fn adaptive_successor_lists_settle_in_small_rings_after_churn() {
 /// lookup timeout since session 7: see `slow_but_answered_lookups_are_not_cut_off`).
 #[test]
 fn timeouts_follow_the_round_trip_time() {
-    let mut s = Sim::new(SimConfig {
-        seed: 21,
-        latency_min: Duration::from_millis(900),
-        latency_max: Duration::from_millis(1200),
-        ..SimConfig::default()
-    });
-    s.grow_to(16);
-    assert!(
-        s.settle(200).is_some(),
-        "did not settle:\n{}",
-        s.dump_not_ideal()
-    );
-    for k in 0..100 {
-        let from = s.random_member_id().expect("members");
-        s.lookup(from, Id::for_key(&format!("far{k}")), 0);
-    }
-    s.run_for(Duration::from_secs(60));
-    let recs = s.take_lookup_records();
-    assert_eq!(recs.len(), 100);
-    let wrong = recs.iter().filter(|r| r.wrong).count();
-    let failed = recs.iter().filter(|r| !r.correct && !r.wrong).count();
-    assert_eq!((wrong, failed), (0, 0));
-    assert_clean(&s);
+    lookups_at_quiescence_at(900..1200, 200, 60);
 }
 
 /// Session 7: at one-way latencies near 1 s a lookup of a few hops takes more than the
@@ -543,15 +521,22 @@ fn timeouts_follow_the_round_trip_time() {
 /// default `lookup_timeout`, every lookup at quiescence returns the owner.
 #[test]
 fn slow_but_answered_lookups_are_not_cut_off() {
+    lookups_at_quiescence_at(1400..1600, 300, 90);
+}
+
+/// A 16-node ring at one-way latencies of `latency_ms`, settled within `settle_rounds`;
+/// then 100 lookups from random members, given `run_secs`: none wrong, none failed, and
+/// the ring clean.
+fn lookups_at_quiescence_at(latency_ms: std::ops::Range<u64>, settle_rounds: u32, run_secs: u64) {
     let mut s = Sim::new(SimConfig {
         seed: 21,
-        latency_min: Duration::from_millis(1400),
-        latency_max: Duration::from_millis(1600),
+        latency_min: Duration::from_millis(latency_ms.start),
+        latency_max: Duration::from_millis(latency_ms.end),
         ..SimConfig::default()
     });
     s.grow_to(16);
     assert!(
-        s.settle(300).is_some(),
+        s.settle(settle_rounds).is_some(),
         "did not settle:\n{}",
         s.dump_not_ideal()
     );
@@ -559,7 +544,7 @@ fn slow_but_answered_lookups_are_not_cut_off() {
         let from = s.random_member_id().expect("members");
         s.lookup(from, Id::for_key(&format!("far{k}")), 0);
     }
-    s.run_for(Duration::from_secs(90));
+    s.run_for(Duration::from_secs(run_secs));
     let recs = s.take_lookup_records();
     assert_eq!(recs.len(), 100);
     let wrong = recs.iter().filter(|r| r.wrong).count();
