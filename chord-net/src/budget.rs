@@ -174,26 +174,23 @@ impl Budget {
 
     /// Wait until the budget is not spent by what is not parked.
     pub(crate) async fn room_unparked(&self) {
-        loop {
-            if !self.spent_unparked() {
-                return;
-            }
-            let listener = self.0.freed.listen();
-            if !self.spent_unparked() {
-                return;
-            }
-            listener.await;
-        }
+        self.wait_while(Budget::spent_unparked).await;
     }
 
     /// Wait until the budget is not spent.
     pub(crate) async fn room(&self) {
+        self.wait_while(Budget::over).await;
+    }
+
+    /// Wait until `spent` is false, checking again whenever units come back (or are
+    /// parked).
+    async fn wait_while(&self, spent: fn(&Budget) -> bool) {
         loop {
-            if !self.over() {
+            if !spent(self) {
                 return;
             }
             let listener = self.0.freed.listen();
-            if !self.over() {
+            if !spent(self) {
                 return;
             }
             listener.await;
