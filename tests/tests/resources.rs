@@ -521,20 +521,9 @@ fn length_prefixes_alone_do_not_hold_the_memory_budget() {
             })
             .collect();
         std::thread::sleep(Duration::from_millis(300));
-        let mut s = raw_client([127, 0, 0, 9], to);
-        s.set_nonblocking(false).expect("blocking");
-        // Well within the held frames' 10 s deadline.
-        s.set_read_timeout(Some(Duration::from_secs(3)))
-            .expect("timeout");
-        let req = Frame::ServiceRequest {
-            id: 1,
-            service: BIG,
-            body: vec![7; 2 << 20],
-        };
         let t = Instant::now();
-        s.write_all(&encode(&req).expect("encode")).expect("send");
-        let mut header = [0u8; 4];
-        let answered = s.read_exact(&mut header).is_ok();
+        // Well within the held frames' 10 s deadline.
+        let answered = probe([127, 0, 0, 9], to, 2 << 20, Duration::from_secs(3)).is_some();
         assert!(
             answered,
             "a 2 MiB request waited {:?} behind connections that sent only a length",
@@ -543,6 +532,23 @@ fn length_prefixes_alone_do_not_hold_the_memory_budget() {
         drop(held);
         node.kill();
     });
+}
+
+/// From a new client at `ip`: a request of `body` bytes to the 1 MiB service; the length
+/// of the answer's frame, if one starts arriving within `within`.
+fn probe(ip: [u8; 4], to: SocketAddr, body: usize, within: Duration) -> Option<u32> {
+    let mut s = raw_client(ip, to);
+    s.set_nonblocking(false).expect("blocking");
+    s.set_read_timeout(Some(within)).expect("timeout");
+    let req = Frame::ServiceRequest {
+        id: 1,
+        service: BIG,
+        body: vec![1; body],
+    };
+    s.write_all(&encode(&req).expect("encode")).expect("send");
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header).ok()?;
+    Some(u32::from_be_bytes(header))
 }
 
 /// A request `id` to the 1 MiB service whose frame is exactly the default frame limit
@@ -614,18 +620,8 @@ fn read_requests_do_not_wait_for_each_other_for_admission() {
             .map(|w| w.join().expect("writer"))
             .collect();
         // Someone else's request is still answered.
-        let mut s = connect(9);
-        s.set_read_timeout(Some(Duration::from_secs(8)))
-            .expect("timeout");
-        let req = Frame::ServiceRequest {
-            id: 99,
-            service: BIG,
-            body: vec![1; 1 << 20],
-        };
-        s.write_all(&encode(&req).expect("encode")).expect("send");
-        let mut header = [0u8; 4];
         assert!(
-            s.read_exact(&mut header).is_ok(),
+            probe([127, 0, 0, 3], to, 1 << 20, Duration::from_secs(8)).is_some(),
             "no answer: requests wait for each other's bytes"
         );
         drop((held, whole));
@@ -676,25 +672,11 @@ fn a_body_waiting_for_its_connections_slot_does_not_block_others() {
         // whole budget.
         a.write_all(&limit_sized_request(4)).expect("send");
         std::thread::sleep(Duration::from_millis(300));
-        let mut b = raw_client([127, 0, 0, 3], to);
-        b.set_nonblocking(false).expect("blocking");
-        b.set_read_timeout(Some(Duration::from_millis(2500)))
-            .expect("timeout");
-        let req = Frame::ServiceRequest {
-            id: 1,
-            service: BIG,
-            body: vec![1; 1 << 20],
+        let answer = probe([127, 0, 0, 3], to, 1 << 20, Duration::from_millis(2500));
+        let Some(len) = answer else {
+            panic!("no answer within 2.5 s: another connection's waiting body blocked admission");
         };
-        b.write_all(&encode(&req).expect("encode")).expect("send");
-        let mut header = [0u8; 4];
-        assert!(
-            b.read_exact(&mut header).is_ok(),
-            "no answer within 2.5 s: another connection's waiting body blocked admission"
-        );
-        assert!(
-            u32::from_be_bytes(header) as usize > ANSWER,
-            "answered, but not served (Busy)"
-        );
+        assert!(len as usize > ANSWER, "answered, but not served (Busy)");
         drop(a);
         node.kill();
     });
