@@ -84,6 +84,20 @@ impl Message {
                     },
                 ..
             } => predecessor.iter().chain(successors).copied().collect(),
+            Message::Request {
+                body:
+                    Request::LeavingChecked {
+                        predecessor,
+                        successors,
+                        dead,
+                    },
+                ..
+            } => predecessor
+                .iter()
+                .chain(successors)
+                .chain(dead)
+                .copied()
+                .collect(),
             Message::Request { .. } => Vec::new(),
             Message::Response { body, .. } => match body {
                 Response::Neighbors {
@@ -128,6 +142,21 @@ pub enum Request {
     /// that its range, and lookups for those keys, are sure again sooner. Answered with
     /// [`Response::Ack`].
     CheckPredecessor,
+    /// The sender is leaving the ring and has just asked every entry of its successor
+    /// list: `successors` holds the ones that answered, `dead` the ones that did not. The
+    /// receiver handles it as [`Request::Leaving`] and also drops the `dead` entries from
+    /// its own list (it remembers them, and merge probing finds them again if the leaver
+    /// was wrong). Without that, the survivor of a shrinking ring kept the crashed nodes
+    /// the last leaver still listed, and had no live successor until its own probes timed
+    /// out. Sent instead of `Leaving` since 2026-11-27; `Leaving` is still understood.
+    LeavingChecked {
+        /// The leaver's predecessor.
+        predecessor: Option<Peer>,
+        /// The entries of the leaver's successor list that answered its check.
+        successors: Vec<Peer>,
+        /// The entries that did not (timeout and resend), or told it they were leaving.
+        dead: Vec<Peer>,
+    },
 }
 
 /// What a node answers.
@@ -199,6 +228,15 @@ mod tests {
             },
         };
         assert_eq!(m.peers(), vec![peer(4), peer(5)]);
+        let m = Message::Request {
+            id: 3,
+            body: Request::LeavingChecked {
+                predecessor: Some(peer(4)),
+                successors: vec![peer(5)],
+                dead: vec![peer(6)],
+            },
+        };
+        assert_eq!(m.peers(), vec![peer(4), peer(5), peer(6)]);
     }
 
     #[test]
@@ -252,6 +290,14 @@ mod tests {
             Message::Response {
                 id: 10,
                 body: Response::NotMember,
+            },
+            Message::Request {
+                id: 11,
+                body: Request::LeavingChecked {
+                    predecessor: None,
+                    successors: vec![peer(6)],
+                    dead: vec![peer(7), peer(8)],
+                },
             },
         ];
         for m in msgs {

@@ -430,6 +430,27 @@ mod tests {
                 "0000aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa000705",
             ),
             (
+                // Request 6: LeavingChecked { predecessor, successors, dead } (added at the
+                // end, 2026-11-27): no predecessor, no live entry, one dead entry.
+                postcard::to_stdvec(&Frame::Chord {
+                    from_vnode: 0,
+                    to: Id([0xaa; 20]),
+                    msg: Message::Request {
+                        id: 7,
+                        body: Request::LeavingChecked {
+                            predecessor: None,
+                            successors: vec![],
+                            dead: vec![peer()],
+                        },
+                    },
+                })
+                .expect("enc"),
+                "0000aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa000706\
+                 000001\
+                 1111111111111111111111111111111111111111\
+                 007f000001d00f",
+            ),
+            (
                 // Response 5: Departed { successors } (added at the end, 2026-11-27).
                 postcard::to_stdvec(&Frame::Chord {
                     from_vnode: 0,

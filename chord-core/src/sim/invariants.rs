@@ -390,6 +390,36 @@ impl Sim {
         out
     }
 
+    /// What the list of a node with no live successor holds: each entry as `crashed`,
+    /// `left` (finished leaving), `leaving` (alive, leaving) or `member`, and whether the
+    /// node is the only member not leaving. A debugging aid for the sweeps.
+    pub fn explain(&self, v: &Violation) -> String {
+        let Violation::NoLiveSuccessor(id) = v else {
+            return format!("{v}");
+        };
+        let Some(&i) = self.by_id.get(id) else {
+            return format!("{v}");
+        };
+        let state = |p: &Peer| match self.by_id.get(&p.id) {
+            None => "unknown",
+            Some(&j) if self.members.contains_key(&p.id) && self.nodes[j].node.is_leaving() => {
+                "checking"
+            }
+            Some(_) if self.members.contains_key(&p.id) => "member",
+            Some(&j) if self.nodes[j].node.has_left() => "left",
+            Some(&j) if !self.hosts[self.nodes[j].host].alive => "crashed",
+            Some(&j) if self.nodes[j].node.is_leaving() => "leaving",
+            Some(_) => "not a member",
+        };
+        let staying = self
+            .members
+            .values()
+            .filter(|&&j| !self.nodes[j].node.is_leaving())
+            .count();
+        let list: Vec<&str> = self.nodes[i].node.successors().iter().map(state).collect();
+        format!("{v}: list {list:?}, members not leaving {staying}")
+    }
+
     /// A human-readable dump of every live node's routing state, for test failures.
     pub fn dump(&self) -> String {
         use std::fmt::Write;

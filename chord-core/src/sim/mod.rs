@@ -259,9 +259,30 @@ impl Sim {
             .collect()
     }
 
+    /// Live hosts that have not started to leave.
+    pub fn staying_hosts(&self) -> Vec<HostId> {
+        (0..self.hosts.len())
+            .filter(|h| {
+                self.hosts[*h].alive
+                    && !self.hosts[*h]
+                        .nodes
+                        .iter()
+                        .any(|i| self.nodes[*i].node.is_leaving())
+            })
+            .collect()
+    }
+
     /// Number of live ring members (ring positions, so hosts × vnodes).
     pub fn member_count(&self) -> usize {
         self.members.len()
+    }
+
+    /// Has the ring member `id` started to leave (it stays a member while it checks its
+    /// list before it tells its neighbours)?
+    pub fn is_leaving(&self, id: Id) -> bool {
+        self.by_id
+            .get(&id)
+            .is_some_and(|&i| self.nodes[i].node.is_leaving())
     }
 
     /// Live ring members in id order, with their host.
@@ -438,10 +459,8 @@ impl Sim {
             return;
         }
         for i in self.hosts[h].nodes.clone() {
-            let id = self.nodes[i].node.me().id;
-            // No longer responsible for anything from the moment it starts leaving.
-            self.members.remove(&id);
-            self.member_order = None;
+            // It stays a member while it checks its list; `sync` takes it out of the
+            // members (it is no longer responsible for anything) once it sends its notices.
             self.nodes[i].node.leave(self.now);
             self.sync(i);
         }
@@ -481,10 +500,11 @@ impl Sim {
     /// then adopt a list with no live entry. So lists in flight count too: every
     /// `Neighbors` answer on the wire must keep a survivor among its sender and its list.
     pub fn crash_would_break_ring(&self, h: HostId) -> bool {
+        // A member that has started to leave (it is checking its list) will be gone soon.
         let survives = |p: &Peer| {
             self.members
                 .get(&p.id)
-                .is_some_and(|&j| self.nodes[j].host != h)
+                .is_some_and(|&j| self.nodes[j].host != h && !self.nodes[j].node.is_leaving())
         };
         let mut others = 0;
         for &m in self.members.values() {
@@ -587,7 +607,9 @@ impl Sim {
                 }
                 if let Err(vs) = self.check_invariants() {
                     if self.first_violation_dump.is_none() {
-                        self.first_violation_dump = Some(self.dump());
+                        let why: Vec<String> = vs.iter().map(|v| self.explain(v)).collect();
+                        self.first_violation_dump =
+                            Some(format!("{}\n{}", why.join("\n"), self.dump()));
                     }
                     self.violation_count += vs.len() as u64;
                     for v in vs {
@@ -741,6 +763,10 @@ impl Sim {
         }
         while let Some(e) = self.nodes[i].node.poll_event() {
             self.on_event(i, e);
+        }
+        let node = &self.nodes[i].node;
+        if node.is_leaving() && !node.is_member() && self.members.remove(&node.me().id).is_some() {
+            self.member_order = None;
         }
         if let Some(t) = self.nodes[i].node.poll_timeout() {
             let t = t.max(self.now);

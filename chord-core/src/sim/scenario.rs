@@ -76,7 +76,7 @@ pub fn random_mix(seed: u64) -> MixReport {
     for _ in 0..60 {
         let gap = Duration::from_millis(sim.rng().random_range(100..1500));
         sim.run_for(gap);
-        let live = sim.live_hosts();
+        let live = sim.staying_hosts();
         let roll: f64 = sim.rng().random();
         if roll < 0.4 || live.len() <= 2 {
             sim.add_joining_host();
@@ -330,7 +330,7 @@ pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
         }
         // The last host with ring members never goes (hosts still leaving are alive but
         // hold no members).
-        let last = sim.members().all(|(_, m)| m == h);
+        let last = sim.members().all(|(id, m)| m == h || sim.is_leaving(id));
         if last || ((!leave || cfg.guard_leaves) && sim.crash_would_break_ring(h)) {
             r.refused += 1;
         } else if leave {

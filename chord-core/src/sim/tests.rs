@@ -414,6 +414,80 @@ fn the_survivor_of_simultaneous_leaves_becomes_a_ring_of_one() {
     );
 }
 
+/// Issue 11, unguarded leaves: the survivor's list is [L, C1, C2]; C1 and C2 crash (allowed:
+/// L is alive), then L leaves before anyone noticed. L's notice used to hand its list,
+/// [C1, C2], to the survivor, which then had no live successor until its own probes timed
+/// out. Now L asks its list first and names C1 and C2 dead: the survivor drops them, is a
+/// ring of one at once, and no check finds a list without a live entry.
+#[test]
+fn a_leaver_names_the_dead_entries_it_found_so_the_survivor_drops_them() {
+    let mut broken = Vec::new();
+    for seed in 0..20 {
+        let mut s = sim(3000 + seed);
+        s.grow_to(4);
+        s.settle(60).expect("settled");
+        // Ring order from a random start: survivor, leaver, then the two that crash.
+        let order: Vec<HostId> = s.members().map(|(_, h)| h).collect();
+        let at = (seed as usize) % order.len();
+        let host = |k: usize| order[(at + k) % order.len()];
+        s.reset_violations();
+        s.crash(host(2));
+        s.crash(host(3));
+        s.run_for(Duration::from_millis(20));
+        s.leave(host(1));
+        s.run_for(Duration::from_secs(20));
+        let (_, count, first) = s.invariant_report();
+        if count > 0 || s.member_count() != 1 || !s.is_ideal() {
+            broken.push((seed, count, first.first().cloned()));
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "{} of 20 broken: {broken:?}",
+        broken.len()
+    );
+}
+
+/// Issue 11, unguarded leaves: with r = 2, X lists [P, L]; P crashes and L leaves at once.
+/// L's notice went to P (dead) and its successor; X could learn of the leave only by asking
+/// L while it lingered (not at all here: no lingering), and was left with two gone entries.
+/// Now a leaver whose predecessor is dead waits (a few stabilization intervals at most)
+/// for the next one to rectify it, and tells that one.
+#[test]
+fn a_leaver_whose_predecessor_died_waits_for_the_next_one() {
+    let mut broken = Vec::new();
+    for seed in 0..20 {
+        let mut s = Sim::new(SimConfig {
+            seed: 4000 + seed,
+            node: Config {
+                successor_list_len: 2,
+                leave_linger_rounds: 0,
+                ..Config::default()
+            },
+            ..SimConfig::default()
+        });
+        s.grow_to(6);
+        s.settle(60).expect("settled");
+        let order: Vec<HostId> = s.members().map(|(_, h)| h).collect();
+        let at = (seed as usize) % order.len();
+        let host = |k: usize| order[(at + k) % order.len()];
+        s.reset_violations();
+        s.crash(host(1));
+        s.run_for(Duration::from_millis(20));
+        s.leave(host(2));
+        s.run_for(Duration::from_secs(30));
+        let (_, count, first) = s.invariant_report();
+        if count > 0 || s.member_count() != 4 || !s.is_ideal() {
+            broken.push((seed, count, first.first().cloned()));
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "{} of 20 broken: {broken:?}",
+        broken.len()
+    );
+}
+
 /// The hunting sweep (see docs/correctness.md): `CHORD_HUNT_SEEDS=N`, and
 /// `CHORD_HUNT_LOSS`, `CHORD_HUNT_LATENCY_MS`, `CHORD_HUNT_VNODES`,
 /// `CHORD_HUNT_GUARD_LEAVES=0` to change its ranges, `CHORD_HUNT_FIRST` for the first
@@ -473,6 +547,15 @@ fn hunt_sweep() {
             r.loss, r.latency_ms, r.joins, r.leaves, r.crashes, r.healed_after, r.settled_after, r.unsettled,
             r.violations.len(), r.violations.first(), r.wrong_quiet, r.failed_quiet
         );
+    }
+    if env("CHORD_HUNT_EXPLAIN").is_some() {
+        for r in &bad {
+            let why = r
+                .first_violation_dump
+                .as_deref()
+                .and_then(|d| d.lines().next());
+            println!("seed {} first violation: {}", r.seed, why.unwrap_or("none"));
+        }
     }
     if env("CHORD_HUNT_DUMP").is_some() {
         if let Some(d) = bad.first().and_then(|r| r.first_violation_dump.as_ref()) {
