@@ -274,9 +274,19 @@ struct LeaveCheck {
     /// One item per unanswered ping (not counting entries that answered they are leaving:
     /// their list is in ours, and the receiver must not drop them without it).
     silent: Vec<Peer>,
+    /// The check ends by then whatever is still unanswered (unanswered is not dead): a
+    /// list that keeps changing, or slow peers, cannot hold a leave up.
+    check_until: Time,
     /// With no live predecessor to tell, we wait until this for one to rectify us: the
     /// nodes behind us that list us would otherwise learn only by asking us.
     wait_until: Option<Time>,
+}
+
+impl LeaveCheck {
+    /// When [`Node::continue_leave_check`] must run next.
+    fn next_deadline(&self) -> Time {
+        self.wait_until.unwrap_or(self.check_until)
+    }
 }
 
 /// Pings per entry in a [`LeaveCheck`].
@@ -525,7 +535,9 @@ impl Node {
     /// a timeout and a resend if one is dead), then tell the predecessor our list, which
     /// entries did not answer, and the successor our predecessor, then stop answering.
     /// Emits [`Event::Left`] once both answered or timed out. The layer above should hand
-    /// its data over before calling this.
+    /// its data over before calling this. The node stays a member (and owns its keys)
+    /// during the check, and, if its predecessor is dead, until the next one rectifies it
+    /// (at most three stabilization intervals): a few seconds at worst.
     pub fn leave(&mut self, now: Time) {
         match self.phase {
             Phase::Member if self.leave_check.is_none() => {}
@@ -536,10 +548,26 @@ impl Node {
             }
             Phase::Leaving | Phase::Lingering(_) | Phase::Left => return,
         }
+        // Every ping with its resends (each waits twice as long as the one before), to the
+        // slowest peer we ask at the start, and half a timeout more (the last resends'
+        // failures arrive at the end of their timeouts).
+        let slowest = self
+            .predecessor
+            .iter()
+            .chain(self.successors.as_slice())
+            .map(|p| self.timeout_for(p.id))
+            .max()
+            .unwrap_or(self.cfg.request_timeout);
+        let (mut all_tries, mut wait) = (slowest / 2, slowest);
+        for _ in 0..=self.cfg.request_retries {
+            all_tries += wait;
+            wait = (wait * 2).min(self.cfg.max_request_timeout.max(wait));
+        }
         self.leave_check = Some(LeaveCheck {
             asked: Vec::new(),
             answered: Vec::new(),
             silent: Vec::new(),
+            check_until: now + all_tries,
             wait_until: None,
         });
         // The predecessor is checked too: a dead one would get our notice in vain.
@@ -563,12 +591,13 @@ impl Node {
             }
             return;
         }
+        let checking = now < check.check_until;
         let me = self.me.id;
         let new: Vec<Peer> = self
             .successors
             .as_slice()
             .iter()
-            .filter(|p| p.id != me && !check.asked.contains(&p.id))
+            .filter(|p| checking && p.id != me && !check.asked.contains(&p.id))
             .copied()
             .collect();
         for p in new {
@@ -583,11 +612,12 @@ impl Node {
                 self.send_request(p, Request::Ping, Purpose::LeaveCheck, now);
             }
         }
-        if self.checking_predecessor
-            || self
-                .pending
-                .values()
-                .any(|p| matches!(p.purpose, Purpose::LeaveCheck))
+        if checking
+            && (self.checking_predecessor
+                || self
+                    .pending
+                    .values()
+                    .any(|p| matches!(p.purpose, Purpose::LeaveCheck)))
         {
             return;
         }
@@ -614,6 +644,8 @@ impl Node {
                 }
             }
         }
+        // A receiver looks at no more than that (and the notice must fit a frame).
+        dead.truncate(MAX_PEERS_PER_MESSAGE);
         for d in &dead {
             // What we answer while we linger is the checked list too.
             self.successors.remove(d.id);
@@ -790,8 +822,7 @@ impl Node {
         if self
             .leave_check
             .as_ref()
-            .and_then(|c| c.wait_until)
-            .is_some_and(|t| t <= now)
+            .is_some_and(|c| c.next_deadline() <= now)
         {
             self.continue_leave_check(now);
         }
@@ -857,8 +888,8 @@ impl Node {
         if let Phase::Lingering(until) = self.phase {
             consider(until);
         }
-        if let Some(t) = self.leave_check.as_ref().and_then(|c| c.wait_until) {
-            consider(t);
+        if let Some(c) = &self.leave_check {
+            consider(c.next_deadline());
         }
         if self.phase == Phase::Member {
             consider(self.next_stabilize);
@@ -972,12 +1003,17 @@ impl Node {
     ) {
         self.note_departed(from.id, now);
         self.fingers.remove(from.id);
+        // Only our first successor's word drops entries: it is the one we already trust
+        // with our list (stabilize rebuilds it from its answers), and the one an honest
+        // leaver tells; a node further down our list must not cut the entries after it.
+        let from_first = self.successors.first().map(|p| p.id) == Some(from.id);
         if self.successors.contains(from.id) {
             self.successors.remove(from.id);
             // Entries it asked a moment ago and found silent: drop ours too (only in the
             // stretch of the ring its list covers, between it and us). They are
             // remembered: if the leaver was wrong (its pings lost), merge probing finds
             // them again.
+            let dead = if from_first { dead } else { &[] };
             for d in dead.iter().take(MAX_PEERS_PER_MESSAGE) {
                 if d.id.in_open(from.id, self.me.id) && self.successors.contains(d.id) {
                     self.successors.remove(d.id);

@@ -679,3 +679,196 @@ fn drive_once(
     *now = *now + Duration::from_millis(100);
     node.handle_timeout(*now);
 }
+
+// ----- leaving: the check before the notices (review of f441923) -----
+
+/// Drive `node` until it has left (or `secs` run out), answering with `peers`; after every
+/// `handle_timeout`, the next deadline must be in the future (no busy loop).
+fn drive_until_left(
+    node: &mut Node,
+    now: &mut Time,
+    secs: u64,
+    peers: impl Fn(&Peer, &Request) -> Option<Response>,
+) -> Option<Duration> {
+    let start = *now;
+    for _ in 0..secs * 10 {
+        drive_once(node, now, &peers);
+        // Every event
+        while let Some(e) = node.poll_event() {
+            if e == Event::Left {
+                return Some(*now - start);
+            }
+        }
+        if let Some(t) = node.poll_timeout() {
+            assert!(
+                t > *now || node.has_left(),
+                "past deadline {t:?} at {now:?}"
+            );
+        }
+    }
+    None
+}
+
+#[test]
+fn a_leave_ends_when_every_entry_answers_departed_with_a_new_one() {
+    let (mut node, mut now, _) = node_with_four();
+    // Every node answers Departed, handing over a fresh node behind it: the list never
+    // stops changing.
+    let ring = |to: &Peer, _: &Request| -> Option<Response> {
+        let x = to.id.0[0];
+        Some(Response::Departed {
+            successors: vec![at(x.saturating_add(1))],
+        })
+    };
+    while node.poll_event().is_some() {}
+    node.leave(now);
+    let took = drive_until_left(&mut node, &mut now, 600, ring);
+    assert!(took.is_some(), "never left");
+}
+
+#[test]
+fn a_leave_ends_when_everyone_is_silent() {
+    let (mut node, mut now, _) = node_with_four();
+    while node.poll_event().is_some() {}
+    node.leave(now);
+    let took = drive_until_left(&mut node, &mut now, 600, |_, _| None);
+    assert!(took.is_some(), "never left");
+}
+
+#[test]
+fn a_leave_ends_when_it_starts_during_a_predecessor_check() {
+    let (mut node, mut now, [_me, a, ..]) = node_with_four();
+    // A farther rectifier starts a predecessor check (ping to a) that is never answered.
+    node.handle(
+        at(5),
+        Message::Request {
+            id: 77,
+            body: Request::Rectify,
+        },
+        now,
+    );
+    let _ = a;
+    while node.poll_transmit().is_some() {} // the check's ping is lost
+    while node.poll_event().is_some() {}
+    node.leave(now);
+    let took = drive_until_left(&mut node, &mut now, 600, |to, body| match body {
+        Request::Ping if to.id.0[0] == 20 => None,
+        Request::Ping => Some(Response::Pong),
+        _ => Some(Response::Ack),
+    });
+    assert!(took.is_some(), "never left");
+}
+
+#[test]
+fn only_the_first_successor_can_name_entries_dead() {
+    let (mut node, now, [me, a, b, c, d]) = node_with_four();
+    let _ = me;
+    node.handle(
+        b,
+        Message::Request {
+            id: 901,
+            body: Request::LeavingChecked {
+                predecessor: Some(a),
+                successors: vec![],
+                dead: vec![c, d],
+            },
+        },
+        now,
+    );
+    let ids: Vec<Id> = node.successors().iter().map(|p| p.id).collect();
+    assert_eq!(ids, vec![a.id, c.id, d.id]);
+}
+
+#[test]
+fn the_wait_for_a_predecessor_ends_even_with_a_late_timer() {
+    let (mut node, mut now, [_me, ..]) = node_with_four();
+    let p = at(5);
+    node.handle(
+        p,
+        Message::Request {
+            id: 78,
+            body: Request::Rectify,
+        },
+        now,
+    );
+    assert_eq!(node.predecessor(), Some(p));
+    while node.poll_transmit().is_some() {}
+    while node.poll_event().is_some() {}
+    node.leave(now);
+    // p is dead; the list answers.
+    let peers = move |to: &Peer, body: &Request| -> Option<Response> {
+        if *to == p {
+            return None;
+        }
+        match body {
+            Request::Ping => Some(Response::Pong),
+            Request::GetNeighbors => None,
+            _ => Some(Response::Ack),
+        }
+    };
+    // Run until the check is over and the wait started.
+    for _ in 0..100 {
+        drive_once(&mut node, &mut now, peers);
+        if node
+            .leave_check
+            .as_ref()
+            .is_some_and(|c| c.wait_until.is_some())
+        {
+            break;
+        }
+    }
+    let until = node
+        .leave_check
+        .as_ref()
+        .and_then(|c| c.wait_until)
+        .expect("waiting");
+    assert!(node.is_member() && node.is_leaving());
+    // The timer fires an hour late.
+    now = until + Duration::from_secs(3600);
+    node.handle_timeout(now);
+    assert!(node.leave_check.is_none());
+    assert!(!node.is_member());
+    let took = drive_until_left(&mut node, &mut now, 60, peers);
+    assert!(took.is_some() || node.has_left());
+}
+
+#[test]
+fn a_successor_feeding_fresh_silent_entries_cannot_stall_a_leave() {
+    let (mut node, mut now, [me, a, ..]) = node_with_four();
+    let k = std::cell::Cell::new(100u8);
+    while node.poll_event().is_some() {}
+    node.leave(now);
+    let peers = |to: &Peer, body: &Request| -> Option<Response> {
+        if let Request::LeavingChecked {
+            predecessor,
+            successors,
+            dead,
+        } = body
+        {
+            // Within what a receiver reads (and a frame holds).
+            assert!(
+                predecessor.iter().count() + successors.len() + dead.len()
+                    <= 2 * MAX_PEERS_PER_MESSAGE + 1
+            );
+        }
+        if *to != a {
+            return None;
+        }
+        match body {
+            Request::GetNeighbors => {
+                k.set(k.get().wrapping_add(1).max(100));
+                Some(Response::Neighbors {
+                    predecessor: Some(me),
+                    successors: vec![at(k.get())],
+                })
+            }
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    let took = drive_until_left(&mut node, &mut now, 1000, peers);
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(10)),
+        "{took:?}"
+    );
+}
