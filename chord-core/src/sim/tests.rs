@@ -414,6 +414,48 @@ fn the_survivor_of_simultaneous_leaves_becomes_a_ring_of_one() {
     );
 }
 
+/// A run that went wrong: seed, violations, the first one.
+type BrokenRun = (u64, u64, Option<(Time, Violation)>);
+
+/// Over 20 seeds: a ring of `hosts` hosts settles; the hosts at positions `crashes` (in ring
+/// order from a start that moves with the seed) crash, and 20 ms later the one at `leaver`
+/// leaves. Returns the runs that found a violation within `run`, or did not end exact with
+/// `members` members: (seed, violations, first violation).
+fn crashes_then_a_leave(
+    node: Config,
+    hosts: usize,
+    crashes: &[usize],
+    leaver: usize,
+    members: usize,
+    run: Duration,
+) -> Vec<BrokenRun> {
+    let mut broken = Vec::new();
+    for seed in 0..20 {
+        let mut s = Sim::new(SimConfig {
+            seed: 3000 + 100 * hosts as u64 + seed,
+            node: node.clone(),
+            ..SimConfig::default()
+        });
+        s.grow_to(hosts);
+        s.settle(60).expect("settled");
+        let order: Vec<HostId> = s.members().map(|(_, h)| h).collect();
+        let at = (seed as usize) % order.len();
+        let host = |k: usize| order[(at + k) % order.len()];
+        s.reset_violations();
+        for &c in crashes {
+            s.crash(host(c));
+        }
+        s.run_for(Duration::from_millis(20));
+        s.leave(host(leaver));
+        s.run_for(run);
+        let (_, count, first) = s.invariant_report();
+        if count > 0 || s.member_count() != members || !s.is_ideal() {
+            broken.push((seed, count, first.first().cloned()));
+        }
+    }
+    broken
+}
+
 /// Issue 11, unguarded leaves: the survivor's list is [L, C1, C2]; C1 and C2 crash (allowed:
 /// L is alive), then L leaves before anyone noticed. L's notice used to hand its list,
 /// [C1, C2], to the survivor, which then had no live successor until its own probes timed
@@ -421,26 +463,8 @@ fn the_survivor_of_simultaneous_leaves_becomes_a_ring_of_one() {
 /// ring of one at once, and no check finds a list without a live entry.
 #[test]
 fn a_leaver_names_the_dead_entries_it_found_so_the_survivor_drops_them() {
-    let mut broken = Vec::new();
-    for seed in 0..20 {
-        let mut s = sim(3000 + seed);
-        s.grow_to(4);
-        s.settle(60).expect("settled");
-        // Ring order from a random start: survivor, leaver, then the two that crash.
-        let order: Vec<HostId> = s.members().map(|(_, h)| h).collect();
-        let at = (seed as usize) % order.len();
-        let host = |k: usize| order[(at + k) % order.len()];
-        s.reset_violations();
-        s.crash(host(2));
-        s.crash(host(3));
-        s.run_for(Duration::from_millis(20));
-        s.leave(host(1));
-        s.run_for(Duration::from_secs(20));
-        let (_, count, first) = s.invariant_report();
-        if count > 0 || s.member_count() != 1 || !s.is_ideal() {
-            broken.push((seed, count, first.first().cloned()));
-        }
-    }
+    // Ring order: survivor (0), leaver (1), then the two that crash.
+    let broken = crashes_then_a_leave(Config::default(), 4, &[2, 3], 1, 1, Duration::from_secs(20));
     assert!(
         broken.is_empty(),
         "{} of 20 broken: {broken:?}",
@@ -455,32 +479,13 @@ fn a_leaver_names_the_dead_entries_it_found_so_the_survivor_drops_them() {
 /// for the next one to rectify it, and tells that one.
 #[test]
 fn a_leaver_whose_predecessor_died_waits_for_the_next_one() {
-    let mut broken = Vec::new();
-    for seed in 0..20 {
-        let mut s = Sim::new(SimConfig {
-            seed: 4000 + seed,
-            node: Config {
-                successor_list_len: 2,
-                leave_linger_rounds: 0,
-                ..Config::default()
-            },
-            ..SimConfig::default()
-        });
-        s.grow_to(6);
-        s.settle(60).expect("settled");
-        let order: Vec<HostId> = s.members().map(|(_, h)| h).collect();
-        let at = (seed as usize) % order.len();
-        let host = |k: usize| order[(at + k) % order.len()];
-        s.reset_violations();
-        s.crash(host(1));
-        s.run_for(Duration::from_millis(20));
-        s.leave(host(2));
-        s.run_for(Duration::from_secs(30));
-        let (_, count, first) = s.invariant_report();
-        if count > 0 || s.member_count() != 4 || !s.is_ideal() {
-            broken.push((seed, count, first.first().cloned()));
-        }
-    }
+    let node = Config {
+        successor_list_len: 2,
+        leave_linger_rounds: 0,
+        ..Config::default()
+    };
+    // Ring order: X (0), P (1, crashes), L (2, leaves).
+    let broken = crashes_then_a_leave(node, 6, &[1], 2, 4, Duration::from_secs(30));
     assert!(
         broken.is_empty(),
         "{} of 20 broken: {broken:?}",
