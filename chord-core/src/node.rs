@@ -267,12 +267,11 @@ enum Purpose {
 /// so a ping lost twice must not be enough (with 9% loss it made lists lose their last
 /// live entry in 3 of 2,000 hunting seeds).
 struct LeaveCheck {
-    /// Entries asked so far (each at most once).
+    /// Entries asked so far (each at most once, with [`LEAVE_CHECK_PINGS`] pings).
     asked: Vec<Id>,
-    /// Entries that answered a ping.
-    answered: Vec<Id>,
     /// One item per unanswered ping (not counting entries that answered they are leaving:
-    /// their list is in ours, and the receiver must not drop them without it).
+    /// their list is in ours, and the receiver must not drop them without it). An entry
+    /// is dead when every one of its pings is here: one answer keeps it out.
     silent: Vec<Peer>,
     /// The check ends by then whatever is still unanswered (unanswered is not dead): a
     /// list that keeps changing, or slow peers, cannot hold a leave up.
@@ -565,7 +564,6 @@ impl Node {
         }
         self.leave_check = Some(LeaveCheck {
             asked: Vec::new(),
-            answered: Vec::new(),
             silent: Vec::new(),
             check_until: now + all_tries,
             wait_until: None,
@@ -636,10 +634,7 @@ impl Node {
         if let Some(c) = self.leave_check.take() {
             for p in &c.silent {
                 let unanswered = c.silent.iter().filter(|q| q.id == p.id).count();
-                if unanswered >= LEAVE_CHECK_PINGS
-                    && !c.answered.contains(&p.id)
-                    && !dead.iter().any(|d| d.id == p.id)
-                {
+                if unanswered >= LEAVE_CHECK_PINGS && !dead.iter().any(|d| d.id == p.id) {
                     dead.push(*p);
                 }
             }
@@ -1743,12 +1738,7 @@ impl Node {
                 }
             }
             (Purpose::Leaving, _) => self.leave_acknowledged(now),
-            (Purpose::LeaveCheck, Response::Pong) => {
-                if let Some(c) = self.leave_check.as_mut() {
-                    c.answered.push(from.id);
-                }
-                self.continue_leave_check(now);
-            }
+            (Purpose::LeaveCheck, Response::Pong) => self.continue_leave_check(now),
             (Purpose::Hint, _) => {}
             (purpose, _) => {
                 // An answer of the wrong kind is as good as none.
