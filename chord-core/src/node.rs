@@ -547,9 +547,10 @@ impl Node {
             }
             Phase::Leaving | Phase::Lingering(_) | Phase::Left => return,
         }
-        // Every ping with its resends (each waits twice as long as the one before), to the
-        // slowest peer we ask at the start, and half a timeout more (the last resends'
-        // failures arrive at the end of their timeouts).
+        // Every ping with its resends, to the slowest peer we ask at the start, and half a
+        // timeout more (the last resends' failures arrive at the end of their timeouts).
+        // Resends wait longer only while no peer is measured; counting it always is an
+        // upper bound.
         let slowest = self
             .predecessor
             .iter()
@@ -560,7 +561,7 @@ impl Node {
         let (mut all_tries, mut wait) = (slowest / 2, slowest);
         for _ in 0..=self.cfg.request_retries {
             all_tries += wait;
-            wait = (wait * 2).min(self.cfg.max_request_timeout.max(wait));
+            wait = self.longer_wait(wait);
         }
         self.leave_check = Some(LeaveCheck {
             asked: Vec::new(),
@@ -756,7 +757,7 @@ impl Node {
                 // we know none may the network simply be slower than the floor: give the
                 // peer twice as long each time.
                 if !self.rtt.any_measured() {
-                    p.wait = (p.wait * 2).min(self.cfg.max_request_timeout.max(p.wait));
+                    p.wait = self.longer_wait(p.wait);
                 }
                 p.deadline = now + p.wait;
                 self.transmits.push_back(Transmit {
@@ -1524,6 +1525,12 @@ impl Node {
     }
 
     /// How long the first try of a request to `peer` waits for an answer.
+    /// A resend's wait when it must be longer than the try before: twice as long, up to
+    /// `max_request_timeout` (or the wait itself, if that was longer already).
+    fn longer_wait(&self, wait: Duration) -> Duration {
+        (wait * 2).min(self.cfg.max_request_timeout.max(wait))
+    }
+
     fn timeout_for(&self, peer: Id) -> Duration {
         self.rtt
             .timeout(peer, self.cfg.request_timeout, self.cfg.max_request_timeout)
