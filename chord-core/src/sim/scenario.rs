@@ -298,6 +298,7 @@ pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
     };
     let mut burst = 0;
     let mut key = 0u64;
+    let mut trace = Trace::from_env();
     for _ in 0..cfg.operations {
         let gap = if burst > 0 {
             burst -= 1;
@@ -308,7 +309,7 @@ pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
             }
             Duration::from_millis(sim.rng().random_range(5..1500))
         };
-        sim.run_for(gap);
+        trace.run(&mut sim, gap);
         for _ in 0..2 {
             if let Some(from) = sim.random_member_id() {
                 key += 1;
@@ -334,14 +335,20 @@ pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
         if last || ((!leave || cfg.guard_leaves) && sim.crash_would_break_ring(h)) {
             r.refused += 1;
         } else if leave {
+            trace.op(&sim, "leave", h);
             sim.leave(h);
             r.leaves += 1;
         } else {
+            trace.op(&sim, "crash", h);
             sim.crash(h);
             r.crashes += 1;
         }
     }
     sim.set_loss(0.0);
+    if trace.is_on() {
+        // The first seconds of the repair too (this shifts the healing figures).
+        trace.run(&mut sim, Duration::from_secs(10));
+    }
     // Lookups in flight finish (each within its timeout) while the ring heals.
     r.healed_after = sim.heal(60);
     r.settled_after = r
@@ -377,4 +384,72 @@ pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
     r.violations = violations.to_vec();
     r.first_violation_dump = sim.first_violation_dump().map(str::to_owned);
     r
+}
+
+/// `CHORD_HUNT_TRACE=ab12,cd34` (id prefixes in hex): print each operation of a hunt, and
+/// the predecessor and successor list of every ring position whose id starts with one of
+/// them whenever they change (looked at every 20 ms of virtual time). How seeds 7716 and
+/// 8266 were taken apart; see docs/correctness.md.
+struct Trace {
+    prefixes: Vec<String>,
+    last: Vec<String>,
+}
+
+impl Trace {
+    fn from_env() -> Trace {
+        let prefixes = std::env::var("CHORD_HUNT_TRACE")
+            .map(|v| v.split(',').map(str::to_owned).collect())
+            .unwrap_or_default();
+        Trace {
+            prefixes,
+            last: Vec::new(),
+        }
+    }
+
+    fn is_on(&self) -> bool {
+        !self.prefixes.is_empty()
+    }
+
+    fn op(&self, sim: &Sim, what: &str, h: usize) {
+        if self.is_on() {
+            let ids: Vec<Id> = sim.host_nodes(h).map(|n| n.me().id).collect();
+            eprintln!("trace {:?}: {what} host {h} {ids:?}", sim.now());
+        }
+    }
+
+    /// Run `gap` (in 20 ms steps when tracing).
+    fn run(&mut self, sim: &mut Sim, gap: Duration) {
+        if !self.is_on() {
+            sim.run_for(gap);
+            return;
+        }
+        let mut left = gap;
+        while left > Duration::ZERO {
+            let step = left.min(Duration::from_millis(20));
+            sim.run_for(step);
+            left -= step;
+            let now: Vec<String> = sim
+                .members()
+                .filter_map(|(id, _)| {
+                    let hex = id.to_string();
+                    if !self.prefixes.iter().any(|p| hex.starts_with(p.as_str())) {
+                        return None;
+                    }
+                    let n = sim.node(id)?;
+                    let succ: Vec<Id> = n.successors().iter().map(|p| p.id).collect();
+                    Some(format!(
+                        "{id:?} leaving {} pred {:?} succ {succ:?}",
+                        n.is_leaving(),
+                        n.predecessor().map(|p| p.id)
+                    ))
+                })
+                .collect();
+            if now != self.last {
+                for line in &now {
+                    eprintln!("trace {:?}:   {line}", sim.now());
+                }
+                self.last = now;
+            }
+        }
+    }
 }

@@ -497,7 +497,10 @@ fn a_leaver_whose_predecessor_died_waits_for_the_next_one() {
 /// `CHORD_HUNT_LOSS`, `CHORD_HUNT_LATENCY_MS`, `CHORD_HUNT_VNODES`,
 /// `CHORD_HUNT_GUARD_LEAVES=0` to change its ranges, `CHORD_HUNT_FIRST` for the first
 /// seed, `CHORD_HUNT_DUMP=1` to print the routing state at the first violation,
-/// `CHORD_HUNT_DUMP_UNSETTLED=1` the inexact lists of seeds that did not settle. Prints the per-sweep figures and the first unclean seeds.
+/// `CHORD_HUNT_DUMP_UNSETTLED=1` the inexact lists of seeds that did not settle,
+/// `CHORD_HUNT_EXPLAIN=1` what each unclean seed's first violating list held,
+/// `CHORD_HUNT_TRACE=ab12,cd34` the operations and how those positions' lists changed
+/// (with one seed). Prints the per-sweep figures and the first unclean seeds.
 #[test]
 #[ignore = "long: the hunting sweep (see docs/correctness.md)"]
 fn hunt_sweep() {
