@@ -18,6 +18,21 @@
 //! * [`sim`] (feature `sim`, on by default): thousands of nodes on a virtual clock, with
 //!   latency, loss, crashes, joins, leaves and partitions, and an invariant checker.
 //!
+//! ## From the paper to the code
+//!
+//! | Chord paper (Stoica et al.) / Zave | here |
+//! |---|---|
+//! | `n.find_successor(id)` | [`Node::lookup`], iterative: a [`Lookup`] decides whom to ask, `node/lookups.rs` drives it; one step is a [`Request::FindStep`] |
+//! | `n.closest_preceding_node(id)` | [`Node::closest_preceding_nodes`] (several, best first, for fallback) |
+//! | `n.create()`, `n.join(n')` | [`Node::create`], [`Node::join`] (`node/join.rs`): a member only once the owner's successor list is copied (Zave) |
+//! | `n.stabilize()` | `node/stabilize.rs`: [`Request::GetNeighbors`] to the first successor |
+//! | `n.notify(n')`, `n.check_predecessor()` | rectify (Zave), `node/rectify.rs`: [`Request::Rectify`]; the predecessor is pinged before it is replaced |
+//! | `n.fix_fingers()`, `finger[k]` | `node/fingers.rs`, [`FingerTable`] |
+//! | successor list of length r | [`SuccessorList`] (counted in hosts with virtual nodes) |
+//! | voluntary departure | [`Node::leave`], `node/leave.rs`: [`Request::LeavingChecked`] |
+//! | (not in the paper) merging rings after a partition | `node/merge.rs`: remembered peers and seeds probed |
+//! | Zave's invariants (one ordered ring, no loops, a live successor) | [`sim`]'s invariant checker |
+//!
 //! ```
 //! use chord_core::sim::{Sim, SimConfig};
 //! // Build a 16-node ring by joins, let it settle, and check Zave's invariants.

@@ -1,0 +1,54 @@
+//! Fingers (the paper's `fix_fingers` and `closest_preceding_node`): one lookup per tick
+//! for the next finger that can have a different owner.
+
+use super::*;
+
+impl Node {
+    /// The nodes we know that most closely precede `key`, best first: Chord's
+    /// `closest_preceding_node`, extended to the next few for fallback.
+    pub fn closest_preceding_nodes(&self, key: Id, k: usize) -> Vec<Peer> {
+        let mut c: Vec<Peer> = self
+            .fingers
+            .entries()
+            .iter()
+            .chain(self.successors.as_slice())
+            .filter(|p| p.id.in_open(self.me.id, key))
+            .copied()
+            .collect();
+        c.sort_by_key(|p| p.id.distance_to(key));
+        c.dedup_by_key(|p| p.id);
+        c.truncate(k);
+        c
+    }
+
+    pub(super) fn fix_fingers(&mut self, now: Time) {
+        // Indices below the first successor's distance all point at the successor, which
+        // stabilize keeps fresh; start after it.
+        let Some(s) = self.successors.first() else {
+            return;
+        };
+        let first = FingerTable::next_index_after(self.me.id.distance_to(s.id));
+        let Some(first) = first else {
+            return;
+        };
+        if self.next_finger < first {
+            self.next_finger = first;
+        }
+        let i = self.next_finger;
+        let key = self.fingers.start(i);
+        let id = self.start_lookup(key, LookupKind::Finger(i), now);
+        if self.lookups.contains_key(&id) {
+            self.finger_lookup = Some(id);
+        }
+    }
+
+    pub(super) fn on_finger_found(&mut self, i: usize, owner: Peer) {
+        self.fingers.update(i, owner);
+        let d = self.me.id.distance_to(owner.id);
+        self.next_finger = if owner.id == self.me.id {
+            0
+        } else {
+            FingerTable::next_index_after(d).unwrap_or(0)
+        };
+    }
+}

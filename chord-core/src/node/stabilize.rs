@@ -1,0 +1,297 @@
+//! Stabilize (the paper's `stabilize`, in Zave's corrected form): ask the first successor
+//! for its predecessor and list, adopt a node in between only after it answered too, and
+//! end with a rectify to the adopted successor. Dead entries are probed together
+//! ([`Probe`]); a node whose whole list is silent falls back to the nodes it remembers,
+//! then to a ring of one.
+
+use super::*;
+
+/// The entries after a silent one, asked all at once instead of one timeout after the
+/// other (dead entries cost one timeout together, not one each), but decided in list
+/// order: an entry is taken only once every entry before it has failed, so a slow but
+/// live entry is never passed over (passing over one on a false suspicion can leave a
+/// list with no live entry). An entry that answered before its turn came is asked again,
+/// so that only a fresh answer is adopted, as in the sequential walk.
+pub(super) struct Probe {
+    pub(super) round: u64,
+    /// How far the silent entry that started it is from us: the probe covers every entry
+    /// of the list beyond it, including entries a leaver hands over while it runs.
+    pub(super) after: Id,
+    /// In list order.
+    pub(super) entries: Vec<(Peer, ProbeState)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum ProbeState {
+    Waiting,
+    Failed,
+    Answered,
+}
+
+/// How far the adaptive successor list length must fall below the current one before
+/// the list shrinks.
+pub(super) const RESIZE_MARGIN: usize = 3;
+
+impl Node {
+    pub(super) fn stabilize(&mut self, now: Time) {
+        match self.successors.first().copied() {
+            Some(s) => {
+                self.stabilizing = true;
+                self.send_request(s, Request::GetNeighbors, Purpose::StabilizeFirst, now);
+            }
+            None => self.stabilize_from_known(now),
+        }
+    }
+
+    /// Our successor (or a candidate for it) answered with its neighbours.
+    pub(super) fn on_successor_neighbors(
+        &mut self,
+        from: Peer,
+        predecessor: Option<Peer>,
+        successors: &[Peer],
+        now: Time,
+    ) {
+        match predecessor {
+            // A node between us and the one that answered: adopt it only if it
+            // answers too. Repeating this walks a gap of several new nodes in one
+            // round; each step is strictly closer to us, so the walk ends.
+            Some(p) if p.id.in_open(self.me.id, from.id) => self.send_request(
+                p,
+                Request::GetNeighbors,
+                Purpose::StabilizeCandidate {
+                    fallback: Some(from),
+                },
+                now,
+            ),
+            _ => self.adopt_successor(from, successors, now),
+        }
+    }
+
+    pub(super) fn adopt_successor(&mut self, head: Peer, tail: &[Peer], now: Time) {
+        self.stabilizing = false;
+        if head.id == self.me.id {
+            return;
+        }
+        self.silent_rounds = 0;
+        let tail = self.without_departed(tail);
+        let d = self.me.id.distance_to(head.id);
+        let closer: Vec<Peer> = self
+            .successors
+            .as_slice()
+            .iter()
+            .filter(|p| self.me.id.distance_to(p.id) < d)
+            .copied()
+            .collect();
+        let head_was_listed = self.successors.contains(head.id);
+        let mut changed = self.successors.rebuild(head, &tail);
+        if self.cfg.adaptive_successor_list {
+            // Before the entries kept below go back in: a resize rebuilds the list from
+            // its first entry and `tail`, which is `head`'s list. With a kept entry
+            // first, `head` itself was dropped and the kept (maybe dead) entry got
+            // `head`'s list: a list with no live entry (found by the hunting sweep).
+            self.resize_successor_list(&tail);
+        }
+        if head_was_listed {
+            // We asked the entries before `head` in order this round and they were
+            // silent: dead, or across a partition. Remember them, to find their ring
+            // again if it was the latter.
+            for p in closer {
+                self.remember(p);
+            }
+        } else {
+            // `head` came from outside the list (a node we knew otherwise, or one that
+            // joined in front of an entry): entries before it were not all asked, or
+            // were silent only this once. Dropping a live one on a false suspicion for a
+            // node beyond it closes a loop that wraps the ring twice (Zave's "loopy"
+            // ring) which nothing repairs. Keep them one more round: the next round asks
+            // them first and drops them if they are silent again.
+            let keep = self.without_departed(&closer);
+            changed |= self.successors.merge_keeping(&keep);
+        }
+        if changed {
+            self.successors_changed();
+        }
+        self.fingers.update(0, head);
+        self.send_request(head, Request::Rectify, Purpose::Rectify, now);
+    }
+
+    pub(super) fn resize_successor_list(&mut self, tail: &[Peer]) {
+        let Some(n) = self.successors.estimate_ring_size() else {
+            return;
+        };
+        let want = (2.0 * n.max(2.0).log2()).ceil() as usize;
+        let cap = self.successors.capacity();
+        // Our list is our successor and its list, so it can be no longer than that list
+        // plus one: a capacity above it would never be filled (lists shorter than their
+        // capacity for good, the ring never exact). The estimate is noisy (it comes from
+        // the list itself), so r grows at once but shrinks on the estimate only once it
+        // has fallen by a factor of about 2.8 (2·log2 N three lower); without that margin
+        // r changed every round in small rings after churn.
+        let fill = match self.successors.first() {
+            Some(head) => {
+                let mut all = vec![*head];
+                all.extend_from_slice(tail);
+                self.successors.coverage(&all)
+            }
+            None => tail.len() + 1,
+        };
+        let r = want
+            .min(fill)
+            .clamp(self.cfg.successor_list_len, self.cfg.max_successor_list_len);
+        if r > cap || (r < cap && (want + RESIZE_MARGIN <= cap || fill < cap)) {
+            self.successors.set_capacity(r);
+            if let Some(head) = self.successors.first().copied() {
+                self.successors.rebuild(head, tail);
+            }
+            self.successors_changed();
+        }
+    }
+
+    /// Record the outcome of a probe request; false if it belongs to no running probe.
+    pub(super) fn probe_entry(&mut self, round: u64, id: Id, state: ProbeState) -> bool {
+        let Some(probe) = self.probe.as_mut().filter(|p| p.round == round) else {
+            return false;
+        };
+        match probe.entries.iter_mut().find(|(p, _)| p.id == id) {
+            Some(e) => {
+                e.1 = state;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Act on the probe once its first entry that did not fail has answered, or every
+    /// entry failed. `answer` is the answer that just arrived, if any.
+    pub(super) fn advance_probe(
+        &mut self,
+        answer: Option<(Peer, Option<Peer>, &[Peer])>,
+        now: Time,
+    ) {
+        self.probe_new_entries(now);
+        let Some(probe) = &self.probe else {
+            return;
+        };
+        let first = probe
+            .entries
+            .iter()
+            .find(|(_, s)| *s != ProbeState::Failed)
+            .copied();
+        match first {
+            Some((_, ProbeState::Waiting)) => {}
+            Some((p, _)) => {
+                self.probe = None;
+                match answer {
+                    Some((from, predecessor, successors)) if from.id == p.id => {
+                        self.on_successor_neighbors(from, predecessor, successors, now)
+                    }
+                    // It answered while an entry before it was still being waited for:
+                    // that answer may be as old as a timeout. Ask it again.
+                    _ => self.send_request(p, Request::GetNeighbors, Purpose::StabilizeFirst, now),
+                }
+            }
+            None => {
+                // Every successor is silent: either the ring is broken here (r
+                // consecutive failures) or we are cut off. Keep the list (they may
+                // come back) and try the closest other node we know; whoever
+                // answers is adopted and stabilize walks back from there.
+                self.probe = None;
+                self.stabilizing = false;
+                self.stabilize_from_known(now);
+            }
+        }
+    }
+
+    /// Ask the entries that came into the list since the probe started (a leaver among
+    /// its entries answered `Departed` with its own list, or a notice arrived): the probe
+    /// must not pass over one of them for a later entry (found in review: a live node
+    /// handed over by a departing entry was dropped for the entry after it).
+    pub(super) fn probe_new_entries(&mut self, now: Time) {
+        let Some(probe) = &self.probe else {
+            return;
+        };
+        let (round, after) = (probe.round, probe.after);
+        let new: Vec<Peer> = self
+            .successors
+            .as_slice()
+            .iter()
+            .filter(|p| {
+                self.me.id.distance_to(p.id) > after
+                    && !probe.entries.iter().any(|(q, _)| q.id == p.id)
+            })
+            .copied()
+            .collect();
+        for p in new {
+            self.send_request(
+                p,
+                Request::GetNeighbors,
+                Purpose::StabilizeProbe { round },
+                now,
+            );
+            let me = self.me.id;
+            if let Some(probe) = self.probe.as_mut() {
+                let d = me.distance_to(p.id);
+                let at = probe
+                    .entries
+                    .partition_point(|(q, _)| me.distance_to(q.id) < d);
+                probe.entries.insert(at, (p, ProbeState::Waiting));
+            }
+        }
+    }
+
+    /// Alone, or every successor silent: try the closest node we know of outside the
+    /// successor list (the predecessor that rectified us, or a finger), and adopt it only
+    /// if it answers.
+    pub(super) fn stabilize_from_known(&mut self, now: Time) {
+        let candidate = self
+            .predecessor
+            .iter()
+            .chain(self.fingers.entries())
+            .filter(|p| {
+                p.id != self.me.id && !self.successors.contains(p.id) && !self.is_departed(p.id)
+            })
+            .min_by_key(|p| self.me.id.distance_to(p.id))
+            .copied();
+        match candidate {
+            Some(c) => {
+                self.stabilizing = true;
+                self.send_request(
+                    c,
+                    Request::GetNeighbors,
+                    Purpose::StabilizeCandidate { fallback: None },
+                    now,
+                );
+            }
+            None => self.silent_round(),
+        }
+    }
+
+    /// A stabilization round in which nobody answered, or nobody was left to ask. After
+    /// `Config::silent_rounds_to_alone` of them in a row, or at once if every entry of
+    /// our list told us it left, give the list up and carry on as a ring of one: keys must
+    /// have an owner, and a lone node answers for all of them. The silent entries are
+    /// remembered, so merge probing finds their ring again if they were only cut off.
+    pub(super) fn silent_round(&mut self) {
+        self.silent_rounds += 1;
+        let all_departed = self
+            .successors
+            .as_slice()
+            .iter()
+            .all(|p| self.is_departed(p.id));
+        if self.successors.is_empty()
+            || !(all_departed || self.silent_rounds >= self.cfg.silent_rounds_to_alone)
+        {
+            return;
+        }
+        let gone: Vec<Peer> = self.successors.as_slice().to_vec();
+        for p in gone {
+            if !self.is_departed(p.id) {
+                self.remember(p);
+            }
+            self.successors.remove(p.id);
+            self.fingers.remove(p.id);
+        }
+        self.successors_changed();
+        self.silent_rounds = 0;
+    }
+}
