@@ -16,6 +16,7 @@ macro_rules! out {
 
 mod control;
 mod demo;
+mod experiment;
 mod files;
 mod kv;
 mod menu;

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use chord_core::sim::{run, Experiment, Report};
+use crate::experiment::{run, Experiment, Report};
 
 pub const EXAMPLES: &str = "Examples:
   chord paths --from 3 --to 10

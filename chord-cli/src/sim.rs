@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use chord_core::sim::{Experiment, Report};
+use crate::experiment::{Experiment, Report};
 
 pub const EXAMPLES: &str = "Examples:
   chord sim --nodes 1000
@@ -132,7 +132,7 @@ pub fn run(a: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
         ..Experiment::default()
     };
     let started = Instant::now();
-    let (report, sim) = chord_core::sim::run_sim(&e);
+    let (report, sim) = crate::experiment::run_sim(&e);
     if let Some(path) = &a.svg {
         let nodes: Vec<crate::svg::RingNode> = sim
             .members()

@@ -15,7 +15,7 @@
 //! * [`node`]: one ring position: join, stabilize, rectify, fix_fingers, leave (Pamela
 //!   Zave's corrected Chord), with the quinn-proto style interface `handle`,
 //!   `handle_timeout`, `poll_transmit`, `poll_timeout`, `poll_event`.
-//! * [`sim`] (feature `sim`, on by default): thousands of nodes on a virtual clock, with
+//! * [`sim`] (feature `sim`, off by default; `features = ["sim"]`): thousands of nodes on a virtual clock, with
 //!   latency, loss, crashes, joins, leaves and partitions, and an invariant checker.
 //!
 //! ## From the paper to the code

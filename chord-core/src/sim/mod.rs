@@ -11,11 +11,9 @@
 //! A host runs [`SimConfig::vnodes`] ring positions (virtual nodes); crashes, leaves and
 //! partitions act on hosts.
 
-mod experiment;
 mod invariants;
 mod scenario;
 
-pub use experiment::{run, run_sim, Distribution, Experiment, Report};
 pub use invariants::Violation;
 pub use scenario::{hunt, random_mix, HuntConfig, HuntReport, MixReport};
 

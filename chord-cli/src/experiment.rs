@@ -1,4 +1,5 @@
-//! The standard experiment behind `chord sim`, after section 6 of the Chord paper.
+//! The standard experiment behind `chord sim`, after section 6 of the Chord paper, run on
+//! chord-core's simulator (it lived in chord-core until issue 14: the report is the CLI's).
 //!
 //! 1. Build a ring of `nodes` hosts **by joins**: hosts join in waves, each wave as large
 //!    as the ring already is, through random members, with stabilization running.
@@ -19,8 +20,8 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::Serialize;
 
-use super::{HostId, Sim, SimConfig};
-use crate::{Config, Id, Time};
+use chord_core::sim::{HostId, Sim, SimConfig};
+use chord_core::{Config, Id, Time};
 
 /// Parameters of one experiment.
 #[derive(Clone, Debug)]
