@@ -66,8 +66,8 @@ pub use config::Config;
 use leave::LeaveCheck;
 use lookups::{LookupKind, RunningLookup};
 use merge::Remembered;
-use requests::Pending;
-use stabilize::{Probe, ProbeState};
+use requests::{Pending, Reply, Silence};
+use stabilize::Probe;
 
 /// Handle of a lookup started with [`Node::lookup`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -357,17 +357,17 @@ impl Node {
                 if lookup_kind_mismatch {
                     // A step answered with neighbours, or a confirmation with a step: as
                     // good as no answer (else the lookup would wait for it for ever).
-                    self.on_request_failed(p.to, p.purpose, now);
+                    self.on_reply(p.to, p.purpose, Err(Silence), now);
                 } else if let Response::Departed { successors } = &body {
                     // It is leaving: as good as its notice, then on to the next.
                     self.on_leaving(from, None, successors, &[], now);
-                    self.on_request_failed(p.to, p.purpose, now);
+                    self.on_reply(p.to, p.purpose, Err(Silence), now);
                 } else if body == Response::NotMember {
-                    self.on_request_failed(p.to, p.purpose, now);
+                    self.on_reply(p.to, p.purpose, Err(Silence), now);
                 } else {
                     // A member answered us directly: whatever it did before, it is back.
                     self.departed.retain(|(d, _)| *d != from.id);
-                    self.on_response(p.to, p.purpose, body, now);
+                    self.on_reply(p.to, p.purpose, Ok(body), now);
                 }
             }
         }
@@ -409,7 +409,7 @@ impl Node {
                 });
                 self.pending.insert(id, p);
             } else {
-                self.on_request_failed(p.to, p.purpose, now);
+                self.on_reply(p.to, p.purpose, Err(Silence), now);
             }
         }
         let mut slow: Vec<(u64, LookupId, Id)> = self

@@ -303,4 +303,17 @@ impl Node {
             .copied()
             .collect()
     }
+
+    /// A ping of the leave check: an answer goes on with the check; silence counts
+    /// against the entry, unless it answered that it is leaving too: then it is not dead,
+    /// its list is in ours now (and asked in turn).
+    pub(super) fn on_leave_check_reply(&mut self, to: Peer, reply: Reply, now: Time) {
+        if !matches!(reply, Ok(Response::Pong)) {
+            let departing = self.is_departed(to.id);
+            if let Some(c) = self.leave_check.as_mut().filter(|_| !departing) {
+                c.silent.push(to);
+            }
+        }
+        self.continue_leave_check(now);
+    }
 }

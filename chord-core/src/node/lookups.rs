@@ -288,4 +288,34 @@ impl Node {
             LookupKind::Join => self.on_join_found(id, result, now),
         }
     }
+
+    /// A lookup step's answer (a step, or the owner's neighbours confirming it), or its
+    /// silence.
+    pub(super) fn on_lookup_reply(&mut self, id: LookupId, from: Peer, reply: Reply, now: Time) {
+        match reply {
+            Ok(Response::Step { successors, closer }) => {
+                self.lookup_answered(id, now);
+                if let Some(l) = self.lookups.get_mut(&id) {
+                    l.lookup.on_step(from, &successors, &closer);
+                    self.drive_lookup(id, now);
+                }
+            }
+            Ok(Response::Neighbors {
+                predecessor,
+                successors,
+            }) => {
+                self.lookup_answered(id, now);
+                if let Some(l) = self.lookups.get_mut(&id) {
+                    l.lookup.on_confirm(from, predecessor, &successors);
+                    self.drive_lookup(id, now);
+                }
+            }
+            _ => {
+                if let Some(l) = self.lookups.get_mut(&id) {
+                    l.lookup.on_failure(from.id);
+                    self.drive_lookup(id, now);
+                }
+            }
+        }
+    }
 }

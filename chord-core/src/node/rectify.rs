@@ -41,4 +41,24 @@ impl Node {
                 .push_back(Event::PredecessorChanged { old, new });
         }
     }
+
+    /// Our ping of our predecessor: any answer keeps it; on silence, take the candidate
+    /// that rectified us, if any. The predecessor may be gone already (its Departed answer
+    /// to this very ping cleared it): the candidate that rectified us is still the one.
+    pub(super) fn on_predecessor_check_reply(
+        &mut self,
+        to: Peer,
+        candidate: Option<Peer>,
+        reply: Reply,
+        now: Time,
+    ) {
+        self.checking_predecessor = false;
+        if reply.is_err() {
+            let ours = self.predecessor.map(|p| p.id);
+            if ours == Some(to.id) || (ours.is_none() && candidate.is_some()) {
+                self.set_predecessor(candidate);
+            }
+        }
+        self.continue_leave_check(now);
+    }
 }

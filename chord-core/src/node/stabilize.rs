@@ -294,4 +294,112 @@ impl Node {
         self.successors_changed();
         self.silent_rounds = 0;
     }
+
+    /// Our first successor's answer to stabilize's question, or its silence: on silence,
+    /// ask the later entries, but keep the silent ones in the list until a later one
+    /// answers. The silence may be a lost message, and dropping a live successor on a
+    /// false suspicion could leave a list with no live entry. The answer replaces
+    /// everything before the one that answered.
+    pub(super) fn on_first_successor_reply(&mut self, to: Peer, reply: Reply, now: Time) {
+        if let Ok(Response::Neighbors {
+            predecessor,
+            successors,
+        }) = reply
+        {
+            return self.on_successor_neighbors(to, predecessor, &successors, now);
+        }
+        self.fingers.remove(to.id);
+        let d = self.me.id.distance_to(to.id);
+        let later: Vec<Peer> = self
+            .successors
+            .as_slice()
+            .iter()
+            .filter(|p| self.me.id.distance_to(p.id) > d)
+            .copied()
+            .collect();
+        self.probe_rounds += 1;
+        let round = self.probe_rounds;
+        for p in &later {
+            self.send_request(
+                *p,
+                Request::GetNeighbors,
+                Purpose::StabilizeProbe { round },
+                now,
+            );
+        }
+        self.probe = Some(Probe {
+            round,
+            after: d,
+            entries: later
+                .into_iter()
+                .map(|p| (p, ProbeState::Waiting))
+                .collect(),
+        });
+        self.advance_probe(None, now);
+    }
+
+    /// A node between us and our successor (it named it as its predecessor), asked before
+    /// we adopt it: on silence, fall back to `fallback`, the node that answered before,
+    /// but ask it again: its answer is as old as this timeout, and in the meantime it and
+    /// its list may have died. Only a fresh answer is adopted.
+    pub(super) fn on_candidate_reply(
+        &mut self,
+        to: Peer,
+        fallback: Option<Peer>,
+        reply: Reply,
+        now: Time,
+    ) {
+        if let Ok(Response::Neighbors {
+            predecessor,
+            successors,
+        }) = reply
+        {
+            return self.on_successor_neighbors(to, predecessor, &successors, now);
+        }
+        self.fingers.remove(to.id);
+        if self.predecessor.map(|p| p.id) == Some(to.id) {
+            self.set_predecessor(None);
+        }
+        match fallback {
+            Some(s) => self.send_request(s, Request::GetNeighbors, Purpose::StabilizeAdopt, now),
+            // Nobody answered this round. Try the next known node, if any, at the next
+            // tick.
+            None => {
+                self.stabilizing = false;
+                if !self.successors.contains(to.id) {
+                    self.silent_round();
+                }
+            }
+        }
+    }
+
+    /// An entry beyond a silent first successor, asked in a [`Probe`].
+    pub(super) fn on_probe_reply(&mut self, to: Peer, round: u64, reply: Reply, now: Time) {
+        match reply {
+            Ok(Response::Neighbors {
+                predecessor,
+                successors,
+            }) => {
+                if self.probe_entry(round, to.id, ProbeState::Answered) {
+                    self.advance_probe(Some((to, predecessor, &successors)), now);
+                }
+            }
+            _ => {
+                if self.probe_entry(round, to.id, ProbeState::Failed) {
+                    self.fingers.remove(to.id);
+                    self.advance_probe(None, now);
+                }
+            }
+        }
+    }
+
+    /// The node we fall back to, asked again so that only a fresh answer is adopted.
+    pub(super) fn on_adopt_reply(&mut self, to: Peer, reply: Reply, now: Time) {
+        match reply {
+            Ok(Response::Neighbors { successors, .. }) => {
+                self.adopt_successor(to, &successors, now)
+            }
+            _ => self.stabilizing = false,
+        }
+    }
 }
