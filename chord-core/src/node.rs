@@ -375,104 +375,19 @@ impl Node {
 
     /// Run whatever timers have expired at `now`.
     pub fn handle_timeout(&mut self, now: Time) {
-        // Sorted, so that the order of reactions does not depend on hash order (the
-        // simulator must be deterministic).
-        let mut expired: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        expired.sort_unstable();
-        for id in expired {
-            let Some(mut p) = self.pending.remove(&id) else {
-                continue;
-            };
-            if p.retries_left > 0 {
-                // Silence may be a lost message: ask once more (same id, so a late answer
-                // to the first copy counts) before calling the peer failed.
-                p.retries_left -= 1;
-                // A measured peer's timeout already covers its round trip, and an
-                // unmeasured one got the typical timeout of the peers we know. Only while
-                // we know none may the network simply be slower than the floor: give the
-                // peer twice as long each time.
-                if !self.rtt.any_measured() {
-                    p.wait = self.longer_wait(p.wait);
-                }
-                p.deadline = now + p.wait;
-                self.transmits.push_back(Transmit {
-                    to: p.to,
-                    message: Message::Request {
-                        id,
-                        body: p.body.clone(),
-                    },
-                });
-                self.pending.insert(id, p);
-            } else {
-                self.on_reply(p.to, p.purpose, Err(Silence), now);
-            }
+        // In this order: requests first (a resend or a silence may finish a lookup), then
+        // lookups, the leave, and the periodic tasks of a member.
+        self.expire_requests(now);
+        self.expire_lookup_timers(now);
+        self.expire_leave_timers(now);
+        self.forget_old_departures(now);
+        if self.phase == Phase::Member {
+            self.run_periodic_tasks(now);
         }
-        let mut slow: Vec<(u64, LookupId, Id)> = self
-            .pending
-            .iter()
-            .filter_map(|(id, p)| match (p.hedge_at, &p.purpose) {
-                (Some(t), Purpose::Lookup(l)) if t <= now => Some((*id, *l, p.to.id)),
-                _ => None,
-            })
-            .collect();
-        slow.sort_unstable();
-        for (req, lookup, peer) in slow {
-            if let Some(p) = self.pending.get_mut(&req) {
-                p.hedge_at = None;
-            }
-            if let Some(l) = self.lookups.get_mut(&lookup) {
-                l.lookup.on_slow(peer);
-                self.drive_lookup(lookup, now);
-            }
-        }
-        let mut late: Vec<LookupId> = self
-            .lookups
-            .iter()
-            .filter(|(_, l)| l.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        late.sort_unstable();
-        for id in late {
-            self.finish_lookup(id, Err(LookupError::Timeout), now);
-        }
-        let mut again: Vec<LookupId> = self
-            .lookups
-            .iter()
-            .filter(|(_, l)| l.again_at.is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        again.sort_unstable();
-        for id in again {
-            self.restart_lookup(id, now);
-        }
-        if let Phase::Lingering(until) = self.phase {
-            if now >= until {
-                self.finish_leave();
-            }
-        }
-        if self
-            .leave_check
-            .as_ref()
-            .is_some_and(|c| c.next_deadline() <= now)
-        {
-            self.continue_leave_check(now);
-        }
-        let horizon = self.cfg.departed_horizon;
-        while self
-            .departed
-            .front()
-            .is_some_and(|(_, at)| *at + horizon <= now)
-        {
-            self.departed.pop_front();
-        }
-        if self.phase != Phase::Member {
-            return;
-        }
+    }
+
+    /// Stabilize, fix_fingers and merge probing, each when its interval is up.
+    fn run_periodic_tasks(&mut self, now: Time) {
         if now >= self.next_stabilize {
             self.next_stabilize = now + self.cfg.stabilize_interval;
             if !self.stabilizing {

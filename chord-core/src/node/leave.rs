@@ -316,4 +316,32 @@ impl Node {
         }
         self.continue_leave_check(now);
     }
+
+    /// The end of lingering after the notices, and the leave check's deadline.
+    pub(super) fn expire_leave_timers(&mut self, now: Time) {
+        if let Phase::Lingering(until) = self.phase {
+            if now >= until {
+                self.finish_leave();
+            }
+        }
+        if self
+            .leave_check
+            .as_ref()
+            .is_some_and(|c| c.next_deadline() <= now)
+        {
+            self.continue_leave_check(now);
+        }
+    }
+
+    /// Nodes that told us they left are kept out of our list for `departed_horizon`.
+    pub(super) fn forget_old_departures(&mut self, now: Time) {
+        let horizon = self.cfg.departed_horizon;
+        while self
+            .departed
+            .front()
+            .is_some_and(|(_, at)| *at + horizon <= now)
+        {
+            self.departed.pop_front();
+        }
+    }
 }

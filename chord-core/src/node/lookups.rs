@@ -318,4 +318,47 @@ impl Node {
             }
         }
     }
+
+    /// Lookup steps that are slow (hedge), lookups past their deadline, and lookups
+    /// waiting to be asked again.
+    pub(super) fn expire_lookup_timers(&mut self, now: Time) {
+        let mut slow: Vec<(u64, LookupId, Id)> = self
+            .pending
+            .iter()
+            .filter_map(|(id, p)| match (p.hedge_at, &p.purpose) {
+                (Some(t), Purpose::Lookup(l)) if t <= now => Some((*id, *l, p.to.id)),
+                _ => None,
+            })
+            .collect();
+        slow.sort_unstable();
+        for (req, lookup, peer) in slow {
+            if let Some(p) = self.pending.get_mut(&req) {
+                p.hedge_at = None;
+            }
+            if let Some(l) = self.lookups.get_mut(&lookup) {
+                l.lookup.on_slow(peer);
+                self.drive_lookup(lookup, now);
+            }
+        }
+        let mut late: Vec<LookupId> = self
+            .lookups
+            .iter()
+            .filter(|(_, l)| l.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        late.sort_unstable();
+        for id in late {
+            self.finish_lookup(id, Err(LookupError::Timeout), now);
+        }
+        let mut again: Vec<LookupId> = self
+            .lookups
+            .iter()
+            .filter(|(_, l)| l.again_at.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        again.sort_unstable();
+        for id in again {
+            self.restart_lookup(id, now);
+        }
+    }
 }

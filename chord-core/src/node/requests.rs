@@ -93,4 +93,46 @@ impl Node {
             Purpose::LeaveCheck => self.on_leave_check_reply(peer, reply, now),
         }
     }
+
+    /// Resend the requests whose deadline passed (once), and hand the silence of the
+    /// others to their tasks.
+    pub(super) fn expire_requests(&mut self, now: Time) {
+        // Sorted, so that the order of reactions does not depend on hash order (the
+        // simulator must be deterministic).
+        let mut expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        expired.sort_unstable();
+        for id in expired {
+            let Some(mut p) = self.pending.remove(&id) else {
+                continue;
+            };
+            if p.retries_left > 0 {
+                // Silence may be a lost message: ask once more (same id, so a late answer
+                // to the first copy counts) before calling the peer failed.
+                p.retries_left -= 1;
+                // A measured peer's timeout already covers its round trip, and an
+                // unmeasured one got the typical timeout of the peers we know. Only while
+                // we know none may the network simply be slower than the floor: give the
+                // peer twice as long each time.
+                if !self.rtt.any_measured() {
+                    p.wait = self.longer_wait(p.wait);
+                }
+                p.deadline = now + p.wait;
+                self.transmits.push_back(Transmit {
+                    to: p.to,
+                    message: Message::Request {
+                        id,
+                        body: p.body.clone(),
+                    },
+                });
+                self.pending.insert(id, p);
+            } else {
+                self.on_reply(p.to, p.purpose, Err(Silence), now);
+            }
+        }
+    }
 }
