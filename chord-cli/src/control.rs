@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use chord_net::ControlToken;
 
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+use crate::common::Result;
 
 /// Where token files live (not created).
 pub fn runtime_dir() -> Result<PathBuf> {

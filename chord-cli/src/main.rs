@@ -10,20 +10,19 @@ use clap::{Parser, Subcommand};
 /// do, instead of panicking; other write errors are reported.
 macro_rules! out {
     ($($t:tt)*) => {
-        $crate::out_line(format_args!($($t)*))
+        $crate::common::out_line(format_args!($($t)*))
     };
 }
 
+mod cmd;
+mod common;
 mod control;
-mod demo;
 mod experiment;
-mod files;
-mod kv;
+mod identity;
 mod menu;
-mod net;
-mod paths;
-mod sim;
 mod svg;
+
+use common::{printable, CLIENT_EXAMPLES, FILES_EXAMPLES};
 
 /// A Chord distributed hash table: run a node, talk to one, or simulate a ring.
 #[derive(Parser, Debug)]
@@ -40,139 +39,57 @@ struct Cli {
 enum Command {
     /// Show the whole system on this machine: a small ring, a file stored, fetched, a node
     /// crashed, the file fetched again.
-    #[command(after_help = demo::EXAMPLES)]
-    Demo(demo::DemoArgs),
+    #[command(after_help = cmd::demo::EXAMPLES)]
+    Demo(cmd::demo::Args),
     /// Run a node: start a ring, or join one with --join.
-    #[command(after_help = net::NODE_EXAMPLES)]
-    Node(net::NodeArgs),
+    #[command(after_help = cmd::node::EXAMPLES)]
+    Node(cmd::node::Args),
     /// Find the node responsible for KEY (a name; its id is SHA-1 of it).
-    #[command(after_help = net::CLIENT_EXAMPLES)]
-    Lookup {
-        /// The key's name.
-        key: String,
-        #[command(flatten)]
-        at: net::NodeAddr,
-    },
+    #[command(after_help = CLIENT_EXAMPLES)]
+    Lookup(cmd::lookup::Args),
     /// Show a node's predecessor, successor list and finger table.
-    #[command(after_help = net::CLIENT_EXAMPLES)]
-    Status {
-        #[command(flatten)]
-        at: net::NodeAddr,
-    },
+    #[command(after_help = CLIENT_EXAMPLES)]
+    Status(cmd::status::Args),
     /// Walk the ring by successors from a node and check it is consistent.
-    #[command(after_help = net::CLIENT_EXAMPLES)]
-    Ring {
-        #[command(flatten)]
-        at: net::NodeAddr,
-        /// Also draw the ring (nodes by id, successor arcs, fingers, bytes stored) as SVG.
-        #[arg(long, value_name = "FILE")]
-        svg: Option<std::path::PathBuf>,
-        /// Whose fingers to draw (default: the node given by --node).
-        #[arg(long, value_name = "ADDR")]
-        fingers_of: Option<std::net::SocketAddr>,
-    },
+    #[command(after_help = CLIENT_EXAMPLES)]
+    Ring(cmd::ring::Args),
     /// Generate shell completions.
-    #[command(
-        after_help = "Examples:\n  chord completions bash > ~/.local/share/bash-completion/completions/chord\n  chord completions zsh > ~/.zfunc/_chord"
-    )]
-    Completions {
-        /// bash, zsh, fish, elvish or powershell.
-        shell: clap_complete::Shell,
-    },
+    #[command(after_help = cmd::completions::EXAMPLES)]
+    Completions(cmd::completions::Args),
     /// Make a new network key: give the file to every node and client of a ring
     /// (--network-key FILE) and all their traffic is authenticated and encrypted.
-    #[command(after_help = net::KEYGEN_EXAMPLES)]
-    Keygen {
-        /// Where to write the key (created with permissions 0600).
-        file: std::path::PathBuf,
-        /// Replace the file if it exists.
-        #[arg(long)]
-        force: bool,
-    },
+    #[command(after_help = cmd::keygen::EXAMPLES)]
+    Keygen(cmd::keygen::Args),
     /// Make a node leave the ring gracefully and stop (on the node's host, as the user who
     /// started it: it reads the node's control token, `control-IP-PORT.token` in
     /// $CHORD_RUNTIME_DIR, else $XDG_RUNTIME_DIR/chord, else ~/.local/state/chord).
-    #[command(after_help = net::CLIENT_EXAMPLES)]
-    Leave {
-        #[command(flatten)]
-        at: net::NodeAddr,
-    },
+    #[command(after_help = CLIENT_EXAMPLES)]
+    Leave(cmd::leave::Args),
     /// Upload a file to the ring (any path; the name defaults to its file name).
-    #[command(after_help = files::EXAMPLES)]
-    Put {
-        /// The file to upload.
-        path: std::path::PathBuf,
-        /// Name in the ring.
-        #[arg(long)]
-        name: Option<String>,
-        /// Copies of every item.
-        #[arg(long, default_value_t = chord_files::DEFAULT_REPLICAS, value_parser = clap::value_parser!(u8).range(1..=16))]
-        replicas: u8,
-        #[command(flatten)]
-        identity: kv::IdentityArg,
-        #[command(flatten)]
-        at: net::NodeAddr,
-    },
+    #[command(after_help = FILES_EXAMPLES)]
+    Put(cmd::put::Args),
     /// Download a file from the ring and verify it.
-    #[command(after_help = files::EXAMPLES)]
-    Get {
-        /// Its name in the ring.
-        name: String,
-        /// Where to write it (default: the name's last component, in this directory).
-        #[arg(short, long)]
-        output: Option<std::path::PathBuf>,
-        /// Overwrite an existing file with other content.
-        #[arg(long)]
-        force: bool,
-        /// Holders to try for every item.
-        #[arg(long, default_value_t = chord_files::DEFAULT_REPLICAS, value_parser = clap::value_parser!(u8).range(1..=16))]
-        replicas: u8,
-        #[command(flatten)]
-        identity: kv::IdentityArg,
-        #[command(flatten)]
-        at: net::NodeAddr,
-    },
+    #[command(after_help = FILES_EXAMPLES)]
+    Get(cmd::get::Args),
     /// List every file in the ring with its size, hash and replica count.
-    #[command(after_help = files::EXAMPLES)]
-    Ls {
-        #[command(flatten)]
-        at: net::NodeAddr,
-    },
+    #[command(after_help = FILES_EXAMPLES)]
+    Ls(cmd::ls::Args),
     /// Remove a file from the ring.
-    #[command(after_help = files::EXAMPLES)]
-    Rm {
-        /// Its name in the ring.
-        name: String,
-        /// Holders to remove it from.
-        #[arg(long, default_value_t = chord_files::DEFAULT_REPLICAS, value_parser = clap::value_parser!(u8).range(1..=16))]
-        replicas: u8,
-        #[command(flatten)]
-        identity: kv::IdentityArg,
-        #[command(flatten)]
-        at: net::NodeAddr,
-    },
+    #[command(after_help = FILES_EXAMPLES)]
+    Rm(cmd::rm::Args),
     /// Signed records: small values only you can change (`kv put`, `kv get`, `kv rm`).
-    #[command(after_help = kv::EXAMPLES)]
-    Kv {
-        #[command(subcommand)]
-        command: kv::KvCommand,
-    },
+    #[command(after_help = cmd::kv::EXAMPLES)]
+    Kv(cmd::kv::Args),
     /// Print your identity's public key (made on first use): others read your records
     /// with it (`chord kv get KEY --owner PUBLIC_KEY`).
-    #[command(after_help = kv::EXAMPLES)]
-    Id {
-        #[command(flatten)]
-        identity: kv::IdentityArg,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    #[command(after_help = cmd::kv::EXAMPLES)]
+    Id(cmd::id::Args),
     /// Simulate a Chord ring deterministically and report what it measured.
-    #[command(after_help = sim::EXAMPLES)]
-    Sim(sim::SimArgs),
+    #[command(after_help = cmd::sim::EXAMPLES)]
+    Sim(cmd::sim::Args),
     /// Measure lookup path length for rings of 2^FROM .. 2^TO nodes (Chord paper, fig. 10).
-    #[command(after_help = paths::EXAMPLES)]
-    Paths(paths::PathsArgs),
+    #[command(after_help = cmd::paths::EXAMPLES)]
+    Paths(cmd::paths::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -191,37 +108,6 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(colour)
         .try_init();
-}
-
-/// Write one line of output (see `out!`).
-pub fn out_line(args: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let mut o = std::io::stdout().lock();
-    if let Err(e) = o.write_fmt(args).and_then(|()| o.write_all(b"\n")) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(141);
-        }
-        eprintln!("error: cannot write the output: {e}");
-        std::process::exit(1);
-    }
-}
-
-/// A name from the network, for human output: control characters (escape sequences,
-/// newlines) and invisible format characters (bidirectional overrides, zero-width
-/// joiners) escaped, so that a name is printed as data and cannot draw on the terminal,
-/// pass for another row, or read as another name.
-pub fn printable(name: &str) -> String {
-    // Unicode's format characters (category Cf) that reorder or hide text.
-    let invisible = |c: char| matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}');
-    name.chars()
-        .map(|c| {
-            if c.is_control() || invisible(c) {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 /// What the command line can add to a library error: the flag or command that helps.
@@ -253,48 +139,25 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Demo(args) => demo::demo(&args),
-        Command::Node(args) => net::node(&args),
-        Command::Lookup { key, at } => net::lookup(&at, &key),
-        Command::Status { at } => net::status(&at),
-        Command::Ring {
-            at,
-            svg,
-            fingers_of,
-        } => net::ring(&at, svg.as_deref(), fingers_of),
-        Command::Completions { shell } => {
+        Command::Demo(a) => cmd::demo::run(&a),
+        Command::Node(a) => cmd::node::run(&a),
+        Command::Lookup(a) => cmd::lookup::run(&a),
+        Command::Status(a) => cmd::status::run(&a),
+        Command::Ring(a) => cmd::ring::run(&a),
+        Command::Completions(a) => {
             use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "chord", &mut std::io::stdout());
-            Ok(())
+            cmd::completions::run(&a, Cli::command())
         }
-        Command::Keygen { file, force } => net::keygen(&file, force),
-        Command::Leave { at } => net::leave(&at),
-        Command::Put {
-            path,
-            name,
-            replicas,
-            at,
-            identity,
-        } => files::put(&at, &path, name.as_deref(), replicas, &identity),
-        Command::Get {
-            name,
-            output,
-            force,
-            replicas,
-            at,
-            identity,
-        } => files::get(&at, &name, output.as_ref(), force, replicas, &identity),
-        Command::Ls { at } => files::ls(&at),
-        Command::Rm {
-            name,
-            replicas,
-            at,
-            identity,
-        } => files::rm(&at, &name, replicas, &identity),
-        Command::Kv { command } => kv::kv(&command),
-        Command::Id { identity, json } => kv::id(&identity, json),
-        Command::Sim(args) => sim::run(&args),
-        Command::Paths(args) => paths::run_paths(&args),
+        Command::Keygen(a) => cmd::keygen::run(&a),
+        Command::Leave(a) => cmd::leave::run(&a),
+        Command::Put(a) => cmd::put::run(&a),
+        Command::Get(a) => cmd::get::run(&a),
+        Command::Ls(a) => cmd::ls::run(&a),
+        Command::Rm(a) => cmd::rm::run(&a),
+        Command::Kv(a) => cmd::kv::run(&a),
+        Command::Id(a) => cmd::id::run(&a),
+        Command::Sim(a) => cmd::sim::run(&a),
+        Command::Paths(a) => cmd::paths::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -306,7 +169,7 @@ fn main() -> ExitCode {
                 eprintln!("  caused by: {}", printable(&s.to_string()));
                 source = s.source();
             }
-            if let Some(h) = e.downcast_ref::<net::Hinted>() {
+            if let Some(h) = e.downcast_ref::<common::Hinted>() {
                 eprintln!("hint: {}", h.hint);
             } else if let Some(h) = hint_for(&*e) {
                 eprintln!("hint: {h}");

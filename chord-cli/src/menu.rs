@@ -5,16 +5,16 @@ use std::path::PathBuf;
 
 use async_channel::Receiver;
 use chord_files::manifest::{hex, output_name};
-use chord_files::transfer::{self, GetOutcome, TransferOptions};
+use chord_files::transfer::{GetOutcome, TransferOptions};
 use chord_files::FilesNode;
 use futures_lite::future::block_on;
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
 
-use crate::kv::IdentityArg;
-use crate::net::{leave_gracefully, short, NodeSetup};
-
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+use crate::cmd::node::{leave_gracefully, NodeSetup};
+use crate::cmd::{get, ls, put, status};
+use crate::common::{short, Result};
+use crate::identity::IdentityArg;
 
 const MENU: &str = "
   1) join a ring          2) leave the ring
@@ -188,18 +188,7 @@ fn upload(rl: &mut DefaultEditor, f: &FilesNode, identity: &IdentityArg) -> Resu
     let Some(name) = ask(rl, "name in the ring", &default_name)? else {
         return Ok(());
     };
-    let size = std::fs::metadata(&path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .len();
-    let pb = crate::files::bar(size);
-    let rep = block_on(transfer::put(
-        f.node().addr(),
-        &path,
-        &name,
-        &identity.sign(opts(f))?,
-        &|n| pb.set_position(n),
-    ))?;
-    pb.finish_and_clear();
+    let rep = put::upload(f.node().addr(), &path, &name, &identity.sign(opts(f))?)?;
     out!(
         "stored {} ({} bytes, BLAKE3 {}…) on {} nodes",
         rep.manifest.name,
@@ -222,19 +211,13 @@ fn download(rl: &mut DefaultEditor, f: &FilesNode, identity: &IdentityArg) -> Re
     if out.is_empty() {
         return Err("give a file name to save as".into());
     }
-    let pb = crate::files::bar(0);
-    let r = block_on(transfer::get(
+    let r = get::download(
         f.node().addr(),
         &name,
         &PathBuf::from(&out),
         false,
         &identity.for_name(&name, opts(f))?,
-        &|d, t| {
-            pb.set_length(t);
-            pb.set_position(d);
-        },
-    ))?;
-    pb.finish_and_clear();
+    )?;
     match r {
         GetOutcome::Written(p) => out!("saved {name} to {} (verified)", p.display()),
         GetOutcome::UpToDate(p) => out!("{} is already up to date: no change", p.display()),
@@ -245,15 +228,7 @@ fn download(rl: &mut DefaultEditor, f: &FilesNode, identity: &IdentityArg) -> Re
 fn fingers(f: &FilesNode) -> Result<()> {
     let s = block_on(f.node().status())?;
     out!("finger table of {}", short(&s.me));
-    out!("  {:>3}  {:<10}  node", "i", "start");
-    for r in &s.fingers {
-        out!(
-            "  {:>3}  {:<10}  {}",
-            r.index,
-            &r.start.to_string()[..8],
-            short(&r.peer)
-        );
-    }
+    status::print_fingers(&s, "  ");
     if s.fingers.is_empty() {
         out!("  (none: alone in the ring)");
     }
@@ -276,7 +251,7 @@ fn neighbours(f: &FilesNode) -> Result<()> {
 }
 
 fn list(f: &FilesNode) -> Result<()> {
-    let files = block_on(transfer::ls(f.node().addr(), 100_000, &opts(f)))?;
+    let files = ls::list(f.node().addr(), &opts(f))?;
     if files.is_empty() {
         out!("(no files in the ring)");
     }

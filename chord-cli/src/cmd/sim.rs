@@ -12,7 +12,7 @@ pub const EXAMPLES: &str = "Examples:
 
 /// Options of `chord sim`.
 #[derive(clap::Args, Debug)]
-pub struct SimArgs {
+pub struct Args {
     /// Number of nodes (hosts) in the ring, built by joins.
     #[arg(long, default_value_t = 1000)]
     nodes: usize,
@@ -106,7 +106,7 @@ fn seconds(name: &str, x: f64) -> Result<Duration, Box<dyn std::error::Error>> {
     }
 }
 
-pub fn run(a: &SimArgs) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if a.nodes == 0 {
         return Err("--nodes must be at least 1".into());
     }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::experiment::{run, Experiment, Report};
+use crate::experiment::{self, Experiment, Report};
 
 pub const EXAMPLES: &str = "Examples:
   chord paths --from 3 --to 10
@@ -11,7 +11,7 @@ pub const EXAMPLES: &str = "Examples:
 
 /// Options of `chord paths`.
 #[derive(clap::Args, Debug)]
-pub struct PathsArgs {
+pub struct Args {
     /// Smallest ring: 2^FROM nodes.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     from: u32,
@@ -32,7 +32,7 @@ pub struct PathsArgs {
     json: bool,
 }
 
-pub fn run_paths(a: &PathsArgs) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if a.from > a.to {
         return Err(format!("--from {} is larger than --to {}", a.from, a.to).into());
     }
@@ -49,7 +49,7 @@ pub fn run_paths(a: &PathsArgs) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     for k in a.from..=a.to {
-        let r = run(&Experiment {
+        let r = experiment::run(&Experiment {
             nodes: 1 << k,
             keys: 0,
             lookups: a.lookups,

@@ -1,24 +1,18 @@
-//! `chord id` and `chord kv put|get|rm`: signed records through a running node.
+//! `chord kv put|get|rm`: signed records through a running node.
 //!
 //! A record belongs to the user's identity (an ed25519 key kept in a file, made on first
 //! use) and a key (the record's salt); only that identity can change or delete it, and
 //! anyone can read it given the owner's public key (`chord id` prints it).
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
 
 use chord_files::dht::{RemoteDht, WriteOptions};
 use chord_files::manifest::{FILE_PREFIX, MAX_NAME};
-use chord_files::record::{hex32, now_ms, Identity, MAX_VALUE};
-use chord_files::transfer::TransferOptions;
+use chord_files::record::{hex32, now_ms, MAX_VALUE};
 use futures_lite::future::block_on;
 use serde_json::json;
 
-use crate::files::{hinted, opts};
-use crate::net::NodeAddr;
-use crate::printable;
-
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+use crate::common::{hinted, opts, printable, ItemArgs, Result};
 
 pub const EXAMPLES: &str = "Examples:
   chord kv put color blue
@@ -29,74 +23,11 @@ pub const EXAMPLES: &str = "Examples:
   chord kv rm color
   chord id";
 
-/// The identity file: `--identity FILE` or `CHORD_IDENTITY`, else one in the user's
-/// configuration directory.
-#[derive(clap::Args, Debug, Clone)]
-pub struct IdentityArg {
-    /// The file holding your signing key (made on first use, mode 0600). Default:
-    /// $XDG_CONFIG_HOME/chord/identity, or ~/.config/chord/identity.
-    #[arg(long = "identity", env = "CHORD_IDENTITY", value_name = "FILE")]
-    pub file: Option<PathBuf>,
-}
-
-impl IdentityArg {
-    fn path(&self) -> Result<PathBuf> {
-        if let Some(f) = &self.file {
-            return Ok(f.clone());
-        }
-        let base = std::env::var_os("XDG_CONFIG_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .filter(|v| !v.is_empty())
-                    .map(|h| PathBuf::from(h).join(".config"))
-            })
-            .ok_or("no HOME or XDG_CONFIG_HOME to keep an identity in; give --identity FILE")?;
-        Ok(base.join("chord").join("identity"))
-    }
-
-    /// `opts` signed by this identity (made if needed): for writing and removing.
-    pub fn sign(&self, opts: TransferOptions) -> Result<TransferOptions> {
-        Ok(TransferOptions {
-            identity: Some(self.load()?),
-            ..opts
-        })
-    }
-
-    /// `opts` for reading the file `name`: someone's `OWNER/NAME` needs no identity; a
-    /// plain name is one of this identity's files.
-    pub fn for_name(&self, name: &str, opts: TransferOptions) -> Result<TransferOptions> {
-        match chord_files::manifest::split_owner(name) {
-            Some(_) => Ok(opts),
-            None => self.sign(opts),
-        }
-    }
-
-    /// Load the identity for reading your own records: never made here (a new identity
-    /// owns nothing to read).
-    pub fn load_existing(&self) -> Result<Identity> {
-        let path = self.path()?;
-        if !path.exists() {
-            return Err(format!(
-                "no identity at {} yet (your first `chord kv put`, `chord put` or `chord id` makes one); to read another user's record give --owner",
-                path.display()
-            )
-            .into());
-        }
-        Ok(Identity::load_or_create(&path)?)
-    }
-
-    /// Load the identity, creating it (and saying so) if it does not exist yet.
-    pub fn load(&self) -> Result<Identity> {
-        let path = self.path()?;
-        let existed = path.exists();
-        let id = Identity::load_or_create(&path)?;
-        if !existed {
-            eprintln!("made a new identity in {}", path.display());
-        }
-        Ok(id)
-    }
+/// Options of `chord kv`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    command: KvCommand,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -115,7 +46,7 @@ pub enum KvCommand {
         #[arg(long, value_name = "SECONDS")]
         ttl: Option<u64>,
         #[command(flatten)]
-        common: Common,
+        common: ItemArgs,
     },
     /// Read a record's value (written to standard output as it is).
     Get {
@@ -125,27 +56,15 @@ pub enum KvCommand {
         #[arg(long, value_name = "PUBLIC_KEY")]
         owner: Option<String>,
         #[command(flatten)]
-        common: Common,
+        common: ItemArgs,
     },
     /// Delete a record (a signed tombstone: it does not come back).
     Rm {
         /// The record's key.
         key: String,
         #[command(flatten)]
-        common: Common,
+        common: ItemArgs,
     },
-}
-
-/// What every `kv` command takes.
-#[derive(clap::Args, Debug)]
-pub struct Common {
-    #[command(flatten)]
-    identity: IdentityArg,
-    /// Holders of every record.
-    #[arg(long, default_value_t = chord_files::DEFAULT_REPLICAS, value_parser = clap::value_parser!(u8).range(1..=16))]
-    replicas: u8,
-    #[command(flatten)]
-    at: NodeAddr,
 }
 
 fn salt(key: &str) -> Result<&[u8]> {
@@ -165,22 +84,8 @@ fn parse_owner(text: &str) -> Result<[u8; 32]> {
     Ok(pk)
 }
 
-/// `chord id`: print the public key of the identity (made if there is none).
-pub fn id(identity: &IdentityArg, json: bool) -> Result<()> {
-    let me = identity.load()?;
-    let pk = hex32(&me.public_key());
-    if json {
-        out!(
-            "{}",
-            json!({"public_key": pk, "file": identity.path()?.display().to_string()})
-        );
-    } else {
-        out!("{pk}");
-    }
-    Ok(())
-}
-
-pub fn kv(command: &KvCommand) -> Result<()> {
+pub fn run(args: &Args) -> Result<()> {
+    let command = &args.command;
     let (KvCommand::Put { common: a, .. }
     | KvCommand::Get { common: a, .. }
     | KvCommand::Rm { common: a, .. }) = command;
@@ -218,7 +123,7 @@ pub fn kv(command: &KvCommand) -> Result<()> {
                     expires_ms: ttl.map(|t| now_ms().saturating_add(t.saturating_mul(1000))),
                 },
             ))
-            .map_err(|e| hinted(at, e))?;
+            .map_err(|e| hinted(at.addr, e))?;
             if at.json {
                 out!(
                     "{}",
@@ -240,7 +145,7 @@ pub fn kv(command: &KvCommand) -> Result<()> {
                 Some(o) => parse_owner(o)?,
                 None => a.identity.load_existing()?.public_key(),
             };
-            let got = block_on(dht.get_record(&pk, salt(key)?)).map_err(|e| hinted(at, e))?;
+            let got = block_on(dht.get_record(&pk, salt(key)?)).map_err(|e| hinted(at.addr, e))?;
             let Some(v) = got else {
                 return Err(format!("no record {:?} of {}", printable(key), hex32(&pk)).into());
             };
@@ -270,7 +175,7 @@ pub fn kv(command: &KvCommand) -> Result<()> {
         }
         KvCommand::Rm { key, .. } => {
             let me = a.identity.load()?;
-            let w = block_on(dht.delete_record(&me, salt(key)?)).map_err(|e| hinted(at, e))?;
+            let w = block_on(dht.delete_record(&me, salt(key)?)).map_err(|e| hinted(at.addr, e))?;
             let Some(w) = w else {
                 return Err(format!(
                     "you have no record {:?} to delete (a record belongs to the identity that wrote it)",

@@ -11,9 +11,8 @@ use chord_files::transfer::{self, GetOutcome, TransferOptions};
 use chord_files::{FilesConfig, FilesNode, MemoryStore};
 use futures_lite::future::block_on;
 
-use crate::net::{print_ring, walk_ring};
-
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+use crate::cmd::ring::{print_ring, walk_ring};
+use crate::common::{parse_size, Result};
 
 pub const EXAMPLES: &str = "Examples:
   chord demo
@@ -22,12 +21,12 @@ pub const EXAMPLES: &str = "Examples:
 
 /// Options of `chord demo`.
 #[derive(clap::Args, Debug)]
-pub struct DemoArgs {
+pub struct Args {
     /// Nodes in the ring.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..=64))]
     nodes: u16,
     /// Size of the generated file (suffixes K, M, G).
-    #[arg(long, default_value = "16M", value_parser = crate::files::parse_size)]
+    #[arg(long, default_value = "16M", value_parser = parse_size)]
     size: u64,
     /// Keep the ring running after the demo, until Ctrl-C.
     #[arg(long)]
@@ -46,7 +45,7 @@ fn step(n: u32, what: &str) {
     out!("\n{n}. {what}");
 }
 
-pub fn demo(a: &DemoArgs) -> Result<()> {
+pub fn run(a: &Args) -> Result<()> {
     let dir = TempDir(std::env::temp_dir().join(format!("chord-demo-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)?;
     let config = Config {
@@ -110,7 +109,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
             identity: Some(chord_files::Identity::generate()?),
             ..TransferOptions::default()
         };
-        let pb = crate::files::bar(a.size);
+        let pb = crate::common::bar(a.size);
         let put = transfer::put(first, &src, "demo.bin", &opts, &|n| pb.set_position(n)).await?;
         pb.finish_and_clear();
         out!(

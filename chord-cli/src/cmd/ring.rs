@@ -1,0 +1,135 @@
+//! `chord ring`: walk the ring by successors from a node, check it is consistent, and
+//! draw it as SVG.
+
+use std::net::SocketAddr;
+
+use chord_core::Id;
+use chord_net::wire::Status;
+use chord_net::NetworkKey;
+use futures_lite::future::block_on;
+use serde_json::{json, Value};
+
+use crate::common::{connect, no_node_hint, peer_json, short, Hinted, NodeAddr, Result};
+
+/// Options of `chord ring`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    at: NodeAddr,
+    /// Also draw the ring (nodes by id, successor arcs, fingers, bytes stored) as SVG.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<std::path::PathBuf>,
+    /// Whose fingers to draw (default: the node given by --node).
+    #[arg(long, value_name = "ADDR")]
+    fingers_of: Option<SocketAddr>,
+}
+
+/// Walk the ring by successors from `start` (see [`chord_net::ring::walk`]), at most
+/// 100,000 nodes; a node that cannot be reached gets the usual hint.
+pub async fn walk_ring(start: SocketAddr, key: Option<&NetworkKey>) -> Result<Vec<Status>> {
+    chord_net::ring::walk(start, key, 100_000)
+        .await
+        .map_err(|e| -> Box<dyn std::error::Error> {
+            match e {
+                chord_net::Error::Connect(addr, _) => Box::new(Hinted {
+                    hint: no_node_hint(addr),
+                    err: e.into(),
+                }),
+                e => e.into(),
+            }
+        })
+}
+
+/// Print a ring walk as `chord ring` does.
+pub fn print_ring(walk: &[Status]) {
+    for s in walk {
+        out!(
+            "{}  →  {}",
+            short(&s.me),
+            s.successors.first().map_or("(none)".into(), short)
+        );
+    }
+    out!(
+        "{} node(s), {}",
+        walk.len(),
+        if chord_net::ring::is_consistent(walk) {
+            "consistent"
+        } else {
+            "NOT consistent"
+        }
+    );
+}
+
+pub fn run(a: &Args) -> Result<()> {
+    let (at, svg, fingers_of) = (&a.at, a.svg.as_deref(), a.fingers_of);
+    let key = at.key()?;
+    let walk = block_on(walk_ring(at.addr, key.as_ref()))?;
+    if let Some(path) = svg {
+        let focus = fingers_of.unwrap_or(at.addr);
+        let st = block_on(async {
+            connect(focus, key.as_ref())
+                .await?
+                .status()
+                .await
+                .map_err(Into::into)
+        })
+        .map_err(|e: Box<dyn std::error::Error>| e)?;
+        let fingers: Vec<Id> = st.fingers.iter().map(|f| f.peer.id).collect();
+        let nodes: Vec<crate::svg::RingNode> = walk
+            .iter()
+            .map(|s| crate::svg::RingNode {
+                id: s.me.id,
+                label: s.me.addr.to_string(),
+                successor: s.successors.first().map(|p| p.id),
+                stored: stored_bytes(s.me.addr, key.as_ref()),
+            })
+            .collect();
+        let title = format!(
+            "Chord ring of {} nodes, fingers of {}",
+            nodes.len(),
+            st.me.addr
+        );
+        std::fs::write(
+            path,
+            crate::svg::ring(&nodes, Some((st.me.id, &fingers)), &title),
+        )
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let consistent = chord_net::ring::is_consistent(&walk);
+    if at.json {
+        let nodes: Vec<Value> = walk
+            .iter()
+            .map(|s| {
+                json!({
+                    "id": s.me.id.to_string(),
+                    "addr": s.me.addr.to_string(),
+                    "successor": s.successors.first().map(peer_json),
+                    "predecessor": s.predecessor.as_ref().map(peer_json),
+                })
+            })
+            .collect();
+        out!("{}", json!({"nodes": nodes, "consistent": consistent}));
+    } else {
+        print_ring(&walk);
+    }
+    Ok(())
+}
+
+/// Bytes the files service at `addr` stores, if it answers.
+pub fn stored_bytes(
+    addr: std::net::SocketAddr,
+    key: Option<&chord_net::NetworkKey>,
+) -> Option<u64> {
+    use chord_files::service::{FilesRequest, FilesResponse};
+    block_on(async {
+        let mut c = chord_net::Client::connect_with_key(addr, chord_net::Limits::default(), key)
+            .await
+            .ok()?;
+        let req = chord_files::encode(&FilesRequest::ListHere).ok()?;
+        let answer = c.call(chord_files::SERVICE, req).await.ok()?;
+        match chord_files::decode::<FilesResponse>(&answer).ok()? {
+            FilesResponse::Here { stored, .. } => Some(stored),
+            _ => None,
+        }
+    })
+}

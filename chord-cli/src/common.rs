@@ -1,0 +1,224 @@
+//! What the commands share: where a node is and how to reach it (`--node`,
+//! `--network-key`), hints for the user, printing data from the network, progress bars,
+//! sizes and replica counts.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use chord_core::Peer;
+use chord_files::transfer::TransferOptions;
+use chord_files::FilesError;
+use chord_net::{Client, NetworkKey};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+/// Every command's result: any error, printed with its causes and a hint by `main`.
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// An error with a suggestion for the user, printed after the cause chain.
+#[derive(Debug)]
+pub struct Hinted {
+    pub err: Box<dyn std::error::Error>,
+    pub hint: String,
+}
+
+impl std::fmt::Display for Hinted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.err.fmt(f)
+    }
+}
+
+impl std::error::Error for Hinted {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.err.source()
+    }
+}
+
+/// The hint for a node that cannot be reached.
+pub fn no_node_hint(addr: SocketAddr) -> String {
+    format!(
+        "is a node running at {addr}? start one with `chord node {} {}`",
+        addr.ip(),
+        addr.port()
+    )
+}
+
+pub const CLIENT_EXAMPLES: &str = "Examples:
+  chord lookup song.mp3
+  chord status --node 127.0.0.2:5000 --json
+  chord ring --json
+  CHORD_NODE=127.0.0.3:5000 chord leave";
+
+pub const FILES_EXAMPLES: &str = "Examples:
+  chord put ./holiday.jpg
+  chord put ./notes.txt --name docs/notes.txt --node 127.0.0.2:5000
+  chord get holiday.jpg -o /tmp/copy.jpg
+  chord ls --json
+  chord rm docs/notes.txt";
+
+/// Where a client command connects.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NodeAddr {
+    /// Address of a running node.
+    #[arg(
+        long = "node",
+        env = "CHORD_NODE",
+        default_value = "127.0.0.1:2000",
+        value_name = "ADDR"
+    )]
+    pub addr: SocketAddr,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The ring's network key (made by `chord keygen`), if it uses one.
+    #[arg(long, env = "CHORD_NETWORK_KEY", value_name = "FILE")]
+    pub network_key: Option<PathBuf>,
+}
+
+impl NodeAddr {
+    /// The network key named by --network-key, read now.
+    pub fn key(&self) -> Result<Option<NetworkKey>> {
+        load_key(self.network_key.as_deref())
+    }
+
+    /// A client of the node at --node, with the key of --network-key.
+    pub async fn connect(&self) -> Result<Client> {
+        connect(self.addr, self.key()?.as_ref()).await
+    }
+}
+
+/// Read the key file at `path`, if one is given.
+pub fn load_key(path: Option<&std::path::Path>) -> Result<Option<NetworkKey>> {
+    Ok(path.map(NetworkKey::from_file).transpose()?)
+}
+
+/// A client of the node at `addr`; a node that cannot be reached gets the usual hint.
+pub async fn connect(addr: SocketAddr, key: Option<&NetworkKey>) -> Result<Client> {
+    Client::connect_with_key(addr, chord_net::Limits::default(), key)
+        .await
+        .map_err(|e| -> Box<dyn std::error::Error> {
+            match e {
+                chord_net::Error::Connect(..) => Box::new(Hinted {
+                    err: e.into(),
+                    hint: no_node_hint(addr),
+                }),
+                e => e.into(),
+            }
+        })
+}
+
+/// A peer as JSON.
+pub fn peer_json(p: &Peer) -> Value {
+    json!({"id": p.id.to_string(), "addr": p.addr.to_string()})
+}
+
+/// A peer on one line: the id's first 8 digits and the address.
+pub fn short(p: &Peer) -> String {
+    format!("{}  {}", &p.id.to_string()[..8], p.addr)
+}
+
+/// Write one line of output (see `out!`).
+/// Write one line of output (see `out!`).
+pub fn out_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_fmt(args).and_then(|()| o.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// A name from the network, for human output: control characters (escape sequences,
+/// newlines) and invisible format characters (bidirectional overrides, zero-width
+/// joiners) escaped, so that a name is printed as data and cannot draw on the terminal,
+/// pass for another row, or read as another name.
+pub fn printable(name: &str) -> String {
+    // Unicode's format characters (category Cf) that reorder or hide text.
+    let invisible = |c: char| matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}');
+    name.chars()
+        .map(|c| {
+            if c.is_control() || invisible(c) {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Parse a byte count with an optional K, M, G or T suffix (powers of 1024).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        Some('T') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a size (bytes, or a number with K, M, G or T)"))
+}
+
+/// Parse a replica count (`--replicas`): 1 to 16 (peers refuse more).
+pub fn parse_replicas(s: &str) -> std::result::Result<u8, String> {
+    match s.trim().parse::<u8>() {
+        Ok(n) if (1..=16).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a replica count (1 to 16)")),
+    }
+}
+
+/// A progress bar on a terminal, hidden otherwise.
+pub fn bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b
+}
+
+/// Errors reaching the node get the usual hint.
+pub fn hinted(addr: SocketAddr, e: FilesError) -> Box<dyn std::error::Error> {
+    match e {
+        FilesError::Unreachable(_) => Box::new(Hinted {
+            err: e.into(),
+            hint: no_node_hint(addr),
+        }),
+        e => e.into(),
+    }
+}
+
+/// Transfer options for the node at `at`, with `replicas` holders per item.
+pub fn opts(at: &NodeAddr, replicas: u8) -> Result<TransferOptions> {
+    Ok(TransferOptions {
+        replicas,
+        network_key: at.key()?,
+        ..TransferOptions::default()
+    })
+}
+
+/// What every command on items (files and records) takes: how many holders, whose
+/// identity, and which node.
+#[derive(clap::Args, Debug)]
+pub struct ItemArgs {
+    /// Copies of every item: the holders written to, read from or removed from.
+    #[arg(long, default_value_t = chord_files::DEFAULT_REPLICAS, value_parser = parse_replicas)]
+    pub replicas: u8,
+    #[command(flatten)]
+    pub identity: crate::identity::IdentityArg,
+    #[command(flatten)]
+    pub at: NodeAddr,
+}
