@@ -270,33 +270,63 @@ pub(crate) struct Listening {
     pub(crate) driver: Sender<Input>,
 }
 
-/// Serve one accepted connection until it closes.
-pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
-    let Listening {
-        me,
-        limits,
-        key,
-        admission,
-        shared,
-        driver,
-    } = l;
-    let remote = stream.peer_addr().ok();
-    let ticket = admission.try_acquire(remote.map(|a| a.ip()), &limits);
+/// Why a hello is refused, if it is: the checks that need nothing but the hello, where
+/// it came from (`remote`), the limits, and whether the ring is keyed.
+pub(crate) fn check_hello(
+    hello: &Hello,
+    remote: Option<SocketAddr>,
+    limits: &Limits,
+    keyed: bool,
+) -> Result<(), Refusal> {
+    // Ids are SHA-1 of the listening address: a peer may only announce an address on the
+    // IP it connects from, or it could take another node's ids.
+    let mismatch = match (hello.role, hello.listen, remote) {
+        (Role::Peer, Some(listen), Some(seen)) if listen.ip() != seen.ip() => Some(seen.ip()),
+        _ => None,
+    };
+    if hello.magic != MAGIC {
+        Err(Refusal::BadMagic)
+    } else if hello.version != VERSION {
+        Err(Refusal::Version {
+            ours: VERSION,
+            theirs: hello.version,
+        })
+    } else if hello.role == Role::Peer && hello.listen.is_none() {
+        Err(Refusal::NoListenAddress)
+    } else if let Some(seen) = mismatch {
+        Err(Refusal::AddressMismatch { seen })
+    } else if hello.role == Role::Peer && !(1..=limits.max_vnodes).contains(&hello.vnodes) {
+        Err(Refusal::Vnodes {
+            announced: hello.vnodes,
+            max: limits.max_vnodes,
+        })
+    } else if keyed && !hello.encrypted {
+        Err(Refusal::NetworkKeyRequired)
+    } else if !keyed && hello.encrypted {
+        Err(Refusal::NoNetworkKey)
+    } else {
+        Ok(())
+    }
+}
+
+/// The responder's side of the handshake, the mirror of [`open`]: read the hello, check
+/// it ([`check_hello`]), complete the Noise handshake on a keyed ring, and answer with a
+/// welcome, or a refusal and close. `None` when the connection was refused or failed (the
+/// reason is logged at debug level).
+async fn accept(
+    stream: TcpStream,
+    remote: Option<SocketAddr>,
+    l: &Listening,
+) -> Option<(Hello, Reader, Writer)> {
+    let (limits, key) = (&l.limits, l.key.as_ref());
     let mut r = stream.clone();
     let mut w = stream;
     let t = limits.handshake_timeout;
-    let Some(mut ticket) = ticket else {
-        // Over a limit: say so at once and close, without waiting for a hello, so that a
-        // flood of silent connections costs nothing past the limit.
-        debug!(?remote, "refusing connection: too many");
-        refuse(r, w, Refusal::Busy, Duration::from_millis(100)).await;
-        return;
-    };
     let body = match read_body(&mut r, 1024, t, t).await {
         Ok(body) => body,
         Err(e) => {
             debug!(?remote, "handshake failed: {e}");
-            return;
+            return None;
         }
     };
     // Magic and version first: another version's hello may have another shape, and
@@ -312,110 +342,101 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
     if let Some(refusal) = early {
         debug!(?remote, "refusing connection: {refusal}");
         refuse(r, w, refusal, limits.frame_timeout).await;
-        return;
+        return None;
     }
     let hello = match decode::<Hello>(&body) {
         Ok(h) => h,
         Err(e) => {
             debug!(?remote, "handshake failed: {e}");
-            return;
+            return None;
         }
     };
-    // Ids are SHA-1 of the listening address: a peer may only announce an address on the
-    // IP it connects from, or it could take another node's ids.
-    let mismatch = match (hello.role, hello.listen, remote) {
-        (Role::Peer, Some(listen), Some(seen)) if listen.ip() != seen.ip() => Some(seen.ip()),
-        _ => None,
-    };
-    let mut refusal = if hello.magic != MAGIC {
-        Some(Refusal::BadMagic)
-    } else if hello.version != VERSION {
-        Some(Refusal::Version {
-            ours: VERSION,
-            theirs: hello.version,
-        })
-    } else if hello.role == Role::Peer && hello.listen.is_none() {
-        Some(Refusal::NoListenAddress)
-    } else if let Some(seen) = mismatch {
-        Some(Refusal::AddressMismatch { seen })
-    } else if hello.role == Role::Peer && !(1..=limits.max_vnodes).contains(&hello.vnodes) {
-        Some(Refusal::Vnodes {
-            announced: hello.vnodes,
-            max: limits.max_vnodes,
-        })
-    } else if key.is_some() && !hello.encrypted {
-        Some(Refusal::NetworkKeyRequired)
-    } else if key.is_none() && hello.encrypted {
-        Some(Refusal::NoNetworkKey)
-    } else {
-        None
-    };
+    let mut refusal = check_hello(&hello, remote, limits, key.is_some()).err();
     let mut noise = None;
-    if let (None, Some(k)) = (&refusal, &key) {
+    if let (None, Some(k)) = (&refusal, key) {
         let Ok(mut hs) = k.responder(&body) else {
-            return;
+            return None;
         };
         match with_deadline(t, noise::read_message(&mut r, &mut hs)).await {
             Ok(_) => noise = Some(hs),
             Err(FrameError::Noise(_)) => refusal = Some(Refusal::WrongNetworkKey),
             Err(e) => {
                 debug!(?remote, "handshake failed: {e}");
-                return;
+                return None;
             }
         }
     }
     if let Some(refusal) = refusal {
         debug!(?remote, "refusing connection: {refusal}");
         refuse(r, w, refusal, limits.frame_timeout).await;
-        return;
+        return None;
     }
-    let Ok(welcome) = encode(&HelloReply::Welcome {
-        addr: me,
-        vnodes: shared.vnodes,
-    }) else {
+    let welcome = encode(&HelloReply::Welcome {
+        addr: l.me,
+        vnodes: l.shared.vnodes,
+    })
+    .ok()?;
+    write_bytes(&mut w, &welcome, limits.frame_timeout)
+        .await
+        .ok()?;
+    let (r, w): (Reader, Writer) = match noise {
+        None => (Box::new(buffered(r)), Box::new(w)),
+        Some(mut hs) => {
+            // The welcome again, authenticated this time.
+            let sent = with_deadline(t, noise::write_message(&mut w, &mut hs, &welcome[4..])).await;
+            let (tr, tw) = sent.and_then(|()| Ok(noise::split(hs)?)).ok()?;
+            (
+                Box::new(NoiseReader::new(r, tr)),
+                Box::new(NoiseWriter::new(w, tw)),
+            )
+        }
+    };
+    Some((hello, r, w))
+}
+
+/// Serve one accepted connection until it closes.
+pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
+    let remote = stream.peer_addr().ok();
+    let Some(mut ticket) = l.admission.try_acquire(remote.map(|a| a.ip()), &l.limits) else {
+        // Over a limit: say so at once and close, without waiting for a hello, so that a
+        // flood of silent connections costs nothing past the limit.
+        debug!(?remote, "refusing connection: too many");
+        refuse(
+            stream.clone(),
+            stream,
+            Refusal::Busy,
+            Duration::from_millis(100),
+        )
+        .await;
         return;
     };
-    if write_bytes(&mut w, &welcome, limits.frame_timeout)
-        .await
-        .is_err()
-    {
+    let Some((hello, r, w)) = accept(stream, remote, &l).await else {
         return;
-    }
+    };
+    let Listening {
+        me,
+        limits,
+        key,
+        shared,
+        driver,
+        ..
+    } = l;
     let class = match hello.role {
         Role::Peer => Class::Peer,
         Role::Client => Class::Client,
     };
     let admitted = ticket.admit(class, &limits);
-    let activity = admitted.activity.clone();
+    let mut r: Reader = Box::new(Tracked {
+        inner: r,
+        activity: admitted.activity.clone(),
+    });
     // On a keyed ring the handshake proves nothing until the other side sends a frame
     // under the session keys (a replayed first message completes it too): the first
     // frame must come within the handshake deadline.
     let first_idle = if key.is_some() {
-        t
+        limits.handshake_timeout
     } else {
         limits.idle_timeout
-    };
-    let (mut r, w): (Reader, Writer) = match noise {
-        None => (
-            Box::new(Tracked {
-                inner: buffered(r),
-                activity,
-            }),
-            Box::new(w),
-        ),
-        Some(mut hs) => {
-            let sent = with_deadline(t, noise::write_message(&mut w, &mut hs, &welcome[4..])).await;
-            let Ok((tr, tw)) = sent.and_then(|()| Ok(noise::split(hs)?)) else {
-                return;
-            };
-            (
-                Box::new(Tracked {
-                    inner: NoiseReader::new(r, tr),
-                    activity,
-                }),
-                Box::new(NoiseWriter::new(w, tw)),
-            )
-        }
     };
     let (tx, rx) = Outbox::new(&limits, &shared.memory);
     let writer = write_loop(w, rx, limits.frame_timeout);
@@ -852,6 +873,67 @@ async fn write_loop(mut w: Writer, rx: OutboxRx, deadline: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every refusal `check_hello` can give, and a hello it takes, without a socket.
+    #[test]
+    fn hellos_are_checked_without_a_connection() {
+        let limits = Limits::default();
+        let listen: SocketAddr = "10.0.0.1:2000".parse().expect("addr");
+        let from: SocketAddr = "10.0.0.1:40000".parse().expect("addr");
+        let elsewhere: SocketAddr = "10.0.0.2:40000".parse().expect("addr");
+        let check = |h: &Hello, remote, keyed| check_hello(h, Some(remote), &limits, keyed);
+        assert_eq!(check(&Hello::peer(listen, 1), from, false), Ok(()));
+        assert_eq!(check(&Hello::client(), elsewhere, false), Ok(()));
+        let bad_magic = Hello {
+            magic: *b"XXXX",
+            ..Hello::peer(listen, 1)
+        };
+        assert_eq!(check(&bad_magic, from, false), Err(Refusal::BadMagic));
+        let old = Hello {
+            version: VERSION + 1,
+            ..Hello::client()
+        };
+        assert_eq!(
+            check(&old, from, false),
+            Err(Refusal::Version {
+                ours: VERSION,
+                theirs: VERSION + 1
+            })
+        );
+        let no_listen = Hello {
+            listen: None,
+            ..Hello::peer(listen, 1)
+        };
+        assert_eq!(
+            check(&no_listen, from, false),
+            Err(Refusal::NoListenAddress)
+        );
+        assert_eq!(
+            check(&Hello::peer(listen, 1), elsewhere, false),
+            Err(Refusal::AddressMismatch {
+                seen: elsewhere.ip()
+            })
+        );
+        for vnodes in [0, limits.max_vnodes + 1] {
+            assert_eq!(
+                check(&Hello::peer(listen, vnodes), from, false),
+                Err(Refusal::Vnodes {
+                    announced: vnodes,
+                    max: limits.max_vnodes
+                })
+            );
+        }
+        assert_eq!(
+            check(&Hello::client(), from, true),
+            Err(Refusal::NetworkKeyRequired)
+        );
+        let encrypted = Hello {
+            encrypted: true,
+            ..Hello::client()
+        };
+        assert_eq!(check(&encrypted, from, false), Err(Refusal::NoNetworkKey));
+        assert_eq!(check(&encrypted, from, true), Ok(()));
+    }
 
     /// A connection reclaimed for a newcomer (its tasks dropped) while the driver's pool
     /// still holds a clone of its `Outbox`: what was queued must give its budget back.
