@@ -173,7 +173,8 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
-    /// Queue the answer.
+    /// Queue the answer. Dropped only if the connection is gone: the asker cannot read it
+    /// any more.
     pub(crate) fn send(self, bytes: Vec<u8>) {
         let _ = self.out.answer(bytes);
     }
@@ -443,6 +444,7 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
     let reader = async {
         match (hello.role, hello.listen) {
             (Role::Peer, Some(addr)) => {
+                // An error means the driver has stopped; the read loop then ends too.
                 let _ = driver
                     .send(Input::Inbound {
                         addr,
@@ -499,7 +501,8 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
     .await;
     tx.close();
     if let (Role::Peer, Some(addr)) = (hello.role, hello.listen) {
-        // The driver may have kept this connection for answers to that peer.
+        // The driver may have kept this connection for answers to that peer. (An error
+        // means the driver has stopped: nobody to tell.)
         let _ = driver.send(Input::InboundClosed { addr }).await;
     }
     drop(ticket);
@@ -569,6 +572,7 @@ pub(crate) async fn serve_outbound(
         let (mut r, w, vnodes) = match open(stream, hello, key.as_ref(), &limits).await? {
             Opened::Welcome { r, w, vnodes } => (r, w, vnodes),
             Opened::Refused(why) => {
+                // An error means the driver has stopped: nobody to tell.
                 let _ = driver.send(Input::Refused { addr, why }).await;
                 return Ok(());
             }
@@ -598,6 +602,7 @@ pub(crate) async fn serve_outbound(
         debug!(%addr, "connection failed: {e}");
     }
     tx.close();
+    // An error means the driver has stopped: nobody to tell.
     let _ = driver.send(Input::Closed { addr }).await;
 }
 

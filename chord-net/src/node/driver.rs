@@ -263,7 +263,7 @@ impl Driver {
                 Frame::ServiceResponse { id, body } => {
                     if let Some((to, r)) = self.calls.remove(&id) {
                         if to == from {
-                            let _ = r.try_send(body);
+                            answer(&r, body);
                         }
                     }
                 }
@@ -288,7 +288,7 @@ impl Driver {
                 if self.ready.is_some() && self.join == Some(addr) {
                     // The bootstrap node will never let us in: say why, now.
                     if let Some(r) = self.ready.take() {
-                        let _ = r.try_send(Err(Error::Refused(addr, why)));
+                        answer(&r, Err(Error::Refused(addr, why)));
                     }
                     self.stop = true;
                 } else if why == Refusal::Busy {
@@ -310,7 +310,7 @@ impl Driver {
                 // Calls that went out on that connection will never be answered.
                 self.calls.retain(|_, (to, r)| {
                     if *to == addr {
-                        let _ = r.try_send(Err(ServiceError::Unreachable));
+                        answer(r, Err(ServiceError::Unreachable));
                         false
                     } else {
                         true
@@ -337,11 +337,11 @@ impl Driver {
                             self.calls.insert(id, (to, reply));
                         } else {
                             // The peer is not reading what we sent it already.
-                            let _ = reply.try_send(Err(ServiceError::Busy));
+                            answer(&reply, Err(ServiceError::Busy));
                         }
                     }
                     Err(_) => {
-                        let _ = reply.try_send(Err(ServiceError::Busy));
+                        answer(&reply, Err(ServiceError::Busy));
                     }
                 }
             }
@@ -410,12 +410,12 @@ impl Driver {
                 self.lookups.insert((0, lid), Pending::Handle(reply));
             }
             Command::Status { reply } => {
-                let _ = reply.try_send(self.status());
+                answer(&reply, self.status());
             }
             Command::Subscribe { reply } => {
                 let (tx, rx) = async_channel::bounded(1024);
                 self.subscribers.push(tx);
-                let _ = reply.try_send(rx);
+                answer(&reply, rx);
             }
             Command::Leave { reply } => self.start_leave(reply, now),
             Command::Kill => self.stop = true,
@@ -460,6 +460,7 @@ impl Driver {
                 }
                 match &self.leave_requested {
                     Some(app) => {
+                        // Full: a request is pending already, and one is enough.
                         let _ = app.try_send(());
                     }
                     None => {
@@ -585,7 +586,7 @@ impl Driver {
         match &e {
             Event::Joined if v == 0 => {
                 if let Some(r) = self.ready.take() {
-                    let _ = r.try_send(Ok(()));
+                    answer(&r, Ok(()));
                 }
                 // The other ring positions join through the first, locally.
                 let boot = self.nodes[0].me();
@@ -596,13 +597,13 @@ impl Driver {
             }
             Event::JoinFailed(err) if v == 0 => {
                 if let Some(r) = self.ready.take() {
-                    let _ = r.try_send(Err(Error::Join(*err)));
+                    answer(&r, Err(Error::Join(*err)));
                 }
                 self.stop = true;
             }
             Event::LookupDone { id, result } => match self.lookups.remove(&(v, *id)) {
                 Some(Pending::Handle(reply)) => {
-                    let _ = reply.try_send(result.clone());
+                    answer(&reply, result.clone());
                 }
                 Some(Pending::Client { id: rid, reply }) => {
                     let answer = match result {
@@ -618,7 +619,7 @@ impl Driver {
             },
             Event::Left if self.nodes.iter().all(|n| n.has_left()) => {
                 for r in self.leaving.drain(..) {
-                    let _ = r.try_send(());
+                    answer(&r, ());
                 }
                 self.stop = true;
             }
@@ -626,6 +627,8 @@ impl Driver {
         }
         self.subscribers.retain(|s| !s.is_closed());
         for s in &self.subscribers {
+            // Full: the subscriber is more than 1024 events behind and misses this one,
+            // as `Node::events` says; the driver never waits for a subscriber.
             let _ = s.try_send(e.clone());
         }
     }
@@ -648,7 +651,7 @@ impl Answer {
                 }
             }
             Answer::Local(tx) => {
-                let _ = tx.try_send(body);
+                answer(&tx, body);
             }
         }
     }
@@ -658,4 +661,12 @@ pub(super) fn send_client(reply: Reply, id: u64, body: ClientResponse) {
     if let Ok(bytes) = encode(&Frame::ClientResponse { id, body }) {
         reply.send(bytes);
     }
+}
+
+/// Answer a request on its reply channel. A reply channel is made for one answer
+/// (`bounded(1)`) and sent to once, so it is never full: a failed send means the asker
+/// stopped waiting (it timed out, or its future was dropped), and the answer has nobody
+/// to go to. Dropping it is right.
+pub(super) fn answer<T>(reply: &Sender<T>, value: T) {
+    let _ = reply.try_send(value);
 }

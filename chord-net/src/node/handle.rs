@@ -26,17 +26,21 @@ pub(super) struct Owner(pub(super) Sender<Input>);
 impl Drop for Owner {
     fn drop(&mut self) {
         let (reply, _) = async_channel::bounded(1);
-        let leave = Input::Command(Command::Leave { reply });
-        // Never lost to a full queue, and never blocking the thread that dropped the
-        // handle (it may be the node's own executor): sent from a thread of its own.
-        if let Err(async_channel::TrySendError::Full(leave)) = self.0.try_send(leave) {
-            let tx = self.0.clone();
-            let _ = std::thread::Builder::new()
-                .name("chord-node-drop".into())
-                .spawn(move || {
-                    let _ = tx.send_blocking(leave);
-                });
-        }
+        send_surely(&self.0, Input::Command(Command::Leave { reply }));
+    }
+}
+
+/// Send `input` to the driver even when its queue is full, without blocking the calling
+/// thread (it may be the node's own executor): from a thread of its own then. Lost only
+/// if the driver has stopped already, when there is nothing left to do.
+fn send_surely(tx: &Sender<Input>, input: Input) {
+    if let Err(async_channel::TrySendError::Full(input)) = tx.try_send(input) {
+        let tx = tx.clone();
+        let _ = std::thread::Builder::new()
+            .name("chord-node-send".into())
+            .spawn(move || {
+                let _ = tx.send_blocking(input);
+            });
     }
 }
 
@@ -148,7 +152,8 @@ impl Node {
 
     /// Stop at once without telling anyone, as a crash would.
     pub fn kill(&self) {
-        let _ = self.tx.try_send(Input::Command(Command::Kill));
+        // Not lost to a full queue (a node under load must still stop when told).
+        send_surely(&self.tx, Input::Command(Command::Kill));
     }
 
     /// Resolves when a client has asked this node to leave (only with
