@@ -7,7 +7,8 @@ use chord_core::{Id, Peer};
 
 use crate::conn::{open, Opened, Reader, Writer};
 use crate::frame::{decode, read_body_into, read_frame, write_frame, FrameError};
-use crate::wire::{ClientRequest, ClientResponse, ControlCommand, Frame, Hello, Status};
+use crate::wire::{ClientRequest, ClientResponse, ControlCommand, Frame, Hello};
+use crate::Status;
 use crate::{ControlToken, Error, Limits, NetworkKey};
 
 /// A connection to one node, as a client.
@@ -177,7 +178,7 @@ impl Client {
             .request(ClientRequest::Status, self.limits.frame_timeout)
             .await?
         {
-            ClientResponse::Status(s) => Ok(s),
+            ClientResponse::Status(s) => Ok(s.into()),
             _ => Err(Error::Unexpected(self.addr)),
         }
     }

@@ -39,6 +39,7 @@ pub mod node;
 pub mod noise;
 mod rate;
 pub mod ring;
+mod status;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -50,7 +51,7 @@ pub use client::Client;
 pub use control::ControlToken;
 pub use node::{Node, NodeBuilder, Service};
 pub use noise::NetworkKey;
-pub use wire::Status;
+pub use status::{Finger, Status};
 
 /// Resource limits of a node, with safe defaults.
 #[derive(Clone, Debug)]

@@ -6,8 +6,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::wire::Status;
-use crate::{Client, Error, Limits, NetworkKey};
+use crate::{Client, Error, Limits, NetworkKey, Status};
 
 /// Walk the ring by successors from the node at `start`, asking each for its status
 /// (`key`: the ring's network key, if it has one). Stops on coming back to a position

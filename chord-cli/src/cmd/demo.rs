@@ -178,7 +178,7 @@ pub fn run(a: &Args) -> Result<()> {
 
 /// Walk the ring from `first` until it is consistent with `n` nodes (a walk may meet a
 /// node that just died: that is retried), for at most 30 s.
-async fn settled_ring(first: SocketAddr, n: usize) -> Result<Vec<chord_net::wire::Status>> {
+async fn settled_ring(first: SocketAddr, n: usize) -> Result<Vec<chord_net::Status>> {
     let start = Instant::now();
     loop {
         let walk = walk_ring(first, None).await;

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use chord_core::Id;
-use chord_net::wire::Status;
+use chord_net::Status;
 use chord_net::NetworkKey;
 use futures_lite::future::block_on;
 use serde_json::{json, Value};

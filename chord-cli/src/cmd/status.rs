@@ -1,6 +1,6 @@
 //! `chord status`: a node's predecessor, successor list and finger table.
 
-use chord_net::wire::Status;
+use chord_net::Status;
 use futures_lite::future::block_on;
 use serde_json::{json, Value};
 
