@@ -33,13 +33,17 @@ use crate::wire::{
 use crate::{ControlToken, Error, Limits, NetworkKey};
 
 mod builder;
+mod calls;
 mod driver;
 mod handle;
+mod pool;
 
 pub use builder::NodeBuilder;
+use calls::Calls;
 use driver::{CallReply, Driver};
 pub use handle::Node;
 use handle::Owner;
+use pool::Pool;
 
 /// An application service running on a node: it receives its own requests (from peers
 /// through [`Node::call`], or from clients through [`crate::Client::call`]) and answers

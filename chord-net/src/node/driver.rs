@@ -44,7 +44,7 @@ pub(super) struct Driver {
     /// Maintenance inputs taken since the last work input.
     pub(super) urgent_in_a_row: u32,
     pub(super) ready: Option<Sender<Result<(), Error>>>,
-    pub(super) pool: HashMap<SocketAddr, Outbox>,
+    pub(super) pool: Pool,
     pub(super) lookups: HashMap<(usize, LookupId), Pending>,
     pub(super) subscribers: Vec<Sender<Event>>,
     pub(super) leaving: Vec<Sender<()>>,
@@ -53,9 +53,8 @@ pub(super) struct Driver {
     pub(super) services: HashMap<u16, Arc<dyn Service>>,
     /// Node-wide budgets: memory held in frames, service requests being served.
     pub(super) shared: Shared,
-    /// Service calls awaiting an answer: destination and who waits.
-    pub(super) calls: HashMap<u64, (SocketAddr, CallReply)>,
-    pub(super) next_call: u64,
+    /// Service calls awaiting an answer.
+    pub(super) calls: Calls,
     /// With deferred client leaves: where to signal a request.
     pub(super) leave_requested: Option<Sender<()>>,
     /// The operator's token, if control requests are obeyed at all.
@@ -101,7 +100,7 @@ impl Driver {
             tx: handle.tx.clone(),
             rx,
             ready: Some(ready),
-            pool: HashMap::new(),
+            pool: Pool::default(),
             lookups: HashMap::new(),
             subscribers: Vec::new(),
             leaving: Vec::new(),
@@ -121,8 +120,7 @@ impl Driver {
             },
             work_rx,
             urgent_in_a_row: 0,
-            calls: HashMap::new(),
-            next_call: 1,
+            calls: Calls::new(),
             leave_requested: None,
             control: b.control.clone(),
             refusals: Refusals::default(),
@@ -218,134 +216,134 @@ impl Driver {
                 vnodes,
                 frame,
                 reply,
-            } => match frame {
-                Frame::Chord {
-                    from_vnode,
-                    to,
-                    msg,
-                } => {
-                    let Some(v) = self.vnode_of(to) else {
-                        debug!(%from, "message for a ring position we do not host");
-                        return;
-                    };
-                    // Ids bound to hosts: a peer speaks only for the positions it announced,
-                    // and names only peers whose ids their addresses can hold.
-                    if from_vnode >= vnodes {
-                        debug!(%from, from_vnode, vnodes, "position not announced: dropped");
-                        return;
-                    }
-                    // No list longer than chord-core reads (64), before any id is hashed.
-                    let peers = msg.peers();
-                    if peers.len() > 2 * chord_core::MAX_PEERS_PER_MESSAGE + 1 {
-                        debug!(%from, "message with over-long peer lists: dropped");
-                        return;
-                    }
-                    if !peers.iter().all(|p| self.genuine(p)) {
-                        debug!(%from, "message naming a peer under a false id: dropped");
-                        return;
-                    }
-                    // The sender's id follows from its address: it cannot claim another.
-                    let sender = Peer::new(Id::for_vnode(from, from_vnode), from);
-                    self.nodes[v].handle(sender, msg, now);
-                }
-                Frame::ServiceRequest { id, service, body } => {
-                    // A peer's request is not waited for: Busy if the node is full.
-                    self.serve(
-                        Some(from),
-                        id,
-                        service,
-                        body,
-                        Answer::Wire(reply),
-                        false,
-                        ex,
-                    )
-                }
-                Frame::ServiceResponse { id, body } => {
-                    if let Some((to, r)) = self.calls.remove(&id) {
-                        if to == from {
-                            answer(&r, body);
-                        }
-                    }
-                }
-                other => debug!(%from, "unexpected frame from a peer: {other:?}"),
-            },
+            } => self.on_peer_frame(from, vnodes, frame, reply, now, ex),
+            Input::Client {
+                frame: Frame::ServiceRequest { id, service, body },
+                reply,
+                ..
+            } => {
+                // The connection's reader waited for room before handing it on.
+                self.serve(None, id, service, body, Answer::Wire(reply), true, ex)
+            }
             Input::Client {
                 frame,
                 reply,
                 from_host,
-            } => match frame {
-                Frame::ServiceRequest { id, service, body } => {
-                    // The connection's reader waited for room before handing it on.
-                    self.serve(None, id, service, body, Answer::Wire(reply), true, ex)
-                }
-                frame => self.on_client(frame, reply, from_host, now),
-            },
-            Input::Inbound { addr, tx } => {
-                // Answers to that peer may use its connection until we open our own.
-                self.pool.entry(addr).or_insert(tx);
-            }
-            Input::Refused { addr, why } => {
-                if self.ready.is_some() && self.join == Some(addr) {
-                    // The bootstrap node will never let us in: say why, now.
-                    if let Some(r) = self.ready.take() {
-                        answer(&r, Err(Error::Refused(addr, why)));
-                    }
-                    self.stop = true;
-                } else if why == Refusal::Busy {
-                    debug!(%addr, "peer refused us: {why}");
-                } else {
-                    warn!(%addr, "peer refused us: {why}");
-                }
-            }
-            Input::InboundClosed { addr } => {
-                // Only if that was the connection kept for the peer (not our own to it).
-                if self.pool.get(&addr).is_some_and(|tx| tx.is_closed()) {
-                    self.pool.remove(&addr);
-                }
-            }
+            } => self.on_client(frame, reply, from_host, now),
+            Input::Inbound { addr, tx } => self.pool.keep_inbound(addr, tx),
+            Input::Refused { addr, why } => self.on_refused(addr, why),
+            Input::InboundClosed { addr } => self.pool.closed(addr),
             Input::Closed { addr } => {
-                if self.pool.get(&addr).is_some_and(|tx| tx.is_closed()) {
-                    self.pool.remove(&addr);
-                }
-                // Calls that went out on that connection will never be answered.
-                self.calls.retain(|_, (to, r)| {
-                    if *to == addr {
-                        answer(r, Err(ServiceError::Unreachable));
-                        false
-                    } else {
-                        true
-                    }
-                });
+                self.pool.closed(addr);
+                self.calls.unreachable(addr);
             }
             Input::Command(Command::Call {
                 to,
                 service,
                 body,
                 reply,
-            }) => {
-                self.calls.retain(|_, (_, r)| !r.is_closed());
-                if to == self.addr {
-                    let local = Answer::Local(reply);
-                    self.serve(Some(self.addr), 0, service, body, local, false, ex);
+            }) => self.start_call(to, service, body, reply, ex),
+            Input::Command(c) => self.on_command(c, now),
+        }
+    }
+
+    /// A frame from the peer listening at `from`, which announced `vnodes` positions.
+    fn on_peer_frame(
+        &mut self,
+        from: SocketAddr,
+        vnodes: u16,
+        frame: Frame,
+        reply: Reply,
+        now: Time,
+        ex: &async_executor::Executor<'_>,
+    ) {
+        match frame {
+            Frame::Chord {
+                from_vnode,
+                to,
+                msg,
+            } => {
+                let Some(v) = self.vnode_of(to) else {
+                    debug!(%from, "message for a ring position we do not host");
+                    return;
+                };
+                // Ids bound to hosts: a peer speaks only for the positions it announced,
+                // and names only peers whose ids their addresses can hold.
+                if from_vnode >= vnodes {
+                    debug!(%from, from_vnode, vnodes, "position not announced: dropped");
                     return;
                 }
-                let id = self.next_call;
-                self.next_call += 1;
-                match encode(&Frame::ServiceRequest { id, service, body }) {
-                    Ok(bytes) => {
-                        if self.send_to(to, bytes, false, ex) {
-                            self.calls.insert(id, (to, reply));
-                        } else {
-                            // The peer is not reading what we sent it already.
-                            answer(&reply, Err(ServiceError::Busy));
-                        }
-                    }
-                    Err(_) => {
-                        answer(&reply, Err(ServiceError::Busy));
-                    }
+                // No list longer than chord-core reads (64), before any id is hashed.
+                let peers = msg.peers();
+                if peers.len() > 2 * chord_core::MAX_PEERS_PER_MESSAGE + 1 {
+                    debug!(%from, "message with over-long peer lists: dropped");
+                    return;
                 }
+                if !peers.iter().all(|p| self.genuine(p)) {
+                    debug!(%from, "message naming a peer under a false id: dropped");
+                    return;
+                }
+                // The sender's id follows from its address: it cannot claim another.
+                let sender = Peer::new(Id::for_vnode(from, from_vnode), from);
+                self.nodes[v].handle(sender, msg, now);
             }
-            Input::Command(c) => self.on_command(c, now),
+            Frame::ServiceRequest { id, service, body } => {
+                // A peer's request is not waited for: Busy if the node is full.
+                self.serve(
+                    Some(from),
+                    id,
+                    service,
+                    body,
+                    Answer::Wire(reply),
+                    false,
+                    ex,
+                )
+            }
+            Frame::ServiceResponse { id, body } => self.calls.answered(id, from, body),
+            other => debug!(%from, "unexpected frame from a peer: {other:?}"),
+        }
+    }
+
+    /// A peer refused our connection.
+    fn on_refused(&mut self, addr: SocketAddr, why: Refusal) {
+        if self.ready.is_some() && self.join == Some(addr) {
+            // The bootstrap node will never let us in: say why, now.
+            if let Some(r) = self.ready.take() {
+                answer(&r, Err(Error::Refused(addr, why)));
+            }
+            self.stop = true;
+        } else if why == Refusal::Busy {
+            debug!(%addr, "peer refused us: {why}");
+        } else {
+            warn!(%addr, "peer refused us: {why}");
+        }
+    }
+
+    /// A service call from the handle: served here if it is for us, else sent.
+    fn start_call(
+        &mut self,
+        to: SocketAddr,
+        service: u16,
+        body: Vec<u8>,
+        reply: CallReply,
+        ex: &async_executor::Executor<'_>,
+    ) {
+        let id = self.calls.next_id();
+        if to == self.addr {
+            let local = Answer::Local(reply);
+            self.serve(Some(self.addr), 0, service, body, local, false, ex);
+            return;
+        }
+        let sent = match encode(&Frame::ServiceRequest { id, service, body }) {
+            Ok(bytes) => self.send_to(to, bytes, false, ex),
+            // Cannot happen within the frame limit; as good as a full queue.
+            Err(_) => false,
+        };
+        if sent {
+            self.calls.insert(id, to, reply);
+        } else {
+            // The peer is not reading what we sent it already.
+            answer(&reply, Err(ServiceError::Busy));
         }
     }
 
@@ -555,9 +553,9 @@ impl Driver {
         urgent: bool,
         ex: &async_executor::Executor<'_>,
     ) -> bool {
-        let tx = match self.pool.get(&addr) {
-            Some(tx) if !tx.is_closed() => tx.clone(),
-            _ => {
+        let tx = match self.pool.live(addr) {
+            Some(tx) => tx,
+            None => {
                 let (tx, rx) = Outbox::new(&self.limits, &self.shared.memory);
                 ex.spawn(serve_outbound(
                     addr,

@@ -101,7 +101,10 @@ impl Node {
 
     /// Routing state of the first ring position.
     pub async fn status(&self) -> Result<crate::Status, Error> {
-        Ok(self.command(|reply| Command::Status { reply }).await?.into())
+        Ok(self
+            .command(|reply| Command::Status { reply })
+            .await?
+            .into())
     }
 
     /// A stream of protocol events (range changes, lookups, leave). Events are dropped for
