@@ -119,7 +119,6 @@ pub fn short(p: &Peer) -> String {
 }
 
 /// Write one line of output (see `out!`).
-/// Write one line of output (see `out!`).
 pub fn out_line(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut o = std::io::stdout().lock();

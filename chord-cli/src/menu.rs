@@ -188,7 +188,7 @@ fn upload(rl: &mut DefaultEditor, f: &FilesNode, identity: &IdentityArg) -> Resu
     let Some(name) = ask(rl, "name in the ring", &default_name)? else {
         return Ok(());
     };
-    let rep = put::upload(f.node().addr(), &path, &name, &identity.sign(opts(f))?)?;
+    let rep = put::upload(f.node().addr(), &path, &name, || identity.sign(opts(f)))?;
     out!(
         "stored {} ({} bytes, BLAKE3 {}…) on {} nodes",
         rep.manifest.name,

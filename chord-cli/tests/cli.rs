@@ -286,3 +286,25 @@ fn demo_keep_runs_until_interrupted() {
         "{rest:?}"
     );
 }
+
+/// Found in review of the one-file-per-command change: `chord put` of a missing file made
+/// an identity (and read the key file) before it found the file missing.
+#[test]
+fn put_of_a_missing_file_makes_no_identity() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let id = dir.path().join("identity");
+    let missing = dir.path().join("missing.txt");
+    let out = chord(&[
+        "put",
+        missing.to_str().expect("utf-8"),
+        "--identity",
+        id.to_str().expect("utf-8"),
+        "--network-key",
+        dir.path().join("no.key").to_str().expect("utf-8"),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read"), "{err}");
+    assert!(!err.contains("key file"), "{err}");
+    assert!(!id.exists(), "an identity was made: {err}");
+}

@@ -24,18 +24,20 @@ pub struct Args {
 }
 
 /// Upload `path` as `name` through the node at `addr`, with a progress bar on a terminal
-/// (the menu's upload too).
+/// (the menu's upload too). `opts` is made once the file is known to be readable: it may
+/// read a key file or make an identity, which a missing file must not do.
 pub fn upload(
     addr: SocketAddr,
     path: &Path,
     name: &str,
-    opts: &TransferOptions,
+    opts: impl FnOnce() -> Result<TransferOptions>,
 ) -> Result<PutReport> {
     let size = std::fs::metadata(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?
         .len();
+    let opts = opts()?;
     let pb = bar(size);
-    let rep = block_on(transfer::put(addr, path, name, opts, &|n| {
+    let rep = block_on(transfer::put(addr, path, name, &opts, &|n| {
         pb.set_position(n)
     }))
     .map_err(|e| hinted(addr, e))?;
@@ -54,12 +56,9 @@ pub fn run(a: &Args) -> Result<()> {
             .to_string(),
     };
     let start = Instant::now();
-    let rep = upload(
-        at.addr,
-        path,
-        &name,
-        &a.item.identity.sign(opts(at, replicas)?)?,
-    )?;
+    let rep = upload(at.addr, path, &name, || {
+        a.item.identity.sign(opts(at, replicas)?)
+    })?;
     let m = &rep.manifest;
     if at.json {
         out!(

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use chord_core::Id;
-use chord_net::Status;
 use chord_net::NetworkKey;
+use chord_net::Status;
 use futures_lite::future::block_on;
 use serde_json::{json, Value};
 
