@@ -6,7 +6,7 @@ use async_net::TcpStream;
 use chord_core::{Id, Peer};
 
 use crate::conn::{open, Opened, Reader, Writer};
-use crate::frame::{decode, read_body_into, read_frame, write_frame, FrameError};
+use crate::frame::{decode, read_body_into, read_frame, write_frame};
 use crate::wire::{ClientRequest, ClientResponse, ControlCommand, Frame, Hello};
 use crate::Status;
 use crate::{ControlToken, Error, Limits, NetworkKey};
@@ -78,7 +78,7 @@ impl Client {
             },
             async {
                 async_io::Timer::after(limits.connect_timeout).await;
-                Err(Error::Frame(addr, FrameError::Timeout))
+                Err(Error::Timeout(addr))
             },
         )
         .await?;
@@ -156,7 +156,8 @@ impl Client {
 
     /// Find the node responsible for `key`: the owner and the hops it took.
     pub async fn lookup(&mut self, key: Id) -> Result<(Peer, u32), Error> {
-        // A lookup may take as long as the node's lookup timeout.
+        // A lookup may take up to three of the node's lookup timeouts (10 s by default)
+        // while its steps keep being answered (chord-core's `Config::lookup_timeout`).
         match self
             .request(
                 ClientRequest::Lookup { key },
