@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use chord_core::Id;
 use chord_files::manifest::{hash, ItemKey};
-use chord_files::service::FilesRequest;
+use chord_files::wire::FilesRequest;
 use chord_net::frame::encode;
 use chord_net::wire::{ClientRequest, Frame, Hello, HelloReply};
 use chord_net::Client;

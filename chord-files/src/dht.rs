@@ -23,8 +23,8 @@ use chord_core::{Id, Peer};
 
 use crate::manifest::{hash, Hash, ItemKey, MAX_CHUNK};
 use crate::record::{now_ms, record_id, Identity, Record, MAX_SEQ};
-use crate::service::{FilesRequest, FilesResponse};
 use crate::transfer::{Lane, TransferOptions};
+use crate::wire::{FilesRequest, FilesResponse};
 use crate::FilesError;
 
 /// How long a tombstone is kept by default: 30 days.
@@ -121,7 +121,7 @@ pub(crate) struct Local<'a>(pub(crate) &'a chord_net::Node);
 
 impl Route for Local<'_> {
     async fn locate(&mut self, id: Id, k: u8, _fresh: bool) -> Result<Vec<Peer>, FilesError> {
-        Ok(crate::service::locate(self.0, id, k).await?.1)
+        Ok(crate::maintain::locate(self.0, id, k).await?.1)
     }
 
     async fn ask(
@@ -129,7 +129,7 @@ impl Route for Local<'_> {
         to: SocketAddr,
         req: &FilesRequest,
     ) -> Result<FilesResponse, FilesError> {
-        match crate::service::ask(self.0, to, req).await? {
+        match crate::maintain::ask(self.0, to, req).await? {
             FilesResponse::Error(e) => Err(e),
             r => Ok(r),
         }
@@ -218,7 +218,7 @@ pub(crate) async fn renew_blocks(
         // One lookup serves every key up to the owner's id.
         let holders = route.locate(keys[i].ring_id(), k, false).await?;
         let owner = holders.first().ok_or(FilesError::Unavailable)?.id;
-        let j = crate::service::run_end(&keys, i, owner);
+        let j = crate::maintain::run_end(&keys, i, owner);
         let req = FilesRequest::Renew {
             keys: keys[i..j].to_vec(),
             until_ms,

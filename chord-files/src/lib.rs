@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dht;
+pub mod maintain;
 pub mod manifest;
 pub mod plan;
 pub mod record;
@@ -23,6 +24,7 @@ mod records_db;
 pub mod service;
 pub mod store;
 pub mod transfer;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Replication as a plan: from what this node and an item's holders have, the copies to
 //! send and the local copies to drop. Pure, so that every rule is tested without a
-//! network; [`crate::service::maintain`] only does the asking, sending and deleting.
+//! network; [`crate::maintain::maintain`] only does the asking, sending and deleting.
 //!
 //! The rules, per item:
 //! * the *best* version is the highest among this node's copy and every holder's answer;

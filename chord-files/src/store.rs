@@ -300,7 +300,7 @@ impl Store for MemoryStore {
 /// crash leaves either the old block, the new one, or a stray temporary file (removed at
 /// the next start) — never a partial block. A block's lease is its file's modification
 /// time. Records are small and many: they share one embedded database (redb, in
-/// [`crate::records_db`]'s group commits), durable before the write is acknowledged.
+/// the records database's group commits), durable before the write is acknowledged.
 /// Items are checked again when read (blocks by hash, records by their seal); one that
 /// no longer matches is deleted and reported absent, so a replica is fetched instead.
 pub struct DiskStore {

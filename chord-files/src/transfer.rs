@@ -19,7 +19,7 @@ use crate::manifest::{
     FILE_PREFIX, MAX_CHUNK,
 };
 use crate::record::{now_ms, record_id, Identity, Record};
-use crate::service::{FilesRequest, FilesResponse};
+use crate::wire::{FilesRequest, FilesResponse};
 use crate::{decode, encode, FilesError, DEFAULT_REPLICAS, SERVICE};
 
 /// Settings of a transfer.

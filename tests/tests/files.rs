@@ -303,15 +303,15 @@ fn corrupt_chunk_on_disk_is_fetched_elsewhere_and_restart_serves() {
             .await
             .expect("restart");
         let mut c = chord_net::Client::connect(addr).await.expect("client");
-        let req = chord_files::encode(&chord_files::service::FilesRequest::Fetch {
+        let req = chord_files::encode(&chord_files::wire::FilesRequest::Fetch {
             key: ItemKey::Chunk(h),
         })
         .expect("enc");
-        let answer: chord_files::service::FilesResponse =
+        let answer: chord_files::wire::FilesResponse =
             chord_files::decode(&c.call(chord_files::SERVICE, req).await.expect("call"))
                 .expect("dec");
         assert!(
-            matches!(answer, chord_files::service::FilesResponse::Data(d) if chord_files::manifest::hash(&d) == h)
+            matches!(answer, chord_files::wire::FilesResponse::Data(d) if chord_files::manifest::hash(&d) == h)
         );
         again.node().kill();
         for n in &nodes[..2] {
@@ -335,17 +335,17 @@ fn store_full_is_a_clear_error() {
         let mut c = chord_net::Client::connect(a.node().addr())
             .await
             .expect("client");
-        let req = chord_files::encode(&chord_files::service::FilesRequest::Store {
+        let req = chord_files::encode(&chord_files::wire::FilesRequest::Store {
             key: ItemKey::Chunk(chord_files::manifest::hash(b"the real bytes")),
             data: b"other bytes".to_vec(),
         })
         .expect("enc");
-        let answer: chord_files::service::FilesResponse =
+        let answer: chord_files::wire::FilesResponse =
             chord_files::decode(&c.call(chord_files::SERVICE, req).await.expect("call"))
                 .expect("dec");
         assert_eq!(
             answer,
-            chord_files::service::FilesResponse::Error(FilesError::Corrupt)
+            chord_files::wire::FilesResponse::Error(FilesError::Corrupt)
         );
         // Still serving: a small file fits.
         std::fs::write(&src, b"small").expect("write");

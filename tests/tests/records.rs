@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use chord_files::dht::{RemoteDht, WriteOptions};
 use chord_files::manifest::{ItemKey, MAX_CHUNK};
 use chord_files::record::{now_ms, record_id, MAX_SEQ};
-use chord_files::service::{FilesRequest, FilesResponse};
 use chord_files::transfer::TransferOptions;
+use chord_files::wire::{FilesRequest, FilesResponse};
 use chord_files::{
     decode, encode, DiskStore, FilesConfig, FilesError, FilesNode, Identity, MemoryStore, Record,
     Store,

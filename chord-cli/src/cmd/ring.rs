@@ -120,7 +120,7 @@ pub fn stored_bytes(
     addr: std::net::SocketAddr,
     key: Option<&chord_net::NetworkKey>,
 ) -> Option<u64> {
-    use chord_files::service::{FilesRequest, FilesResponse};
+    use chord_files::wire::{FilesRequest, FilesResponse};
     block_on(async {
         let mut c = chord_net::Client::connect_with_key(addr, chord_net::Limits::default(), key)
             .await
