@@ -19,7 +19,7 @@ use std::time::Instant;
 use async_channel::{Receiver, Sender};
 use futures_lite::AsyncRead;
 
-use crate::conn::address_group;
+use crate::rate::address_group;
 use crate::Limits;
 
 /// The two classes of admitted connections.

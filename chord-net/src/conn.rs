@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use chord_core::Message;
 
-use async_channel::{Receiver, Sender};
+use async_channel::Sender;
 use async_net::TcpStream;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
@@ -17,177 +17,12 @@ use crate::frame::{
     decode, encode, read_body, read_body_leased, with_deadline, write_bytes, write_frame,
     FrameError,
 };
+use crate::input::Input;
 use crate::noise::{self, NetworkKey, NoiseError, NoiseReader, NoiseWriter};
+use crate::outbox::{Outbox, OutboxRx, Reply};
 use crate::rate::{Bucket, PerAddress};
 use crate::wire::{ClientRequest, Frame, Hello, HelloReply, Refusal, Role, MAGIC, VERSION};
 use crate::Limits;
-
-/// What a connection task tells the driver.
-pub(crate) enum Input {
-    /// A frame from the peer listening at `from`, which announced `vnodes` ring positions;
-    /// answers may go to `reply`.
-    Peer {
-        from: SocketAddr,
-        vnodes: u16,
-        frame: Frame,
-        reply: Reply,
-    },
-    /// A frame from a client; answers go to `reply`. `from_host`: the client connects from
-    /// the node's own host (see [`crate::control`]).
-    Client {
-        frame: Frame,
-        reply: Reply,
-        from_host: bool,
-    },
-    /// A peer connection opened by the other side: frames for `addr` may go to `tx`.
-    Inbound { addr: SocketAddr, tx: Outbox },
-    /// The node at `addr` refused our connection.
-    Refused { addr: SocketAddr, why: Refusal },
-    /// The connection to `addr` (ours) is gone.
-    Closed { addr: SocketAddr },
-    /// A connection the peer at `addr` opened is gone.
-    InboundClosed { addr: SocketAddr },
-    /// A command from the handle.
-    Command(crate::node::Command),
-}
-
-/// A frame waiting to be written, with its shares of the connection's and the node's
-/// byte budgets (given back once it is written or dropped).
-pub(crate) struct Queued {
-    bytes: Vec<u8>,
-    _conn: Lease,
-    _node: Lease,
-}
-
-/// The sending side of a connection: two queues, ring maintenance first, each bounded in
-/// frames, and together in bytes (per connection, and against the node's budget).
-#[derive(Clone)]
-pub(crate) struct Outbox {
-    urgent: Sender<Queued>,
-    bulk: Sender<Queued>,
-    conn: Budget,
-    node: Budget,
-}
-
-/// Frames of ring maintenance queued per connection.
-const URGENT_QUEUE: usize = 64;
-
-/// The writer's end of an [`Outbox`].
-pub(crate) struct OutboxRx {
-    urgent: Receiver<Queued>,
-    bulk: Receiver<Queued>,
-}
-
-impl Drop for OutboxRx {
-    /// However the connection ends (its writer failed, or its task was dropped when the
-    /// connection was reclaimed), what is still queued is dropped now, with its budget
-    /// shares: clones of the `Outbox` (the driver's pool) would otherwise keep it.
-    fn drop(&mut self) {
-        self.urgent.close();
-        self.bulk.close();
-        while self.urgent.try_recv().is_ok() || self.bulk.try_recv().is_ok() {}
-    }
-}
-
-impl Outbox {
-    pub(crate) fn new(limits: &Limits, node: &Budget) -> (Outbox, OutboxRx) {
-        // Maintenance is a few frames in flight per peer; a bounded channel allocates its
-        // whole capacity up front, so this one is kept small.
-        let (utx, urx) = async_channel::bounded(URGENT_QUEUE.min(limits.max_in_flight));
-        let (btx, brx) = async_channel::bounded(limits.max_in_flight);
-        let out = Outbox {
-            urgent: utx,
-            bulk: btx,
-            conn: Budget::new(limits.max_queued_bytes),
-            node: node.clone(),
-        };
-        (
-            out,
-            OutboxRx {
-                urgent: urx,
-                bulk: brx,
-            },
-        )
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.urgent.is_closed()
-    }
-
-    fn close(&self) {
-        self.urgent.close();
-        self.bulk.close();
-    }
-
-    /// Queue a frame of our own: ring maintenance (`urgent`) goes first and is only
-    /// bounded in frames; anything else is also refused when the connection's bytes are
-    /// spent (its peer is not reading). False if dropped.
-    pub(crate) fn push(&self, bytes: Vec<u8>, urgent: bool) -> bool {
-        let conn = if urgent {
-            self.conn.force(bytes.len())
-        } else {
-            match self.conn.try_take(bytes.len()) {
-                Some(l) => l,
-                None => return false,
-            }
-        };
-        let q = Queued {
-            _node: self.node.force(bytes.len()),
-            _conn: conn,
-            bytes,
-        };
-        let tx = if urgent { &self.urgent } else { &self.bulk };
-        tx.try_send(q).is_ok()
-    }
-
-    /// Answer service request `id` with `Busy` (the client backs off and tries again).
-    fn busy(&self, id: u64) {
-        let busy = Frame::ServiceResponse {
-            id,
-            body: Err(crate::wire::ServiceError::Busy),
-        };
-        if let Ok(bytes) = encode(&busy) {
-            self.answer(bytes);
-        }
-    }
-
-    /// Queue the answer to a request that was admitted: kept whatever its size (admission
-    /// bounded how many there can be). False if the connection is gone.
-    fn answer(&self, bytes: Vec<u8>) -> bool {
-        let q = Queued {
-            _node: self.node.force(bytes.len()),
-            _conn: self.conn.force(bytes.len()),
-            bytes,
-        };
-        self.bulk.try_send(q).is_ok()
-    }
-}
-
-/// The way back to whoever sent a request: its connection, and what the request holds
-/// while it is served (its place among the connection's requests in flight, and its
-/// bytes of the node's budget), given back when the answer is queued or the request is
-/// dropped unanswered.
-pub(crate) struct Reply {
-    out: Outbox,
-    _held: [Lease; 4],
-}
-
-impl Reply {
-    /// Queue the answer. Dropped only if the connection is gone: the asker cannot read it
-    /// any more.
-    pub(crate) fn send(self, bytes: Vec<u8>) {
-        let _ = self.out.answer(bytes);
-    }
-}
-
-/// The address a limit counts `ip` under: itself, an IPv4-mapped IPv6 address as IPv4, and
-/// other IPv6 addresses by their /64 (one host usually has a whole /64 to choose from).
-pub(crate) fn address_group(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-        v4 => v4,
-    }
-}
 
 /// The reading half of an established connection (plain or encrypted).
 pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;

@@ -16,36 +16,7 @@ use crate::budget::{Budget, Lease};
 /// Default cap on a frame's body: 8 MiB (a 1 MiB file chunk fits with room to spare).
 pub const DEFAULT_MAX_FRAME: u32 = 8 << 20;
 
-/// What can go wrong with one frame.
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    /// The connection failed.
-    #[error("connection error")]
-    Io(#[from] std::io::Error),
-    /// The peer closed the connection between frames.
-    #[error("connection closed by peer")]
-    Closed,
-    /// The length prefix is above the cap; nothing was allocated.
-    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
-    TooLarge {
-        /// Announced length.
-        len: u32,
-        /// The cap.
-        max: u32,
-    },
-    /// The frame did not arrive in time.
-    #[error("timed out waiting for a frame")]
-    Timeout,
-    /// The body is not a valid message.
-    #[error("malformed frame")]
-    Decode(#[from] postcard::Error),
-    /// The body holds a valid message followed by extra bytes.
-    #[error("malformed frame: {0} trailing bytes after the message")]
-    TrailingBytes(usize),
-    /// The encrypted handshake failed (only with a network key).
-    #[error("encrypted channel")]
-    Noise(#[from] crate::noise::NoiseError),
-}
+pub use crate::errors::FrameError;
 
 /// Encode `msg` as one frame: length prefix and body.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {

@@ -22,10 +22,10 @@ use tracing::{debug, info, warn};
 
 use crate::admission::Admission;
 use crate::budget::Budget;
-use crate::conn::{
-    is_maintenance_msg, serve_inbound, serve_outbound, Input, Listening, Outbox, Reply, Shared,
-};
+use crate::conn::{is_maintenance_msg, serve_inbound, serve_outbound, Listening, Shared};
 use crate::frame::encode;
+use crate::input::{CallReply, Command, Input};
+use crate::outbox::{Outbox, Reply};
 use crate::rate::PerAddress;
 use crate::wire::{
     ClientRequest, ClientResponse, Finger, Frame, Refusal, RemoteError, ServiceError, Status,
@@ -40,7 +40,7 @@ mod pool;
 
 pub use builder::NodeBuilder;
 use calls::Calls;
-use driver::{CallReply, Driver};
+use driver::Driver;
 pub use handle::Node;
 use handle::Owner;
 use pool::Pool;
@@ -63,27 +63,3 @@ pub trait Service: Send + Sync + 'static {
 /// Inputs waiting for the driver, per queue (a bounded channel allocates its capacity up
 /// front: 2 x 1024 x ~300 bytes). A full queue makes connection readers wait.
 const DRIVER_QUEUE: usize = 1024;
-
-/// Commands from the handle to the driver.
-pub(crate) enum Command {
-    Call {
-        to: SocketAddr,
-        service: u16,
-        body: Vec<u8>,
-        reply: CallReply,
-    },
-    Lookup {
-        key: Id,
-        reply: Sender<Result<LookupOutcome, LookupError>>,
-    },
-    Status {
-        reply: Sender<Status>,
-    },
-    Subscribe {
-        reply: Sender<Receiver<Event>>,
-    },
-    Leave {
-        reply: Sender<()>,
-    },
-    Kill,
-}

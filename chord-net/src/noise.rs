@@ -22,7 +22,7 @@ use std::task::{ready, Context, Poll};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use snow::{HandshakeState, StatelessTransportState};
 
-use crate::frame::FrameError;
+use crate::errors::FrameError;
 
 /// The Noise protocol name used on every keyed connection.
 pub const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
@@ -123,20 +123,7 @@ pub(crate) fn hex_32(text: &str) -> Option<[u8; 32]> {
     Some(k)
 }
 
-/// What can fail in the Noise layer.
-#[derive(Debug, thiserror::Error)]
-pub enum NoiseError {
-    /// The handshake failed: the other side holds a different key, or the bytes were
-    /// tampered with.
-    #[error("the encrypted handshake failed (different network key?)")]
-    Handshake(#[source] snow::Error),
-    /// A handshake message was larger than any valid one.
-    #[error("handshake message of {0} bytes is too large")]
-    TooLarge(usize),
-    /// The node's encrypted welcome differs from the plaintext one.
-    #[error("the node's welcome does not match its encrypted copy")]
-    WelcomeMismatch,
-}
+pub use crate::errors::NoiseError;
 
 /// Write one handshake message: 2-byte length, then the bytes.
 pub(crate) async fn write_message<W: AsyncWrite + Unpin>(

@@ -70,7 +70,7 @@ impl PerAddress {
 
     /// Take a token for `ip`: the wait before it is due.
     pub(crate) fn take(&self, ip: IpAddr, now: Instant) -> Duration {
-        let ip = crate::conn::address_group(ip);
+        let ip = address_group(ip);
         let (rate, burst) = (self.rate, self.burst);
         let mut g = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let (map, overflow) = &mut *g;
@@ -83,6 +83,15 @@ impl PerAddress {
         map.entry(ip)
             .or_insert_with(|| Bucket::full(burst, now))
             .take(rate, burst, now)
+    }
+}
+
+/// The address a limit counts `ip` under: itself, an IPv4-mapped IPv6 address as IPv4, and
+/// other IPv6 addresses by their /64 (one host usually has a whole /64 to choose from).
+pub(crate) fn address_group(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
     }
 }
 

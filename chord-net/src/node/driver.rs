@@ -66,9 +66,6 @@ pub(super) struct Driver {
     pub(super) genuine: std::collections::HashSet<Peer>,
 }
 
-/// Where the answer of a service call goes.
-pub(super) type CallReply = Sender<Result<Vec<u8>, ServiceError>>;
-
 /// Who waits for a lookup.
 pub(super) enum Pending {
     Handle(Sender<Result<LookupOutcome, LookupError>>),
