@@ -167,19 +167,15 @@ pub struct Node {
     successors: SuccessorList,
     fingers: FingerTable,
     next_finger: usize,
-    finger_lookup: Option<LookupId>,
-    stabilizing: bool,
     /// The parallel probe of this stabilization round, if one is running.
     probe: Option<Probe>,
     probe_rounds: u64,
-    checking_predecessor: bool,
     next_stabilize: Time,
     next_fix_fingers: Time,
     next_merge: Time,
     /// Peers that dropped out of our tables without saying goodbye: dead, or across a
     /// partition. Probed now and then; a ring that formed apart is found through them.
     remembered: VecDeque<Remembered>,
-    merging: bool,
     next_seed_probe: Time,
     /// Nodes that told us they were leaving, with when: kept out of our successor list
     /// until `Config::departed_horizon` has passed.
@@ -210,16 +206,12 @@ impl Node {
             successors,
             fingers: FingerTable::new(me.id),
             next_finger: 0,
-            finger_lookup: None,
-            stabilizing: false,
             probe: None,
             probe_rounds: 0,
-            checking_predecessor: false,
             next_stabilize: Time::ZERO,
             next_fix_fingers: Time::ZERO,
             next_merge: Time::ZERO,
             remembered: VecDeque::new(),
-            merging: false,
             next_seed_probe: Time::ZERO,
             departed: VecDeque::new(),
             bootstrap: None,
@@ -390,19 +382,19 @@ impl Node {
     fn run_periodic_tasks(&mut self, now: Time) {
         if now >= self.next_stabilize {
             self.next_stabilize = now + self.cfg.stabilize_interval;
-            if !self.stabilizing {
+            if !self.stabilizing() {
                 self.stabilize(now);
             }
         }
         if now >= self.next_fix_fingers {
             self.next_fix_fingers = now + self.cfg.fix_fingers_interval;
-            if self.finger_lookup.is_none() {
+            if !self.fixing_fingers() {
                 self.fix_fingers(now);
             }
         }
         if now >= self.next_merge {
             self.next_merge = now + self.cfg.merge_interval;
-            if !self.merging {
+            if !self.merging() {
                 self.probe_remembered(now);
             }
         }

@@ -36,10 +36,7 @@ impl Node {
         }
         let i = self.next_finger;
         let key = self.fingers.start(i);
-        let id = self.start_lookup(key, LookupKind::Finger(i), now);
-        if self.lookups.contains_key(&id) {
-            self.finger_lookup = Some(id);
-        }
+        self.start_lookup(key, LookupKind::Finger(i), now);
     }
 
     pub(super) fn on_finger_found(&mut self, i: usize, owner: Peer) {

@@ -126,7 +126,7 @@ impl Node {
             }
         }
         if checking
-            && (self.checking_predecessor
+            && (self.checking_predecessor()
                 || self
                     .pending
                     .values()

@@ -71,7 +71,7 @@ impl Node {
     }
 
     /// Register a lookup under `id` with its deadline and take its first steps. The
-    /// caller sets any state the lookup's end checks (join phase, merging) beforehand:
+    /// caller sets any state the lookup's end checks (the join phase) beforehand:
     /// a lookup can finish within this call.
     pub(super) fn run_lookup(&mut self, id: LookupId, lookup: Lookup, kind: LookupKind, now: Time) {
         self.lookups.insert(
@@ -273,18 +273,14 @@ impl Node {
         match kind {
             LookupKind::User => self.events.push_back(Event::LookupDone { id, result }),
             LookupKind::Finger(i) => {
-                self.finger_lookup = None;
                 if let Ok(out) = result {
                     self.on_finger_found(i, out.owner);
                 }
             }
-            LookupKind::Merge(via) => {
-                self.merging = false;
-                match result {
-                    Ok(out) => self.on_merge_found(via, out.owner, now),
-                    Err(_) => self.on_probe_failed(via),
-                }
-            }
+            LookupKind::Merge(via) => match result {
+                Ok(out) => self.on_merge_found(via, out.owner, now),
+                Err(_) => self.on_probe_failed(via),
+            },
             LookupKind::Join => self.on_join_found(id, result, now),
         }
     }

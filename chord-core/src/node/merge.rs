@@ -80,7 +80,6 @@ impl Node {
         // Back of the queue: every remembered peer gets its turn.
         self.remembered.push_back(via);
         let id = self.alloc_lookup_id();
-        self.merging = true;
         let lookup = self.seeded_lookup(self.me.id, via.peer);
         self.run_lookup(id, lookup, LookupKind::Merge(via.peer), now);
     }
@@ -109,8 +108,7 @@ impl Node {
             self.remembered.retain(|q| q.seed || q.peer.id != via.id);
             return;
         }
-        if owner.id.in_open(self.me.id, succ.id) && !self.stabilizing {
-            self.stabilizing = true;
+        if owner.id.in_open(self.me.id, succ.id) && !self.stabilizing() {
             self.send_request(
                 owner,
                 Request::GetNeighbors,

@@ -23,8 +23,7 @@ impl Node {
     /// Ping our predecessor `p` (one check at a time); if it is silent, take `candidate`
     /// (maybe none) instead.
     pub(super) fn check_predecessor(&mut self, p: Peer, candidate: Option<Peer>, now: Time) {
-        if !self.checking_predecessor {
-            self.checking_predecessor = true;
+        if !self.checking_predecessor() {
             self.send_request(
                 p,
                 Request::Ping,
@@ -52,7 +51,6 @@ impl Node {
         reply: Reply,
         now: Time,
     ) {
-        self.checking_predecessor = false;
         if reply.is_err() {
             let ours = self.predecessor.map(|p| p.id);
             if ours == Some(to.id) || (ours.is_none() && candidate.is_some()) {

@@ -135,4 +135,42 @@ impl Node {
             }
         }
     }
+
+    // What is in flight is read from the requests and lookups themselves (`pending`,
+    // `lookups`, the probe): no flag to keep in step with them.
+
+    /// Is a stabilization round running (a request of it waiting for its answer, or the
+    /// probe of dead entries)? Probe requests of an earlier round do not count.
+    pub(super) fn stabilizing(&self) -> bool {
+        self.probe.is_some()
+            || self.pending.values().any(|p| {
+                matches!(
+                    p.purpose,
+                    Purpose::StabilizeFirst
+                        | Purpose::StabilizeCandidate { .. }
+                        | Purpose::StabilizeAdopt
+                )
+            })
+    }
+
+    /// Is our predecessor being checked (one check at a time)?
+    pub(super) fn checking_predecessor(&self) -> bool {
+        self.pending
+            .values()
+            .any(|p| matches!(p.purpose, Purpose::CheckPredecessor { .. }))
+    }
+
+    /// Is a fix_fingers lookup running (one at a time)?
+    pub(super) fn fixing_fingers(&self) -> bool {
+        self.lookups
+            .values()
+            .any(|l| matches!(l.kind, LookupKind::Finger(_)))
+    }
+
+    /// Is a merge probe running (one at a time)?
+    pub(super) fn merging(&self) -> bool {
+        self.lookups
+            .values()
+            .any(|l| matches!(l.kind, LookupKind::Merge(_)))
+    }
 }

@@ -36,7 +36,6 @@ impl Node {
     pub(super) fn stabilize(&mut self, now: Time) {
         match self.successors.first().copied() {
             Some(s) => {
-                self.stabilizing = true;
                 self.send_request(s, Request::GetNeighbors, Purpose::StabilizeFirst, now);
             }
             None => self.stabilize_from_known(now),
@@ -68,7 +67,6 @@ impl Node {
     }
 
     pub(super) fn adopt_successor(&mut self, head: Peer, tail: &[Peer], now: Time) {
-        self.stabilizing = false;
         if head.id == self.me.id {
             return;
         }
@@ -196,7 +194,6 @@ impl Node {
                 // come back) and try the closest other node we know; whoever
                 // answers is adopted and stabilize walks back from there.
                 self.probe = None;
-                self.stabilizing = false;
                 self.stabilize_from_known(now);
             }
         }
@@ -254,7 +251,6 @@ impl Node {
             .copied();
         match candidate {
             Some(c) => {
-                self.stabilizing = true;
                 self.send_request(
                     c,
                     Request::GetNeighbors,
@@ -365,7 +361,6 @@ impl Node {
             // Nobody answered this round. Try the next known node, if any, at the next
             // tick.
             None => {
-                self.stabilizing = false;
                 if !self.successors.contains(to.id) {
                     self.silent_round();
                 }
@@ -395,11 +390,9 @@ impl Node {
 
     /// The node we fall back to, asked again so that only a fresh answer is adopted.
     pub(super) fn on_adopt_reply(&mut self, to: Peer, reply: Reply, now: Time) {
-        match reply {
-            Ok(Response::Neighbors { successors, .. }) => {
-                self.adopt_successor(to, &successors, now)
-            }
-            _ => self.stabilizing = false,
+        // Silence ends the round: the next tick starts another.
+        if let Ok(Response::Neighbors { successors, .. }) = reply {
+            self.adopt_successor(to, &successors, now)
         }
     }
 }
