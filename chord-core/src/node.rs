@@ -61,6 +61,7 @@ mod merge;
 mod rectify;
 mod requests;
 mod stabilize;
+mod timers;
 
 pub use config::Config;
 use leave::LeaveCheck;
@@ -68,6 +69,7 @@ use lookups::{LookupKind, RunningLookup};
 use merge::Remembered;
 use requests::{Pending, Reply, Silence};
 use stabilize::Probe;
+use timers::{Timer, TimerTable};
 
 /// Handle of a lookup started with [`Node::lookup`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -170,9 +172,8 @@ pub struct Node {
     /// The parallel probe of this stabilization round, if one is running.
     probe: Option<Probe>,
     probe_rounds: u64,
-    next_stabilize: Time,
-    next_fix_fingers: Time,
-    next_merge: Time,
+    /// When stabilize, fix_fingers and merge probing are due.
+    timers: TimerTable,
     /// Peers that dropped out of our tables without saying goodbye: dead, or across a
     /// partition. Probed now and then; a ring that formed apart is found through them.
     remembered: VecDeque<Remembered>,
@@ -208,9 +209,7 @@ impl Node {
             next_finger: 0,
             probe: None,
             probe_rounds: 0,
-            next_stabilize: Time::ZERO,
-            next_fix_fingers: Time::ZERO,
-            next_merge: Time::ZERO,
+            timers: TimerTable::default(),
             remembered: VecDeque::new(),
             next_seed_probe: Time::ZERO,
             departed: VecDeque::new(),
@@ -380,23 +379,20 @@ impl Node {
 
     /// Stabilize, fix_fingers and merge probing, each when its interval is up.
     fn run_periodic_tasks(&mut self, now: Time) {
-        if now >= self.next_stabilize {
-            self.next_stabilize = now + self.cfg.stabilize_interval;
-            if !self.stabilizing() {
-                self.stabilize(now);
-            }
+        let cfg = &self.cfg;
+        let (stabilize, fix, merge) = (
+            cfg.stabilize_interval,
+            cfg.fix_fingers_interval,
+            cfg.merge_interval,
+        );
+        if self.timers.fire(Timer::Stabilize, now, stabilize) && !self.stabilizing() {
+            self.stabilize(now);
         }
-        if now >= self.next_fix_fingers {
-            self.next_fix_fingers = now + self.cfg.fix_fingers_interval;
-            if !self.fixing_fingers() {
-                self.fix_fingers(now);
-            }
+        if self.timers.fire(Timer::FixFingers, now, fix) && !self.fixing_fingers() {
+            self.fix_fingers(now);
         }
-        if now >= self.next_merge {
-            self.next_merge = now + self.cfg.merge_interval;
-            if !self.merging() {
-                self.probe_remembered(now);
-            }
+        if self.timers.fire(Timer::Merge, now, merge) && !self.merging() {
+            self.probe_remembered(now);
         }
     }
 
@@ -435,10 +431,10 @@ impl Node {
             consider(c.next_deadline());
         }
         if self.phase == Phase::Member {
-            consider(self.next_stabilize);
-            consider(self.next_fix_fingers);
+            consider(self.timers.get(Timer::Stabilize));
+            consider(self.timers.get(Timer::FixFingers));
             if !self.remembered.is_empty() {
-                consider(self.next_merge);
+                consider(self.timers.get(Timer::Merge));
             }
         }
         t

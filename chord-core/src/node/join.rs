@@ -11,8 +11,9 @@ impl Node {
             return;
         }
         self.phase = Phase::Member;
-        self.next_stabilize = now;
-        self.next_fix_fingers = now + self.cfg.fix_fingers_interval;
+        self.timers.set(Timer::Stabilize, now);
+        self.timers
+            .set(Timer::FixFingers, now + self.cfg.fix_fingers_interval);
         self.events.push_back(Event::Joined);
     }
 
@@ -52,8 +53,8 @@ impl Node {
                 self.successors.rebuild(out.owner, &tail);
                 self.fingers.update(0, out.owner);
                 self.phase = Phase::Member;
-                self.next_stabilize = now;
-                self.next_fix_fingers = now;
+                self.timers.set(Timer::Stabilize, now);
+                self.timers.set(Timer::FixFingers, now);
                 self.events.push_back(Event::Joined);
                 self.successors_changed();
             }

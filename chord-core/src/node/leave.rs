@@ -229,7 +229,7 @@ impl Node {
             self.successors.merge_keeping(&handed);
             self.successors_changed();
             // Confirm the new first successor at once (Zave: no unconfirmed pointers last).
-            self.next_stabilize = now;
+            self.timers.set(Timer::Stabilize, now);
         }
         let pred =
             pred.filter(|p| p.id != from.id && p.id != self.me.id && !self.is_departed(p.id));
