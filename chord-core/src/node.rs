@@ -20,8 +20,8 @@
 //! `fingers.rs`, `merge.rs` (rings that formed apart), `leave.rs` (the check, the
 //! notices, and what a node does with a neighbour's), `lookups.rs` (driving a
 //! [`Lookup`] for the user, fix_fingers, a join or a merge probe), `requests.rs` (sending
-//! with deadlines and resends, and handing each answer or silence to the task that
-//! asked), `config.rs`. This file holds the state, the inputs and outputs, and the
+//! with deadlines and resends, handing each answer or silence to the task that asked,
+//! and what is in flight), `timers.rs` (the periodic timers), `config.rs`. This file holds the state, the inputs and outputs, and the
 //! answers to other nodes' requests.
 //!
 //! ```
