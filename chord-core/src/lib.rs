@@ -3,7 +3,7 @@
 //! The Chord distributed hash table as pure ring logic: no sockets, no clocks, no threads,
 //! no async runtime. Everything here is driven by the caller, which makes it equally at
 //! home under a real network runtime (`chord-net`) and inside the deterministic
-//! simulator ([`sim`]) that checks it at scale.
+//! simulator (`sim`) that checks it at scale.
 //!
 //! A tour, in reading order:
 //!
@@ -15,7 +15,7 @@
 //! * [`node`]: one ring position: join, stabilize, rectify, fix_fingers, leave (Pamela
 //!   Zave's corrected Chord), with the quinn-proto style interface `handle`,
 //!   `handle_timeout`, `poll_transmit`, `poll_timeout`, `poll_event`.
-//! * [`sim`] (feature `sim`, off by default; `features = ["sim"]`): thousands of nodes on a virtual clock, with
+//! * `sim` (feature `sim`, off by default; `features = ["sim"]`): thousands of nodes on a virtual clock, with
 //!   latency, loss, crashes, joins, leaves and partitions, and an invariant checker.
 //!
 //! ## From the paper to the code
@@ -31,7 +31,7 @@
 //! | successor list of length r | [`SuccessorList`] (counted in hosts with virtual nodes) |
 //! | voluntary departure | [`Node::leave`], `node/leave.rs`: [`Request::LeavingChecked`] |
 //! | (not in the paper) merging rings after a partition | `node/merge.rs`: remembered peers and seeds probed |
-//! | Zave's invariants (one ordered ring, no loops, a live successor) | [`sim`]'s invariant checker |
+//! | Zave's invariants (one ordered ring, no loops, a live successor) | `sim`'s invariant checker |
 //!
 //! ```
 //! use chord_core::sim::{Sim, SimConfig};
