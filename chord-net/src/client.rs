@@ -6,7 +6,7 @@ use async_net::TcpStream;
 use chord_core::{Id, Peer};
 
 use crate::conn::{open, Opened, Reader, Writer};
-use crate::frame::{decode, read_body_into, read_frame, write_frame};
+use crate::frame::{decode, read_body_into, read_frame, timeout, write_frame};
 use crate::wire::{ClientRequest, ClientResponse, ControlCommand, Frame, Hello};
 use crate::Status;
 use crate::{ControlToken, Error, Limits, NetworkKey};
@@ -70,18 +70,10 @@ impl Client {
         limits: Limits,
         key: Option<&NetworkKey>,
     ) -> Result<Client, Error> {
-        let stream = futures_lite::future::or(
-            async {
-                TcpStream::connect(addr)
-                    .await
-                    .map_err(|e| Error::Connect(addr, e))
-            },
-            async {
-                async_io::Timer::after(limits.connect_timeout).await;
-                Err(Error::Timeout(addr))
-            },
-        )
-        .await?;
+        let stream = timeout(limits.connect_timeout, TcpStream::connect(addr))
+            .await
+            .ok_or(Error::Timeout(addr))?
+            .map_err(|e| Error::Connect(addr, e))?;
         let _ = stream.set_nodelay(true);
         match open(stream, Hello::client(), key, &limits)
             .await

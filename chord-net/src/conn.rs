@@ -14,7 +14,7 @@ use tracing::debug;
 use crate::admission::{Admission, Class, Tracked};
 use crate::budget::{Budget, Lease};
 use crate::frame::{
-    decode, encode, read_body, read_body_leased, with_deadline, write_bytes, write_frame,
+    decode, encode, read_body, read_body_leased, timeout, with_deadline, write_bytes, write_frame,
     FrameError,
 };
 use crate::input::Input;
@@ -631,22 +631,16 @@ async fn read_loop(
                     // Within the frame deadline, else Busy (the client backs off and tries
                     // again): a body never waits unbounded, whoever it waits for.
                     let parked = shared.memory.park(body.amount());
-                    let admitted = futures_lite::future::or(
-                        async {
-                            services_here.room().await;
-                            Some(loop {
-                                shared.memory.room_unparked().await;
-                                let slot = shared.services.take(1).await;
-                                if !shared.memory.spent_unparked() {
-                                    break slot;
-                                }
-                            })
-                        },
-                        async {
-                            async_io::Timer::after(limits.frame_timeout).await;
-                            None
-                        },
-                    )
+                    let admitted = timeout(limits.frame_timeout, async {
+                        services_here.room().await;
+                        loop {
+                            shared.memory.room_unparked().await;
+                            let slot = shared.services.take(1).await;
+                            if !shared.memory.spent_unparked() {
+                                break slot;
+                            }
+                        }
+                    })
                     .await;
                     drop(parked);
                     let Some(slot) = admitted else {

@@ -128,27 +128,14 @@ impl Node {
         service: u16,
         body: Vec<u8>,
     ) -> Result<Vec<u8>, Error> {
-        let wait = self.call_timeout;
-        let answer = futures_lite::future::or(
-            async {
-                self.command(|reply| Command::Call {
-                    to,
-                    service,
-                    body,
-                    reply,
-                })
-                .await
-                .map(Some)
-            },
-            async {
-                async_io::Timer::after(wait).await;
-                Ok(None)
-            },
-        )
-        .await?;
-        match answer {
-            Some(Ok(bytes)) => Ok(bytes),
-            Some(Err(e)) => Err(Error::Service(to, e)),
+        let call = self.command(|reply| Command::Call {
+            to,
+            service,
+            body,
+            reply,
+        });
+        match crate::frame::timeout(self.call_timeout, call).await {
+            Some(answer) => answer?.map_err(|e| Error::Service(to, e)),
             None => Err(Error::Timeout(to)),
         }
     }
