@@ -221,6 +221,9 @@ fn demo_runs_every_step() {
         text.contains("fetched again from the surviving replicas: identical"),
         "{text}"
     );
+    // Issue 15: the story ends with the copies back (2 live nodes of 3 here).
+    assert!(text.contains("every piece has 2 copies again"), "{text}");
+    assert!(text.contains("on 2 nodes"), "{text}");
     assert!(text.contains("done: every step worked."), "{text}");
 }
 

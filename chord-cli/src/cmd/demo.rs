@@ -142,13 +142,29 @@ pub fn run(a: &Args) -> Result<()> {
         let out2 = dir.0.join("fetched-again.bin");
         fetch(other, &out2, &opts).await?;
         out!("   fetched again from the surviving replicas: identical");
-        let start = Instant::now();
+        let crashed = Instant::now();
         let walk = settled_ring(first, nodes.len()).await?;
         out!(
             "   the ring repaired itself in {:.1} s:",
-            start.elapsed().as_secs_f64()
+            crashed.elapsed().as_secs_f64()
         );
         print_ring(&walk);
+
+        // The dead node's copies come back: every item on `want` live nodes again.
+        let want = files_cfg.replicas.min(nodes.len() as u8) as usize;
+        step(
+            5,
+            &format!("Waiting for every piece of the file to have {want} copies again"),
+        );
+        if !copies_back(&nodes, want, crashed, Duration::from_secs(60)).await? {
+            return Err(
+                format!("some pieces still had fewer than {want} copies after 60 s").into(),
+            );
+        }
+        out!(
+            "   every piece has {want} copies again, {:.1} s after the crash",
+            crashed.elapsed().as_secs_f64()
+        );
         let ls = transfer::ls(first, 1000, &opts).await?;
         for l in &ls {
             out!("   {}  {} bytes  on {} nodes", l.name, l.size, l.replicas);
@@ -160,7 +176,7 @@ pub fn run(a: &Args) -> Result<()> {
             ctrlc::set_handler(move || {
                 let _ = tx.try_send(());
             })?;
-            step(5, "The ring keeps running. From another terminal, try:");
+            step(6, "The ring keeps running. From another terminal, try:");
             out!("   chord ring --node {first}");
             out!("   chord ls --node {first}");
             out!("   chord get demo.bin --node {other}");
@@ -174,6 +190,45 @@ pub fn run(a: &Args) -> Result<()> {
         out!("\ndone: every step worked.");
         Ok(())
     })
+}
+
+/// Wait until every item stored on `nodes` is held by at least `want` of them, at most
+/// `limit`, showing the count as it changes (with the time since `since`); false if
+/// `limit` passed first.
+async fn copies_back(
+    nodes: &[FilesNode],
+    want: usize,
+    since: Instant,
+    limit: Duration,
+) -> Result<bool> {
+    let start = Instant::now();
+    let mut shown = None;
+    loop {
+        let mut copies: std::collections::HashMap<chord_files::manifest::ItemKey, usize> =
+            std::collections::HashMap::new();
+        for n in nodes {
+            for k in n.store().list().await? {
+                *copies.entry(k).or_default() += 1;
+            }
+        }
+        let short = copies.values().filter(|c| **c < want).count();
+        if shown != Some(short) {
+            out!(
+                "   {:>5.1} s  {} of {} pieces have fewer than {want} copies",
+                since.elapsed().as_secs_f64(),
+                short,
+                copies.len()
+            );
+            shown = Some(short);
+        }
+        if short == 0 {
+            return Ok(true);
+        }
+        if start.elapsed() > limit {
+            return Ok(false);
+        }
+        async_io::Timer::after(Duration::from_millis(200)).await;
+    }
 }
 
 /// Walk the ring from `first` until it is consistent with `n` nodes (a walk may meet a
