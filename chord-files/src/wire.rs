@@ -190,12 +190,11 @@ impl FilesResponse {
     /// receiver can keep them in place instead of copying them out.
     pub fn data_at(encoded: &[u8]) -> Option<usize> {
         const DATA: u32 = 2; // the variant index of `Data`, pinned by a test
-        let (variant, rest) = postcard::take_from_bytes::<u32>(encoded).ok()?;
+        let (variant, rest) = chord_net::wire::enum_variant(encoded)?;
         if variant != DATA {
             return None;
         }
-        let (bytes, rest) = postcard::take_from_bytes::<&[u8]>(rest).ok()?;
-        rest.is_empty().then(|| encoded.len() - bytes.len())
+        chord_net::wire::bytes_to_end(encoded, rest)
     }
 }
 

@@ -141,17 +141,30 @@ pub enum Refusal {
 /// payload in the buffer it read instead of copying it (file chunks are 1 MiB).
 pub fn service_answer_at(body: &[u8]) -> Option<(u64, usize)> {
     const SERVICE_RESPONSE: u32 = 4; // Frame's variant index, pinned by a test
-    let (variant, rest) = postcard::take_from_bytes::<u32>(body).ok()?;
+    let (variant, rest) = enum_variant(body)?;
     if variant != SERVICE_RESPONSE {
         return None;
     }
     let (id, rest) = postcard::take_from_bytes::<u64>(rest).ok()?;
-    let (ok, rest) = postcard::take_from_bytes::<u32>(rest).ok()?;
+    let (ok, rest) = enum_variant(rest)?;
     if ok != 0 {
         return None;
     }
+    Some((id, bytes_to_end(body, rest)?))
+}
+
+/// The variant index at the start of a postcard-encoded enum, and what follows it.
+pub fn enum_variant(encoded: &[u8]) -> Option<(u32, &[u8])> {
+    postcard::take_from_bytes::<u32>(encoded).ok()
+}
+
+/// Where the bytes of a postcard byte string start in `encoded`, given `rest`, the end
+/// of `encoded` that holds the string: `None` unless the string runs exactly to the end.
+/// The zero-copy readers of service answers and file data use it to keep a payload in
+/// the buffer it was read into.
+pub fn bytes_to_end(encoded: &[u8], rest: &[u8]) -> Option<usize> {
     let (bytes, rest) = postcard::take_from_bytes::<&[u8]>(rest).ok()?;
-    rest.is_empty().then(|| (id, body.len() - bytes.len()))
+    rest.is_empty().then(|| encoded.len() - bytes.len())
 }
 
 /// One frame after the handshake.
