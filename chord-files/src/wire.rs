@@ -17,7 +17,10 @@ pub const MAX_HAVE: usize = 4096;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FilesRequest {
     /// The `replicas` nodes that should hold ring position `id`: its owner, then the
-    /// owner's successors.
+    /// owner's successors. For clients that need no range: this crate's own clients send
+    /// [`FilesRequest::LocateRange`], whose answer also says which positions it holds for
+    /// (one lookup then serves a run of keys). Kept, first of the enum, because removing
+    /// a variant would renumber every later one on the wire.
     Locate {
         /// Ring position.
         id: Id,
