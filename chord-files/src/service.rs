@@ -108,44 +108,9 @@ async fn serve(
             key,
             data,
             until_ms,
-        } => {
-            // A block whose lease has ended is garbage: not taken back from a holder that
-            // has not freed it yet (they would pass it back and forth for ever).
-            if matches!(key, ItemKey::Chunk(_)) && until_ms < now_ms() {
-                return Err(FilesError::Expired);
-            }
-            let before = match key {
-                ItemKey::Chunk(_) => store.lease(key).await.map_err(store_err)?,
-                _ => None,
-            };
-            let r = store_here(store, locks, lease_end, key, data, None).await?;
-            if let ItemKey::Chunk(_) = key {
-                // A lease only grows: a copy sent with a short lease never cuts the lease
-                // of a block held here already.
-                let until = until_ms.min(lease_end).max(before.unwrap_or(0));
-                store.set_lease(key, until).await.map_err(store_err)?;
-            }
-            r
-        }
+        } => replicate_here(store, locks, lease_end, key, data, until_ms).await?,
         FilesRequest::Renew { keys, until_ms } => {
-            if keys.len() > MAX_HAVE {
-                return Err(FilesError::BadRequest);
-            }
-            let until = until_ms.min(lease_end);
-            let mut out = Vec::with_capacity(keys.len());
-            for k in keys {
-                let held = match k {
-                    ItemKey::Chunk(_) => store.lease(k).await.map_err(store_err)?,
-                    _ => None,
-                };
-                if let Some(now) = held {
-                    if now < until {
-                        store.set_lease(k, until).await.map_err(store_err)?;
-                    }
-                }
-                out.push(held.is_some());
-            }
-            FilesResponse::Have(out)
+            FilesResponse::Have(renew_here(store, keys, until_ms.min(lease_end)).await?)
         }
         FilesRequest::StoreIf { key, data, expect } => {
             if !matches!(key, ItemKey::Record(_)) {
@@ -191,42 +156,7 @@ async fn serve(
             }
             FilesResponse::Versions(out)
         }
-        FilesRequest::ListFiles { after } => {
-            // Bounded work per page: at most LIST_EXAMINE records looked at, whatever
-            // else (other records) the store holds.
-            let ids = store
-                .record_ids_after(after, LIST_EXAMINE)
-                .await
-                .map_err(store_err)?;
-            let (mut records, mut bytes, mut more) = (Vec::new(), 0, None);
-            let mut last = None;
-            for &id in &ids {
-                if records.len() >= PAGE_RECORDS || bytes >= PAGE_BYTES {
-                    more = last;
-                    break;
-                }
-                last = Some(id);
-                let Some(d) = store.get(ItemKey::Record(id)).await.map_err(store_err)? else {
-                    continue;
-                };
-                if let Ok(r) = Record::decode_stored(&d, id) {
-                    if r.salt.starts_with(crate::manifest::FILE_PREFIX) {
-                        bytes += d.len();
-                        records.push(r);
-                    }
-                }
-            }
-            if more.is_none() && ids.len() == LIST_EXAMINE {
-                more = last;
-            }
-            let status = node.status().await.map_err(|_| FilesError::Stopped)?;
-            FilesResponse::Files {
-                records,
-                more,
-                successor: status.successors.first().map(|p| p.addr),
-                stored: store.used(),
-            }
-        }
+        FilesRequest::ListFiles { after } => list_files_page(node, store, after).await?,
         FilesRequest::ListHere => {
             // Kept for what it says of the node; files are listed by `ListFiles`.
             let manifests = Vec::new();
@@ -237,6 +167,101 @@ async fn serve(
                 stored: store.used(),
             }
         }
+    })
+}
+
+/// A copy pushed by another holder (repair, hand-off): stored like any item, but a block
+/// whose lease has ended is garbage and not taken back (holders would pass it back and
+/// forth for ever), and a block's lease here only grows.
+async fn replicate_here(
+    store: &dyn Store,
+    locks: &crate::store::Locks,
+    lease_end: u64,
+    key: ItemKey,
+    data: Vec<u8>,
+    until_ms: u64,
+) -> Result<FilesResponse, FilesError> {
+    if matches!(key, ItemKey::Chunk(_)) && until_ms < now_ms() {
+        return Err(FilesError::Expired);
+    }
+    let before = match key {
+        ItemKey::Chunk(_) => store.lease(key).await.map_err(store_err)?,
+        _ => None,
+    };
+    let r = store_here(store, locks, lease_end, key, data, None).await?;
+    if let ItemKey::Chunk(_) = key {
+        // A copy sent with a short lease never cuts the lease of a block held here already.
+        let until = until_ms.min(lease_end).max(before.unwrap_or(0));
+        store.set_lease(key, until).await.map_err(store_err)?;
+    }
+    Ok(r)
+}
+
+/// Extend the leases of the blocks among `keys` held here to `until` (never shorten
+/// one); which keys are held.
+async fn renew_here(
+    store: &dyn Store,
+    keys: Vec<ItemKey>,
+    until: u64,
+) -> Result<Vec<bool>, FilesError> {
+    if keys.len() > MAX_HAVE {
+        return Err(FilesError::BadRequest);
+    }
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        let held = match k {
+            ItemKey::Chunk(_) => store.lease(k).await.map_err(store_err)?,
+            _ => None,
+        };
+        if let Some(now) = held {
+            if now < until {
+                store.set_lease(k, until).await.map_err(store_err)?;
+            }
+        }
+        out.push(held.is_some());
+    }
+    Ok(out)
+}
+
+/// One page of the file records held here, after record `after`: bounded work per page
+/// (at most `LIST_EXAMINE` records looked at, whatever else the store holds) and bounded
+/// size (`PAGE_RECORDS`, `PAGE_BYTES`).
+async fn list_files_page(
+    node: &Node,
+    store: &dyn Store,
+    after: Option<Id>,
+) -> Result<FilesResponse, FilesError> {
+    let ids = store
+        .record_ids_after(after, LIST_EXAMINE)
+        .await
+        .map_err(store_err)?;
+    let (mut records, mut bytes, mut more) = (Vec::new(), 0, None);
+    let mut last = None;
+    for &id in &ids {
+        if records.len() >= PAGE_RECORDS || bytes >= PAGE_BYTES {
+            more = last;
+            break;
+        }
+        last = Some(id);
+        let Some(d) = store.get(ItemKey::Record(id)).await.map_err(store_err)? else {
+            continue;
+        };
+        if let Ok(r) = Record::decode_stored(&d, id) {
+            if r.salt.starts_with(crate::manifest::FILE_PREFIX) {
+                bytes += d.len();
+                records.push(r);
+            }
+        }
+    }
+    if more.is_none() && ids.len() == LIST_EXAMINE {
+        more = last;
+    }
+    let status = node.status().await.map_err(|_| FilesError::Stopped)?;
+    Ok(FilesResponse::Files {
+        records,
+        more,
+        successor: status.successors.first().map(|p| p.addr),
+        stored: store.used(),
     })
 }
 
