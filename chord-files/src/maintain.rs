@@ -144,86 +144,13 @@ pub async fn maintain(
         // At most MAX_HAVE at a time: a node's memory for a pass stays bounded however
         // many items one range holds.
         let j = run_end(&keys, i, owner);
-        let mut group = Vec::with_capacity(j - i);
-        let mut mine = Vec::with_capacity(j - i);
-        for key in &keys[i..j] {
-            let v = match *key {
-                ItemKey::Record(rid) => {
-                    let held = store.get(*key).await.map_err(store_err)?;
-                    match held.and_then(|d| Record::decode_stored(&d, rid).ok()) {
-                        Some(x) if !x.expired(now) => Some(x.version()),
-                        _ => {
-                            store.delete(*key).await.map_err(store_err)?;
-                            r.expired += 1;
-                            continue;
-                        }
-                    }
-                }
-                // A block whose lease has ended is left to garbage collection.
-                ItemKey::Chunk(_)
-                    if store
-                        .lease(*key)
-                        .await
-                        .map_err(store_err)?
-                        .is_some_and(|end| end < now) =>
-                {
-                    continue;
-                }
-                _ => held_version(store, *key).await.map_err(store_err)?,
-            };
-            if let Some(v) = v {
-                group.push(*key);
-                mine.push(v);
-            }
-        }
+        let (group, mine) = read_group(store, &keys[i..j], now, &mut r).await?;
         i = j;
         if leaving {
             holders.retain(|p| p.addr != me);
             holders.truncate(usize::from(k));
         }
-        let mut said = Vec::with_capacity(holders.len());
-        for h in &holders {
-            let mut v = vec![None; group.len()];
-            if h.addr != me {
-                for (c, chunk) in group.chunks(MAX_HAVE).enumerate() {
-                    let req = FilesRequest::Versions {
-                        keys: chunk.to_vec(),
-                    };
-                    match ask(node, h.addr, &req).await {
-                        Err(FilesError::Stopped) => return Err(FilesError::Stopped),
-                        Ok(FilesResponse::Versions(answer)) if answer.len() == chunk.len() => {
-                            for (n, a) in answer.into_iter().enumerate() {
-                                v[c * MAX_HAVE + n] = Some(a);
-                            }
-                        }
-                        other => debug!(to = %h.addr, "versions failed: {other:?}"),
-                    }
-                }
-            }
-            // A claim of a newer record than ours decides that ours goes (or is not
-            // sent): believed only once the record is fetched and its signature checks.
-            // A holder that claims what it cannot show counts as not answering.
-            for (n, key) in group.iter().enumerate() {
-                let ItemKey::Record(rid) = *key else { continue };
-                let Some(Some(claim)) = v[n] else { continue };
-                if claim <= mine[n] {
-                    continue;
-                }
-                let shown = match ask(node, h.addr, &FilesRequest::Fetch { key: *key }).await {
-                    Err(FilesError::Stopped) => return Err(FilesError::Stopped),
-                    Ok(FilesResponse::Data(d)) => Record::decode_at(&d, rid).ok(),
-                    _ => None,
-                };
-                if shown.is_none_or(|r| r.version() != claim) {
-                    warn!(from = %h.addr, "a holder claimed a record version it did not show");
-                    v[n] = None;
-                }
-            }
-            said.push(Holder {
-                addr: h.addr,
-                said: v,
-            });
-        }
+        let mut said = ask_holders(node, &holders, &group, &mine).await?;
         let todo = plan_on_proof(node, store, &group, &mine, &mut said, k, leaving).await?;
         if leaving {
             // An item no other holder has and nobody is to be sent (no other node left,
@@ -237,62 +164,187 @@ pub async fn maintain(
                 }
             }
         }
-        let mut failed = vec![false; group.len()];
-        let mut data: Option<(usize, Vec<u8>)> = None;
-        for (n, to) in todo.send {
-            if data.as_ref().is_none_or(|(m, _)| *m != n) {
-                data = store.get(group[n]).await.ok().flatten().map(|d| (n, d));
-            }
-            let Some((_, d)) = &data else {
-                failed[n] = true;
-                r.failed += 1;
-                continue;
-            };
-            let len = d.len() as u64;
-            let req = match group[n] {
-                // A block's copy keeps this copy's lease: repair never extends one.
-                key @ ItemKey::Chunk(_) => FilesRequest::Replicate {
-                    key,
-                    data: d.clone(),
-                    until_ms: store.lease(key).await.ok().flatten().unwrap_or(u64::MAX),
-                },
-                key => FilesRequest::Store {
-                    key,
-                    data: d.clone(),
-                },
-            };
-            match ask(node, to, &req).await {
-                Ok(FilesResponse::Stored) => {
-                    r.sent += 1;
-                    r.bytes += len;
-                }
-                // It had a newer one by now: the next pass sees it.
-                Ok(FilesResponse::Newer(_)) => {}
-                Err(FilesError::Stopped) => return Err(FilesError::Stopped),
-                other => {
-                    warn!(to = %to, "replica refused an item: {other:?}");
-                    failed[n] = true;
-                    r.failed += 1;
-                }
-            }
-        }
-        for n in todo.drop {
-            if failed[n] {
-                continue;
-            }
-            // A record may have been replaced here since it was read (a writer whose
-            // view of the holders is older than ours): only the version planned for goes.
-            if let ItemKey::Record(_) = group[n] {
-                let now_held = held_version(store, group[n]).await.map_err(store_err)?;
-                if now_held != Some(mine[n]) {
-                    continue;
-                }
-            }
-            store.delete(group[n]).await.map_err(store_err)?;
-            r.dropped += 1;
-        }
+        let failed = send_copies(node, store, &group, &todo.send, &mut r).await?;
+        drop_planned(store, &group, &mine, &todo.drop, &failed, &mut r).await?;
     }
     Ok(r)
+}
+
+/// This node's items of one replica group (`keys`) and their versions: expired records
+/// are deleted here (counted), blocks whose lease has ended are left to garbage
+/// collection.
+async fn read_group(
+    store: &dyn Store,
+    keys: &[ItemKey],
+    now: u64,
+    r: &mut Repair,
+) -> Result<(Vec<ItemKey>, Vec<Version>), FilesError> {
+    let mut group = Vec::with_capacity(keys.len());
+    let mut mine = Vec::with_capacity(keys.len());
+    for key in keys {
+        let v = match *key {
+            ItemKey::Record(rid) => {
+                let held = store.get(*key).await.map_err(store_err)?;
+                match held.and_then(|d| Record::decode_stored(&d, rid).ok()) {
+                    Some(x) if !x.expired(now) => Some(x.version()),
+                    _ => {
+                        store.delete(*key).await.map_err(store_err)?;
+                        r.expired += 1;
+                        continue;
+                    }
+                }
+            }
+            // A block whose lease has ended is left to garbage collection.
+            ItemKey::Chunk(_)
+                if store
+                    .lease(*key)
+                    .await
+                    .map_err(store_err)?
+                    .is_some_and(|end| end < now) =>
+            {
+                continue;
+            }
+            _ => held_version(store, *key).await.map_err(store_err)?,
+        };
+        if let Some(v) = v {
+            group.push(*key);
+            mine.push(v);
+        }
+    }
+    Ok((group, mine))
+}
+
+/// What each holder says it has of `group` (`None` where it did not answer), with every
+/// claim of a newer record than ours checked by fetching it.
+async fn ask_holders(
+    node: &Node,
+    holders: &[Peer],
+    group: &[ItemKey],
+    mine: &[Version],
+) -> Result<Vec<Holder>, FilesError> {
+    let me = node.addr();
+    let mut said = Vec::with_capacity(holders.len());
+    for h in holders {
+        let mut v = vec![None; group.len()];
+        if h.addr != me {
+            for (c, chunk) in group.chunks(MAX_HAVE).enumerate() {
+                let req = FilesRequest::Versions {
+                    keys: chunk.to_vec(),
+                };
+                match ask(node, h.addr, &req).await {
+                    Err(FilesError::Stopped) => return Err(FilesError::Stopped),
+                    Ok(FilesResponse::Versions(answer)) if answer.len() == chunk.len() => {
+                        for (n, a) in answer.into_iter().enumerate() {
+                            v[c * MAX_HAVE + n] = Some(a);
+                        }
+                    }
+                    other => debug!(to = %h.addr, "versions failed: {other:?}"),
+                }
+            }
+        }
+        // A claim of a newer record than ours decides that ours goes (or is not
+        // sent): believed only once the record is fetched and its signature checks.
+        // A holder that claims what it cannot show counts as not answering.
+        for (n, key) in group.iter().enumerate() {
+            let ItemKey::Record(rid) = *key else { continue };
+            let Some(Some(claim)) = v[n] else { continue };
+            if claim <= mine[n] {
+                continue;
+            }
+            let shown = match ask(node, h.addr, &FilesRequest::Fetch { key: *key }).await {
+                Err(FilesError::Stopped) => return Err(FilesError::Stopped),
+                Ok(FilesResponse::Data(d)) => Record::decode_at(&d, rid).ok(),
+                _ => None,
+            };
+            if shown.is_none_or(|r| r.version() != claim) {
+                warn!(from = %h.addr, "a holder claimed a record version it did not show");
+                v[n] = None;
+            }
+        }
+        said.push(Holder {
+            addr: h.addr,
+            said: v,
+        });
+    }
+    Ok(said)
+}
+
+/// Send the planned copies (`send`: item index and destination); which items failed.
+async fn send_copies(
+    node: &Node,
+    store: &dyn Store,
+    group: &[ItemKey],
+    send: &[(usize, SocketAddr)],
+    r: &mut Repair,
+) -> Result<Vec<bool>, FilesError> {
+    let mut failed = vec![false; group.len()];
+    let mut data: Option<(usize, Vec<u8>)> = None;
+    for &(n, to) in send {
+        if data.as_ref().is_none_or(|(m, _)| *m != n) {
+            data = store.get(group[n]).await.ok().flatten().map(|d| (n, d));
+        }
+        let Some((_, d)) = &data else {
+            failed[n] = true;
+            r.failed += 1;
+            continue;
+        };
+        let len = d.len() as u64;
+        let req = match group[n] {
+            // A block's copy keeps this copy's lease: repair never extends one.
+            key @ ItemKey::Chunk(_) => FilesRequest::Replicate {
+                key,
+                data: d.clone(),
+                until_ms: store.lease(key).await.ok().flatten().unwrap_or(u64::MAX),
+            },
+            key => FilesRequest::Store {
+                key,
+                data: d.clone(),
+            },
+        };
+        match ask(node, to, &req).await {
+            Ok(FilesResponse::Stored) => {
+                r.sent += 1;
+                r.bytes += len;
+            }
+            // It had a newer one by now: the next pass sees it.
+            Ok(FilesResponse::Newer(_)) => {}
+            Err(FilesError::Stopped) => return Err(FilesError::Stopped),
+            other => {
+                warn!(to = %to, "replica refused an item: {other:?}");
+                failed[n] = true;
+                r.failed += 1;
+            }
+        }
+    }
+    Ok(failed)
+}
+
+/// Delete the copies the plan drops, unless their send failed or the record changed here
+/// since it was read.
+async fn drop_planned(
+    store: &dyn Store,
+    group: &[ItemKey],
+    mine: &[Version],
+    drop: &[usize],
+    failed: &[bool],
+    r: &mut Repair,
+) -> Result<(), FilesError> {
+    for &n in drop {
+        if failed[n] {
+            continue;
+        }
+        // A record may have been replaced here since it was read (a writer whose
+        // view of the holders is older than ours): only the version planned for goes.
+        if let ItemKey::Record(_) = group[n] {
+            let now_held = held_version(store, group[n]).await.map_err(store_err)?;
+            if now_held != Some(mine[n]) {
+                continue;
+            }
+        }
+        store.delete(group[n]).await.map_err(store_err)?;
+        r.dropped += 1;
+    }
+    Ok(())
 }
 
 /// [`plan`], with every claim the plan takes on trust ([`relied_on`]) proven first: the
