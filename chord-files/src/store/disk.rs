@@ -1,0 +1,300 @@
+//! [`DiskStore`]: records in an embedded database (redb), blocks as files, crash-safe.
+
+use super::*;
+
+/// Items on disk under one directory:
+///
+/// ```text
+/// DIR/chunks/ab/cd/abcd…(64 hex)      chunk bytes
+/// DIR/records.redb                    signed records (redb; each sealed with its BLAKE3)
+/// DIR/tmp/                            block writes in progress
+/// ```
+///
+/// A block goes to `tmp/`, is fsynced, renamed into place and its directory fsynced, so a
+/// crash leaves either the old block, the new one, or a stray temporary file (removed at
+/// the next start) — never a partial block. A block's lease is its file's modification
+/// time. Records are small and many: they share one embedded database (redb, in
+/// the records database's group commits), durable before the write is acknowledged.
+/// Items are checked again when read (blocks by hash, records by their seal); one that
+/// no longer matches is deleted and reported absent, so a replica is fetched instead.
+pub struct DiskStore {
+    dir: PathBuf,
+    limit: u64,
+    used: AtomicU64,
+    seq: AtomicU64,
+    pub(super) records: crate::records_db::RecordDb,
+    /// A block's write or delete and the count of its bytes, one at a time per key.
+    locks: Locks,
+}
+
+impl DiskStore {
+    /// Open (creating if needed) a store in `dir`, holding at most `limit` bytes.
+    pub fn open(dir: &Path, limit: u64) -> Result<DiskStore, StoreError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(StoreError::Io(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", dir.display()),
+            )));
+        }
+        for sub in ["chunks", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        // Leftovers of writes interrupted by a crash.
+        for e in std::fs::read_dir(dir.join("tmp"))? {
+            let _ = std::fs::remove_file(e?.path());
+        }
+        let (records, mut used) = crate::records_db::RecordDb::open(&dir.join("records.redb"))?;
+        let store = DiskStore {
+            dir: dir.to_path_buf(),
+            limit,
+            used: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+            records,
+            locks: Locks::default(),
+        };
+        for key in store.scan()? {
+            if let Ok(m) = std::fs::metadata(store.path(&key)) {
+                used += m.len();
+            }
+        }
+        store.used.store(used, Ordering::SeqCst);
+        Ok(store)
+    }
+
+    pub(super) fn path(&self, key: &ItemKey) -> PathBuf {
+        match key {
+            ItemKey::Chunk(h) => {
+                let x = hex(h);
+                self.dir.join("chunks").join(&x[..2]).join(&x[2..4]).join(x)
+            }
+            ItemKey::Manifest(id) => {
+                let x = id.to_string();
+                self.dir.join("manifests").join(&x[..2]).join(x)
+            }
+            // Records live in the database; no file of theirs exists.
+            ItemKey::Record(id) => self.dir.join("records.redb.d").join(id.to_string()),
+        }
+    }
+
+    /// Every item file present. Files whose names are not item keys are ignored.
+    fn scan(&self) -> io::Result<Vec<ItemKey>> {
+        let mut out = Vec::new();
+        let walk = |root: PathBuf, depth: usize, out: &mut Vec<PathBuf>| -> io::Result<()> {
+            let mut stack = vec![(root, 0)];
+            while let Some((d, level)) = stack.pop() {
+                for e in std::fs::read_dir(&d)? {
+                    let p = e?.path();
+                    if level < depth {
+                        if p.is_dir() {
+                            stack.push((p, level + 1));
+                        }
+                    } else if p.is_file() {
+                        out.push(p);
+                    }
+                }
+            }
+            Ok(())
+        };
+        let mut files = Vec::new();
+        walk(self.dir.join("chunks"), 2, &mut files)?;
+        for p in files.drain(..) {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let mut h = [0u8; 32];
+            if name.len() == 64 && hex_decode(name, &mut h) {
+                out.push(ItemKey::Chunk(h));
+            }
+        }
+        let named = |p: &PathBuf| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<Id>().ok())
+        };
+        // Retired unsigned manifests of an older store: listed so that they are dropped.
+        if self.dir.join("manifests").is_dir() {
+            walk(self.dir.join("manifests"), 1, &mut files)?;
+            out.extend(files.iter().filter_map(named).map(ItemKey::Manifest));
+        }
+        Ok(out)
+    }
+}
+
+fn hex_decode(s: &str, out: &mut [u8]) -> bool {
+    hex::decode_to_slice(s, out).is_ok()
+}
+
+impl Store for DiskStore {
+    fn put(&self, key: ItemKey, data: Vec<u8>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if let ItemKey::Record(id) = key {
+                let data = seal(data);
+                let len = data.len() as u64;
+                reserve(&self.used, self.limit, len)?;
+                return match self.records.put(id, data).await {
+                    Ok(old) => {
+                        release(&self.used, old);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        release(&self.used, len);
+                        Err(e.into())
+                    }
+                };
+            }
+            let path = self.path(&key);
+            let len = data.len() as u64;
+            // Reserved before writing; what a replaced copy held is given back after, and
+            // read under the key's lock so that concurrent writes count it once.
+            reserve(&self.used, self.limit, len)?;
+            let _guard = self.locks.lock(&key).await;
+            let old = std::fs::metadata(&path).map_or(0, |m| m.len());
+            let tmp = self.dir.join("tmp").join(format!(
+                "{}-{}",
+                std::process::id(),
+                self.seq.fetch_add(1, Ordering::SeqCst)
+            ));
+            let r = blocking::unblock(move || -> io::Result<()> {
+                let write = || -> io::Result<()> {
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    let mut f = std::fs::File::create(&tmp)?;
+                    f.write_all(&data)?;
+                    f.sync_all()?;
+                    std::fs::rename(&tmp, &path)?;
+                    // The rename itself survives a crash only once its directory is synced.
+                    match path.parent() {
+                        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+                        None => Ok(()),
+                    }
+                };
+                let r = write();
+                if r.is_err() {
+                    // A full disk, say: do not leave the partial copy taking room.
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                r
+            })
+            .await;
+            match r {
+                Ok(()) => release(&self.used, old),
+                Err(e) => {
+                    release(&self.used, len);
+                    return Err(e.into());
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn get(&self, key: ItemKey) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
+        Box::pin(async move {
+            if let ItemKey::Record(id) = key {
+                let Some(d) = self.records.get(id)? else {
+                    return Ok(None);
+                };
+                return match unseal(d).filter(|d| Record::decode_stored(d, id).is_ok()) {
+                    Some(d) => Ok(Some(d)),
+                    None => {
+                        tracing::warn!(?key, "stored record is corrupt: dropped");
+                        self.delete(key).await?;
+                        Ok(None)
+                    }
+                };
+            }
+            let path = self.path(&key);
+            // Read and verify off the async thread: hashing a chunk takes a while.
+            let data = blocking::unblock(move || match std::fs::read(&path) {
+                Ok(d) => {
+                    let ok = verify(&key, &d);
+                    Ok(Some((d, ok)))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            })
+            .await?;
+            match data {
+                Some((d, true)) => Ok(Some(d)),
+                Some((_, false)) => {
+                    tracing::warn!(?key, "stored item is corrupt: dropped");
+                    self.delete(key).await?;
+                    Ok(None)
+                }
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn has(&self, key: ItemKey) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            match key {
+                ItemKey::Record(id) => Ok(self.records.has(id)?),
+                _ => Ok(self.path(&key).is_file()),
+            }
+        })
+    }
+
+    fn delete(&self, key: ItemKey) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if let ItemKey::Record(id) = key {
+                let old = self.records.delete(id).await?;
+                release(&self.used, old);
+                return Ok(());
+            }
+            let path = self.path(&key);
+            let _guard = self.locks.lock(&key).await;
+            if let Ok(m) = std::fs::metadata(&path) {
+                std::fs::remove_file(&path)?;
+                release(&self.used, m.len());
+            }
+            Ok(())
+        })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<ItemKey>, StoreError>> {
+        Box::pin(async move {
+            let mut keys = self.scan()?;
+            let records = self.records.ids_after(None, usize::MAX)?;
+            keys.extend(records.into_iter().map(ItemKey::Record));
+            Ok(keys)
+        })
+    }
+
+    fn used(&self) -> u64 {
+        self.used.load(Ordering::SeqCst)
+    }
+
+    fn record_ids_after(
+        &self,
+        after: Option<Id>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Id>, StoreError>> {
+        Box::pin(async move { Ok(self.records.ids_after(after, limit)?) })
+    }
+
+    /// A block's lease is kept as its file's modification time (so it survives restarts
+    /// without another file): the time the lease ends.
+    fn lease(&self, key: ItemKey) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
+        Box::pin(async move {
+            match std::fs::metadata(self.path(&key)) {
+                Ok(m) => Ok(Some(
+                    m.modified()?
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64),
+                )),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn set_lease(&self, key: ItemKey, until_ms: u64) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(until_ms);
+            match std::fs::File::options().write(true).open(self.path(&key)) {
+                Ok(f) => Ok(f.set_modified(t)?),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+}
