@@ -32,15 +32,17 @@ impl Calls {
     }
 
     /// An answer from `from` to the call `id`: to its caller, if that call went to
-    /// `from` (anyone else answering it is ignored).
+    /// `from`. Anyone else answering it is ignored, and the call goes on waiting for its
+    /// own answer (found in review: the call was forgotten first, so any peer could end
+    /// our calls to others with a guessed id, and the caller saw the node as stopped).
     pub(super) fn answered(
         &mut self,
         id: u64,
         from: SocketAddr,
         body: Result<Vec<u8>, ServiceError>,
     ) {
-        if let Some((to, r)) = self.waiting.remove(&id) {
-            if to == from {
+        if self.waiting.get(&id).is_some_and(|(to, _)| *to == from) {
+            if let Some((_, r)) = self.waiting.remove(&id) {
                 answer(&r, body);
             }
         }
@@ -57,5 +59,27 @@ impl Calls {
                 true
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_peer_called_can_answer_a_call() {
+        let (b, evil): (SocketAddr, SocketAddr) = (
+            "127.0.0.2:2000".parse().expect("addr"),
+            "127.0.0.66:2000".parse().expect("addr"),
+        );
+        let mut calls = Calls::new();
+        let id = calls.next_id();
+        let (tx, rx) = async_channel::bounded(1);
+        calls.insert(id, b, tx);
+        calls.answered(id, evil, Ok(b"forged".to_vec()));
+        assert!(!rx.is_closed(), "a stranger's answer ended the call");
+        assert!(rx.try_recv().is_err());
+        calls.answered(id, b, Ok(b"real".to_vec()));
+        assert_eq!(rx.try_recv().expect("answered"), Ok(b"real".to_vec()));
     }
 }
