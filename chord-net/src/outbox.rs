@@ -130,8 +130,10 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
-    /// Queue the answer. Dropped only if the connection is gone: the asker cannot read it
-    /// any more.
+    /// Queue the answer. Dropped if the connection is gone (the asker cannot read it any
+    /// more), or if its queue is full: on a peer's connection that the driver also sends
+    /// its own frames on, the queue can fill; the peer then sees the request as lost and
+    /// its protocol's timeout handles it.
     pub(crate) fn send(self, bytes: Vec<u8>) {
         let _ = self.out.answer(bytes);
     }

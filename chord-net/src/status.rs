@@ -5,11 +5,13 @@
 //! applications).
 
 use chord_core::{Id, Peer};
+use serde::{Deserialize, Serialize};
 
 use crate::wire;
 
-/// A node's routing state, as `chord status` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A node's routing state, as `chord status` shows it. Serializable (as the wire type it
+/// replaced in the API was), for applications that store or forward it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Status {
     /// The node (its first ring position).
@@ -25,7 +27,7 @@ pub struct Status {
 }
 
 /// One row of a finger table.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Finger {
     /// The first finger index this node serves.

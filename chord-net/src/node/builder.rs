@@ -168,6 +168,7 @@ impl NodeBuilder {
             call_timeout: self.limits.call_timeout,
             leave_requests: leave_rx,
             key: self.key.clone(),
+            killing: Arc::default(),
             _owner: Some(Arc::new(Owner(tx.clone()))),
         };
         let mut driver = Driver::new(addr, &self, node.detached(), rx, ready_tx);

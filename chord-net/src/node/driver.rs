@@ -182,6 +182,15 @@ impl Driver {
             }
             self.flush(ex);
         }
+        // Close both queues and drop what is still in them: a handle's command queued
+        // before the stop holds the sender its caller waits on, and a closed channel
+        // keeps its messages for as long as any sender lives (the handle's own). Dropped
+        // here, every such caller gets `Error::Stopped` at once instead of waiting for
+        // ever (found with the kill test: `status` calls queued behind the kill hung).
+        for q in [&self.rx, &self.work_rx] {
+            q.close();
+            while q.try_recv().is_ok() {}
+        }
         info!(addr = %self.addr, "node stopped");
     }
 
