@@ -85,118 +85,137 @@ fn parse_owner(text: &str) -> Result<[u8; 32]> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let command = &args.command;
     let (KvCommand::Put { common: a, .. }
     | KvCommand::Get { common: a, .. }
-    | KvCommand::Rm { common: a, .. }) = command;
-    let at = &a.at;
-    let mut dht = RemoteDht::new(at.addr, &opts(at, a.replicas)?);
-    match command {
+    | KvCommand::Rm { common: a, .. }) = &args.command;
+    let mut dht = RemoteDht::new(a.at.addr, &opts(&a.at, a.replicas)?);
+    match &args.command {
         KvCommand::Put {
             key,
             value,
             expect,
             ttl,
             ..
-        } => {
-            let salt = salt(key)?;
-            let value = if value == "-" {
-                let mut v = Vec::new();
-                std::io::stdin()
-                    .take(MAX_VALUE as u64 + 1)
-                    .read_to_end(&mut v)
-                    .map_err(|e| format!("cannot read standard input: {e}"))?;
-                v
-            } else {
-                value.clone().into_bytes()
-            };
-            if value.len() > MAX_VALUE {
-                return Err(format!("a record's value is at most {MAX_VALUE} bytes").into());
+        } => put(&mut dht, a, key, value, *expect, *ttl),
+        KvCommand::Get { key, owner, .. } => get(&mut dht, a, key, owner.as_deref()),
+        KvCommand::Rm { key, .. } => rm(&mut dht, a, key),
+    }
+}
+
+/// `chord kv put`: the key's next version, signed by the identity.
+fn put(
+    dht: &mut RemoteDht,
+    a: &ItemArgs,
+    key: &str,
+    value: &str,
+    expect: Option<u64>,
+    ttl: Option<u64>,
+) -> Result<()> {
+    let at = &a.at;
+    let salt = salt(key)?;
+    let value = if value == "-" {
+        let mut v = Vec::new();
+        std::io::stdin()
+            .take(MAX_VALUE as u64 + 1)
+            .read_to_end(&mut v)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
+        v
+    } else {
+        value.as_bytes().to_vec()
+    };
+    if value.len() > MAX_VALUE {
+        return Err(format!("a record's value is at most {MAX_VALUE} bytes").into());
+    }
+    let me = a.identity.load()?;
+    let w = block_on(dht.put_record(
+        &me,
+        salt,
+        value,
+        WriteOptions {
+            expect: expect.map(|s| (s != 0).then_some(s)),
+            expires_ms: ttl.map(|t| now_ms().saturating_add(t.saturating_mul(1000))),
+        },
+    ))
+    .map_err(|e| hinted(at.addr, e))?;
+    if at.json {
+        out!(
+            "{}",
+            json!({"key": key, "seq": w.seq, "replicas": w.replicas})
+        );
+    } else {
+        out!("stored   {} (sequence {})", printable(key), w.seq);
+        out!("replicas {}", w.replicas);
+    }
+    if w.replicas < a.replicas {
+        eprintln!(
+            "warning: {} of {} holders took it (fewer nodes than replicas?)",
+            w.replicas, a.replicas
+        );
+    }
+    Ok(())
+}
+
+/// `chord kv get`: the value, raw into a pipe or file, escaped on a terminal.
+fn get(dht: &mut RemoteDht, a: &ItemArgs, key: &str, owner: Option<&str>) -> Result<()> {
+    let at = &a.at;
+    let pk = match owner {
+        Some(o) => parse_owner(o)?,
+        None => a.identity.load_existing()?.public_key(),
+    };
+    let got = block_on(dht.get_record(&pk, salt(key)?)).map_err(|e| hinted(at.addr, e))?;
+    let Some(v) = got else {
+        return Err(format!("no record {:?} of {}", printable(key), hex32(&pk)).into());
+    };
+    if at.json {
+        let text = String::from_utf8(v.value.clone()).ok();
+        out!(
+            "{}",
+            json!({"key": key, "owner": hex32(&pk), "seq": v.seq, "value": text, "value_hex": hex::encode(&v.value)})
+        );
+    } else {
+        let mut o = std::io::stdout().lock();
+        // A value is data from the network: raw into a pipe or file, escaped on a
+        // terminal (it could carry escape sequences).
+        let r = if o.is_terminal() {
+            let text = printable(&String::from_utf8_lossy(&v.value));
+            writeln!(o, "{text}")
+        } else {
+            o.write_all(&v.value)
+        };
+        if let Err(e) = r.and_then(|()| o.flush()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(141);
             }
-            let me = a.identity.load()?;
-            let w = block_on(dht.put_record(
-                &me,
-                salt,
-                value,
-                WriteOptions {
-                    expect: expect.map(|s| (s != 0).then_some(s)),
-                    expires_ms: ttl.map(|t| now_ms().saturating_add(t.saturating_mul(1000))),
-                },
-            ))
-            .map_err(|e| hinted(at.addr, e))?;
-            if at.json {
-                out!(
-                    "{}",
-                    json!({"key": key, "seq": w.seq, "replicas": w.replicas})
-                );
-            } else {
-                out!("stored   {} (sequence {})", printable(key), w.seq);
-                out!("replicas {}", w.replicas);
-            }
-            if w.replicas < a.replicas {
-                eprintln!(
-                    "warning: {} of {} holders took it (fewer nodes than replicas?)",
-                    w.replicas, a.replicas
-                );
-            }
+            return Err(format!("cannot write the output: {e}").into());
         }
-        KvCommand::Get { key, owner, .. } => {
-            let pk = match owner {
-                Some(o) => parse_owner(o)?,
-                None => a.identity.load_existing()?.public_key(),
-            };
-            let got = block_on(dht.get_record(&pk, salt(key)?)).map_err(|e| hinted(at.addr, e))?;
-            let Some(v) = got else {
-                return Err(format!("no record {:?} of {}", printable(key), hex32(&pk)).into());
-            };
-            if at.json {
-                let text = String::from_utf8(v.value.clone()).ok();
-                out!(
-                    "{}",
-                    json!({"key": key, "owner": hex32(&pk), "seq": v.seq, "value": text, "value_hex": hex::encode(&v.value)})
-                );
-            } else {
-                let mut o = std::io::stdout().lock();
-                // A value is data from the network: raw into a pipe or file, escaped on a
-                // terminal (it could carry escape sequences).
-                let r = if o.is_terminal() {
-                    let text = printable(&String::from_utf8_lossy(&v.value));
-                    writeln!(o, "{text}")
-                } else {
-                    o.write_all(&v.value)
-                };
-                if let Err(e) = r.and_then(|()| o.flush()) {
-                    if e.kind() == std::io::ErrorKind::BrokenPipe {
-                        std::process::exit(141);
-                    }
-                    return Err(format!("cannot write the output: {e}").into());
-                }
-            }
-        }
-        KvCommand::Rm { key, .. } => {
-            let me = a.identity.load()?;
-            let w = block_on(dht.delete_record(&me, salt(key)?)).map_err(|e| hinted(at.addr, e))?;
-            let Some(w) = w else {
-                return Err(format!(
-                    "you have no record {:?} to delete (a record belongs to the identity that wrote it)",
-                    printable(key)
-                )
-                .into());
-            };
-            if at.json {
-                out!(
-                    "{}",
-                    json!({"key": key, "seq": w.seq, "replicas": w.replicas})
-                );
-            } else {
-                out!(
-                    "deleted  {} (tombstone, sequence {})",
-                    printable(key),
-                    w.seq
-                );
-                out!("replicas {}", w.replicas);
-            }
-        }
+    }
+    Ok(())
+}
+
+/// `chord kv rm`: a signed tombstone.
+fn rm(dht: &mut RemoteDht, a: &ItemArgs, key: &str) -> Result<()> {
+    let at = &a.at;
+    let me = a.identity.load()?;
+    let w = block_on(dht.delete_record(&me, salt(key)?)).map_err(|e| hinted(at.addr, e))?;
+    let Some(w) = w else {
+        return Err(format!(
+            "you have no record {:?} to delete (a record belongs to the identity that wrote it)",
+            printable(key)
+        )
+        .into());
+    };
+    if at.json {
+        out!(
+            "{}",
+            json!({"key": key, "seq": w.seq, "replicas": w.replicas})
+        );
+    } else {
+        out!(
+            "deleted  {} (tombstone, sequence {})",
+            printable(key),
+            w.seq
+        );
+        out!("replicas {}", w.replicas);
     }
     Ok(())
 }
