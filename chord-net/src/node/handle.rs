@@ -16,7 +16,7 @@ pub struct Node {
     pub(super) call_timeout: Duration,
     pub(super) leave_requests: Receiver<()>,
     pub(super) key: Option<NetworkKey>,
-    /// A kill is on its way from a thread of its own (the queue was full): one is enough.
+    /// A kill was sent (or is on its way from a thread of its own): one is enough.
     pub(super) killing: Arc<std::sync::atomic::AtomicBool>,
     pub(super) _owner: Option<Arc<Owner>>,
 }
@@ -144,14 +144,11 @@ impl Node {
 
     /// Stop at once without telling anyone, as a crash would.
     pub fn kill(&self) {
-        // Not lost to a full queue (a node under load must still stop when told), and at
-        // most one thread for it however often it is called (found in review: 300 kills
-        // on a full queue made 300 threads).
-        let kill = Input::Command(Command::Kill);
-        if let Err(async_channel::TrySendError::Full(kill)) = self.tx.try_send(kill) {
-            if !self.killing.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                send_surely(&self.tx, kill);
-            }
+        // Not lost to a full queue (a node under load must still stop when told), and sent
+        // once however often it is called (found in review: 300 kills on a full queue made
+        // 300 threads); a second kill has nothing to add.
+        if !self.killing.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            send_surely(&self.tx, Input::Command(Command::Kill));
         }
     }
 
