@@ -21,6 +21,7 @@ mod experiment;
 mod identity;
 mod menu;
 mod svg;
+mod view;
 
 use common::{printable, CLIENT_EXAMPLES, FILES_EXAMPLES};
 

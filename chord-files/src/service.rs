@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chord_core::Id;
 use chord_net::Node;
@@ -20,7 +20,9 @@ use crate::{decode, encode, FilesError};
 pub use crate::maintain::{
     ask, collect_garbage, lease_grace, locate, maintain, maintenance_loop, renew_files, Repair,
 };
-pub use crate::wire::{proof, FilesRequest, FilesResponse, MAX_HAVE, PAGE_BYTES, PAGE_RECORDS};
+pub use crate::wire::{
+    proof, FilesRequest, FilesResponse, MAX_HAVE, PAGE_BYTES, PAGE_RECORDS, STATS_MAX_AGE,
+};
 
 /// Most records a `ListFiles` answer looks at.
 const LIST_EXAMINE: usize = 4096;
@@ -30,6 +32,26 @@ pub struct FilesService {
     store: Arc<dyn Store>,
     locks: Arc<crate::store::Locks>,
     lease: Duration,
+    count: Arc<CountCache>,
+}
+
+/// The store's item count, taken at most once per [`STATS_MAX_AGE`] however often
+/// `Stats` is asked (counting may read a whole directory).
+#[derive(Default)]
+struct CountCache(futures::lock::Mutex<Option<(Instant, u64)>>);
+
+impl CountCache {
+    async fn get(&self, store: &dyn Store) -> Result<u64, StoreError> {
+        let mut cached = self.0.lock().await;
+        if let Some((at, n)) = *cached {
+            if at.elapsed() < STATS_MAX_AGE {
+                return Ok(n);
+            }
+        }
+        let n = store.count().await?;
+        *cached = Some((Instant::now(), n));
+        Ok(n)
+    }
 }
 
 impl FilesService {
@@ -45,6 +67,7 @@ impl FilesService {
             store,
             locks: Arc::new(crate::store::Locks::default()),
             lease,
+            count: Arc::default(),
         }
     }
 }
@@ -57,9 +80,10 @@ impl chord_net::Service for FilesService {
         request: Vec<u8>,
     ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
         let (store, locks, lease) = (self.store.clone(), self.locks.clone(), self.lease);
+        let count = self.count.clone();
         Box::pin(async move {
             let answer = match decode::<FilesRequest>(&request) {
-                Ok(req) => serve(&node, &*store, &locks, lease, req)
+                Ok(req) => serve(&node, &*store, &locks, &count, lease, req)
                     .await
                     .unwrap_or_else(FilesResponse::Error),
                 Err(_) => FilesResponse::Error(FilesError::BadRequest),
@@ -88,6 +112,7 @@ async fn serve(
     node: &Node,
     store: &dyn Store,
     locks: &crate::store::Locks,
+    count: &CountCache,
     lease: Duration,
     req: FilesRequest,
 ) -> Result<FilesResponse, FilesError> {
@@ -128,6 +153,10 @@ async fn serve(
         FilesRequest::Prove { key, nonce } => match store.get(key).await.map_err(store_err)? {
             Some(d) => FilesResponse::Proof(proof(&nonce, node.addr(), &d)),
             None => FilesResponse::NotFound,
+        },
+        FilesRequest::Stats => FilesResponse::Stats {
+            stored: store.used(),
+            items: count.get(store).await.map_err(store_err)?,
         },
         FilesRequest::Have { keys } => {
             if keys.len() > MAX_HAVE {

@@ -57,6 +57,11 @@ pub trait Store: Send + Sync + 'static {
     fn list(&self) -> BoxFuture<'_, Result<Vec<ItemKey>, StoreError>>;
     /// Bytes in use.
     fn used(&self) -> u64;
+    /// How many items are held. The default counts `list`; a store that knows should
+    /// say so more cheaply.
+    fn count(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move { Ok(self.list().await?.len() as u64) })
+    }
     /// The ids of the records held here after `after` (all if `None`), in order, at most
     /// `limit` of them. The default sorts the whole `list`; a store that keeps records in
     /// order should do better.

@@ -112,7 +112,14 @@ pub enum FilesRequest {
         /// Fresh random bytes from the asker.
         nonce: [u8; 32],
     },
+    /// How much is held here: bytes and items (for a view of the ring; the count may be
+    /// up to [`STATS_MAX_AGE`] old).
+    Stats,
 }
+
+/// How old the item count of a [`FilesResponse::Stats`] answer may be: a node counts its
+/// items at most this often, however often it is asked.
+pub const STATS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A proof of holding `data`: BLAKE3 keyed by `nonce` over the holder's address and the
 /// bytes. Only a node that has the bytes when asked can answer, and one node's answer is
@@ -180,6 +187,13 @@ pub enum FilesResponse {
     },
     /// Answer to `Prove`.
     Proof([u8; 32]),
+    /// Answer to `Stats`.
+    Stats {
+        /// Bytes stored here.
+        stored: u64,
+        /// Items (blocks and records) held here.
+        items: u64,
+    },
 }
 
 /// Most records in one `Files` page.

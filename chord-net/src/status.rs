@@ -38,6 +38,27 @@ pub struct Finger {
     pub peer: Peer,
 }
 
+impl Status {
+    /// The status of a node that knows nobody yet: no predecessor, successors or fingers,
+    /// not a member (for applications and tests that build one; fill the fields in).
+    pub fn new(me: Peer) -> Status {
+        Status {
+            me,
+            predecessor: None,
+            successors: Vec::new(),
+            fingers: Vec::new(),
+            member: false,
+        }
+    }
+}
+
+impl Finger {
+    /// Row `index` of a finger table: it starts at `start` and points at `peer`.
+    pub fn new(index: u8, start: Id, peer: Peer) -> Finger {
+        Finger { index, start, peer }
+    }
+}
+
 impl From<wire::Status> for Status {
     fn from(s: wire::Status) -> Status {
         Status {

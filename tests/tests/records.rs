@@ -1690,3 +1690,36 @@ fn an_upload_longer_than_the_block_lease_keeps_its_first_chunks() {
         kill_all(&nodes);
     });
 }
+
+/// `Stats` says how many items and bytes a node holds (the live view's numbers).
+#[test]
+fn stats_count_the_items_and_bytes_held() {
+    block_on(async {
+        let nodes = ring(1).await;
+        let ask = || async {
+            let mut c = chord_net::Client::connect(nodes[0].node().addr())
+                .await
+                .expect("client");
+            let answer = c
+                .call(
+                    chord_files::SERVICE,
+                    encode(&FilesRequest::Stats).expect("encode"),
+                )
+                .await
+                .expect("call");
+            match decode::<FilesResponse>(&answer).expect("decode") {
+                FilesResponse::Stats { stored, items } => (stored, items),
+                other => panic!("not stats: {other:?}"),
+            }
+        };
+        assert_eq!(ask().await, (0, 0));
+        nodes[0].put_block(vec![7; 1000]).await.expect("block");
+        nodes[0].put_block(vec![8; 500]).await.expect("block");
+        // The count may be up to STATS_MAX_AGE old.
+        std::thread::sleep(chord_files::wire::STATS_MAX_AGE);
+        let (stored, items) = ask().await;
+        assert_eq!(items, 2);
+        assert!(stored >= 1500, "{stored}");
+        kill_all(&nodes);
+    });
+}

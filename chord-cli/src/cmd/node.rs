@@ -16,7 +16,8 @@ use crate::identity::IdentityArg;
 pub const EXAMPLES: &str = "Examples:
   chord node                                   # 127.0.0.1:2000, a new ring
   chord node 127.0.0.2 5000 --join 127.0.0.1:2000
-  chord node 127.0.0.3 5000 --join 127.0.0.1:2000 --headless";
+  chord node 127.0.0.3 5000 --join 127.0.0.1:2000 --headless
+  chord node --http                            # and watch the ring at http://127.0.0.1:8080/";
 
 /// Options of `chord node`.
 #[derive(clap::Args, Debug)]
@@ -54,6 +55,10 @@ pub struct Args {
     /// keygen`); nodes and clients without it are refused.
     #[arg(long, env = "CHORD_NETWORK_KEY", value_name = "FILE")]
     network_key: Option<PathBuf>,
+    /// Serve a live view of the ring in the browser on this address (default
+    /// 127.0.0.1:8080 when no address is given). Read-only.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::view::DEFAULT_ADDR)]
+    http: Option<SocketAddr>,
     /// Whose files the menu uploads and downloads by plain name.
     #[command(flatten)]
     identity: IdentityArg,
@@ -157,6 +162,10 @@ pub fn run(a: &Args) -> Result<()> {
     // Removed when this function returns (the node has stopped).
     let _token = crate::control::write_token(node.addr(), &setup.control)?;
     out!("listening on {} id {}", node.addr(), node.id());
+    if let Some(http) = a.http {
+        let at = crate::view::serve(http, node.addr(), setup.key.clone())?;
+        eprintln!("live view: http://{at}/");
+    }
     if !a.headless && std::io::stdin().is_terminal() {
         return crate::menu::run(setup, files, rx);
     }

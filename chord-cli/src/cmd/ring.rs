@@ -7,9 +7,8 @@ use chord_core::Id;
 use chord_net::NetworkKey;
 use chord_net::Status;
 use futures_lite::future::block_on;
-use serde_json::{json, Value};
 
-use crate::common::{connect, no_node_hint, peer_json, short, Hinted, NodeAddr, Result};
+use crate::common::{connect, no_node_hint, short, Hinted, NodeAddr, Result};
 
 /// Options of `chord ring`.
 #[derive(clap::Args, Debug)]
@@ -64,6 +63,13 @@ pub fn run(a: &Args) -> Result<()> {
     let (at, svg, fingers_of) = (&a.at, a.svg.as_deref(), a.fingers_of);
     let key = at.key()?;
     let walk = block_on(walk_ring(at.addr, key.as_ref()))?;
+    let stats: Vec<Option<(u64, u64)>> = if svg.is_some() || at.json {
+        walk.iter()
+            .map(|s| node_stats(s.me.addr, key.as_ref()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     if let Some(path) = svg {
         let focus = fingers_of.unwrap_or(at.addr);
         let st = block_on(async {
@@ -77,11 +83,12 @@ pub fn run(a: &Args) -> Result<()> {
         let fingers: Vec<Id> = st.fingers.iter().map(|f| f.peer.id).collect();
         let nodes: Vec<crate::svg::RingNode> = walk
             .iter()
-            .map(|s| crate::svg::RingNode {
+            .zip(&stats)
+            .map(|(s, st)| crate::svg::RingNode {
                 id: s.me.id,
                 label: s.me.addr.to_string(),
                 successor: s.successors.first().map(|p| p.id),
-                stored: stored_bytes(s.me.addr, key.as_ref()),
+                stored: st.map(|st| st.0),
             })
             .collect();
         let title = format!(
@@ -95,41 +102,16 @@ pub fn run(a: &Args) -> Result<()> {
         )
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    let consistent = chord_net::ring::is_consistent(&walk);
     if at.json {
-        let nodes: Vec<Value> = walk
-            .iter()
-            .map(|s| {
-                json!({
-                    "id": s.me.id.to_string(),
-                    "addr": s.me.addr.to_string(),
-                    "successor": s.successors.first().map(peer_json),
-                    "predecessor": s.predecessor.as_ref().map(peer_json),
-                })
-            })
-            .collect();
-        out!("{}", json!({"nodes": nodes, "consistent": consistent}));
+        let view = crate::view::ring::RingView::of_walk(&walk, &stats);
+        out!("{}", serde_json::to_string(&view)?);
     } else {
         print_ring(&walk);
     }
     Ok(())
 }
 
-/// Bytes the files service at `addr` stores, if it answers.
-pub fn stored_bytes(
-    addr: std::net::SocketAddr,
-    key: Option<&chord_net::NetworkKey>,
-) -> Option<u64> {
-    use chord_files::wire::{FilesRequest, FilesResponse};
-    block_on(async {
-        let mut c = chord_net::Client::connect_with_key(addr, chord_net::Limits::default(), key)
-            .await
-            .ok()?;
-        let req = chord_files::encode(&FilesRequest::ListHere).ok()?;
-        let answer = c.call(chord_files::SERVICE, req).await.ok()?;
-        match chord_files::decode::<FilesResponse>(&answer).ok()? {
-            FilesResponse::Here { stored, .. } => Some(stored),
-            _ => None,
-        }
-    })
+/// Bytes stored and items held by the files service at `addr`, if it answers.
+fn node_stats(addr: SocketAddr, key: Option<&NetworkKey>) -> Option<(u64, u64)> {
+    block_on(crate::view::ring::Walker::new(addr, key.cloned()).stats(addr))
 }

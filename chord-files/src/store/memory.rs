@@ -78,6 +78,10 @@ impl Store for MemoryStore {
         Box::pin(async move { Ok(self.items().keys().copied().collect()) })
     }
 
+    fn count(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move { Ok(self.items().len() as u64) })
+    }
+
     fn used(&self) -> u64 {
         self.used.load(Ordering::SeqCst)
     }

@@ -1,0 +1,286 @@
+//! The live view's HTTP server: hyper's HTTP/1 server on smol's sockets (through
+//! smol-hyper), so it runs on the same runtime family as the node. Read-only, GET only.
+//!
+//! | path | what |
+//! |---|---|
+//! | `/` `/app.js` `/style.css` | the page (embedded in the binary; nothing fetched from elsewhere) |
+//! | `/api/ring` | the latest walk, as `chord ring --json` prints it |
+//! | `/api/lookup?key=NAME` | a lookup of NAME traced hop by hop ([`super::trace`]) |
+//! | `/events` | server-sent events: `ring` (every new walk), `change` (what changed) |
+//!
+//! Hostile input is bounded: requests of at most 16 KiB of headers, read within 10 s;
+//! at most [`MAX_CONNECTIONS`] connections and [`super::MAX_FOLLOWERS`] event streams;
+//! one traced lookup at a time, keys of at most [`MAX_KEY`] bytes. On a loopback address
+//! the `Host` header must name a loopback host, so that a web site cannot read the view
+//! through a DNS name rebound to 127.0.0.1.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chord_net::NetworkKey;
+use futures_lite::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, Response, StatusCode};
+use smol_hyper::rt::{FuturesIo, SmolTimer};
+
+use super::{trace, Hub};
+
+/// Open connections at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Longest key a traced lookup takes, in bytes.
+pub const MAX_KEY: usize = 1024;
+
+const PAGE: &str = include_str!("page/index.html");
+const SCRIPT: &str = include_str!("page/app.js");
+const STYLE: &str = include_str!("page/style.css");
+
+/// What the server's tasks share.
+pub struct Shared {
+    /// Where the server listens.
+    pub listen: SocketAddr,
+    /// The node whose view this is.
+    pub node: SocketAddr,
+    /// Its ring's network key.
+    pub key: Option<NetworkKey>,
+    /// Walks and changes, and the pages following them.
+    pub hub: Hub,
+    connections: AtomicUsize,
+    tracing: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(listen: SocketAddr, node: SocketAddr, key: Option<NetworkKey>) -> Shared {
+        Shared {
+            listen,
+            node,
+            key,
+            hub: Hub::new(),
+            connections: AtomicUsize::new(0),
+            tracing: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Counts a connection while it lives.
+struct Counted(Arc<Shared>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Accept connections for ever, each served on `ex`.
+pub async fn accept(
+    ex: Arc<async_executor::Executor<'static>>,
+    listener: async_net::TcpListener,
+    shared: Arc<Shared>,
+) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of file descriptors, say: wait instead of spinning.
+                tracing::warn!("live view: accept failed: {e}");
+                async_io::Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if shared.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            shared.connections.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
+        let counted = Counted(shared.clone());
+        let shared = shared.clone();
+        ex.spawn(async move {
+            let _counted = counted;
+            let service = hyper::service::service_fn(move |req| route(shared.clone(), req));
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(SmolTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .max_buf_size(16 * 1024)
+                .serve_connection(FuturesIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!("live view: connection ended: {e}");
+            }
+        })
+        .detach();
+    }
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn respond(status: StatusCode, kind: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()).boxed());
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(kind));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    r
+}
+
+fn text(status: StatusCode, msg: &str) -> Response<Body> {
+    respond(status, "text/plain; charset=utf-8", format!("{msg}\n"))
+}
+
+const JSON: &str = "application/json";
+
+async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if shared.listen.ip().is_loopback() && !host_is_loopback(&req) {
+        return Ok(text(
+            StatusCode::FORBIDDEN,
+            "this view answers only to loopback host names (localhost, 127.0.0.1, [::1])",
+        ));
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "the live view is read-only",
+        ));
+    }
+    Ok(match req.uri().path() {
+        "/" => {
+            let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", PAGE);
+            r.headers_mut().insert(
+                "content-security-policy",
+                HeaderValue::from_static(
+                    "default-src 'none'; script-src 'self'; style-src 'self'; \
+                     connect-src 'self'; img-src 'self'; base-uri 'none'; \
+                     form-action 'none'; frame-ancestors 'none'",
+                ),
+            );
+            r
+        }
+        "/app.js" => respond(StatusCode::OK, "text/javascript; charset=utf-8", SCRIPT),
+        "/style.css" => respond(StatusCode::OK, "text/css; charset=utf-8", STYLE),
+        "/api/ring" => match shared.hub.latest() {
+            Some(json) => respond(StatusCode::OK, JSON, json),
+            None => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the first walk of the ring has not finished yet",
+            ),
+        },
+        "/api/lookup" => lookup(&shared, req.uri().query().unwrap_or("")).await,
+        "/events" => events(&shared),
+        _ => text(StatusCode::NOT_FOUND, "no such page"),
+    })
+}
+
+/// Is the request's `Host` a loopback name or address (port aside)?
+fn host_is_loopback(req: &Request<Incoming>) -> bool {
+    let Some(host) = req.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    loopback_host(host)
+}
+
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn lookup(shared: &Shared, query: &str) -> Response<Body> {
+    let Some(name) = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "key")
+        .map(|(_, v)| v.into_owned())
+    else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "say which key: /api/lookup?key=NAME",
+        );
+    };
+    if name.len() > MAX_KEY {
+        return text(
+            StatusCode::BAD_REQUEST,
+            &format!("a key of at most {MAX_KEY} bytes"),
+        );
+    }
+    if shared.tracing.swap(true, Ordering::SeqCst) {
+        return text(
+            StatusCode::TOO_MANY_REQUESTS,
+            "one traced lookup at a time; try again",
+        );
+    }
+    // Cleared however the trace ends (a page that goes away drops it half-way).
+    let _busy = Busy(&shared.tracing);
+    let mut walker = super::ring::Walker::new(shared.node, shared.key.clone());
+    let t = trace::trace(&mut walker, &name).await;
+    respond(
+        StatusCode::OK,
+        JSON,
+        serde_json::to_string(&t).unwrap_or_default(),
+    )
+}
+
+/// Clears a flag when dropped.
+struct Busy<'a>(&'a AtomicBool);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+fn events(shared: &Shared) -> Response<Body> {
+    let Some(rx) = shared.hub.follow() else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many pages follow this view",
+        );
+    };
+    let stream = rx.map(|m| Ok::<_, Infallible>(Frame::data(m)));
+    let mut r = respond(
+        StatusCode::OK,
+        "text/event-stream",
+        Bytes::new(), // replaced below
+    );
+    *r.body_mut() = BodyExt::boxed(StreamBody::new(stream));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_host_names_are_served() {
+        for ok in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:8080",
+            "127.1.2.3",
+            "[::1]:80",
+            "[::1]",
+            "LOCALHOST:1",
+        ] {
+            assert!(loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "localhost.evil.example",
+            "10.0.0.1:80",
+            "[::2]:80",
+            "",
+        ] {
+            assert!(!loopback_host(bad), "{bad}");
+        }
+    }
+}
