@@ -174,7 +174,24 @@ fn the_live_view_draws_the_ring_and_follows_a_crash_without_reloading() {
         "owner {owner} expected: {result}"
     );
     assert!(result.contains("(same owner)"), "{result}");
-    screenshot(&tab, "2-lookup.png");
+    // A click on a node shows its fingers: lines on the ring and its table beside it.
+    js(
+        &tab,
+        "document.querySelector('#ring circle.node').dispatchEvent(new MouseEvent('click')); true",
+    );
+    assert!(
+        js(&tab, "document.getElementById('focus').textContent").contains("fingers: 0→"),
+        "{}",
+        js(&tab, "document.getElementById('focus').textContent")
+    );
+    assert_ne!(
+        js(
+            &tab,
+            "document.querySelectorAll('#ring line.finger').length"
+        ),
+        "0"
+    );
+    screenshot(&tab, "2-lookup-and-fingers.png");
 
     // Kill one node: the page (not reloaded: the marker stays) shows 4 nodes once
     // stabilization has closed the gap, and says what happened to the victim.
@@ -339,4 +356,111 @@ fn the_view_api_is_chord_ring_json_and_refuses_what_it_should() {
     let (status, page) = http_get(&view, "/", "localhost", "GET");
     assert_eq!(status, 200);
     assert!(page.contains("<svg id=\"ring\""), "{page}");
+}
+
+/// Kills the process when dropped (also when the test fails half-way).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// From the first crash (or leave) event on, if a consistent ring of 3 follows it.
+fn after_crash(events: &str) -> Option<&str> {
+    let at = events
+        .find("\"kind\":\"crash\"")
+        .or_else(|| events.find("\"kind\":\"leave\""))?;
+    let rest = &events[at..];
+    rest.contains("ring consistent (3 nodes)").then_some(rest)
+}
+
+/// `chord demo --http`: the demo's story reaches the page as it happens (the crash of the
+/// node the demo kills, then a ring of the survivors again), and the ring stays up for
+/// the page until Ctrl-C.
+#[test]
+fn the_demo_plays_in_the_live_view() {
+    let mut child = Killed(
+        chord_tests::chord(CHORD)
+            .args([
+                "demo",
+                "--nodes",
+                "4",
+                "--size",
+                "1M",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().expect("stdout")).lines();
+    let mut text = Vec::new();
+    let mut view = None;
+    for line in lines.by_ref().map_while(Result::ok) {
+        if let Some(rest) = line.trim().strip_prefix("watch it live: http://") {
+            view = rest.split('/').next().map(str::to_string);
+            break;
+        }
+        text.push(line);
+    }
+    let view = view.unwrap_or_else(|| panic!("no live view address: {text:?}"));
+    // Follow the events as the page does, in a thread, while the demo goes on.
+    let events = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&view).expect("connect to the view");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        write!(s, "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("send");
+        let start = Instant::now();
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        while start.elapsed() < Duration::from_secs(90) && after_crash(&seen).is_none() {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(_) => {}
+            }
+        }
+        seen
+    });
+    for line in lines.by_ref().map_while(Result::ok) {
+        let ready = line.contains("Ctrl-C stops the demo");
+        text.push(line);
+        if ready {
+            break;
+        }
+    }
+    let text = text.join("\n");
+    let killed = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("killed "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no crash in the story: {text}"))
+        .trim_end_matches(',')
+        .to_string();
+    let seen = events.join().expect("events thread");
+    let crash = after_crash(&seen)
+        .unwrap_or_else(|| panic!("no crash then a ring of 3 on the page: {seen}"));
+    assert!(
+        crash.contains(&format!("\"text\":\"{killed} (")),
+        "the crash the page was told of is not of {killed}: {crash}"
+    );
+    assert!(
+        text.contains("or watch the ring and look up keys at http://"),
+        "{text}"
+    );
+    // Still up for the page; Ctrl-C ends it.
+    assert!(child.0.try_wait().expect("try_wait").is_none());
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.0.wait().expect("wait").success(), "{rest:?}");
 }

@@ -17,7 +17,8 @@ use crate::common::{parse_size, Result};
 pub const EXAMPLES: &str = "Examples:
   chord demo
   chord demo --nodes 8 --size 64M
-  chord demo --keep        # leave the ring running and talk to it with chord ls, get, ring…";
+  chord demo --keep        # leave the ring running and talk to it with chord ls, get, ring…
+  chord demo --http        # and watch it in the browser at http://127.0.0.1:8080/";
 
 /// Options of `chord demo`.
 #[derive(clap::Args, Debug)]
@@ -31,6 +32,11 @@ pub struct Args {
     /// Keep the ring running after the demo, until Ctrl-C.
     #[arg(long)]
     keep: bool,
+    /// Play the demo in the browser too: serve the live view of the ring on this address
+    /// (default 127.0.0.1:8080), go at a pace one can follow, and keep the ring running
+    /// at the end (as --keep).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::view::DEFAULT_ADDR)]
+    http: Option<SocketAddr>,
 }
 
 /// Cleans up the demo's files however the demo ends.
@@ -46,6 +52,13 @@ fn step(n: u32, what: &str) {
 }
 
 pub fn run(a: &Args) -> Result<()> {
+    // With the live view, a pause between steps so that the page can be followed.
+    let pace = if a.http.is_some() {
+        Duration::from_secs(3)
+    } else {
+        Duration::ZERO
+    };
+    let pause = || async_io::Timer::after(pace);
     let dir = TempDir(std::env::temp_dir().join(format!("chord-demo-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)?;
     let config = Config {
@@ -68,6 +81,7 @@ pub fn run(a: &Args) -> Result<()> {
             ),
         );
         let mut nodes: Vec<FilesNode> = Vec::new();
+        let mut view_at = None;
         for _ in 0..a.nodes {
             let mut b = chord_net::Node::builder()
                 .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -83,6 +97,16 @@ pub fn run(a: &Args) -> Result<()> {
                 &n.node().id().to_string()[..16]
             );
             nodes.push(n);
+            if let (Some(http), 1) = (a.http, nodes.len()) {
+                let at = crate::view::serve(http, nodes[0].node().addr(), None)?;
+                view_at = Some(at);
+                out!(
+                    "   watch it live: http://{at}/  (the demo waits {} s between steps)",
+                    pace.as_secs()
+                );
+                pause().await;
+            }
+            async_io::Timer::after(pace / 6).await;
         }
         let first = nodes[0].node().addr();
         let start = Instant::now();
@@ -95,6 +119,7 @@ pub fn run(a: &Args) -> Result<()> {
         // Replicas go to the successor lists: give them a moment to fill.
         async_io::Timer::after(Duration::from_secs(1)).await;
 
+        pause().await;
         step(
             2,
             &format!(
@@ -119,6 +144,7 @@ pub fn run(a: &Args) -> Result<()> {
             put.min_replicas
         );
 
+        pause().await;
         step(3, "Fetching it through another node and verifying it");
         let other = nodes[nodes.len() - 1].node().addr();
         let out = dir.0.join("fetched.bin");
@@ -128,6 +154,7 @@ pub fn run(a: &Args) -> Result<()> {
             std::fs::metadata(&out)?.len()
         );
 
+        pause().await;
         step(
             4,
             "Crashing a node that holds the file, then fetching again",
@@ -152,6 +179,7 @@ pub fn run(a: &Args) -> Result<()> {
 
         // The dead node's copies come back: every item on `want` live nodes again.
         let want = files_cfg.replicas.min(nodes.len() as u8) as usize;
+        pause().await;
         step(
             5,
             &format!("Waiting for every piece of the file to have {want} copies again"),
@@ -170,7 +198,7 @@ pub fn run(a: &Args) -> Result<()> {
             out!("   {}  {} bytes  on {} nodes", l.name, l.size, l.replicas);
         }
 
-        if a.keep {
+        if a.keep || a.http.is_some() {
             // The handler first: whoever reads "Ctrl-C stops the demo" may press it at once.
             let (tx, rx) = async_channel::bounded::<()>(1);
             ctrlc::set_handler(move || {
@@ -181,6 +209,9 @@ pub fn run(a: &Args) -> Result<()> {
             out!("   chord ls --node {first}");
             out!("   chord get demo.bin --node {other}");
             out!("   chord put SOME_FILE --node {first}");
+            if let Some(at) = view_at {
+                out!("   or watch the ring and look up keys at http://{at}/");
+            }
             out!("   Ctrl-C stops the demo.");
             let _ = rx.recv().await;
         }
