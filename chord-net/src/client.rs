@@ -176,6 +176,22 @@ impl Client {
         }
     }
 
+    /// The routing state of the node's ring position `position` (one of its virtual
+    /// nodes; [`Client::status`] gives the first). `Error::Remote(.., NotHere)` if the node
+    /// holds no such position.
+    pub async fn status_of(&mut self, position: Id) -> Result<Status, Error> {
+        match self
+            .request(
+                ClientRequest::StatusOf { position },
+                self.limits.frame_timeout,
+            )
+            .await?
+        {
+            ClientResponse::Status(s) => Ok(s.into()),
+            _ => Err(Error::Unexpected(self.addr)),
+        }
+    }
+
     /// Send a request to service `service` on the node and wait for its answer.
     pub async fn call(&mut self, service: u16, body: Vec<u8>) -> Result<Vec<u8>, Error> {
         self.call_into(service, body, Vec::new()).await

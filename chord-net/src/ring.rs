@@ -6,11 +6,15 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use chord_core::Peer;
+
 use crate::{Client, Error, Limits, NetworkKey, Status};
 
-/// Walk the ring by successors from the node at `start`, asking each for its status
-/// (`key`: the ring's network key, if it has one). Stops on coming back to a position
-/// already seen, at a node without a successor, or after `max_nodes` nodes.
+/// Walk the ring by successors from the node at `start`, asking each ring position for
+/// its status (`key`: the ring's network key, if it has one). Every position is walked,
+/// virtual nodes included (each asked by its id, [`Client::status_of`]). Stops on coming
+/// back to a position already seen, at a node without a successor, or after `max_nodes`
+/// positions.
 pub async fn walk(
     start: SocketAddr,
     key: Option<&NetworkKey>,
@@ -18,18 +22,27 @@ pub async fn walk(
 ) -> Result<Vec<Status>, Error> {
     let mut out: Vec<Status> = Vec::new();
     let mut seen = HashSet::new();
-    let mut next = start;
+    let mut next: Option<Peer> = None;
     while out.len() < max_nodes {
-        let mut c = Client::connect_with_key(next, Limits::default(), key).await?;
-        let s = c.status().await?;
+        let addr = next.map_or(start, |p| p.addr);
+        let mut c = Client::connect_with_key(addr, Limits::default(), key).await?;
+        let s = match next {
+            None => c.status().await?,
+            Some(p) => {
+                let s = c.status_of(p.id).await?;
+                if s.me.id != p.id {
+                    return Err(Error::Unexpected(addr));
+                }
+                s
+            }
+        };
         if !seen.insert(s.me.id) {
             break;
         }
-        let succ = s.successors.first().map(|p| p.addr);
+        next = s.successors.first().copied();
         out.push(s);
-        match succ {
-            Some(a) => next = a,
-            None => break,
+        if next.is_none() {
+            break;
         }
     }
     Ok(out)

@@ -277,6 +277,13 @@ pub enum ClientRequest {
         /// What to do.
         command: ControlCommand,
     },
+    /// The routing state of one of the node's ring positions (a node with virtual nodes
+    /// has several; [`ClientRequest::Status`] gives the first). Answered
+    /// [`RemoteError::NotHere`] if the node holds no such position.
+    StatusOf {
+        /// The position's id.
+        position: Id,
+    },
 }
 
 /// What an operator can make a node do ([`ClientRequest::Control`]).
@@ -320,6 +327,9 @@ pub enum RemoteError {
     /// control token.
     #[error("only the node's operator, on its host, can do that (with its control token)")]
     NotAllowed,
+    /// The node holds no ring position with the id asked about.
+    #[error("no ring position with that id here")]
+    NotHere,
 }
 
 /// A node's routing state, as `chord status` shows it.
@@ -489,6 +499,16 @@ mod tests {
                 "010101",
             ),
             (
+                postcard::to_stdvec(&Frame::ClientRequest {
+                    id: 1,
+                    body: ClientRequest::StatusOf {
+                        position: Id([0x22; 20]),
+                    },
+                })
+                .expect("enc"),
+                "0101042222222222222222222222222222222222222222",
+            ),
+            (
                 // ServiceRequest (3), id 2, service 7, 2 bytes of body.
                 postcard::to_stdvec(&Frame::ServiceRequest {
                     id: 2,
@@ -577,6 +597,14 @@ mod tests {
             Frame::ClientResponse {
                 id: 11,
                 body: ClientResponse::Error(RemoteError::NotAllowed),
+            },
+            Frame::ClientRequest {
+                id: 12,
+                body: ClientRequest::StatusOf { position: Id::MAX },
+            },
+            Frame::ClientResponse {
+                id: 12,
+                body: ClientResponse::Error(RemoteError::NotHere),
             },
             Frame::ClientResponse {
                 id: 9,

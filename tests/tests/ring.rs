@@ -245,3 +245,48 @@ fn nodes_on_different_ips_and_no_wildcards() {
         }
     });
 }
+
+/// A walk of a ring with virtual nodes visits every position, each asked by its id
+/// (`StatusOf`): before it, a walk asked each host for its first position only, so it
+/// skipped the others and never came round (found building the live view).
+#[test]
+fn a_walk_visits_every_virtual_node() {
+    block_on(async {
+        let mut nodes: Vec<Node> = Vec::new();
+        for i in 0..3 {
+            let mut b = Node::builder()
+                .listen(chord_tests::any_port())
+                .config(fast_config())
+                .vnodes(3);
+            if i > 0 {
+                b = b.join(nodes[0].addr());
+            }
+            nodes.push(b.start().await.expect("node starts"));
+        }
+        let mut positions: Vec<Id> = nodes.iter().flat_map(|n| n.ids().to_vec()).collect();
+        positions.sort();
+        assert_eq!(positions.len(), 9);
+        let walk =
+            chord_net::ring::wait_stable(nodes[0].addr(), None, 9, 1, Duration::from_secs(30))
+                .await
+                .expect("a stable ring of 9 positions");
+        let mut walked: Vec<Id> = walk.iter().map(|s| s.me.id).collect();
+        walked.sort();
+        assert_eq!(walked, positions);
+        assert!(chord_net::ring::is_consistent(&walk));
+        // Asking a host for a position it does not hold is refused.
+        let mut c = Client::connect(nodes[0].addr()).await.expect("client");
+        assert!(matches!(
+            c.status_of(nodes[1].id()).await,
+            Err(chord_net::Error::Remote(
+                _,
+                chord_net::wire::RemoteError::NotHere
+            ))
+        ));
+        let second = nodes[0].ids()[1];
+        assert_eq!(c.status_of(second).await.expect("status").me.id, second);
+        for n in &nodes {
+            n.kill();
+        }
+    });
+}

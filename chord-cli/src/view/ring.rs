@@ -184,6 +184,25 @@ impl Walker {
         None
     }
 
+    /// The status of ring position `p` (one of the virtual nodes of the node at
+    /// `p.addr`), within [`ASK_DEADLINE`]; `None` if it does not answer, or answers for
+    /// another position.
+    pub async fn status_of(&mut self, p: Peer) -> Option<Status> {
+        for _ in 0..2 {
+            let c = self.client(p.addr).await?;
+            match within(c.status_of(p.id)).await {
+                Some(Ok(s)) if s.me.id == p.id => return Some(s),
+                // An answer for another position, or a refusal (no such position here):
+                // the connection is fine, and a second try would say the same.
+                Some(Ok(_)) | Some(Err(chord_net::Error::Remote(..))) => return None,
+                Some(Err(_)) | None => {
+                    self.clients.remove(&p.addr);
+                }
+            }
+        }
+        None
+    }
+
     /// The node at `addr`'s own lookup of `key`: the owner and the hops it took.
     pub async fn lookup(&mut self, addr: SocketAddr, key: chord_core::Id) -> Option<(Peer, u32)> {
         let c = self.client(addr).await?;
@@ -221,6 +240,7 @@ impl Walker {
         let mut next: Vec<Peer> = first.successors.clone();
         let mut complete = false;
         seen.insert(first.me.id);
+        let mut hosts = HashSet::from([first.me.addr]);
         let stats = self.stats(first.me.addr).await;
         nodes.push(RingNode::answered(&first, stats));
         statuses.push(first);
@@ -233,14 +253,19 @@ impl Walker {
                 break;
             }
             seen.insert(p.id);
-            match self.status(p.addr).await {
-                Some(s) if s.me.id == p.id => {
-                    let stats = self.stats(p.addr).await;
+            match self.status_of(p).await {
+                Some(s) => {
+                    // A host's bytes and items once, at its first position walked.
+                    let stats = if hosts.insert(p.addr) {
+                        self.stats(p.addr).await
+                    } else {
+                        None
+                    };
                     nodes.push(RingNode::answered(&s, stats));
                     next = s.successors.clone();
                     statuses.push(s);
                 }
-                _ => {
+                None => {
                     // Silent (or another node at that address now): skip to the next
                     // entry of the list that named it.
                     all_answered = false;
@@ -262,7 +287,12 @@ impl Walker {
 
 /// `f`'s value if it comes within [`ASK_DEADLINE`] and is `Ok`.
 async fn deadline<T, E>(f: impl std::future::Future<Output = Result<T, E>>) -> Option<T> {
-    futures_lite::future::or(async { f.await.ok() }, async {
+    within(f).await?.ok()
+}
+
+/// `f`'s result if it comes within [`ASK_DEADLINE`].
+async fn within<T>(f: impl std::future::Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(f.await) }, async {
         async_io::Timer::after(ASK_DEADLINE).await;
         None
     })

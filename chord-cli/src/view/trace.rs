@@ -109,7 +109,7 @@ pub async fn trace(walker: &mut Walker, name: &str) -> Trace {
             Step::Next(candidates) => {
                 let mut answered = None;
                 for c in candidates {
-                    if let Some(s) = walker.status(c.addr).await.filter(|s| s.me.id == c.id) {
+                    if let Some(s) = walker.status_of(c).await {
                         answered = Some(s);
                         break;
                     }

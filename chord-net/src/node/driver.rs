@@ -448,7 +448,13 @@ impl Driver {
                     return;
                 }
             }
-            ClientRequest::Status => ClientResponse::Status(self.status()),
+            ClientRequest::Status => ClientResponse::Status(self.status_of(0)),
+            ClientRequest::StatusOf { position } => {
+                match self.nodes.iter().position(|n| n.me().id == position) {
+                    Some(v) => ClientResponse::Status(self.status_of(v)),
+                    None => ClientResponse::Error(RemoteError::NotHere),
+                }
+            }
             // Anyone could send it: never obeyed (an anonymous shutdown).
             ClientRequest::Leave => ClientResponse::Error(RemoteError::NotAllowed),
             ClientRequest::Control { token, command } => {
@@ -479,7 +485,12 @@ impl Driver {
     }
 
     pub(super) fn status(&self) -> Status {
-        let n = &self.nodes[0];
+        self.status_of(0)
+    }
+
+    /// The routing state of ring position `v` (an index into `nodes`).
+    fn status_of(&self, v: usize) -> Status {
+        let n = &self.nodes[v];
         Status {
             me: n.me(),
             predecessor: n.predecessor(),

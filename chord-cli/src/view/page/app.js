@@ -41,6 +41,17 @@ function bytes(n) {
   return (i ? n.toFixed(1) : n) + ' ' + u[i];
 }
 
+// What a node holds, in words. A host with virtual nodes has its items counted at the
+// first of its positions walked; its other positions say so.
+function held(n) {
+  if (!n.answering) return 'not answering';
+  if (n.items == null) {
+    const first = ring.nodes.find((m) => m.addr === n.addr && m.items != null);
+    return first ? `another position of ${n.addr}` : 'items unknown';
+  }
+  return `${n.items} items · ${bytes(n.stored)}`;
+}
+
 function byId(id) { return ring && ring.nodes.find((n) => n.id === id); }
 
 // A successor arc: a curve from a to b bent towards the centre, its arrow ending at the
@@ -108,7 +119,7 @@ function draw() {
     const cls = ['node', n.answering ? '' : 'silent', focus && focus.id === n.id ? 'focus' : '', owner === n.id ? 'owner' : ''].join(' ');
     const c = el('circle', { cx: x, cy: y, r: radius, class: cls, 'data-id': n.id }, dots);
     const t = el('title', {}, c);
-    t.textContent = `${n.addr}\nid ${n.id}\n` + (n.answering ? `${n.items ?? '?'} items, ${bytes(n.stored)}` : 'not answering');
+    t.textContent = `${n.addr}\nid ${n.id}\n` + held(n);
     c.addEventListener('mouseenter', () => { hovered = n.id; draw(); table(); });
     c.addEventListener('mouseleave', () => { hovered = null; draw(); table(); });
     c.addEventListener('click', () => { selected = selected === n.id ? null : n.id; draw(); table(); });
@@ -136,7 +147,7 @@ function labels(svg, nodes, focus) {
     const t = el('text', { x, y, 'text-anchor': right ? 'start' : 'end' }, g);
     t.textContent = text;
     const s = el('text', { x, y: y + 14, 'text-anchor': right ? 'start' : 'end', class: 'small' }, g);
-    s.textContent = n.answering ? `${n.items ?? '?'} items · ${bytes(n.stored)}` : 'not answering';
+    s.textContent = held(n);
   }
 }
 
@@ -148,7 +159,7 @@ function table() {
   for (const n of ring.nodes) {
     const tr = document.createElement('tr');
     tr.className = (n.answering ? '' : 'silent') + (focus && focus.id === n.id ? ' focus' : '');
-    const cells = [n.answering ? '●' : '✕', n.addr, short(n.id), n.items ?? '', n.answering ? bytes(n.stored) : '', n.successor ? n.successor.addr : ''];
+    const cells = [n.answering ? '●' : '✕', n.addr, short(n.id), n.items ?? '', n.items != null ? bytes(n.stored) : '', n.successor ? n.successor.addr : ''];
     cells.forEach((v, i) => {
       const td = document.createElement('td');
       td.textContent = v;
