@@ -225,13 +225,18 @@ fn the_live_view_draws_the_ring_and_follows_a_crash_without_reloading() {
 
 /// `GET path` with this `Host` header: the status and the body.
 fn http_get(addr: &str, path: &str, host: &str, method: &str) -> (u16, String) {
+    http_get_with(addr, path, host, method, "")
+}
+
+/// [`http_get`] with more header lines (each ending in `\r\n`).
+fn http_get_with(addr: &str, path: &str, host: &str, method: &str, more: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect to the view");
     s.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{more}Connection: close\r\nContent-Length: 0\r\n\r\n"
     )
     .expect("send");
     let mut answer = String::new();
@@ -353,6 +358,23 @@ fn the_view_api_is_chord_ring_json_and_refuses_what_it_should() {
     // A name rebound to 127.0.0.1 by a web site's DNS: refused.
     let (status, _) = http_get(&view, "/api/ring", "evil.example:8080", "GET");
     assert_eq!(status, 403);
+    // Another site's page, in a visitor's browser: no data, no lookups, no events.
+    for more in [
+        "Sec-Fetch-Site: cross-site\r\n",
+        "Sec-Fetch-Site: same-site\r\n",
+        "Origin: http://evil.example\r\n",
+    ] {
+        for path in ["/api/ring", "/api/lookup?key=x", "/events"] {
+            let (status, _) = http_get_with(&view, path, "127.0.0.1", "GET", more);
+            assert_eq!(status, 403, "{path} with {more:?}");
+        }
+    }
+    // The view's own page is let in.
+    let own = format!("Sec-Fetch-Site: same-origin\r\nOrigin: http://{view}\r\n");
+    assert_eq!(
+        http_get_with(&view, "/api/ring", "127.0.0.1", "GET", &own).0,
+        200
+    );
     let (status, page) = http_get(&view, "/", "localhost", "GET");
     assert_eq!(status, 200);
     assert!(page.contains("<svg id=\"ring\""), "{page}");
@@ -463,4 +485,24 @@ fn the_demo_plays_in_the_live_view() {
     assert!(ok.success());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(child.0.wait().expect("wait").success(), "{rest:?}");
+}
+
+/// Found in review: with the view's port taken, the node joined the ring, printed that it
+/// listens, then exited (a crash, to the ring). The port is now bound first.
+#[test]
+fn a_taken_view_port_stops_the_node_before_it_starts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").to_string();
+    let out = chord_tests::chord(CHORD)
+        .args(["node", "127.0.0.1", "0", "--headless", "--http", &port])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chord node");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot serve the live view"), "{stderr}");
+    assert!(!stdout.contains("listening on"), "{stdout}");
 }

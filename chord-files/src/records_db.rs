@@ -53,7 +53,7 @@ fn other(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
 
 impl RecordDb {
     /// Open (or create) the database at `path`; returns it and the bytes its records hold.
-    pub(crate) fn open(path: &Path) -> io::Result<(RecordDb, u64)> {
+    pub(crate) fn open(path: &Path) -> io::Result<(RecordDb, u64, u64)> {
         // redb allows one opener per process. A store whose node was just stopped in this
         // process lets go of it once the node's threads are done: wait a little for that.
         let mut tries = 0;
@@ -77,13 +77,14 @@ impl RecordDb {
         let w = db.begin_write().map_err(other)?;
         w.open_table(RECORDS).map_err(other)?;
         w.commit().map_err(other)?;
-        let mut bytes = 0u64;
+        let (mut bytes, mut rows) = (0u64, 0u64);
         {
             let r = db.begin_read().map_err(other)?;
             let t = r.open_table(RECORDS).map_err(other)?;
             for row in t.iter().map_err(other)? {
                 let (_, v) = row.map_err(other)?;
                 bytes += v.value().len() as u64;
+                rows += 1;
             }
         }
         let (tx, rx) = async_channel::bounded::<(Op, Reply)>(4 * BATCH);
@@ -96,7 +97,7 @@ impl RecordDb {
             writes: tx,
             writer: Some(writer),
         };
-        Ok((db, bytes))
+        Ok((db, bytes, rows))
     }
 
     async fn write(&self, op: Op) -> io::Result<u64> {

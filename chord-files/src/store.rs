@@ -215,6 +215,10 @@ mod tests {
             assert_eq!(store.get(ka).await.expect("get"), Some(a.clone()));
             assert!(store.has(ka).await.expect("has"));
             assert_eq!(store.used(), 5);
+            assert_eq!(store.count().await.expect("count"), 1);
+            // The same item again is still one item.
+            store.put(ka, a.clone()).await.expect("put");
+            assert_eq!(store.count().await.expect("count"), 1);
             // Full: a 96-byte item does not fit in the 100-byte store.
             let big = vec![7u8; 96];
             let kb = ItemKey::Chunk(hash(&big));
@@ -223,9 +227,17 @@ mod tests {
                 Err(StoreError::Full { .. })
             ));
             assert_eq!(store.list().await.expect("list"), vec![ka]);
+            assert_eq!(
+                store.count().await.expect("count"),
+                1,
+                "a refused put counts"
+            );
             store.delete(ka).await.expect("delete");
             assert_eq!(store.get(ka).await.expect("get"), None);
             assert_eq!(store.used(), 0);
+            assert_eq!(store.count().await.expect("count"), 0);
+            store.delete(ka).await.expect("delete again");
+            assert_eq!(store.count().await.expect("count"), 0);
         });
     }
 
@@ -341,7 +353,18 @@ mod tests {
                     got.extend(page);
                 }
                 assert_eq!(got, want);
+                assert_eq!(store.count().await.expect("count"), 300, "records counted");
             }
+            let gone = ItemKey::Record(want[0]);
+            disk.delete(gone).await.expect("delete");
+            assert_eq!(disk.count().await.expect("count"), 299);
+            drop(disk);
+            let disk = DiskStore::open(dir.path(), 1 << 30).expect("reopen");
+            assert_eq!(
+                disk.count().await.expect("count"),
+                299,
+                "records counted at start"
+            );
         });
     }
 
@@ -381,6 +404,7 @@ mod tests {
             want.sort();
             assert_eq!(keys, want);
             assert_eq!(s.used(), (a.len() + b.len()) as u64);
+            assert_eq!(s.count().await.expect("count"), 2, "counted again at start");
             assert_eq!(s.get(ka).await.expect("get"), Some(a));
             assert_eq!(s.get(kb).await.expect("get"), None, "corrupt chunk served");
             assert!(!s.has(kb).await.expect("has"));

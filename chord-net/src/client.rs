@@ -37,6 +37,9 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// Most finger rows a status is taken with: one per bit of an id.
+const MAX_FINGERS: usize = chord_core::ID_BITS;
+
 impl Client {
     /// Connect and shake hands.
     pub async fn connect(addr: SocketAddr) -> Result<Client, Error> {
@@ -171,9 +174,27 @@ impl Client {
             .request(ClientRequest::Status, self.limits.frame_timeout)
             .await?
         {
-            ClientResponse::Status(s) => Ok(s.into()),
+            ClientResponse::Status(s) => self.checked(s),
             _ => Err(Error::Unexpected(self.addr)),
         }
+    }
+
+    /// A status as the node gave it, made safe to keep: the node must be the one at this
+    /// address under a genuine id; peers under ids their addresses cannot hold are
+    /// dropped, and the lists cut to what an honest node sends (a peer that answers with
+    /// thousands of made-up entries cannot make a ring walk hold them).
+    fn checked(&self, s: crate::wire::Status) -> Result<Status, Error> {
+        let max = self.limits.max_vnodes;
+        if s.me.addr != self.addr || !s.me.is_genuine(max) {
+            return Err(Error::Unexpected(self.addr));
+        }
+        let mut s = s;
+        s.predecessor = s.predecessor.filter(|p| p.is_genuine(max));
+        s.successors.truncate(chord_core::MAX_PEERS_PER_MESSAGE);
+        s.successors.retain(|p| p.is_genuine(max));
+        s.fingers.truncate(MAX_FINGERS);
+        s.fingers.retain(|f| f.peer.is_genuine(max));
+        Ok(s.into())
     }
 
     /// The routing state of the node's ring position `position` (one of its virtual
@@ -187,7 +208,7 @@ impl Client {
             )
             .await?
         {
-            ClientResponse::Status(s) => Ok(s.into()),
+            ClientResponse::Status(s) => self.checked(s),
             _ => Err(Error::Unexpected(self.addr)),
         }
     }

@@ -713,3 +713,103 @@ fn a_client_sending_peer_frames_is_closed() {
         node.kill();
     });
 }
+
+/// A fake node that answers one client's `Status` with `status`, made from its own
+/// listening address.
+fn lying_node(
+    status: impl FnOnce(SocketAddr) -> chord_net::wire::Status + Send + 'static,
+) -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let read_frame = |s: &mut std::net::TcpStream| -> Option<Vec<u8>> {
+            let mut header = [0u8; 4];
+            s.read_exact(&mut header).ok()?;
+            let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
+            s.read_exact(&mut body).ok()?;
+            Some(body)
+        };
+        let Some(_hello) = read_frame(&mut s) else {
+            return;
+        };
+        let welcome = encode(&HelloReply::Welcome { addr, vnodes: 1 }).expect("enc");
+        let _ = s.write_all(&welcome);
+        let Some(req) = read_frame(&mut s) else {
+            return;
+        };
+        let Ok(Frame::ClientRequest { id, .. }) = decode::<Frame>(&req) else {
+            return;
+        };
+        let answer = Frame::ClientResponse {
+            id,
+            body: ClientResponse::Status(status(addr)),
+        };
+        let _ = s.write_all(&encode(&answer).expect("enc"));
+        // Hold the connection until the client is done.
+        let _ = read_frame(&mut s);
+    });
+    addr
+}
+
+/// Found in review of the live view: a member answered `Status` with 50,000 made-up
+/// successors and fingers (a new id for its own address each time), and a ring walk kept
+/// them all, then followed them (3 GB in 70 s, then the node ran out of memory). A client
+/// now keeps a status only from the node at the address asked under a genuine id, drops
+/// peers under ids their addresses cannot hold, and cuts the lists to what an honest node
+/// sends.
+#[test]
+fn a_status_full_of_made_up_peers_is_cut_to_what_an_honest_node_sends() {
+    use chord_core::{Id, Peer};
+    fn many(addr: SocketAddr) -> chord_net::wire::Status {
+        let me = Peer::new(Id::for_addr(addr), addr);
+        // Genuine peers (real ids of other ports) and made-up ones, alternately.
+        let peer = |i: u32| {
+            let a = SocketAddr::from(([127, 0, 0, 1], 10_000 + (i % 50_000) as u16));
+            if i % 2 == 0 {
+                Peer::new(Id::for_addr(a), a)
+            } else {
+                Peer::new(Id::hash(&i.to_be_bytes()), a)
+            }
+        };
+        chord_net::wire::Status {
+            me,
+            predecessor: Some(peer(1)),
+            successors: (0..20_000).map(peer).collect(),
+            fingers: (0..20_000)
+                .map(|i| chord_net::wire::Finger {
+                    index: (i % 160) as u8,
+                    start: Id::ZERO,
+                    peer: peer(i),
+                })
+                .collect(),
+            member: true,
+        }
+    }
+    block_on(async {
+        let addr = lying_node(many);
+        let mut c = Client::connect(addr).await.expect("connect");
+        let s = c.status().await.expect("status");
+        assert!(
+            s.successors.len() <= 64,
+            "{} successors",
+            s.successors.len()
+        );
+        assert!(!s.successors.is_empty());
+        assert!(s.fingers.len() <= 160, "{} fingers", s.fingers.len());
+        assert!(s.successors.iter().all(|p| p.is_genuine(16)));
+        assert!(s.fingers.iter().all(|f| f.peer.is_genuine(16)));
+        assert_eq!(s.predecessor, None, "a made-up predecessor is dropped");
+
+        // A node speaking for another address, or under an id its address cannot hold:
+        // not an answer.
+        let addr = lying_node(|addr| {
+            let mut s = many(addr);
+            s.me = Peer::new(Id::hash(b"anywhere"), addr);
+            s
+        });
+        let mut c = Client::connect(addr).await.expect("connect");
+        assert!(matches!(c.status().await, Err(Error::Unexpected(_))));
+    });
+}

@@ -98,7 +98,7 @@ pub fn run(a: &Args) -> Result<()> {
             );
             nodes.push(n);
             if let (Some(http), 1) = (a.http, nodes.len()) {
-                let at = crate::view::serve(http, nodes[0].node().addr(), None)?;
+                let at = crate::view::bind(http)?.serve(nodes[0].node().addr(), None)?;
                 view_at = Some(at);
                 out!(
                     "   watch it live: http://{at}/  (the demo waits {} s between steps)",
@@ -166,13 +166,13 @@ pub fn run(a: &Args) -> Result<()> {
             dead.store().used()
         );
         dead.node().kill();
+        let crashed = Instant::now();
         let out2 = dir.0.join("fetched-again.bin");
         fetch(other, &out2, &opts).await?;
         out!("   fetched again from the surviving replicas: identical");
-        let crashed = Instant::now();
         let walk = settled_ring(first, nodes.len()).await?;
         out!(
-            "   the ring repaired itself in {:.1} s:",
+            "   the ring repaired itself {:.1} s after the crash:",
             crashed.elapsed().as_secs_f64()
         );
         print_ring(&walk);

@@ -157,13 +157,14 @@ pub fn run(a: &Args) -> Result<()> {
     ctrlc::set_handler(move || {
         let _ = tx.try_send(());
     })?;
+    let view = a.http.map(crate::view::bind).transpose()?;
     let files = setup.start(a.join)?;
     let node = files.node().clone();
     // Removed when this function returns (the node has stopped).
     let _token = crate::control::write_token(node.addr(), &setup.control)?;
     out!("listening on {} id {}", node.addr(), node.id());
-    if let Some(http) = a.http {
-        let at = crate::view::serve(http, node.addr(), setup.key.clone())?;
+    if let Some(view) = view {
+        let at = view.serve(node.addr(), setup.key.clone())?;
         eprintln!("live view: http://{at}/");
     }
     if !a.headless && std::io::stdin().is_terminal() {

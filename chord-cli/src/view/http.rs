@@ -10,13 +10,16 @@
 //!
 //! Hostile input is bounded: requests of at most 16 KiB of headers, read within 10 s;
 //! at most [`MAX_CONNECTIONS`] connections and [`super::MAX_FOLLOWERS`] event streams;
-//! one traced lookup at a time, keys of at most [`MAX_KEY`] bytes. On a loopback address
-//! the `Host` header must name a loopback host, so that a web site cannot read the view
-//! through a DNS name rebound to 127.0.0.1.
+//! one traced lookup at a time (the next waits up to 5 s), keys of at most [`MAX_KEY`]
+//! bytes. The `Host` header must name a loopback host on a loopback address, and an IP
+//! address (or `localhost`) elsewhere, never a DNS name, so that a web site cannot read
+//! the view through its own name rebound to our address; and everything but the page
+//! itself is refused to other sites' pages (`Sec-Fetch-Site`, `Origin`), so that a page
+//! a visitor opens elsewhere cannot read the ring or keep the view busy.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +41,9 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// Longest key a traced lookup takes, in bytes.
 pub const MAX_KEY: usize = 1024;
 
+/// How long a traced lookup waits for its turn before it is answered 429.
+const LOOKUP_WAIT: Duration = Duration::from_secs(5);
+
 const PAGE: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/app.js");
 const STYLE: &str = include_str!("page/style.css");
@@ -53,18 +59,24 @@ pub struct Shared {
     /// Walks and changes, and the pages following them.
     pub hub: Hub,
     connections: AtomicUsize,
-    tracing: AtomicBool,
+    /// The turn to trace a lookup (one at a time), and where to give it back.
+    tracing: async_channel::Receiver<()>,
+    tracing_done: async_channel::Sender<()>,
 }
 
 impl Shared {
     pub fn new(listen: SocketAddr, node: SocketAddr, key: Option<NetworkKey>) -> Shared {
+        let (tracing_done, tracing) = async_channel::bounded(1);
+        // The one turn; the channel was just made with room for it.
+        let _ = tracing_done.try_send(());
         Shared {
             listen,
             node,
             key,
             hub: Hub::new(),
             connections: AtomicUsize::new(0),
-            tracing: AtomicBool::new(false),
+            tracing,
+            tracing_done,
         }
     }
 }
@@ -140,10 +152,23 @@ fn text(status: StatusCode, msg: &str) -> Response<Body> {
 const JSON: &str = "application/json";
 
 async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    if shared.listen.ip().is_loopback() && !host_is_loopback(&req) {
+    let loopback = shared.listen.ip().is_loopback();
+    let host = req.headers().get(HOST).and_then(|h| h.to_str().ok());
+    if !host.is_some_and(|h| host_allowed(h, loopback)) {
         return Ok(text(
             StatusCode::FORBIDDEN,
-            "this view answers only to loopback host names (localhost, 127.0.0.1, [::1])",
+            if loopback {
+                "this view answers only to loopback host names (localhost, 127.0.0.1, [::1])"
+            } else {
+                "this view answers only to its IP address (or localhost), not to DNS names"
+            },
+        ));
+    }
+    let path = req.uri().path();
+    if path != "/" && !same_site(&req, loopback) {
+        return Ok(text(
+            StatusCode::FORBIDDEN,
+            "the live view's data is for its own page only",
         ));
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -152,7 +177,7 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
             "the live view is read-only",
         ));
     }
-    Ok(match req.uri().path() {
+    Ok(match path {
         "/" => {
             let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", PAGE);
             r.headers_mut().insert(
@@ -180,21 +205,44 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
     })
 }
 
-/// Is the request's `Host` a loopback name or address (port aside)?
-fn host_is_loopback(req: &Request<Incoming>) -> bool {
-    let Some(host) = req.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
-    };
-    loopback_host(host)
-}
-
-fn loopback_host(host: &str) -> bool {
+/// May a request name this `Host` (port aside)? On a loopback address, only a loopback
+/// name or address; elsewhere any IP address or `localhost`, never a DNS name: a web
+/// site's name rebound to our address (DNS rebinding) is thus refused either way.
+fn host_allowed(host: &str, loopback_only: bool) -> bool {
     let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, port)) if port.is_empty() || port.starts_with(':') => ip,
+            _ => return false,
+        },
         None => host.rsplit_once(':').map_or(host, |(h, _)| h),
     };
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match name.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback() || !loopback_only,
+        Err(_) => false,
+    }
+}
+
+/// Is the request from the view's own page (or from no page at all, as from curl)? A
+/// browser says where a request comes from (`Sec-Fetch-Site`, `Origin`); the data, the
+/// lookups and the event stream are refused to other sites' pages, which could otherwise
+/// read the ring or keep the view busy from a visitor's browser.
+fn same_site(req: &Request<Incoming>, loopback_only: bool) -> bool {
+    let h = req.headers();
+    if let Some(site) = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if site != "same-origin" && site != "none" {
+            return false;
+        }
+    }
+    match h.get(hyper::header::ORIGIN).map(|v| v.to_str()) {
+        None => true,
+        Some(Ok(origin)) => origin
+            .strip_prefix("http://")
+            .is_some_and(|host| host_allowed(host, loopback_only)),
+        Some(Err(_)) => false,
+    }
 }
 
 async fn lookup(shared: &Shared, query: &str) -> Response<Body> {
@@ -213,14 +261,20 @@ async fn lookup(shared: &Shared, query: &str) -> Response<Body> {
             &format!("a key of at most {MAX_KEY} bytes"),
         );
     }
-    if shared.tracing.swap(true, Ordering::SeqCst) {
+    // One traced lookup at a time; the next waits its turn a while.
+    let turn = futures_lite::future::or(async { shared.tracing.recv().await.ok() }, async {
+        async_io::Timer::after(LOOKUP_WAIT).await;
+        None
+    })
+    .await;
+    if turn.is_none() {
         return text(
             StatusCode::TOO_MANY_REQUESTS,
-            "one traced lookup at a time; try again",
+            "busy with other lookups; try again",
         );
     }
-    // Cleared however the trace ends (a page that goes away drops it half-way).
-    let _busy = Busy(&shared.tracing);
+    // Given back however the trace ends (a page that goes away drops it half-way).
+    let _turn = Turn(&shared.tracing_done);
     let mut walker = super::ring::Walker::new(shared.node, shared.key.clone());
     let t = trace::trace(&mut walker, &name).await;
     respond(
@@ -230,12 +284,13 @@ async fn lookup(shared: &Shared, query: &str) -> Response<Body> {
     )
 }
 
-/// Clears a flag when dropped.
-struct Busy<'a>(&'a AtomicBool);
+/// Gives the lookup turn back when dropped.
+struct Turn<'a>(&'a async_channel::Sender<()>);
 
-impl Drop for Busy<'_> {
+impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
+        // The channel holds one turn, which is ours: there is room.
+        let _ = self.0.try_send(());
     }
 }
 
@@ -261,7 +316,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_loopback_host_names_are_served() {
+    fn only_loopback_host_names_are_served_on_loopback() {
         for ok in [
             "localhost",
             "localhost:8080",
@@ -271,16 +326,32 @@ mod tests {
             "[::1]",
             "LOCALHOST:1",
         ] {
-            assert!(loopback_host(ok), "{ok}");
+            assert!(host_allowed(ok, true), "{ok}");
         }
         for bad in [
             "evil.example:8080",
             "localhost.evil.example",
             "10.0.0.1:80",
             "[::2]:80",
+            "[::1]x",
             "",
         ] {
-            assert!(!loopback_host(bad), "{bad}");
+            assert!(!host_allowed(bad, true), "{bad}");
+        }
+    }
+
+    #[test]
+    fn elsewhere_ip_addresses_but_never_dns_names() {
+        for ok in [
+            "10.0.0.1:8080",
+            "[2001:db8::1]:80",
+            "192.168.1.5",
+            "localhost",
+        ] {
+            assert!(host_allowed(ok, false), "{ok}");
+        }
+        for bad in ["evil.example", "evil.example:8080", "my-laptop:8080", ""] {
+            assert!(!host_allowed(bad, false), "{bad}");
         }
     }
 }

@@ -42,44 +42,91 @@ const FOLLOWER_QUEUE: usize = 256;
 /// Changes kept for a page that arrives late.
 const LOG_KEPT: usize = 100;
 
-/// Serve the live view of the ring seen from the node at `node` on `listen`, from a
-/// thread of its own, for as long as the process runs. Returns the address it listens on.
-/// A non-loopback `listen` serves the view to the network, as asked, with a warning.
-pub fn serve(listen: SocketAddr, node: SocketAddr, key: Option<NetworkKey>) -> Result<SocketAddr> {
+/// The live view's socket, bound before the node starts (a busy port is then an error
+/// before the node joins, not a node that joins and exits at once).
+pub struct Bound {
+    listener: std::net::TcpListener,
+    addr: SocketAddr,
+}
+
+/// Bind the live view's address. A non-loopback `listen` serves the view to the network,
+/// as asked, with a warning.
+pub fn bind(listen: SocketAddr) -> Result<Bound> {
     let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| format!("cannot serve the live view on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() {
         eprintln!(
             "warning: the live view on {addr} can be seen from the network (read-only; it \
-             shows the ring's addresses)"
+             shows the ring's addresses and answers lookups, to anyone, key or not)"
         );
     }
-    let listener = async_net::TcpListener::try_from(listener)?;
-    let shared = Arc::new(http::Shared::new(addr, node, key));
-    std::thread::Builder::new()
-        .name("chord-view".into())
-        .spawn(move || {
-            let ex = Arc::new(async_executor::Executor::new());
-            ex.spawn(watch(shared.clone())).detach();
-            async_io::block_on(ex.run(http::accept(ex.clone(), listener, shared)));
-        })?;
-    Ok(addr)
+    Ok(Bound { listener, addr })
 }
 
-/// Walk the ring every [`WALK_EVERY`] and tell the pages what changed.
+impl Bound {
+    /// Serve the live view of the ring seen from the node at `node` (with the ring's
+    /// network key), from a thread of its own, for as long as the process runs. Returns
+    /// the address it listens on.
+    pub fn serve(self, node: SocketAddr, key: Option<NetworkKey>) -> Result<SocketAddr> {
+        let listener = async_net::TcpListener::try_from(self.listener)?;
+        let shared = Arc::new(http::Shared::new(self.addr, node, key));
+        std::thread::Builder::new()
+            .name("chord-view".into())
+            .spawn(move || {
+                let ex = Arc::new(async_executor::Executor::new());
+                ex.spawn(supervise(shared.clone())).detach();
+                async_io::block_on(ex.run(http::accept(ex.clone(), listener, shared)));
+            })?;
+        Ok(self.addr)
+    }
+}
+
+/// Run [`watch`], again if it panics: a bug met on one walk must not freeze the view.
+async fn supervise(shared: Arc<http::Shared>) {
+    use futures_lite::FutureExt;
+    loop {
+        let ended = std::panic::AssertUnwindSafe(watch(shared.clone()))
+            .catch_unwind()
+            .await;
+        if ended.is_err() {
+            tracing::error!("live view: the walk panicked; starting it again");
+        }
+        async_io::Timer::after(Duration::from_secs(1)).await;
+    }
+}
+
+/// Most changes told for one walk; more are summed up in one line, so that a burst (a
+/// partition healing, or a peer's made-up list) cannot fill the pages' queues.
+const MAX_CHANGES_PER_WALK: usize = 40;
+
+/// Walk the ring every [`WALK_EVERY`] and tell the pages what changed, and that the
+/// view is alive.
 async fn watch(shared: Arc<http::Shared>) {
     let mut walker = Walker::new(shared.node, shared.key.clone());
     let mut changes = Changes::new();
     let mut last: Option<RingView> = None;
     let mut silent_start = false;
-    for tick in 0u64.. {
+    loop {
         match walker.walk().await {
             Some(view) => {
                 silent_start = false;
                 if let Some(old) = &last {
-                    for c in changes.between(old, &view, now_ms()) {
-                        shared.hub.change(&c);
+                    let now = now_ms();
+                    let all = changes.between(old, &view, now);
+                    for c in all.iter().take(MAX_CHANGES_PER_WALK) {
+                        shared.hub.change(c);
+                    }
+                    if all.len() > MAX_CHANGES_PER_WALK {
+                        shared.hub.change(&Change {
+                            kind: "ring",
+                            node: None,
+                            text: format!(
+                                "… and {} more changes",
+                                all.len() - MAX_CHANGES_PER_WALK
+                            ),
+                            at_ms: now,
+                        });
                     }
                 }
                 if last.as_ref() != Some(&view) {
@@ -98,9 +145,7 @@ async fn watch(shared: Arc<http::Shared>) {
             }
             None => {}
         }
-        if tick % 30 == 29 {
-            shared.hub.ping();
-        }
+        shared.hub.alive();
         async_io::Timer::after(WALK_EVERY).await;
     }
 }
@@ -177,9 +222,10 @@ impl Hub {
         st.send(sse);
     }
 
-    /// A comment line, so that pages whose browser went away are found and dropped.
-    fn ping(&self) {
-        self.state().send(Bytes::from_static(b": ping\n\n"));
+    /// After every walk: the page shows the view as live while these come (and pages
+    /// whose browser went away are found and dropped).
+    fn alive(&self) {
+        self.state().send(sse("alive", &now_ms().to_string()));
     }
 }
 
@@ -236,7 +282,7 @@ mod tests {
         assert!(hub.follow().is_none(), "one too many");
         // Nobody reads: after FOLLOWER_QUEUE messages, every page is dropped.
         for _ in 0..=FOLLOWER_QUEUE {
-            hub.ping();
+            hub.alive();
         }
         assert!(hub.state().followers.is_empty());
         assert!(hub.follow().is_some(), "room again");

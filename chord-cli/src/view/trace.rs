@@ -109,14 +109,14 @@ pub async fn trace(walker: &mut Walker, name: &str) -> Trace {
             Step::Next(candidates) => {
                 let mut answered = None;
                 for c in candidates {
-                    if let Some(s) = walker.status_of(c).await {
-                        answered = Some(s);
+                    if let super::ring::Asked::Status(s) = walker.ask(c).await {
+                        answered = Some(*s);
                         break;
                     }
                 }
                 let Some(s) = answered else {
                     t.error = Some(format!(
-                        "no node {} could route to answered",
+                        "none of the nodes {} routes through answered",
                         PeerJson::from(&at.me).addr
                     ));
                     return t;

@@ -21,6 +21,8 @@ pub struct DiskStore {
     dir: PathBuf,
     limit: u64,
     used: AtomicU64,
+    /// Items held (blocks and records), kept as they come and go.
+    items: AtomicU64,
     seq: AtomicU64,
     pub(super) records: crate::records_db::RecordDb,
     /// A block's write or delete and the count of its bytes, one at a time per key.
@@ -43,21 +45,26 @@ impl DiskStore {
         for e in std::fs::read_dir(dir.join("tmp"))? {
             let _ = std::fs::remove_file(e?.path());
         }
-        let (records, mut used) = crate::records_db::RecordDb::open(&dir.join("records.redb"))?;
+        let (records, mut used, records_held) =
+            crate::records_db::RecordDb::open(&dir.join("records.redb"))?;
         let store = DiskStore {
             dir: dir.to_path_buf(),
             limit,
             used: AtomicU64::new(0),
+            items: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             records,
             locks: Locks::default(),
         };
+        let mut items = records_held;
         for key in store.scan()? {
             if let Ok(m) = std::fs::metadata(store.path(&key)) {
                 used += m.len();
+                items += 1;
             }
         }
         store.used.store(used, Ordering::SeqCst);
+        store.items.store(items, Ordering::SeqCst);
         Ok(store)
     }
 
@@ -132,6 +139,10 @@ impl Store for DiskStore {
                 return match self.records.put(id, data).await {
                     Ok(old) => {
                         release(&self.used, old);
+                        // A sealed record is never empty: nothing replaced means a new one.
+                        if old == 0 {
+                            self.items.fetch_add(1, Ordering::SeqCst);
+                        }
                         Ok(())
                     }
                     Err(e) => {
@@ -146,7 +157,8 @@ impl Store for DiskStore {
             // read under the key's lock so that concurrent writes count it once.
             reserve(&self.used, self.limit, len)?;
             let _guard = self.locks.lock(&key).await;
-            let old = std::fs::metadata(&path).map_or(0, |m| m.len());
+            let held = std::fs::metadata(&path).ok();
+            let old = held.as_ref().map_or(0, |m| m.len());
             let tmp = self.dir.join("tmp").join(format!(
                 "{}-{}",
                 std::process::id(),
@@ -176,7 +188,12 @@ impl Store for DiskStore {
             })
             .await;
             match r {
-                Ok(()) => release(&self.used, old),
+                Ok(()) => {
+                    release(&self.used, old);
+                    if held.is_none() {
+                        self.items.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
                 Err(e) => {
                     release(&self.used, len);
                     return Err(e.into());
@@ -238,6 +255,9 @@ impl Store for DiskStore {
             if let ItemKey::Record(id) = key {
                 let old = self.records.delete(id).await?;
                 release(&self.used, old);
+                if old > 0 {
+                    release(&self.items, 1);
+                }
                 return Ok(());
             }
             let path = self.path(&key);
@@ -245,6 +265,7 @@ impl Store for DiskStore {
             if let Ok(m) = std::fs::metadata(&path) {
                 std::fs::remove_file(&path)?;
                 release(&self.used, m.len());
+                release(&self.items, 1);
             }
             Ok(())
         })
@@ -261,6 +282,10 @@ impl Store for DiskStore {
 
     fn used(&self) -> u64 {
         self.used.load(Ordering::SeqCst)
+    }
+
+    fn count(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move { Ok(self.items.load(Ordering::SeqCst)) })
     }
 
     fn record_ids_after(

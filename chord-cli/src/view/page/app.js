@@ -49,7 +49,7 @@ function held(n) {
     const first = ring.nodes.find((m) => m.addr === n.addr && m.items != null);
     return first ? `another position of ${n.addr}` : 'items unknown';
   }
-  return `${n.items} items · ${bytes(n.stored)}`;
+  return `${n.items} item${n.items === 1 ? '' : 's'} · ${bytes(n.stored)}`;
 }
 
 function byId(id) { return ring && ring.nodes.find((n) => n.id === id); }
@@ -116,6 +116,7 @@ function draw() {
   const owner = trace && trace.shown > trace.path.length && trace.owner ? trace.owner.id : null;
   for (const n of nodes) {
     const [x, y] = at(n.id);
+    if (n === nodes[0]) el('circle', { cx: x, cy: y, r: radius + 5, class: 'own' }, dots);
     const cls = ['node', n.answering ? '' : 'silent', focus && focus.id === n.id ? 'focus' : '', owner === n.id ? 'owner' : ''].join(' ');
     const c = el('circle', { cx: x, cy: y, r: radius, class: cls, 'data-id': n.id }, dots);
     const t = el('title', {}, c);
@@ -127,13 +128,19 @@ function draw() {
   labels(svg, nodes, focus);
 }
 
-// Labels beside the nodes, outside the circle; one that would overlap the one before it
-// is left out (the node's title still says it). Over LABELS_UP_TO nodes only the focus
-// gets one.
+// Labels beside the nodes, outside the circle. The view's own node, the focus and the
+// nodes of a traced lookup come first; a label that would overlap one already placed is
+// left out (the node's title still says it). Over LABELS_UP_TO nodes only those first.
 function labels(svg, nodes, focus) {
   const g = el('g', {}, svg);
-  const shown = nodes.length <= LABELS_UP_TO ? [...nodes] : (focus ? [focus] : []);
-  shown.sort((a, b) => angle(a.id) - angle(b.id));
+  const first = new Set([nodes[0] && nodes[0].id, focus && focus.id]);
+  if (trace) {
+    trace.path.forEach((p) => first.add(p.id));
+    if (trace.owner) first.add(trace.owner.id);
+  }
+  const rest = nodes.length <= LABELS_UP_TO ? nodes.filter((n) => !first.has(n.id)) : [];
+  rest.sort((a, b) => angle(a.id) - angle(b.id));
+  const shown = nodes.filter((n) => first.has(n.id)).concat(rest);
   const boxes = [];
   for (const n of shown) {
     const a = angle(n.id);
@@ -147,7 +154,7 @@ function labels(svg, nodes, focus) {
     const t = el('text', { x, y, 'text-anchor': right ? 'start' : 'end' }, g);
     t.textContent = text;
     const s = el('text', { x, y: y + 14, 'text-anchor': right ? 'start' : 'end', class: 'small' }, g);
-    s.textContent = held(n);
+    s.textContent = (n === nodes[0] ? 'this view · ' : '') + held(n);
   }
 }
 
@@ -213,13 +220,24 @@ function log(change) {
   while (list.children.length > 200) list.removeChild(list.lastChild);
 }
 
+// The view is live while the server says so after every walk (twice a second).
+let lastAlive = 0;
+
 function follow() {
   const es = new EventSource('/events');
   const link = $('link');
-  es.addEventListener('open', () => { link.textContent = 'live'; link.className = 'pill ok'; });
+  // On every (re)connection the server sends the latest walk and its recent log again.
+  es.addEventListener('open', () => $('log').replaceChildren());
   es.addEventListener('error', () => { link.textContent = 'reconnecting…'; link.className = 'pill off'; });
   es.addEventListener('ring', (e) => { ring = JSON.parse(e.data); draw(); table(); summary(); });
   es.addEventListener('change', (e) => log(JSON.parse(e.data)));
+  es.addEventListener('alive', () => { lastAlive = Date.now(); link.textContent = 'live'; link.className = 'pill ok'; });
+  setInterval(() => {
+    if (lastAlive && Date.now() - lastAlive > 5000 && es.readyState === EventSource.OPEN) {
+      link.textContent = 'not updating';
+      link.className = 'pill bad';
+    }
+  }, 1000);
 }
 
 async function lookup(ev) {
@@ -254,7 +272,9 @@ function describe(t) {
   const asked = t.path.length;
   let s = `key ${short(t.key)}: `;
   if (t.owner) {
-    s += `owner ${t.owner.addr} (${short(t.owner.id)}). Asked ${asked} node${asked === 1 ? '' : 's'}: ${t.path.map((p) => p.addr).join(' → ')}, the last of which knows the owner as a successor.`;
+    const last = t.path[asked - 1];
+    s += `owner ${t.owner.addr} (${short(t.owner.id)}). Asked ${asked} node${asked === 1 ? '' : 's'}: ${t.path.map((p) => p.addr).join(' → ')}; ` +
+      (last && last.id === t.owner.id ? 'the last is the owner itself.' : 'the last has the owner in its successor list.');
   } else {
     s += `no owner found (${t.error}).`;
   }
