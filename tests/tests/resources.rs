@@ -767,7 +767,7 @@ fn a_status_full_of_made_up_peers_is_cut_to_what_an_honest_node_sends() {
         // Genuine peers (real ids of other ports) and made-up ones, alternately.
         let peer = |i: u32| {
             let a = SocketAddr::from(([127, 0, 0, 1], 10_000 + (i % 50_000) as u16));
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 Peer::new(Id::for_addr(a), a)
             } else {
                 Peer::new(Id::hash(&i.to_be_bytes()), a)
