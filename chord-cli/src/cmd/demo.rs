@@ -1,7 +1,7 @@
 //! `chord demo`: the whole system on one machine, in one process, with no set-up.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,100 +51,49 @@ fn step(n: u32, what: &str) {
     out!("\n{n}. {what}");
 }
 
+/// How the demo goes: its nodes' settings, and the pause between steps (with the live
+/// view, so that the page can be followed).
+struct Demo {
+    config: Config,
+    files: FilesConfig,
+    pace: Duration,
+}
+
+impl Demo {
+    async fn pause(&self) {
+        async_io::Timer::after(self.pace).await;
+    }
+}
+
 pub fn run(a: &Args) -> Result<()> {
-    // With the live view, a pause between steps so that the page can be followed.
-    let pace = if a.http.is_some() {
-        Duration::from_secs(3)
-    } else {
-        Duration::ZERO
+    let demo = Demo {
+        config: Config {
+            stabilize_interval: Duration::from_millis(200),
+            fix_fingers_interval: Duration::from_millis(200),
+            request_timeout: Duration::from_millis(500),
+            ..Config::default()
+        },
+        files: FilesConfig {
+            replicas: 3,
+            repair_every: Duration::from_secs(2),
+            ..FilesConfig::default()
+        },
+        pace: if a.http.is_some() {
+            Duration::from_secs(3)
+        } else {
+            Duration::ZERO
+        },
     };
-    let pause = || async_io::Timer::after(pace);
     let dir = TempDir(std::env::temp_dir().join(format!("chord-demo-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)?;
-    let config = Config {
-        stabilize_interval: Duration::from_millis(200),
-        fix_fingers_interval: Duration::from_millis(200),
-        request_timeout: Duration::from_millis(500),
-        ..Config::default()
-    };
-    let files_cfg = FilesConfig {
-        replicas: 3,
-        repair_every: Duration::from_secs(2),
-        ..FilesConfig::default()
-    };
     block_on(async {
-        step(
-            1,
-            &format!(
-                "Starting {} nodes on 127.0.0.1 (ports chosen by the system)",
-                a.nodes
-            ),
-        );
-        let mut nodes: Vec<FilesNode> = Vec::new();
-        let mut view_at = None;
-        for _ in 0..a.nodes {
-            let mut b = chord_net::Node::builder()
-                .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-                .config(config.clone());
-            if let Some(first) = nodes.first() {
-                b = b.join(first.node().addr());
-            }
-            let n = FilesNode::start(b, Arc::new(MemoryStore::new(u64::MAX)), files_cfg.clone())
-                .await?;
-            out!(
-                "   node {}  id {}",
-                n.node().addr(),
-                &n.node().id().to_string()[..16]
-            );
-            nodes.push(n);
-            if let (Some(http), 1) = (a.http, nodes.len()) {
-                let at = crate::view::bind(http)?.serve(nodes[0].node().addr(), None)?;
-                view_at = Some(at);
-                out!(
-                    "   watch it live: http://{at}/  (the demo waits {} s between steps)",
-                    pace.as_secs()
-                );
-                pause().await;
-            }
-            async_io::Timer::after(pace / 6).await;
-        }
+        let (mut nodes, view_at) = start_ring(&demo, a).await?;
         let first = nodes[0].node().addr();
-        let start = Instant::now();
-        let walk = settled_ring(first, nodes.len()).await?;
-        out!(
-            "   the ring formed by stabilization in {:.1} s:",
-            start.elapsed().as_secs_f64()
-        );
-        print_ring(&walk);
-        // Replicas go to the successor lists: give them a moment to fill.
-        async_io::Timer::after(Duration::from_secs(1)).await;
 
-        pause().await;
-        step(
-            2,
-            &format!(
-                "Generating a {} byte file and storing it with 3 replicas",
-                a.size
-            ),
-        );
-        let src = dir.0.join("demo.bin");
-        write_pattern(&src, a.size)?;
-        // The demo's own identity, made for this run (its ring is gone at the end too).
-        let opts = TransferOptions {
-            identity: Some(chord_files::Identity::generate()?),
-            ..TransferOptions::default()
-        };
-        let pb = crate::common::bar(a.size);
-        let put = transfer::put(first, &src, "demo.bin", &opts, &|n| pb.set_position(n)).await?;
-        pb.finish_and_clear();
-        out!(
-            "   stored demo.bin: {} chunk(s), BLAKE3 {}…, {} copies of every piece",
-            put.manifest.chunks.len(),
-            &hex(&put.manifest.file_hash)[..16],
-            put.min_replicas
-        );
+        demo.pause().await;
+        let opts = store_file(a.size, &dir.0, first).await?;
 
-        pause().await;
+        demo.pause().await;
         step(3, "Fetching it through another node and verifying it");
         let other = nodes[nodes.len() - 1].node().addr();
         let out = dir.0.join("fetched.bin");
@@ -154,66 +103,14 @@ pub fn run(a: &Args) -> Result<()> {
             std::fs::metadata(&out)?.len()
         );
 
-        pause().await;
-        step(
-            4,
-            "Crashing a node that holds the file, then fetching again",
-        );
-        let dead = nodes.remove(1);
-        out!(
-            "   killed {}, which held {} bytes of it (no goodbye)",
-            dead.node().addr(),
-            dead.store().used()
-        );
-        dead.node().kill();
-        let crashed = Instant::now();
-        let out2 = dir.0.join("fetched-again.bin");
-        fetch(other, &out2, &opts).await?;
-        out!("   fetched again from the surviving replicas: identical");
-        let walk = settled_ring(first, nodes.len()).await?;
-        out!(
-            "   the ring repaired itself {:.1} s after the crash:",
-            crashed.elapsed().as_secs_f64()
-        );
-        print_ring(&walk);
+        demo.pause().await;
+        let crashed = crash_one(&mut nodes, other, &dir.0, &opts).await?;
 
-        // The dead node's copies come back: every item on `want` live nodes again.
-        let want = files_cfg.replicas.min(nodes.len() as u8) as usize;
-        pause().await;
-        step(
-            5,
-            &format!("Waiting for every piece of the file to have {want} copies again"),
-        );
-        if !copies_back(&nodes, want, crashed, Duration::from_secs(60)).await? {
-            return Err(
-                format!("some pieces still had fewer than {want} copies after 60 s").into(),
-            );
-        }
-        out!(
-            "   every piece has {want} copies again, {:.1} s after the crash",
-            crashed.elapsed().as_secs_f64()
-        );
-        let ls = transfer::ls(first, 1000, &opts).await?;
-        for l in &ls {
-            out!("   {}  {} bytes  on {} nodes", l.name, l.size, l.replicas);
-        }
+        demo.pause().await;
+        wait_for_repair(&demo, &nodes, crashed, &opts).await?;
 
         if a.keep || a.http.is_some() {
-            // The handler first: whoever reads "Ctrl-C stops the demo" may press it at once.
-            let (tx, rx) = async_channel::bounded::<()>(1);
-            ctrlc::set_handler(move || {
-                let _ = tx.try_send(());
-            })?;
-            step(6, "The ring keeps running. From another terminal, try:");
-            out!("   chord ring --node {first}");
-            out!("   chord ls --node {first}");
-            out!("   chord get demo.bin --node {other}");
-            out!("   chord put SOME_FILE --node {first}");
-            if let Some(at) = view_at {
-                out!("   or watch the ring and look up keys at http://{at}/");
-            }
-            out!("   Ctrl-C stops the demo.");
-            let _ = rx.recv().await;
+            keep_running(first, other, view_at).await?;
         }
         for n in &nodes {
             n.node().kill();
@@ -221,6 +118,161 @@ pub fn run(a: &Args) -> Result<()> {
         out!("\ndone: every step worked.");
         Ok(())
     })
+}
+
+/// Step 1: start the nodes (and the live view, asked for), and wait for their ring.
+async fn start_ring(demo: &Demo, a: &Args) -> Result<(Vec<FilesNode>, Option<SocketAddr>)> {
+    step(
+        1,
+        &format!(
+            "Starting {} nodes on 127.0.0.1 (ports chosen by the system)",
+            a.nodes
+        ),
+    );
+    let mut nodes: Vec<FilesNode> = Vec::new();
+    let mut view_at = None;
+    for _ in 0..a.nodes {
+        let mut b = chord_net::Node::builder()
+            .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .config(demo.config.clone());
+        if let Some(first) = nodes.first() {
+            b = b.join(first.node().addr());
+        }
+        let n =
+            FilesNode::start(b, Arc::new(MemoryStore::new(u64::MAX)), demo.files.clone()).await?;
+        out!(
+            "   node {}  id {}",
+            n.node().addr(),
+            &n.node().id().to_string()[..16]
+        );
+        nodes.push(n);
+        if let (Some(http), 1) = (a.http, nodes.len()) {
+            let at = crate::view::bind(http)?.serve(nodes[0].node().addr(), None)?;
+            view_at = Some(at);
+            out!(
+                "   watch it live: http://{at}/  (the demo waits {} s between steps)",
+                demo.pace.as_secs()
+            );
+            demo.pause().await;
+        }
+        // With the live view, the joins one by one.
+        async_io::Timer::after(demo.pace / 6).await;
+    }
+    let start = Instant::now();
+    let walk = settled_ring(nodes[0].node().addr(), nodes.len()).await?;
+    out!(
+        "   the ring formed by stabilization in {:.1} s:",
+        start.elapsed().as_secs_f64()
+    );
+    print_ring(&walk);
+    // Replicas go to the successor lists: give them a moment to fill.
+    async_io::Timer::after(Duration::from_secs(1)).await;
+    Ok((nodes, view_at))
+}
+
+/// Step 2: store a generated file of `size` bytes through `first`, as a new identity
+/// made for this run; returns the options to fetch it with.
+async fn store_file(size: u64, dir: &Path, first: SocketAddr) -> Result<TransferOptions> {
+    step(
+        2,
+        &format!("Generating a {size} byte file and storing it with 3 replicas"),
+    );
+    let src = dir.join("demo.bin");
+    write_pattern(&src, size)?;
+    let opts = TransferOptions {
+        identity: Some(chord_files::Identity::generate()?),
+        ..TransferOptions::default()
+    };
+    let pb = crate::common::bar(size);
+    let put = transfer::put(first, &src, "demo.bin", &opts, &|n| pb.set_position(n)).await?;
+    pb.finish_and_clear();
+    out!(
+        "   stored demo.bin: {} chunk(s), BLAKE3 {}…, {} copies of every piece",
+        put.manifest.chunks.len(),
+        &hex(&put.manifest.file_hash)[..16],
+        put.min_replicas
+    );
+    Ok(opts)
+}
+
+/// Step 4: kill the second node without a goodbye, fetch the file again through `other`,
+/// and wait for the ring to close; returns when the crash was.
+async fn crash_one(
+    nodes: &mut Vec<FilesNode>,
+    other: SocketAddr,
+    dir: &Path,
+    opts: &TransferOptions,
+) -> Result<Instant> {
+    step(
+        4,
+        "Crashing a node that holds the file, then fetching again",
+    );
+    let dead = nodes.remove(1);
+    out!(
+        "   killed {}, which held {} bytes of it (no goodbye)",
+        dead.node().addr(),
+        dead.store().used()
+    );
+    dead.node().kill();
+    let crashed = Instant::now();
+    fetch(other, &dir.join("fetched-again.bin"), opts).await?;
+    out!("   fetched again from the surviving replicas: identical");
+    let walk = settled_ring(nodes[0].node().addr(), nodes.len()).await?;
+    out!(
+        "   the ring repaired itself {:.1} s after the crash:",
+        crashed.elapsed().as_secs_f64()
+    );
+    print_ring(&walk);
+    Ok(crashed)
+}
+
+/// Step 5: wait until the dead node's copies are back: every item on k live nodes again.
+async fn wait_for_repair(
+    demo: &Demo,
+    nodes: &[FilesNode],
+    crashed: Instant,
+    opts: &TransferOptions,
+) -> Result<()> {
+    let want = demo.files.replicas.min(nodes.len() as u8) as usize;
+    step(
+        5,
+        &format!("Waiting for every piece of the file to have {want} copies again"),
+    );
+    if !copies_back(nodes, want, crashed, Duration::from_secs(60)).await? {
+        return Err(format!("some pieces still had fewer than {want} copies after 60 s").into());
+    }
+    out!(
+        "   every piece has {want} copies again, {:.1} s after the crash",
+        crashed.elapsed().as_secs_f64()
+    );
+    for l in &transfer::ls(nodes[0].node().addr(), 1000, opts).await? {
+        out!("   {}  {} bytes  on {} nodes", l.name, l.size, l.replicas);
+    }
+    Ok(())
+}
+
+/// Step 6 (`--keep`, `--http`): keep the ring up for the user until Ctrl-C.
+async fn keep_running(
+    first: SocketAddr,
+    other: SocketAddr,
+    view_at: Option<SocketAddr>,
+) -> Result<()> {
+    // The handler first: whoever reads "Ctrl-C stops the demo" may press it at once.
+    let (tx, rx) = async_channel::bounded::<()>(1);
+    ctrlc::set_handler(move || {
+        let _ = tx.try_send(());
+    })?;
+    step(6, "The ring keeps running. From another terminal, try:");
+    out!("   chord ring --node {first}");
+    out!("   chord ls --node {first}");
+    out!("   chord get demo.bin --node {other}");
+    out!("   chord put SOME_FILE --node {first}");
+    if let Some(at) = view_at {
+        out!("   or watch the ring and look up keys at http://{at}/");
+    }
+    out!("   Ctrl-C stops the demo.");
+    let _ = rx.recv().await;
+    Ok(())
 }
 
 /// Wait until every item stored on `nodes` is held by at least `want` of them, at most
