@@ -75,16 +75,16 @@ fn screenshot(tab: &Tab, name: &str) {
 
 const DRAWN: &str = "document.querySelector('#ring').dataset";
 
-#[test]
-fn the_live_view_draws_the_ring_and_follows_a_crash_without_reloading() {
-    let Some(chrome) = chromium() else {
-        eprintln!(
-            "SKIPPED: no Chromium here (apt-get install chromium, or set CHROME=/path/to/chrome)"
-        );
-        return;
-    };
-    let mut first = NodeProc::start_with(CHORD, None, &["--http", "127.0.0.1:0"], Stdio::piped());
-    let err = first.child.stderr.take().expect("stderr");
+/// A headless `chord node` (a new ring) with these options and `--http` on a free
+/// port, and the address of its live view as it prints it.
+fn node_with_view(extra: &[&str]) -> (NodeProc, String) {
+    let args: Vec<&str> = extra
+        .iter()
+        .copied()
+        .chain(["--http", "127.0.0.1:0"])
+        .collect();
+    let mut node = NodeProc::start_with(CHORD, None, &args, Stdio::piped());
+    let err = node.child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(err).lines();
     let url = lines
         .by_ref()
@@ -93,6 +93,18 @@ fn the_live_view_draws_the_ring_and_follows_a_crash_without_reloading() {
         .expect("the node says where its live view is");
     // Keep reading, so that the node never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
+    (node, url)
+}
+
+#[test]
+fn the_live_view_draws_the_ring_and_follows_a_crash_without_reloading() {
+    let Some(chrome) = chromium() else {
+        eprintln!(
+            "SKIPPED: no Chromium here (apt-get install chromium, or set CHROME=/path/to/chrome)"
+        );
+        return;
+    };
+    let (first, url) = node_with_view(&[]);
     let mut others: Vec<NodeProc> = (0..4)
         .map(|_| NodeProc::start(CHORD, Some(first.addr)))
         .collect();
@@ -275,20 +287,7 @@ fn the_view_api_is_chord_ring_json_and_refuses_what_it_should() {
         .expect("keygen");
     assert!(made.status.success());
     let keyed = ["--network-key", key_s];
-    let mut first = NodeProc::start_with(
-        CHORD,
-        None,
-        &["--network-key", key_s, "--http", "127.0.0.1:0"],
-        Stdio::piped(),
-    );
-    let err = first.child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(err).lines();
-    let url = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("live view: ").map(str::to_string))
-        .expect("the node says where its live view is");
-    std::thread::spawn(move || lines.for_each(drop));
+    let (first, url) = node_with_view(&keyed);
     let view = url
         .trim_start_matches("http://")
         .trim_end_matches('/')
