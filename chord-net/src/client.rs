@@ -179,13 +179,14 @@ impl Client {
         }
     }
 
-    /// A status as the node gave it, made safe to keep: the node must be the one at this
-    /// address under a genuine id; peers under ids their addresses cannot hold are
-    /// dropped, and the lists cut to what an honest node sends (a peer that answers with
-    /// thousands of made-up entries cannot make a ring walk hold them).
+    /// A status as the node gave it, made safe to keep: the node must be under an id its
+    /// own address can hold (not necessarily the address dialled: a port forward or a
+    /// tunnel may stand between); peers under ids their addresses cannot hold are dropped,
+    /// and the lists cut to what an honest node sends (a peer that answers with thousands
+    /// of made-up entries cannot make a ring walk hold them).
     fn checked(&self, s: crate::wire::Status) -> Result<Status, Error> {
         let max = self.limits.max_vnodes;
-        if s.me.addr != self.addr || !s.me.is_genuine(max) {
+        if !s.me.is_genuine(max) {
             return Err(Error::Unexpected(self.addr));
         }
         let mut s = s;

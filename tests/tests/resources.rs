@@ -802,8 +802,9 @@ fn a_status_full_of_made_up_peers_is_cut_to_what_an_honest_node_sends() {
         assert!(s.fingers.iter().all(|f| f.peer.is_genuine(16)));
         assert_eq!(s.predecessor, None, "a made-up predecessor is dropped");
 
-        // A node speaking for another address, or under an id its address cannot hold:
-        // not an answer.
+        // A node under an id its address cannot hold: not an answer. (One that names
+        // another address than the one dialled is taken: a port forward may stand
+        // between, and its own id is checked against its own address.)
         let addr = lying_node(|addr| {
             let mut s = many(addr);
             s.me = Peer::new(Id::hash(b"anywhere"), addr);

@@ -290,3 +290,38 @@ fn a_walk_visits_every_virtual_node() {
         }
     });
 }
+
+/// Found in the second review of the live view: the status check asked for the address
+/// the node names to be the one dialled, so `chord status` through a port forward (ssh
+/// -L, docker -p, NAT) failed. The node's id is checked against its own address instead.
+#[test]
+fn status_through_a_port_forward() {
+    use std::io::copy;
+    block_on(async {
+        let nodes = start_ring(1).await;
+        let node = nodes[0].addr();
+        let fwd = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let at = fwd.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let Ok((inbound, _)) = fwd.accept() else {
+                return;
+            };
+            let Ok(outbound) = TcpStream::connect(node) else {
+                return;
+            };
+            let (mut i2, mut o2) = (
+                inbound.try_clone().expect("clone"),
+                outbound.try_clone().expect("clone"),
+            );
+            let (mut i, mut o) = (inbound, outbound);
+            std::thread::spawn(move || copy(&mut i2, &mut o2));
+            let _ = copy(&mut o, &mut i);
+        });
+        let mut c = Client::connect(at)
+            .await
+            .expect("connect through the forward");
+        let s = c.status().await.expect("status through the forward");
+        assert_eq!(s.me.addr, node);
+        nodes[0].kill();
+    });
+}

@@ -130,7 +130,10 @@ async fn start_ring(demo: &Demo, a: &Args) -> Result<(Vec<FilesNode>, Option<Soc
         ),
     );
     let mut nodes: Vec<FilesNode> = Vec::new();
+    // Bound first: a taken port is an error before any node starts.
+    let mut view = a.http.map(crate::view::bind).transpose()?;
     let mut view_at = None;
+    let mut last_join = Instant::now();
     for _ in 0..a.nodes {
         let mut b = chord_net::Node::builder()
             .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -146,8 +149,9 @@ async fn start_ring(demo: &Demo, a: &Args) -> Result<(Vec<FilesNode>, Option<Soc
             &n.node().id().to_string()[..16]
         );
         nodes.push(n);
-        if let (Some(http), 1) = (a.http, nodes.len()) {
-            let at = crate::view::bind(http)?.serve(nodes[0].node().addr(), None)?;
+        last_join = Instant::now();
+        if let Some(v) = view.take() {
+            let at = v.serve(nodes[0].node().addr(), None)?;
             view_at = Some(at);
             out!(
                 "   watch it live: http://{at}/  (the demo waits {} s between steps)",
@@ -158,11 +162,10 @@ async fn start_ring(demo: &Demo, a: &Args) -> Result<(Vec<FilesNode>, Option<Soc
         // With the live view, the joins one by one.
         async_io::Timer::after(demo.pace / 6).await;
     }
-    let start = Instant::now();
     let walk = settled_ring(nodes[0].node().addr(), nodes.len()).await?;
     out!(
-        "   the ring formed by stabilization in {:.1} s:",
-        start.elapsed().as_secs_f64()
+        "   the ring formed by stabilization {:.1} s after the last join:",
+        last_join.elapsed().as_secs_f64()
     );
     print_ring(&walk);
     // Replicas go to the successor lists: give them a moment to fill.

@@ -10,7 +10,7 @@
 //!
 //! Hostile input is bounded: requests of at most 16 KiB of headers, read within 10 s;
 //! at most [`MAX_CONNECTIONS`] connections and [`super::MAX_FOLLOWERS`] event streams;
-//! one traced lookup at a time (the next waits up to 5 s), keys of at most [`MAX_KEY`]
+//! one traced lookup at a time (the next waits up to 5 s; each takes at most 10 s), keys of at most [`MAX_KEY`]
 //! bytes. The `Host` header must name a loopback host on a loopback address, and an IP
 //! address (or `localhost`) elsewhere, never a DNS name, so that a web site cannot read
 //! the view through its own name rebound to our address; and everything but the page
@@ -43,6 +43,9 @@ pub const MAX_KEY: usize = 1024;
 
 /// How long a traced lookup waits for its turn before it is answered 429.
 const LOOKUP_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a traced lookup may take.
+const TRACE_DEADLINE: Duration = Duration::from_secs(10);
 
 const PAGE: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/app.js");
@@ -276,7 +279,23 @@ async fn lookup(shared: &Shared, query: &str) -> Response<Body> {
     // Given back however the trace ends (a page that goes away drops it half-way).
     let _turn = Turn(&shared.tracing_done);
     let mut walker = super::ring::Walker::new(shared.node, shared.key.clone());
-    let t = trace::trace(&mut walker, &name).await;
+    let traced = futures_lite::future::or(
+        async { Some(trace::trace(&mut walker, &name).await) },
+        async {
+            async_io::Timer::after(TRACE_DEADLINE).await;
+            None
+        },
+    )
+    .await;
+    let Some(t) = traced else {
+        return text(
+            StatusCode::GATEWAY_TIMEOUT,
+            &format!(
+                "the traced lookup took longer than {} s (nodes on the way do not answer)",
+                TRACE_DEADLINE.as_secs()
+            ),
+        );
+    };
     respond(
         StatusCode::OK,
         JSON,

@@ -22,7 +22,7 @@ const ASK_DEADLINE: Duration = Duration::from_secs(2);
 /// How long a whole walk may take; a longer one is cut short (not `complete`).
 const WALK_BUDGET: Duration = Duration::from_secs(5);
 
-/// How long a position that did not answer is taken as silent without asking again.
+/// How long an address that did not answer is taken as silent without asking again.
 const SILENT_FOR: Duration = Duration::from_secs(30);
 
 /// Largest answer a view takes from a node (an honest status is about 12 KiB).
@@ -121,6 +121,17 @@ pub struct RingView {
 }
 
 impl RingView {
+    /// How many nodes, in words: positions, and hosts when virtual nodes make them
+    /// differ ("5 nodes", "16 positions on 4 hosts").
+    pub fn size(&self) -> String {
+        let hosts: HashSet<&str> = self.nodes.iter().map(|n| n.addr.as_str()).collect();
+        match (self.nodes.len(), hosts.len()) {
+            (1, _) => "1 node".into(),
+            (n, h) if n == h => format!("{n} nodes"),
+            (n, h) => format!("{n} positions on {h} hosts"),
+        }
+    }
+
     /// The view of a walk in which every node answered (`chord ring`).
     pub fn of_walk(walk: &[Status], stats: &[Option<(u64, u64)>]) -> RingView {
         RingView {
@@ -141,8 +152,8 @@ pub struct Walker {
     key: Option<NetworkKey>,
     limits: Limits,
     clients: HashMap<SocketAddr, Client>,
-    /// Positions that did not answer, and until when they are taken as silent.
-    silent: HashMap<chord_core::Id, Instant>,
+    /// Addresses that did not answer, and until when they are taken as silent.
+    silent: HashMap<SocketAddr, Instant>,
 }
 
 impl Walker {
@@ -208,13 +219,10 @@ impl Walker {
     }
 
     /// The status of ring position `p` (one of the virtual nodes of the node at
-    /// `p.addr`), within [`ASK_DEADLINE`]. A position that did not answer is not asked
-    /// again for [`SILENT_FOR`]: a list full of addresses that accept and never answer
-    /// costs a walk [`ASK_DEADLINE`] each only once in a while.
+    /// `p.addr`), within [`ASK_DEADLINE`]. An address that did not answer is not asked
+    /// again for [`SILENT_FOR`].
     pub async fn ask(&mut self, p: Peer) -> Asked {
-        let now = Instant::now();
-        self.silent.retain(|_, until| *until > now);
-        if self.silent.contains_key(&p.id) {
+        if self.is_silent(p.addr) {
             return Asked::Silent;
         }
         for _ in 0..self.tries(p.addr) {
@@ -232,10 +240,53 @@ impl Walker {
                 }
             }
         }
-        if self.silent.len() < MAX_NODES {
-            self.silent.insert(p.id, now + SILENT_FOR);
-        }
+        self.mark_silent(p.addr);
         Asked::Silent
+    }
+
+    fn is_silent(&mut self, addr: SocketAddr) -> bool {
+        let now = Instant::now();
+        self.silent.retain(|_, until| *until > now);
+        self.silent.contains_key(&addr)
+    }
+
+    fn mark_silent(&mut self, addr: SocketAddr) {
+        if self.silent.len() < MAX_NODES {
+            self.silent.insert(addr, Instant::now() + SILENT_FOR);
+        }
+    }
+
+    /// Connect to the addresses of `peers` not known yet, all at once, within one
+    /// [`ASK_DEADLINE`]: those that answer are kept for [`Walker::ask`], the others taken
+    /// as silent. After one silent entry of a list the rest is probed this way, so that a
+    /// list of addresses that accept and never answer costs a walk one deadline, not one
+    /// each.
+    pub async fn probe(&mut self, peers: &[Peer]) {
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        for p in peers {
+            if !self.clients.contains_key(&p.addr)
+                && !self.is_silent(p.addr)
+                && !addrs.contains(&p.addr)
+            {
+                addrs.push(p.addr);
+            }
+        }
+        addrs.truncate(chord_core::MAX_PEERS_PER_MESSAGE);
+        let (limits, key) = (&self.limits, self.key.as_ref());
+        let connected = futures::future::join_all(
+            addrs
+                .iter()
+                .map(|&a| deadline(Client::connect_with_key(a, limits.clone(), key))),
+        )
+        .await;
+        for (a, c) in addrs.into_iter().zip(connected) {
+            match c {
+                Some(c) => {
+                    self.clients.insert(a, c);
+                }
+                None => self.mark_silent(a),
+            }
+        }
     }
 
     /// The node at `addr`'s own lookup of `key`: the owner and the hops it took.
@@ -304,10 +355,12 @@ impl Walker {
                     statuses.push(*s);
                 }
                 Asked::Silent => {
-                    // Skip to the next entry of the list that named it.
+                    // Skip to the next entry of the list that named it, after asking the
+                    // rest of the list at once.
                     all_answered = false;
                     nodes.push(RingNode::silent(&p));
                     next.remove(0);
+                    self.probe(&next).await;
                 }
                 Asked::NotHere => {
                     next.remove(0);
@@ -438,7 +491,9 @@ impl Changes {
                 }
             }
         }
-        for n in &old.nodes {
+        // A walk cut short says nothing of the nodes it did not reach.
+        let gone = if new.complete { &old.nodes[..] } else { &[] };
+        for n in gone {
             if after.contains_key(n.id.as_str()) {
                 continue;
             }
@@ -457,7 +512,7 @@ impl Changes {
                 kind: "ring",
                 node: None,
                 text: if new.consistent {
-                    format!("ring consistent ({} nodes)", new.nodes.len())
+                    format!("ring consistent ({})", new.size())
                 } else {
                     "ring not consistent".into()
                 },
@@ -570,10 +625,46 @@ mod tests {
         let mut w = Walker::new(addr, None);
         futures_lite::future::block_on(async {
             assert!(matches!(w.ask(p).await, Asked::Silent));
-            assert!(w.silent.contains_key(&p.id), "remembered as silent");
+            assert!(w.silent.contains_key(&p.addr), "remembered as silent");
             assert!(w.clients.is_empty(), "no connection kept to it");
             assert!(matches!(w.ask(p).await, Asked::Silent));
+            // Another position of that address: silent too, without asking.
+            let q = Peer::new(chord_core::Id::for_vnode(addr, 1), addr);
+            assert!(matches!(w.ask(q).await, Asked::Silent));
         });
+    }
+
+    /// Found in the second review: a member listing 60 positions at addresses that never
+    /// answer kept every walk past its time budget (2 s each). After the first silent
+    /// entry, the rest of the list is probed at once: one deadline for all.
+    #[test]
+    fn a_list_of_silent_addresses_costs_one_deadline() {
+        let holes: Vec<std::net::TcpListener> = (0..20)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        let peers: Vec<Peer> = holes
+            .iter()
+            .map(|h| {
+                let a = h.local_addr().expect("addr");
+                Peer::new(chord_core::Id::for_addr(a), a)
+            })
+            .collect();
+        let mut w = Walker::new(peers[0].addr, None);
+        futures_lite::future::block_on(w.probe(&peers));
+        for p in &peers {
+            assert!(w.is_silent(p.addr), "{} not marked silent", p.addr);
+        }
+    }
+
+    /// Found in review: a walk cut short (time budget) reported every node it did not
+    /// reach as gone ("left", "gap closed").
+    #[test]
+    fn a_walk_cut_short_reports_nobody_gone() {
+        let mut ch = Changes::new();
+        let ring = view(vec![node("a", "b", "b"), node("b", "a", "a")], true);
+        let mut short = view(vec![node("a", "b", "b")], false);
+        short.complete = false;
+        assert_eq!(kinds(&ch.between(&ring, &short, 0)), ["ring"]);
     }
 
     #[test]

@@ -108,10 +108,17 @@ pub async fn trace(walker: &mut Walker, name: &str) -> Trace {
             }
             Step::Next(candidates) => {
                 let mut answered = None;
-                for c in candidates {
-                    if let super::ring::Asked::Status(s) = walker.ask(c).await {
-                        answered = Some(*s);
-                        break;
+                for (i, c) in candidates.iter().enumerate() {
+                    match walker.ask(*c).await {
+                        super::ring::Asked::Status(s) => {
+                            answered = Some(*s);
+                            break;
+                        }
+                        // The rest at once, as a walk does.
+                        super::ring::Asked::Silent if i == 0 => {
+                            walker.probe(&candidates[1..]).await;
+                        }
+                        _ => {}
                     }
                 }
                 let Some(s) = answered else {

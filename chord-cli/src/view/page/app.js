@@ -47,7 +47,7 @@ function held(n) {
   if (!n.answering) return 'not answering';
   if (n.items == null) {
     const first = ring.nodes.find((m) => m.addr === n.addr && m.items != null);
-    return first ? `another position of ${n.addr}` : 'items unknown';
+    return first ? `vnode of ${n.addr.replace(/^127\.0\.0\.1:/, ':')}` : 'items unknown';
   }
   return `${n.items} item${n.items === 1 ? '' : 's'} · ${bytes(n.stored)}`;
 }
@@ -203,7 +203,10 @@ function summary() {
   if (!ring) return;
   const live = ring.nodes.filter((n) => n.answering).length;
   const silent = ring.nodes.length - live;
-  s.textContent = `${live} node${live === 1 ? '' : 's'}` + (silent ? `, ${silent} not answering` : '') + (ring.consistent ? ' · consistent' : ' · not consistent');
+  const hosts = new Set(ring.nodes.filter((n) => n.answering).map((n) => n.addr)).size;
+  s.textContent = (hosts === live ? `${live} node${live === 1 ? '' : 's'}` : `${live} positions on ${hosts} hosts`) +
+    (silent ? `, ${silent} not answering` : '') + (ring.complete ? '' : ' · walk cut short') +
+    (ring.consistent ? ' · consistent' : ' · not consistent');
   s.className = 'pill ' + (ring.consistent ? 'ok' : 'bad');
 }
 
@@ -233,7 +236,8 @@ function follow() {
   es.addEventListener('change', (e) => log(JSON.parse(e.data)));
   es.addEventListener('alive', () => { lastAlive = Date.now(); link.textContent = 'live'; link.className = 'pill ok'; });
   setInterval(() => {
-    if (lastAlive && Date.now() - lastAlive > 5000 && es.readyState === EventSource.OPEN) {
+    // A walk may take up to 5 s (then it is cut short), and the last question 2 s more.
+    if (lastAlive && Date.now() - lastAlive > 10000 && es.readyState === EventSource.OPEN) {
       link.textContent = 'not updating';
       link.className = 'pill bad';
     }
