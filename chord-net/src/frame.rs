@@ -56,9 +56,9 @@ pub(crate) async fn with_deadline<T>(
     timeout(d, f).await.unwrap_or(Err(FrameError::Timeout))
 }
 
-/// `f`'s output, or `None` if it did not finish within `d`: the one way this crate puts
-/// a deadline on a future.
-pub(crate) async fn timeout<T>(d: Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
+/// `f`'s output, or `None` if it did not finish within `d`: the one way this crate (and
+/// the `chord` command) puts a deadline on a future.
+pub async fn timeout<T>(d: Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
     futures_lite::future::or(async { Some(f.await) }, async {
         async_io::Timer::after(d).await;
         None

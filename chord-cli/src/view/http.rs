@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chord_net::frame::timeout;
 use chord_net::NetworkKey;
 use futures_lite::StreamExt;
 use http_body_util::combinators::BoxBody;
@@ -135,7 +136,12 @@ pub async fn accept(
 type Body = BoxBody<Bytes, Infallible>;
 
 fn respond(status: StatusCode, kind: &'static str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(Full::new(body.into()).boxed());
+    respond_with(status, kind, Full::new(body.into()).boxed())
+}
+
+/// A response with the headers every answer of the view carries.
+fn respond_with(status: StatusCode, kind: &'static str, body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(kind));
@@ -265,12 +271,8 @@ async fn lookup(shared: &Shared, query: &str) -> Response<Body> {
         );
     }
     // One traced lookup at a time; the next waits its turn a while.
-    let turn = futures_lite::future::or(async { shared.tracing.recv().await.ok() }, async {
-        async_io::Timer::after(LOOKUP_WAIT).await;
-        None
-    })
-    .await;
-    if turn.is_none() {
+    let turn = timeout(LOOKUP_WAIT, shared.tracing.recv()).await;
+    if !matches!(turn, Some(Ok(()))) {
         return text(
             StatusCode::TOO_MANY_REQUESTS,
             "busy with other lookups; try again",
@@ -279,14 +281,9 @@ async fn lookup(shared: &Shared, query: &str) -> Response<Body> {
     // Given back however the trace ends (a page that goes away drops it half-way).
     let _turn = Turn(&shared.tracing_done);
     let mut walker = super::ring::Walker::new(shared.node, shared.key.clone());
-    let traced = futures_lite::future::or(
-        async { Some(trace::trace(&mut walker, &name).await) },
-        async {
-            async_io::Timer::after(TRACE_DEADLINE).await;
-            None
-        },
-    )
-    .await;
+    // Boxed: the trace's future is large, and moved by value into `timeout` it overflowed
+    // the view thread's stack in debug builds.
+    let traced = timeout(TRACE_DEADLINE, Box::pin(trace::trace(&mut walker, &name))).await;
     let Some(t) = traced else {
         return text(
             StatusCode::GATEWAY_TIMEOUT,
@@ -321,13 +318,11 @@ fn events(shared: &Shared) -> Response<Body> {
         );
     };
     let stream = rx.map(|m| Ok::<_, Infallible>(Frame::data(m)));
-    let mut r = respond(
+    respond_with(
         StatusCode::OK,
         "text/event-stream",
-        Bytes::new(), // replaced below
-    );
-    *r.body_mut() = BodyExt::boxed(StreamBody::new(stream));
-    r
+        BodyExt::boxed(StreamBody::new(stream)),
+    )
 }
 
 #[cfg(test)]

@@ -395,11 +395,7 @@ async fn deadline<T, E>(f: impl std::future::Future<Output = Result<T, E>>) -> O
 
 /// `f`'s result if it comes within [`ASK_DEADLINE`].
 async fn within<T>(f: impl std::future::Future<Output = T>) -> Option<T> {
-    futures_lite::future::or(async { Some(f.await) }, async {
-        async_io::Timer::after(ASK_DEADLINE).await;
-        None
-    })
-    .await
+    chord_net::frame::timeout(ASK_DEADLINE, f).await
 }
 
 /// One thing that happened between two walks, for the page's log.
