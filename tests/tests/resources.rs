@@ -44,11 +44,16 @@ async fn node_with(limits: Limits) -> Node {
 
 /// Read one frame's body from a raw connection.
 fn read_body(s: &mut TcpStream) -> Vec<u8> {
+    try_read_body(s).expect("a frame")
+}
+
+/// [`read_body`], `None` if the connection ends or fails first.
+fn try_read_body(s: &mut TcpStream) -> Option<Vec<u8>> {
     let mut header = [0u8; 4];
-    s.read_exact(&mut header).expect("header");
+    s.read_exact(&mut header).ok()?;
     let mut body = vec![0u8; u32::from_be_bytes(header).min(1 << 20) as usize];
-    s.read_exact(&mut body).expect("body");
-    body
+    s.read_exact(&mut body).ok()?;
+    Some(body)
 }
 
 /// A client connection from `ip` past the handshake, as raw TCP.
@@ -724,19 +729,12 @@ fn lying_node(
     std::thread::spawn(move || {
         let Ok((mut s, _)) = l.accept() else { return };
         let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-        let read_frame = |s: &mut std::net::TcpStream| -> Option<Vec<u8>> {
-            let mut header = [0u8; 4];
-            s.read_exact(&mut header).ok()?;
-            let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
-            s.read_exact(&mut body).ok()?;
-            Some(body)
-        };
-        let Some(_hello) = read_frame(&mut s) else {
+        let Some(_hello) = try_read_body(&mut s) else {
             return;
         };
         let welcome = encode(&HelloReply::Welcome { addr, vnodes: 1 }).expect("enc");
         let _ = s.write_all(&welcome);
-        let Some(req) = read_frame(&mut s) else {
+        let Some(req) = try_read_body(&mut s) else {
             return;
         };
         let Ok(Frame::ClientRequest { id, .. }) = decode::<Frame>(&req) else {
@@ -748,7 +746,7 @@ fn lying_node(
         };
         let _ = s.write_all(&encode(&answer).expect("enc"));
         // Hold the connection until the client is done.
-        let _ = read_frame(&mut s);
+        let _ = try_read_body(&mut s);
     });
     addr
 }
