@@ -73,6 +73,9 @@ impl Bound {
         let shared = Arc::new(http::Shared::new(self.addr, node, key));
         std::thread::Builder::new()
             .name("chord-view".into())
+            // A stack overflow here would abort the node's whole process: room to spare
+            // for the view's futures, which are large in debug builds.
+            .stack_size(8 << 20)
             .spawn(move || {
                 let ex = Arc::new(async_executor::Executor::new());
                 ex.spawn(supervise(shared.clone())).detach();
