@@ -37,7 +37,7 @@ pub(crate) use route::{Local, Route, Verified};
 
 fn unexpected(r: FilesResponse) -> FilesError {
     match r {
-        FilesResponse::Error(e) => e,
+        FilesResponse::Error(e) => e.into(),
         _ => FilesError::BadAnswer,
     }
 }

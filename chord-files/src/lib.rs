@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dht;
+mod error;
 pub mod maintain;
 pub mod manifest;
 pub mod plan;
@@ -30,8 +31,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+pub use error::FilesError;
 pub use manifest::{FileRef, Hash, ItemKey, Manifest};
 pub use record::{Identity, Record, Version};
 pub use service::FilesService;
@@ -49,121 +51,17 @@ pub const DEFAULT_REPLICAS: u8 = 3;
 /// renewal.
 pub const DEFAULT_BLOCK_LEASE: Duration = Duration::from_secs(24 * 3600);
 
-/// Errors of file sharing, as they travel between nodes and clients.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-pub enum FilesError {
-    /// Names are UTF-8, 1 to 255 bytes, without NUL.
-    #[error("invalid file name (1 to 255 bytes of UTF-8, no NUL)")]
-    BadName,
-    /// A manifest that does not describe a file.
-    #[error("malformed manifest")]
-    BadManifest,
-    /// A request that could not be decoded.
-    #[error("malformed request")]
-    BadRequest,
-    /// Bytes that do not match their hash.
-    #[error("data does not match its hash")]
-    Corrupt,
-    /// The store is full.
-    #[error("store full: {used} of {limit} bytes used, {wanted} more requested")]
-    StoreFull {
-        /// Bytes in use.
-        used: u64,
-        /// The limit.
-        limit: u64,
-        /// Bytes asked for.
-        wanted: u64,
-    },
-    /// The storing node's disk failed.
-    #[error("storage error: {0}")]
-    Storage(String),
-    /// A ring lookup failed.
-    #[error("lookup failed: {0}")]
-    Lookup(String),
-    /// A node could not be reached.
-    #[error("node unreachable: {0}")]
-    Unreachable(String),
-    /// No such file in the ring.
-    #[error("no file named {0:?} in the ring")]
-    NotFound(String),
-    /// No replica of an item could be read.
-    #[error("no replica of a chunk could be read")]
-    Unavailable,
-    /// The output exists with other content.
-    #[error("{0} exists and differs")]
-    Exists(String),
-    /// A local file error.
-    #[error("{0}")]
-    Local(String),
-    /// The node stopped.
-    #[error("the node has stopped")]
-    Stopped,
-    /// A record that is malformed, too large, stored at the wrong position or carries a
-    /// sequence above [`record::MAX_SEQ`].
-    #[error("malformed record")]
-    BadRecord,
-    /// A record whose signature does not verify under its public key.
-    #[error("the record's signature does not verify")]
-    BadSignature,
-    /// Not allowed to anyone, or not to this caller.
-    #[error("not allowed: {0}")]
-    NotAllowed(String),
-    /// A compare-and-swap found another sequence than the one expected.
-    #[error(
-        "the record changed: expected {}, found {}",
-        seq_text(*.expected),
-        seq_text(*.found)
-    )]
-    Conflict {
-        /// What the writer expected (`None`: no record).
-        expected: Option<u64>,
-        /// What the holders have.
-        found: Option<u64>,
-    },
-    /// A record that has expired.
-    #[error("the record has expired")]
-    Expired,
-    /// More bytes than one item may hold.
-    #[error("{size} bytes is more than the {limit} one item may hold")]
-    TooLarge {
-        /// Bytes given.
-        size: u64,
-        /// The limit.
-        limit: u64,
-    },
-    /// An operation that needs an identity (writing, removing, or a name without its
-    /// owner) was given none.
-    #[error("no identity: writing or removing a file, or naming one without its owner, needs a signing key")]
-    NoIdentity,
-    /// The file does not fit where it is to be written.
-    #[error("{path} has room for {available} bytes; the file needs {needed}")]
-    NoRoom {
-        /// Where the file was to go.
-        path: String,
-        /// Bytes the file needs.
-        needed: u64,
-        /// Bytes free there.
-        available: u64,
-    },
-    /// A node answered with something that does not answer the request.
-    #[error("a node gave an answer that does not fit the request")]
-    BadAnswer,
-}
-
-fn seq_text(seq: Option<u64>) -> String {
-    seq.map_or_else(|| "no record".into(), |s| format!("sequence {s}"))
-}
-
 /// Encode a service message.
 pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, FilesError> {
-    postcard::to_stdvec(v).map_err(|_| FilesError::BadRequest)
+    postcard::to_stdvec(v).map_err(FilesError::Encode)
 }
 
-/// Decode a service message: exactly one value, nothing after it.
+/// Decode a service message: exactly one value, nothing after it ([`FilesError::BadAnswer`]
+/// if not: a node decoding a request answers [`wire::RemoteError::BadRequest`] instead).
 pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, FilesError> {
     match postcard::take_from_bytes(b) {
         Ok((v, [])) => Ok(v),
-        _ => Err(FilesError::BadRequest),
+        _ => Err(FilesError::BadAnswer),
     }
 }
 

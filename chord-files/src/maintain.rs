@@ -17,7 +17,6 @@ use tracing::{debug, info, warn};
 use crate::manifest::{ItemKey, Manifest};
 use crate::plan::{plan, relied_on, Holder, Plan};
 use crate::record::{now_ms, Record, Version};
-use crate::service::store_err;
 use crate::store::{stored_version, Store, StoreError};
 use crate::wire::{proof, FilesRequest, FilesResponse, MAX_HAVE};
 use crate::{decode, encode, FilesError, SERVICE};
@@ -25,10 +24,7 @@ use crate::{decode, encode, FilesError, SERVICE};
 /// The `k` nodes that should hold ring position `id` (distinct hosts, owner first), and
 /// the owner's predecessor id if known.
 pub async fn locate(node: &Node, id: Id, k: u8) -> Result<(Option<Id>, Vec<Peer>), FilesError> {
-    let found = node
-        .lookup(id)
-        .await
-        .map_err(|e| FilesError::Lookup(e.to_string()))?;
+    let found = node.lookup(id).await.map_err(FilesError::Lookup)?;
     let pred = found.predecessor.map(|p| p.id);
     let mut out = vec![found.owner];
     for p in found.successors {
@@ -49,11 +45,11 @@ pub async fn ask(
     req: &FilesRequest,
 ) -> Result<FilesResponse, FilesError> {
     let bytes = encode(req)?;
-    let answer = node.call(to, SERVICE, bytes).await.map_err(|e| match e {
-        chord_net::Error::Stopped => FilesError::Stopped,
-        e => FilesError::Unreachable(e.to_string()),
-    })?;
-    decode(&answer).map_err(|_| FilesError::BadRequest)
+    let answer = node
+        .call(to, SERVICE, bytes)
+        .await
+        .map_err(FilesError::net)?;
+    decode(&answer)
 }
 
 /// Counts of one maintenance pass.
@@ -113,7 +109,7 @@ pub async fn maintain(
     leaving: bool,
 ) -> Result<Repair, FilesError> {
     let me = node.addr();
-    let mut keys = store.list().await.map_err(store_err)?;
+    let mut keys = store.list().await?;
     // Sorted by ring position from our own id, so one lookup serves a whole run of items
     // owned by the same node.
     let origin = node.id();
@@ -131,7 +127,7 @@ pub async fn maintain(
         let (_, mut holders) = match locate(node, id, want).await {
             Ok(found) => found,
             // Leaving, hand over what can be; the rest is counted.
-            Err(e) if leaving && e != FilesError::Stopped => {
+            Err(e) if leaving && !matches!(e, FilesError::Stopped) => {
                 debug!("no holders found for an item: {e}");
                 r.failed += 1;
                 i += 1;
@@ -184,27 +180,21 @@ async fn read_group(
     for key in keys {
         let v = match *key {
             ItemKey::Record(rid) => {
-                let held = store.get(*key).await.map_err(store_err)?;
+                let held = store.get(*key).await?;
                 match held.and_then(|d| Record::decode_stored(&d, rid).ok()) {
                     Some(x) if !x.expired(now) => Some(x.version()),
                     _ => {
-                        store.delete(*key).await.map_err(store_err)?;
+                        store.delete(*key).await?;
                         r.expired += 1;
                         continue;
                     }
                 }
             }
             // A block whose lease has ended is left to garbage collection.
-            ItemKey::Chunk(_)
-                if store
-                    .lease(*key)
-                    .await
-                    .map_err(store_err)?
-                    .is_some_and(|end| end < now) =>
-            {
+            ItemKey::Chunk(_) if store.lease(*key).await?.is_some_and(|end| end < now) => {
                 continue;
             }
-            _ => held_version(store, *key).await.map_err(store_err)?,
+            _ => held_version(store, *key).await?,
         };
         if let Some(v) = v {
             group.push(*key);
@@ -336,12 +326,12 @@ async fn drop_planned(
         // A record may have been replaced here since it was read (a writer whose
         // view of the holders is older than ours): only the version planned for goes.
         if let ItemKey::Record(_) = group[n] {
-            let now_held = held_version(store, group[n]).await.map_err(store_err)?;
+            let now_held = held_version(store, group[n]).await?;
             if now_held != Some(mine[n]) {
                 continue;
             }
         }
-        store.delete(group[n]).await.map_err(store_err)?;
+        store.delete(group[n]).await?;
         r.dropped += 1;
     }
     Ok(())
@@ -383,7 +373,7 @@ async fn plan_on_proof(
         for (n, h) in open {
             let to = said[h].addr;
             if copy.as_ref().is_none_or(|(m, _)| *m != n) {
-                copy = Some((n, store.get(group[n]).await.map_err(store_err)?));
+                copy = Some((n, store.get(group[n]).await?));
             }
             let ours = copy.as_ref().and_then(|(_, d)| d.as_deref());
             let shown = match ask(
@@ -427,11 +417,11 @@ pub async fn collect_garbage(store: &dyn Store, grace: Duration) -> Result<usize
     let now = now_ms();
     let grace = grace.as_millis() as u64;
     let mut freed = 0;
-    for key in store.list().await.map_err(store_err)? {
+    for key in store.list().await? {
         if let ItemKey::Chunk(_) = key {
-            let lease = store.lease(key).await.map_err(store_err)?;
+            let lease = store.lease(key).await?;
             if lease.is_some_and(|end| end.saturating_add(grace) < now) {
-                store.delete(key).await.map_err(store_err)?;
+                store.delete(key).await?;
                 freed += 1;
             }
         }
@@ -455,12 +445,12 @@ pub async fn renew_files(
     let now = std::time::Instant::now();
     renewed.retain(|_, t| now.duration_since(*t) < every);
     let (mut keys, mut due) = (Vec::new(), Vec::new());
-    for key in store.list().await.map_err(store_err)? {
+    for key in store.list().await? {
         let ItemKey::Record(id) = key else { continue };
         if renewed.contains_key(&id) {
             continue;
         }
-        let Some(d) = store.get(key).await.map_err(store_err)? else {
+        let Some(d) = store.get(key).await? else {
             continue;
         };
         let Ok(r) = Record::decode_stored(&d, id) else {
@@ -472,7 +462,7 @@ pub async fn renew_files(
             .and_then(|v| decode::<crate::FileRef>(v).ok());
         let Some(file) = file else { continue };
         let block = ItemKey::Chunk(file.manifest);
-        let bytes = match store.get(block).await.map_err(store_err)? {
+        let bytes = match store.get(block).await? {
             Some(b) => Some(b),
             None => {
                 let route = &mut crate::dht::Local(node);

@@ -57,7 +57,7 @@ pub(crate) fn random_bytes() -> Result<[u8; 32], FilesError> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng
         .try_fill_bytes(&mut bytes)
-        .map_err(|e| FilesError::Local(format!("no random numbers: {e}")))?;
+        .map_err(FilesError::Random)?;
     Ok(bytes)
 }
 
@@ -80,23 +80,19 @@ impl Identity {
     /// Read an identity file (64 hexadecimal digits of the secret key), or create one,
     /// readable by its owner only, if there is none.
     pub fn load_or_create(path: &Path) -> Result<Identity, FilesError> {
-        let local = |e: std::io::Error| FilesError::Local(format!("{}: {e}", path.display()));
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 let mut seed = [0u8; 32];
                 let text = text.trim();
                 if hex::decode_to_slice(text, &mut seed).is_err() {
-                    return Err(FilesError::Local(format!(
-                        "{}: an identity file holds 64 hexadecimal digits",
-                        path.display()
-                    )));
+                    return Err(FilesError::BadIdentityFile(path.to_path_buf()));
                 }
                 Ok(Identity::from_seed(seed))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let id = Identity::generate()?;
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(local)?;
+                    std::fs::create_dir_all(dir).map_err(FilesError::io(dir))?;
                 }
                 // Written whole under a temporary name, then linked into place: two
                 // processes making the identity at once agree on one, and none reads a
@@ -121,10 +117,10 @@ impl Identity {
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                         Identity::load_or_create(path)
                     }
-                    Err(e) => Err(local(e)),
+                    Err(e) => Err(FilesError::io(path)(e)),
                 }
             }
-            Err(e) => Err(local(e)),
+            Err(e) => Err(FilesError::io(path)(e)),
         }
     }
 
@@ -313,29 +309,32 @@ mod tests {
         let bytes = crate::encode(&r).expect("enc");
         assert_eq!(Record::decode_at(&bytes, r.id()).expect("decode"), r);
         // Stored at another position: refused.
-        assert_eq!(
+        assert!(matches!(
             Record::decode_at(&bytes, Id::for_key("color")),
             Err(FilesError::BadRecord)
-        );
+        ));
         // Any field changed after signing: refused.
         let mut v = r.clone();
         v.value = Some(b"red!".to_vec().into());
-        assert_eq!(v.verify(), Err(FilesError::BadSignature));
+        assert!(matches!(v.verify(), Err(FilesError::BadSignature)));
         let mut s = r.clone();
         s.seq = 2;
-        assert_eq!(s.verify(), Err(FilesError::BadSignature));
+        assert!(matches!(s.verify(), Err(FilesError::BadSignature)));
         let mut e = r.clone();
         e.expires_ms = Some(1);
-        assert_eq!(e.verify(), Err(FilesError::BadSignature));
+        assert!(matches!(e.verify(), Err(FilesError::BadSignature)));
         // Someone else's key over Alice's record id: the id no longer matches.
         let mallory = Identity::from_seed([2; 32]);
         let forged = mallory.sign(b"color", 9, None, None).expect("sign");
         let fb = crate::encode(&forged).expect("enc");
-        assert_eq!(Record::decode_at(&fb, r.id()), Err(FilesError::BadRecord));
+        assert!(matches!(
+            Record::decode_at(&fb, r.id()),
+            Err(FilesError::BadRecord)
+        ));
         // Alice's key and salt, Mallory's signature: refused.
         let mut stolen = forged.clone();
         stolen.public_key = alice().public_key();
-        assert_eq!(stolen.verify(), Err(FilesError::BadSignature));
+        assert!(matches!(stolen.verify(), Err(FilesError::BadSignature)));
     }
 
     #[test]
@@ -352,7 +351,7 @@ mod tests {
         r.seq = u64::MAX;
         let sig = a.0.sign(&r.signed_bytes().expect("bytes")).to_bytes();
         r.signature = ByteArray::new(sig);
-        assert_eq!(r.verify(), Err(FilesError::BadRecord));
+        assert!(matches!(r.verify(), Err(FilesError::BadRecord)));
     }
 
     #[test]

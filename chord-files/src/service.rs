@@ -15,7 +15,8 @@ use crate::maintain::held_version;
 use crate::manifest::ItemKey;
 use crate::record::{now_ms, Record};
 use crate::store::{version, Store, StoreError};
-use crate::{decode, encode, FilesError};
+use crate::wire::RemoteError;
+use crate::{decode, encode};
 
 pub use crate::maintain::{
     ask, collect_garbage, lease_grace, locate, maintain, maintenance_loop, renew_files, Repair,
@@ -86,25 +87,10 @@ impl chord_net::Service for FilesService {
                 Ok(req) => serve(&node, &*store, &locks, &count, lease, req)
                     .await
                     .unwrap_or_else(FilesResponse::Error),
-                Err(_) => FilesResponse::Error(FilesError::BadRequest),
+                Err(_) => FilesResponse::Error(RemoteError::BadRequest),
             };
             encode(&answer).unwrap_or_default()
         })
-    }
-}
-
-pub(crate) fn store_err(e: StoreError) -> FilesError {
-    match e {
-        StoreError::Full {
-            used,
-            limit,
-            wanted,
-        } => FilesError::StoreFull {
-            used,
-            limit,
-            wanted,
-        },
-        StoreError::Io(e) => FilesError::Storage(e.to_string()),
     }
 }
 
@@ -115,7 +101,7 @@ async fn serve(
     count: &CountCache,
     lease: Duration,
     req: FilesRequest,
-) -> Result<FilesResponse, FilesError> {
+) -> Result<FilesResponse, RemoteError> {
     let lease_end = now_ms().saturating_add(lease.as_millis() as u64);
     Ok(match req {
         FilesRequest::Locate { id, replicas } => {
@@ -139,49 +125,49 @@ async fn serve(
         }
         FilesRequest::StoreIf { key, data, expect } => {
             if !matches!(key, ItemKey::Record(_)) {
-                return Err(FilesError::BadRequest);
+                return Err(RemoteError::BadRequest);
             }
             store_here(store, locks, lease_end, key, data, Some(expect)).await?
         }
         FilesRequest::Store { key, data } => {
             store_here(store, locks, lease_end, key, data, None).await?
         }
-        FilesRequest::Fetch { key } => match store.get(key).await.map_err(store_err)? {
+        FilesRequest::Fetch { key } => match store.get(key).await? {
             Some(d) => FilesResponse::Data(d),
             None => FilesResponse::NotFound,
         },
-        FilesRequest::Prove { key, nonce } => match store.get(key).await.map_err(store_err)? {
+        FilesRequest::Prove { key, nonce } => match store.get(key).await? {
             Some(d) => FilesResponse::Proof(proof(&nonce, node.addr(), &d)),
             None => FilesResponse::NotFound,
         },
         FilesRequest::Stats => FilesResponse::Stats {
             stored: store.used(),
-            items: count.get(store).await.map_err(store_err)?,
+            items: count.get(store).await?,
         },
         FilesRequest::Have { keys } => {
             if keys.len() > MAX_HAVE {
-                return Err(FilesError::BadRequest);
+                return Err(RemoteError::BadRequest);
             }
             let mut out = Vec::with_capacity(keys.len());
             for k in keys {
-                out.push(store.has(k).await.map_err(store_err)?);
+                out.push(store.has(k).await?);
             }
             FilesResponse::Have(out)
         }
         FilesRequest::Remove { .. } => {
             // Nobody may remove an item on request: a record goes by its owner's tombstone,
             // a block when no live file renews its lease.
-            return Err(FilesError::NotAllowed(
+            return Err(RemoteError::NotAllowed(
                 "items are removed by tombstones (records) and expiring leases (blocks)".into(),
             ));
         }
         FilesRequest::Versions { keys } => {
             if keys.len() > MAX_HAVE {
-                return Err(FilesError::BadRequest);
+                return Err(RemoteError::BadRequest);
             }
             let mut out = Vec::with_capacity(keys.len());
             for k in keys {
-                out.push(held_version(store, k).await.map_err(store_err)?);
+                out.push(held_version(store, k).await?);
             }
             FilesResponse::Versions(out)
         }
@@ -189,7 +175,7 @@ async fn serve(
         FilesRequest::ListHere => {
             // Kept for what it says of the node; files are listed by `ListFiles`.
             let manifests = Vec::new();
-            let status = node.status().await.map_err(|_| FilesError::Stopped)?;
+            let status = node.status().await.map_err(|_| RemoteError::Stopped)?;
             FilesResponse::Here {
                 manifests,
                 successor: status.successors.first().map(|p| p.addr),
@@ -209,19 +195,19 @@ async fn replicate_here(
     key: ItemKey,
     data: Vec<u8>,
     until_ms: u64,
-) -> Result<FilesResponse, FilesError> {
+) -> Result<FilesResponse, RemoteError> {
     if matches!(key, ItemKey::Chunk(_)) && until_ms < now_ms() {
-        return Err(FilesError::Expired);
+        return Err(RemoteError::Expired);
     }
     let before = match key {
-        ItemKey::Chunk(_) => store.lease(key).await.map_err(store_err)?,
+        ItemKey::Chunk(_) => store.lease(key).await?,
         _ => None,
     };
     let r = store_here(store, locks, lease_end, key, data, None).await?;
     if let ItemKey::Chunk(_) = key {
         // A copy sent with a short lease never cuts the lease of a block held here already.
         let until = until_ms.min(lease_end).max(before.unwrap_or(0));
-        store.set_lease(key, until).await.map_err(store_err)?;
+        store.set_lease(key, until).await?;
     }
     Ok(r)
 }
@@ -232,19 +218,19 @@ async fn renew_here(
     store: &dyn Store,
     keys: Vec<ItemKey>,
     until: u64,
-) -> Result<Vec<bool>, FilesError> {
+) -> Result<Vec<bool>, RemoteError> {
     if keys.len() > MAX_HAVE {
-        return Err(FilesError::BadRequest);
+        return Err(RemoteError::BadRequest);
     }
     let mut out = Vec::with_capacity(keys.len());
     for k in keys {
         let held = match k {
-            ItemKey::Chunk(_) => store.lease(k).await.map_err(store_err)?,
+            ItemKey::Chunk(_) => store.lease(k).await?,
             _ => None,
         };
         if let Some(now) = held {
             if now < until {
-                store.set_lease(k, until).await.map_err(store_err)?;
+                store.set_lease(k, until).await?;
             }
         }
         out.push(held.is_some());
@@ -259,11 +245,8 @@ async fn list_files_page(
     node: &Node,
     store: &dyn Store,
     after: Option<Id>,
-) -> Result<FilesResponse, FilesError> {
-    let ids = store
-        .record_ids_after(after, LIST_EXAMINE)
-        .await
-        .map_err(store_err)?;
+) -> Result<FilesResponse, RemoteError> {
+    let ids = store.record_ids_after(after, LIST_EXAMINE).await?;
     let (mut records, mut bytes, mut more) = (Vec::new(), 0, None);
     let mut last = None;
     for &id in &ids {
@@ -272,7 +255,7 @@ async fn list_files_page(
             break;
         }
         last = Some(id);
-        let Some(d) = store.get(ItemKey::Record(id)).await.map_err(store_err)? else {
+        let Some(d) = store.get(ItemKey::Record(id)).await? else {
             continue;
         };
         if let Ok(r) = Record::decode_stored(&d, id) {
@@ -285,7 +268,7 @@ async fn list_files_page(
     if more.is_none() && ids.len() == LIST_EXAMINE {
         more = last;
     }
-    let status = node.status().await.map_err(|_| FilesError::Stopped)?;
+    let status = node.status().await.map_err(|_| RemoteError::Stopped)?;
     Ok(FilesResponse::Files {
         records,
         more,
@@ -305,21 +288,21 @@ async fn store_here(
     key: ItemKey,
     data: Vec<u8>,
     expect: Option<Option<u64>>,
-) -> Result<FilesResponse, FilesError> {
+) -> Result<FilesResponse, RemoteError> {
     let ItemKey::Record(id) = key else {
         // A block: its hash is all there is to check (retired manifests fail it). Stored,
         // or stored again, with a full lease from now.
-        version(&key, &data).ok_or(FilesError::Corrupt)?;
-        store.put(key, data).await.map_err(store_err)?;
-        store.set_lease(key, lease_end).await.map_err(store_err)?;
+        version(&key, &data).ok_or(RemoteError::Corrupt)?;
+        store.put(key, data).await?;
+        store.set_lease(key, lease_end).await?;
         return Ok(FilesResponse::Stored);
     };
     let r = Record::decode_at(&data, id)?;
     if r.expired(now_ms()) {
-        return Err(FilesError::Expired);
+        return Err(RemoteError::Expired);
     }
     let _guard = locks.lock(&key).await;
-    if let Some(d) = store.get(key).await.map_err(store_err)? {
+    if let Some(d) = store.get(key).await? {
         if let Ok(here) = Record::decode_stored(&d, id) {
             // With `expect`, refused if written since the writer looked: a live record
             // where it saw none, or any version above the sequence it saw (a holder that
@@ -335,6 +318,6 @@ async fn store_here(
             }
         }
     }
-    store.put(key, data).await.map_err(store_err)?;
+    store.put(key, data).await?;
     Ok(FilesResponse::Stored)
 }

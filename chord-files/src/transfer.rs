@@ -56,10 +56,6 @@ impl Default for TransferOptions {
     }
 }
 
-fn local(e: std::io::Error, what: &Path) -> FilesError {
-    FilesError::Local(format!("{}: {e}", what.display()))
-}
-
 /// One lane of a transfer: its own connections (a `Client` serves one request at a time).
 pub(crate) struct Lane {
     node: SocketAddr,
@@ -100,7 +96,7 @@ impl Lane {
             std::collections::hash_map::Entry::Vacant(e) => e.insert(
                 Client::connect_with_key(to, Limits::default(), self.key.as_ref())
                     .await
-                    .map_err(|e| FilesError::Unreachable(chain(&e)))?,
+                    .map_err(FilesError::Unreachable)?,
             ),
         };
         match c
@@ -114,14 +110,14 @@ impl Lane {
                     return Ok(FilesResponse::Data(answer));
                 }
                 match decode::<FilesResponse>(&answer)? {
-                    FilesResponse::Error(e) => Err(e),
+                    FilesResponse::Error(e) => Err(e.into()),
                     r => Ok(r),
                 }
             }
             Err(e) => {
                 // The connection may be broken: open a new one next time.
                 self.clients.remove(&to);
-                Err(FilesError::Unreachable(chain(&e)))
+                Err(FilesError::Unreachable(e))
             }
         }
     }
@@ -161,20 +157,9 @@ impl Lane {
                 }
                 Ok(holders)
             }
-            _ => Err(FilesError::Lookup("no holder found".into())),
+            _ => Err(FilesError::NoHolder),
         }
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 /// What `put` did.
@@ -207,17 +192,17 @@ pub async fn put(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<PutReport, FilesError> {
     check_name(name)?;
-    let file = std::fs::File::open(path).map_err(|e| local(e, path))?;
+    let file = std::fs::File::open(path).map_err(FilesError::io(path))?;
     // The size is what is read: files such as /proc's say 0 and hold more. A regular file
     // that says a size must still have it at the end (or it changed while read).
-    let meta = file.metadata().map_err(|e| local(e, path))?;
+    let meta = file.metadata().map_err(FilesError::io(path))?;
     let expected = Some(meta.len()).filter(|&n| meta.is_file() && n > 0);
     let lanes = lanes(node, opts);
     let reader = blocking::Unblock::new(file);
     put_stream(lanes, reader, expected, name, opts, progress)
         .await
         .map_err(|e| match e {
-            FilesError::Local(why) => FilesError::Local(format!("{}: {why}", path.display())),
+            FilesError::Stream(e) => FilesError::io(path)(e),
             e => e,
         })
 }
@@ -285,7 +270,7 @@ pub(crate) async fn put_stream<R: Route>(
             let mut buf = vec![0u8; chunk_size as usize];
             let n = read_full(&mut reader, &mut buf)
                 .await
-                .map_err(|e| FilesError::Local(e.to_string()))?;
+                .map_err(FilesError::Stream)?;
             if n < buf.len() {
                 eof = true;
             }
@@ -321,7 +306,7 @@ pub(crate) async fn put_stream<R: Route>(
         }
     }
     if expected.is_some_and(|n| n != done) || done != read {
-        return Err(FilesError::Local("changed while it was read".into()));
+        return Err(FilesError::Changed);
     }
     let manifest = Manifest {
         name: name.to_string(),
@@ -441,24 +426,24 @@ pub async fn get(
 ) -> Result<GetOutcome, FilesError> {
     let m = manifest(node, name, opts).await?;
     if out.exists() {
-        if file_hash(out).map_err(|e| local(e, out))? == m.file_hash {
+        if file_hash(out).map_err(FilesError::io(out))? == m.file_hash {
             return Ok(GetOutcome::UpToDate(out.to_path_buf()));
         }
         if !force {
-            return Err(FilesError::Exists(out.display().to_string()));
+            return Err(FilesError::Exists(out.to_path_buf()));
         }
     }
     let file_name = out
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| FilesError::Local(format!("{} is not a file path", out.display())))?;
+        .ok_or_else(|| FilesError::NotAFilePath(out.to_path_buf()))?;
     remove_stale_parts(out, file_name);
     // Before a byte is fetched: a manifest may name a file larger than the disk (one
     // chunk repeated, say), and a half-written one helps nobody.
     if let Some(available) = free_space(out) {
         if available < m.size {
             return Err(FilesError::NoRoom {
-                path: out.display().to_string(),
+                path: out.to_path_buf(),
                 needed: m.size,
                 available,
             });
@@ -468,7 +453,7 @@ pub async fn get(
     let result = download(&m, node, &tmp, opts, progress).await;
     match result {
         Ok(()) => {
-            std::fs::rename(&tmp, out).map_err(|e| local(e, out))?;
+            std::fs::rename(&tmp, out).map_err(FilesError::io(out))?;
             Ok(GetOutcome::Written(out.to_path_buf()))
         }
         Err(e) => {
@@ -542,7 +527,7 @@ async fn download(
 ) -> Result<(), FilesError> {
     let window = opts.window.max(1);
     let k = opts.replicas;
-    let f = std::fs::File::create(tmp).map_err(|e| local(e, tmp))?;
+    let f = std::fs::File::create(tmp).map_err(FilesError::io(tmp))?;
     let mut idle = lanes(node, opts);
     // Writing to the file and hashing the whole of it happen on a thread of their own, so
     // that neither holds up the receiving of the next chunks; a few chunks of queue.
@@ -563,13 +548,13 @@ async fn download(
             f.sync_all()?;
             Ok(*whole.finalize().as_bytes())
         })
-        .map_err(|e| local(e, tmp))?;
+        .map_err(FilesError::io(tmp))?;
     let fetched = fetch_in_order(m, &mut idle, k, &to_writer, &recycled, progress).await;
     to_writer.close();
     let written = writer
         .join()
-        .map_err(|_| FilesError::Local("the writer thread failed".into()))?
-        .map_err(|e| local(e, tmp))?;
+        .map_err(|_| FilesError::WriterStopped)?
+        .map_err(FilesError::io(tmp))?;
     let done = fetched?;
     if written != m.file_hash || done != m.size {
         return Err(FilesError::Corrupt);
@@ -660,7 +645,7 @@ pub(crate) async fn get_stream<R: Route>(
     let (fetched, written) = futures_lite::future::zip(fetch, write).await;
     // A fetch that failed says why (the writer then saw only a closed channel).
     let fetched = fetched?;
-    let written = written.map_err(|e| FilesError::Local(e.to_string()))?;
+    let written = written.map_err(FilesError::Stream)?;
     if written != m.file_hash || fetched != m.size {
         return Err(FilesError::Corrupt);
     }

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::{ItemKey, Manifest};
 use crate::record::{Record, Version};
-use crate::FilesError;
 
 /// Most keys in one `Have` request.
 pub const MAX_HAVE: usize = 4096;
@@ -159,7 +158,7 @@ pub enum FilesResponse {
         stored: u64,
     },
     /// The request failed.
-    Error(FilesError),
+    Error(RemoteError),
     /// Answer to `LocateRange`: the holders, and the ring range `(from, holders[0]]` for
     /// which they are the same, so a client can reuse the answer.
     LocatedRange {
@@ -194,6 +193,112 @@ pub enum FilesResponse {
         /// Items (blocks and records) held here.
         items: u64,
     },
+}
+
+/// A node's refusal of a request, as it travels: the first field of
+/// [`FilesResponse::Error`]. The variants keep their order for ever (postcard numbers
+/// them); a client turns one into a [`FilesError`](crate::FilesError) (see there). Some
+/// exist for the numbering only: `Exists`, `NoIdentity`, `NoRoom` and `BadAnswer` are
+/// a client's own errors, which no node of this version sends, and `Local` carries any
+/// other client-side error as text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RemoteError {
+    /// Names are UTF-8, 1 to 255 bytes, without NUL.
+    #[error("invalid file name (1 to 255 bytes of UTF-8, no NUL)")]
+    BadName,
+    /// A manifest that does not describe a file.
+    #[error("malformed manifest")]
+    BadManifest,
+    /// A request that could not be decoded.
+    #[error("malformed request")]
+    BadRequest,
+    /// Bytes that do not match their hash.
+    #[error("data does not match its hash")]
+    Corrupt,
+    /// The store is full.
+    #[error("store full: {used} of {limit} bytes used, {wanted} more requested")]
+    StoreFull {
+        /// Bytes in use.
+        used: u64,
+        /// The limit.
+        limit: u64,
+        /// Bytes asked for.
+        wanted: u64,
+    },
+    /// The storing node's disk failed.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// A ring lookup failed.
+    #[error("lookup failed: {0}")]
+    Lookup(String),
+    /// A node could not be reached.
+    #[error("node unreachable: {0}")]
+    Unreachable(String),
+    /// No such file in the ring.
+    #[error("no file named {0:?} in the ring")]
+    NotFound(String),
+    /// No replica of an item could be read.
+    #[error("no replica of a chunk could be read")]
+    Unavailable,
+    /// The output exists with other content.
+    #[error("{0} exists and differs")]
+    Exists(String),
+    /// A local file error.
+    #[error("{0}")]
+    Local(String),
+    /// The node stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// A record that is malformed, too large, stored at the wrong position or carries a
+    /// sequence above [`record::MAX_SEQ`].
+    #[error("malformed record")]
+    BadRecord,
+    /// A record whose signature does not verify under its public key.
+    #[error("the record's signature does not verify")]
+    BadSignature,
+    /// Not allowed to anyone, or not to this caller.
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
+    /// A compare-and-swap found another sequence than the one expected.
+    #[error(
+        "the record changed: expected {}, found {}",
+        crate::error::seq_text(*.expected),
+        crate::error::seq_text(*.found)
+    )]
+    Conflict {
+        /// What the writer expected (`None`: no record).
+        expected: Option<u64>,
+        /// What the holders have.
+        found: Option<u64>,
+    },
+    /// A record that has expired.
+    #[error("the record has expired")]
+    Expired,
+    /// More bytes than one item may hold.
+    #[error("{size} bytes is more than the {limit} one item may hold")]
+    TooLarge {
+        /// Bytes given.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// An operation that needs an identity (writing, removing, or a name without its
+    /// owner) was given none.
+    #[error("no identity: writing or removing a file, or naming one without its owner, needs a signing key")]
+    NoIdentity,
+    /// The file does not fit where it is to be written.
+    #[error("{path} has room for {available} bytes; the file needs {needed}")]
+    NoRoom {
+        /// Where the file was to go.
+        path: String,
+        /// Bytes the file needs.
+        needed: u64,
+        /// Bytes free there.
+        available: u64,
+    },
+    /// A node answered with something that does not answer the request.
+    #[error("a node gave an answer that does not fit the request")]
+    BadAnswer,
 }
 
 /// Most records in one `Files` page.

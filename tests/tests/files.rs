@@ -231,13 +231,13 @@ fn hostile_names_stay_data() {
     let src = dir.path().join("s");
     for bad in ["", "a\0b"] {
         let e = block_on(transfer::put(at, &src, bad, &opts(), &|_| {})).expect_err("bad name");
-        assert_eq!(e, FilesError::BadName);
+        assert!(matches!(e, FilesError::BadName));
     }
     let long = "x".repeat(256);
-    assert_eq!(
+    assert!(matches!(
         block_on(transfer::put(at, &src, &long, &opts(), &|_| {})).expect_err("too long"),
         FilesError::BadName
-    );
+    ));
     for n in &nodes {
         n.node().kill();
     }
@@ -345,7 +345,7 @@ fn store_full_is_a_clear_error() {
                 .expect("dec");
         assert_eq!(
             answer,
-            chord_files::wire::FilesResponse::Error(FilesError::Corrupt)
+            chord_files::wire::FilesResponse::Error(chord_files::wire::RemoteError::Corrupt)
         );
         // Still serving: a small file fits.
         std::fs::write(&src, b"small").expect("write");

@@ -9,7 +9,7 @@ use chord_files::dht::{RemoteDht, WriteOptions};
 use chord_files::manifest::{ItemKey, MAX_CHUNK};
 use chord_files::record::{now_ms, record_id, MAX_SEQ};
 use chord_files::transfer::TransferOptions;
-use chord_files::wire::{FilesRequest, FilesResponse};
+use chord_files::wire::{FilesRequest, FilesResponse, RemoteError};
 use chord_files::{
     decode, encode, DiskStore, FilesConfig, FilesError, FilesNode, Identity, MemoryStore, Record,
     Store,
@@ -176,15 +176,15 @@ fn compare_and_swap_and_delete() {
         // Sequences start at the writer's clock in milliseconds (so that a write after a
         // forgotten tombstone still outranks old versions) and only grow.
         assert!(w1.seq >= now_ms() - 60_000);
-        assert_eq!(
+        assert!(matches!(
             nodes[1]
                 .put_record(&me, b"k", b"again".to_vec(), only_new)
                 .await,
             Err(FilesError::Conflict {
                 expected: None,
-                found: Some(w1.seq)
-            })
-        );
+                found: Some(f)
+            }) if f == w1.seq
+        ));
         let stale = WriteOptions {
             expect: Some(Some(0)),
             ..WriteOptions::default()
@@ -347,13 +347,13 @@ fn a_lagging_holder_cannot_roll_a_record_back() {
             assert_eq!(held(&**n.store(), id).await.map(|r| r.seq), Some(v2.seq));
         }
         // A holder whose copy was overwritten cannot be told to take v1 again.
-        assert_eq!(
+        assert!(matches!(
             nodes[1].store_record(&first).await,
             Err(FilesError::Conflict {
                 expected: Some(1),
-                found: Some(v2.seq)
-            })
-        );
+                found: Some(f)
+            }) if f == v2.seq
+        ));
         kill_all(&nodes);
     });
 }
@@ -393,7 +393,7 @@ fn holders_refuse_forged_huge_and_anonymous_writes() {
         forged.value = Some(b"fake".to_vec().into());
         assert_eq!(
             send(&mut c, store(&forged)).await,
-            FilesResponse::Error(FilesError::BadSignature)
+            FilesResponse::Error(RemoteError::BadSignature)
         );
         // Mallory's tombstone under Alice's key.
         let mallory = Identity::from_seed([9; 32]);
@@ -401,7 +401,7 @@ fn holders_refuse_forged_huge_and_anonymous_writes() {
         t.public_key = pk;
         assert_eq!(
             send(&mut c, store(&t)).await,
-            FilesResponse::Error(FilesError::BadSignature)
+            FilesResponse::Error(RemoteError::BadSignature)
         );
         // Mallory's own record stored at Alice's position.
         let m = mallory.sign(b"mine", 10, None, None).expect("s");
@@ -411,7 +411,7 @@ fn holders_refuse_forged_huge_and_anonymous_writes() {
         };
         assert_eq!(
             send(&mut c, misplaced).await,
-            FilesResponse::Error(FilesError::BadRecord)
+            FilesResponse::Error(RemoteError::BadRecord)
         );
         // An anonymous remove.
         assert!(matches!(
@@ -422,7 +422,7 @@ fn holders_refuse_forged_huge_and_anonymous_writes() {
                 }
             )
             .await,
-            FilesResponse::Error(FilesError::NotAllowed(_))
+            FilesResponse::Error(RemoteError::NotAllowed(_))
         ));
         // An anonymous remove of a block (a chunk of someone's file, say).
         let h = nodes[0]
@@ -437,7 +437,7 @@ fn holders_refuse_forged_huge_and_anonymous_writes() {
                 }
             )
             .await,
-            FilesResponse::Error(FilesError::NotAllowed(_))
+            FilesResponse::Error(RemoteError::NotAllowed(_))
         ));
         // A copy "from another holder" whose lease ends in a second does not cut the lease
         // of the block held.
@@ -462,7 +462,7 @@ fn holders_refuse_forged_huge_and_anonymous_writes() {
         let old = me.sign(b"mine", 11, None, Some(now_ms() - 1)).expect("s");
         assert_eq!(
             send(&mut c, store(&old)).await,
-            FilesResponse::Error(FilesError::Expired)
+            FilesResponse::Error(RemoteError::Expired)
         );
         // The owner's own signature on a sequence above MAX_SEQ cannot be made by the
         // library; a hand-made one is refused as malformed (not checked further).
@@ -470,7 +470,7 @@ fn holders_refuse_forged_huge_and_anonymous_writes() {
         huge.seq = u64::MAX;
         assert_eq!(
             send(&mut c, store(&huge)).await,
-            FilesResponse::Error(FilesError::BadRecord)
+            FilesResponse::Error(RemoteError::BadRecord)
         );
         // Nothing changed.
         for n in &nodes {
@@ -623,7 +623,7 @@ fn only_the_owner_replaces_or_removes_a_file() {
         };
         assert_eq!(
             send(&mut c, store).await,
-            FilesResponse::Error(FilesError::Corrupt)
+            FilesResponse::Error(RemoteError::Corrupt)
         );
         // Bob (no identity) reads Alice's file by its link; Alice by its plain name.
         let out = dir.path().join("out");
@@ -641,7 +641,7 @@ fn only_the_owner_replaces_or_removes_a_file() {
         let e = chord_files::transfer::get(at, "report", &out, true, &bob, &|_, _| {})
             .await
             .expect_err("whose?");
-        assert_eq!(e, FilesError::NoIdentity);
+        assert!(matches!(e, FilesError::NoIdentity));
         // Both files are listed, each under its owner.
         let ls = chord_files::transfer::ls(at, 100, &bob).await.expect("ls");
         let mut owners: Vec<[u8; 32]> = ls.iter().map(|l| l.owner).collect();

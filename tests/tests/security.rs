@@ -224,7 +224,17 @@ fn files_over_an_encrypted_ring() {
         let e = transfer::get(addrs[1], "secret.bin", &out, true, &plain, &|_, _| {})
             .await
             .expect_err("no key");
-        assert!(e.to_string().contains("network key"), "{e}");
+        // The refusal is the cause, kept whole (not flattened into text).
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut refused = false;
+        while let Some(c) = cause {
+            refused |= matches!(
+                c.downcast_ref(),
+                Some(chord_net::wire::Refusal::NetworkKeyRequired)
+            );
+            cause = c.source();
+        }
+        assert!(refused, "{e:?}");
         for n in nodes.iter().rev() {
             n.node().leave().await.expect("leave");
         }

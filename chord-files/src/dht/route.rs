@@ -74,7 +74,7 @@ impl Route for Local<'_> {
         req: &FilesRequest,
     ) -> Result<FilesResponse, FilesError> {
         match crate::maintain::ask(self.0, to, req).await? {
-            FilesResponse::Error(e) => Err(e),
+            FilesResponse::Error(e) => Err(e.into()),
             r => Ok(r),
         }
     }
