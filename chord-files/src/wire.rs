@@ -250,7 +250,7 @@ pub enum RemoteError {
     #[error("the node has stopped")]
     Stopped,
     /// A record that is malformed, too large, stored at the wrong position or carries a
-    /// sequence above [`record::MAX_SEQ`].
+    /// sequence above [`record::MAX_SEQ`](crate::record::MAX_SEQ).
     #[error("malformed record")]
     BadRecord,
     /// A record whose signature does not verify under its public key.
