@@ -63,6 +63,14 @@ fn raw_client(ip: [u8; 4], to: SocketAddr) -> TcpStream {
     s
 }
 
+/// The memory test measures the whole process's RSS: it runs alone (write), the other
+/// tests of this file together (read), or their allocations count as the node's.
+static ALONE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn together() -> std::sync::RwLockReadGuard<'static, ()> {
+    ALONE.read().unwrap_or_else(|e| e.into_inner())
+}
+
 fn rss_kib() -> u64 {
     proc_status_kib(std::process::id(), "VmRSS:")
 }
@@ -74,6 +82,7 @@ fn rss_kib() -> u64 {
 /// throughout.
 #[test]
 fn unread_answers_do_not_fill_memory() {
+    let _alone = ALONE.write().unwrap_or_else(|e| e.into_inner());
     let limits = Limits {
         memory_budget: 16 << 20,
         max_queued_bytes: 2 << 20,
@@ -149,6 +158,7 @@ fn read_raw(s: &mut TcpStream) -> Frame {
 /// from its host, is obeyed.
 #[test]
 fn only_the_operator_can_make_a_node_leave() {
+    let _together = together();
     block_on(async {
         let token = ControlToken::generate().expect("random");
         let a = Node::builder()
@@ -209,6 +219,7 @@ fn only_the_operator_can_make_a_node_leave() {
 /// with jittered exponential backoff, until a slot frees or its deadline passes.
 #[test]
 fn a_busy_node_is_retried_with_backoff() {
+    let _together = together();
     let limits = Limits {
         max_connections_per_ip: 1,
         ..Limits::default()
@@ -301,6 +312,7 @@ fn lookup_flood(ip: [u8; 4], to: SocketAddr, secs: u64) -> usize {
 /// another client is still answered.
 #[test]
 fn a_lookup_flood_does_not_evict_the_node() {
+    let _together = together();
     block_on(async {
         let nodes = chord_tests::start_ring(4).await;
         wait_consistent(&nodes, Duration::from_secs(20))
@@ -361,6 +373,7 @@ fn raw_peer(listen: SocketAddr, vnodes: u16, to: SocketAddr) -> TcpStream {
 /// its address cannot hold is dropped whole.
 #[test]
 fn a_peer_speaks_only_for_its_announced_positions() {
+    let _together = together();
     use chord_core::{Id, Message, Peer, Request};
     block_on(async {
         let node = node_with(Limits::default()).await;
@@ -425,6 +438,7 @@ fn a_peer_speaks_only_for_its_announced_positions() {
 /// full the connection idle the longest is closed to admit a newcomer.
 #[test]
 fn held_connections_do_not_lock_out_clients_or_joins() {
+    let _together = together();
     let limits = Limits {
         max_connections: 40,
         peer_slots: 8,
@@ -472,6 +486,7 @@ fn held_connections_do_not_lock_out_clients_or_joins() {
 /// for its own bytes.
 #[test]
 fn large_requests_do_not_wait_for_their_own_bytes() {
+    let _together = together();
     let limits = Limits {
         memory_budget: 16 << 20,
         ..Limits::default()
@@ -514,6 +529,7 @@ fn large_requests_do_not_wait_for_their_own_bytes() {
 /// arrive: a large request is answered at once.
 #[test]
 fn length_prefixes_alone_do_not_hold_the_memory_budget() {
+    let _together = together();
     block_on(async {
         let node = node_with(Limits::default()).await;
         let to = node.addr();
@@ -582,6 +598,7 @@ fn limit_sized_request(id: u64) -> Vec<u8> {
 /// wait for admission no longer count against admission.
 #[test]
 fn read_requests_do_not_wait_for_each_other_for_admission() {
+    let _together = together();
     block_on(async {
         let node = node_with(Limits::default()).await;
         let to = node.addr();
@@ -640,6 +657,7 @@ fn read_requests_do_not_wait_for_each_other_for_admission() {
 /// slow ones took. Now it is parked at once and waits at most the frame deadline.
 #[test]
 fn a_body_waiting_for_its_connections_slot_does_not_block_others() {
+    let _together = together();
     const SLOW: u16 = 10;
     block_on(async {
         let limits = Limits {
@@ -692,6 +710,7 @@ fn a_body_waiting_for_its_connections_slot_does_not_block_others() {
 /// client connection that sends a peer's frame is now closed.
 #[test]
 fn a_client_sending_peer_frames_is_closed() {
+    let _together = together();
     use chord_core::{Message, Request};
     block_on(async {
         let node = node_with(Limits::default()).await;
@@ -759,6 +778,7 @@ fn lying_node(
 /// sends.
 #[test]
 fn a_status_full_of_made_up_peers_is_cut_to_what_an_honest_node_sends() {
+    let _together = together();
     use chord_core::{Id, Peer};
     fn many(addr: SocketAddr) -> chord_net::wire::Status {
         let me = Peer::new(Id::for_addr(addr), addr);
