@@ -136,10 +136,16 @@ fn ring_of_64_processes() {
 
     std::thread::sleep(Duration::from_secs(3));
     let mut rss: Vec<f64> = nodes.iter().map(|p| p.rss_kib() as f64 / 1024.0).collect();
+    let mut anon: Vec<f64> = nodes
+        .iter()
+        .map(|p| p.anon_rss_kib() as f64 / 1024.0)
+        .collect();
     println!(
-        "idle RSS per node: median {:.1} MiB, max {:.1} MiB",
+        "idle RSS per node: median {:.1} MiB, max {:.1} MiB (private part: median {:.1}, max {:.1}; the rest is the binary's shared pages)",
         percentile(&mut rss, 0.5),
-        percentile(&mut rss, 1.0)
+        percentile(&mut rss, 1.0),
+        percentile(&mut anon, 0.5),
+        percentile(&mut anon, 1.0)
     );
 
     // kill -9 a quarter of the nodes at once.

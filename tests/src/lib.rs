@@ -299,6 +299,12 @@ impl NodeProc {
         proc_status_kib(self.child.id(), "VmRSS:")
     }
 
+    /// Its private part (heap, stacks: `RssAnon`), in KiB: what the node itself holds,
+    /// apart from the pages of the binary, which every node on a host shares.
+    pub fn anon_rss_kib(&self) -> u64 {
+        proc_status_kib(self.child.id(), "RssAnon:")
+    }
+
     /// Peak resident memory of the process so far, in KiB (0 if unknown).
     pub fn peak_rss_kib(&self) -> u64 {
         proc_status_kib(self.child.id(), "VmHWM:")
