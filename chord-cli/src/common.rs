@@ -35,6 +35,49 @@ impl std::error::Error for Hinted {
     }
 }
 
+/// An error as the user reads it: the error, each cause on a line of its own, and a hint
+/// if the command line has one. Errors can quote what a peer sent (names): printed as
+/// data.
+pub fn error_report(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut lines = vec![format!("error: {}", printable(&e.to_string()))];
+    let mut source = e.source();
+    while let Some(s) = source {
+        lines.push(format!("  caused by: {}", printable(&s.to_string())));
+        source = s.source();
+    }
+    if let Some(h) = e.downcast_ref::<Hinted>() {
+        lines.push(format!("hint: {}", h.hint));
+    } else if let Some(h) = hint_for(e) {
+        lines.push(format!("hint: {h}"));
+    }
+    lines
+}
+
+/// What the command line can add to a library error: the flag or command that helps.
+/// (The libraries' messages name no flags: they are used by other programs too.)
+fn hint_for(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    use chord_net::wire::Refusal;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = cur {
+        if let Some(chord_files::FilesError::Exists(_)) = x.downcast_ref() {
+            return Some("use --force to overwrite it");
+        }
+        if let Some(chord_files::FilesError::NotFound(_)) = x.downcast_ref() {
+            return Some(
+                "a plain NAME is a file of your identity (`chord id`); another user's is OWNER/NAME, the \"link\" of `chord ls --json`",
+            );
+        }
+        if let Some(chord_net::noise::KeyError::Format(_)) = x.downcast_ref() {
+            return Some("make a key file with `chord keygen FILE`");
+        }
+        if let Some(Refusal::NetworkKeyRequired) = x.downcast_ref() {
+            return Some("give the ring's key with --network-key FILE (or CHORD_NETWORK_KEY)");
+        }
+        cur = x.source();
+    }
+    None
+}
+
 /// The hint for a node that cannot be reached.
 pub fn no_node_hint(addr: SocketAddr) -> String {
     format!(
@@ -189,14 +232,21 @@ pub fn bar(len: u64) -> ProgressBar {
     b
 }
 
-/// Errors reaching the node get the usual hint.
+/// An error connecting to the node at `addr` itself gets the usual hint; any other (a
+/// holder unreachable, a refusal, ...) keeps the hint its causes give.
 pub fn hinted(addr: SocketAddr, e: FilesError) -> Box<dyn std::error::Error> {
-    match e {
-        FilesError::Unreachable(_) => Box::new(Hinted {
+    let no_node = matches!(
+        &e,
+        FilesError::Unreachable(chord_net::Error::Connect(a, _) | chord_net::Error::Timeout(a))
+            if *a == addr
+    );
+    if no_node {
+        Box::new(Hinted {
             err: e.into(),
             hint: no_node_hint(addr),
-        }),
-        e => e.into(),
+        })
+    } else {
+        e.into()
     }
 }
 

@@ -111,31 +111,6 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// What the command line can add to a library error: the flag or command that helps.
-/// (The libraries' messages name no flags: they are used by other programs too.)
-fn hint_for(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
-    use chord_net::wire::Refusal;
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(x) = cur {
-        if let Some(chord_files::FilesError::Exists(_)) = x.downcast_ref() {
-            return Some("use --force to overwrite it");
-        }
-        if let Some(chord_files::FilesError::NotFound(_)) = x.downcast_ref() {
-            return Some(
-                "a plain NAME is a file of your identity (`chord id`); another user's is OWNER/NAME, the \"link\" of `chord ls --json`",
-            );
-        }
-        if let Some(chord_net::noise::KeyError::Format(_)) = x.downcast_ref() {
-            return Some("make a key file with `chord keygen FILE`");
-        }
-        if let Some(Refusal::NetworkKeyRequired) = x.downcast_ref() {
-            return Some("give the ring's key with --network-key FILE (or CHORD_NETWORK_KEY)");
-        }
-        cur = x.source();
-    }
-    None
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -163,17 +138,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // Errors can quote what a peer sent (names): printed as data.
-            eprintln!("error: {}", printable(&e.to_string()));
-            let mut source = e.source();
-            while let Some(s) = source {
-                eprintln!("  caused by: {}", printable(&s.to_string()));
-                source = s.source();
-            }
-            if let Some(h) = e.downcast_ref::<common::Hinted>() {
-                eprintln!("hint: {}", h.hint);
-            } else if let Some(h) = hint_for(&*e) {
-                eprintln!("hint: {h}");
+            for line in common::error_report(&*e) {
+                eprintln!("{line}");
             }
             ExitCode::FAILURE
         }

@@ -107,7 +107,9 @@ pub fn run(setup: NodeSetup, files: FilesNode, signals: Receiver<()>) -> Result<
             }
         };
         if let Err(e) = outcome {
-            out!("error: {e}");
+            for line in crate::common::error_report(&*e) {
+                out!("{line}");
+            }
         }
     }
     if let Some(f) = current {

@@ -233,6 +233,13 @@ fn network_key_through_processes() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("requires a network key"), "{err}");
+    // A file command without the key: the key's hint, not "is a node running" (which
+    // every failed connection got before the node's own address was checked).
+    let out = chord_in(dir.path(), &["get", "some.txt", "--node", &at]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hint: give the ring's key"), "{err}");
+    assert!(!err.contains("is a node running"), "{err}");
 }
 
 /// Issue 13, finding 8 (the small ones): names printed as data, a closed stdout, a
