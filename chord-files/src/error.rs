@@ -89,7 +89,8 @@ pub enum FilesError {
     /// A message could not be encoded.
     #[error("cannot encode a message")]
     Encode(#[source] postcard::Error),
-    /// The node stopped.
+    /// This side's node stopped (another node that stopped answers
+    /// `Remote(RemoteError::Stopped)`).
     #[error("the node has stopped")]
     Stopped,
     /// A record that is malformed, too large, stored at the wrong position or carries a
@@ -99,9 +100,16 @@ pub enum FilesError {
     /// A record whose signature does not verify under its public key.
     #[error("the record's signature does not verify")]
     BadSignature,
-    /// Not allowed to anyone, or not to this caller.
+    /// A node refused: not allowed to anyone, or not to this caller (the node's reason).
     #[error("not allowed: {0}")]
     NotAllowed(String),
+    /// The file belongs to another identity: only its owner can replace or remove it.
+    #[error("{0} belongs to another identity; only its owner can remove it")]
+    NotOwner(String),
+    /// A file name that starts with 64 hexadecimal digits and `/`: it would read as
+    /// another owner's `OWNER/NAME` in listings and links.
+    #[error("{0:?} reads as OWNER/NAME (64 hexadecimal digits and /); choose another name")]
+    ReadsAsQualified(String),
     /// A compare-and-swap found another sequence than the one expected.
     #[error(
         "the record changed: expected {}, found {}",
@@ -207,14 +215,15 @@ impl From<RemoteError> for FilesError {
             },
             R::NotFound(name) => FilesError::NotFound(name),
             R::Unavailable => FilesError::Unavailable,
-            R::Stopped => FilesError::Stopped,
             R::BadRecord => FilesError::BadRecord,
             R::BadSignature => FilesError::BadSignature,
             R::NotAllowed(why) => FilesError::NotAllowed(why),
             R::Conflict { expected, found } => FilesError::Conflict { expected, found },
             R::Expired => FilesError::Expired,
             R::TooLarge { size, limit } => FilesError::TooLarge { size, limit },
-            e @ (R::BadRequest
+            // A node that says it stopped is that node: `FilesError::Stopped` means ours.
+            e @ (R::Stopped
+            | R::BadRequest
             | R::Storage(_)
             | R::Lookup(_)
             | R::Unreachable(_)
@@ -277,6 +286,8 @@ impl From<&FilesError> for RemoteError {
             | F::WriterStopped
             | F::Encode(_)
             | F::NoIdentity
+            | F::NotOwner(_)
+            | F::ReadsAsQualified(_)
             | F::NoRoom { .. } => RemoteError::Local(chain(e)),
         }
     }

@@ -24,7 +24,10 @@ use crate::{decode, encode, FilesError, SERVICE};
 /// The `k` nodes that should hold ring position `id` (distinct hosts, owner first), and
 /// the owner's predecessor id if known.
 pub async fn locate(node: &Node, id: Id, k: u8) -> Result<(Option<Id>, Vec<Peer>), FilesError> {
-    let found = node.lookup(id).await.map_err(FilesError::Lookup)?;
+    let found = node.lookup(id).await.map_err(|e| match e {
+        chord_net::Error::Stopped => FilesError::Stopped,
+        e => FilesError::Lookup(e),
+    })?;
     let pred = found.predecessor.map(|p| p.id);
     let mut out = vec![found.owner];
     for p in found.successors {

@@ -601,7 +601,12 @@ fn only_the_owner_replaces_or_removes_a_file() {
         let e = chord_files::transfer::rm(at, &link, &file_opts(&mallory))
             .await
             .expect_err("not hers");
-        assert!(matches!(e, FilesError::NotAllowed(_)), "{e}");
+        assert!(matches!(e, FilesError::NotOwner(_)), "{e}");
+        // Nor put a file of her own under a name that reads as Alice's link.
+        let e = chord_files::transfer::put(at, &src, &link, &file_opts(&mallory), &|_| {})
+            .await
+            .expect_err("a name that reads as OWNER/NAME");
+        assert!(matches!(e, FilesError::ReadsAsQualified(_)), "{e}");
         // Mallory's "report" is her own file; Alice's stays.
         std::fs::write(&src, b"mallory's bytes").expect("write");
         chord_files::transfer::put(at, &src, "report", &file_opts(&mallory), &|_| {})

@@ -105,12 +105,11 @@ pub async fn get(
         }
     }
     let tmp = out.with_file_name(format!("{}{}", part_prefix(file_name), std::process::id()));
-    let result = download(&m, node, &tmp, opts, progress).await;
+    let result = download(&m, node, &tmp, out, opts, progress)
+        .await
+        .and_then(|()| std::fs::rename(&tmp, out).map_err(FilesError::io(out)));
     match result {
-        Ok(()) => {
-            std::fs::rename(&tmp, out).map_err(FilesError::io(out))?;
-            Ok(GetOutcome::Written(out.to_path_buf()))
-        }
+        Ok(()) => Ok(GetOutcome::Written(out.to_path_buf())),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             Err(e)
@@ -173,16 +172,19 @@ fn remove_stale_parts(out: &Path, file_name: &str) {
     }
 }
 
+/// Download `m` into `tmp`, a partial file beside `out` (whose name errors give: the
+/// partial file is removed on failure).
 async fn download(
     m: &Manifest,
     node: SocketAddr,
     tmp: &Path,
+    out: &Path,
     opts: &TransferOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(), FilesError> {
     let window = opts.window.max(1);
     let k = opts.replicas;
-    let f = std::fs::File::create(tmp).map_err(FilesError::io(tmp))?;
+    let f = std::fs::File::create(tmp).map_err(FilesError::io(out))?;
     let routes = lanes(node, opts);
     // Writing to the file and hashing the whole of it happen on a thread of their own, so
     // that neither holds up the receiving of the next chunks; a few chunks of queue.
@@ -203,13 +205,13 @@ async fn download(
             f.sync_all()?;
             Ok(*whole.finalize().as_bytes())
         })
-        .map_err(FilesError::io(tmp))?;
+        .map_err(FilesError::io(out))?;
     let fetched = fetch_in_order(m, routes, k, &to_writer, &recycled, progress).await;
     to_writer.close();
     let written = writer
         .join()
         .map_err(|_| FilesError::WriterStopped)?
-        .map_err(FilesError::io(tmp))?;
+        .map_err(FilesError::io(out))?;
     let done = fetched?;
     if written != m.file_hash || done != m.size {
         return Err(FilesError::Corrupt);

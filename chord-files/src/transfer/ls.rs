@@ -120,9 +120,7 @@ pub async fn rm(node: SocketAddr, name: &str, opts: &TransferOptions) -> Result<
     let identity = opts.identity.as_ref().ok_or(FilesError::NoIdentity)?;
     let (owner, plain) = parse_name(name, Some(identity))?;
     if owner != identity.public_key() {
-        return Err(FilesError::NotAllowed(format!(
-            "{name} belongs to another identity; only its owner can remove it"
-        )));
+        return Err(FilesError::NotOwner(name.to_string()));
     }
     let mut lane = Lane::new(node, &opts.network_key);
     let horizon = crate::dht::DEFAULT_TOMBSTONE_HORIZON;

@@ -89,9 +89,7 @@ pub(crate) async fn put_stream<R: Route>(
     check_name(name)?;
     if crate::manifest::split_owner(name).is_some() {
         // It would read as someone's OWNER/NAME in listings and links.
-        return Err(FilesError::NotAllowed(
-            "a name that starts with 64 hexadecimal digits and / reads as OWNER/NAME".into(),
-        ));
+        return Err(FilesError::ReadsAsQualified(name.to_string()));
     }
     let identity = opts.identity.as_ref().ok_or(FilesError::NoIdentity)?;
     let chunk_size = opts.chunk_size.clamp(1, MAX_CHUNK);
@@ -104,8 +102,11 @@ pub(crate) async fn put_stream<R: Route>(
     let mut min_replicas = opts.replicas;
     let mut window = Window::new(routes);
     let mut renewed = std::time::Instant::now();
+    // Renewals wait for the window to drain: the stores in flight are not polled while a
+    // renewal is awaited, and their deadlines would run out meanwhile.
+    let mut renew_due = false;
     loop {
-        while !eof && window.has_room() {
+        while !eof && !renew_due && window.has_room() {
             let mut buf = vec![0u8; chunk_size as usize];
             let n = read_full(&mut reader, &mut buf)
                 .await
@@ -124,20 +125,24 @@ pub(crate) async fn put_stream<R: Route>(
                 (lane, (h, len, r))
             });
         }
-        let Some((h, len, r)) = window.next().await else {
-            break;
-        };
-        min_replicas = min_replicas.min(r?);
-        chunks.push(h);
-        done += len;
-        progress(done);
-        if renewed.elapsed() >= opts.renew_every {
-            // The chunks stored so far, kept alive until the record exists to renew them.
-            let lane = window.free_route().ok_or(FilesError::Stopped)?;
-            let keys = chunks.iter().map(|h| ItemKey::Chunk(*h)).collect();
-            // Each holder caps the end at one lease from now.
-            crate::dht::renew_blocks(lane, keys, u64::MAX, k).await?;
-            renewed = std::time::Instant::now();
+        match window.next().await {
+            Some((h, len, r)) => {
+                min_replicas = min_replicas.min(r?);
+                chunks.push(h);
+                done += len;
+                progress(done);
+                renew_due |= renewed.elapsed() >= opts.renew_every;
+            }
+            None if renew_due => {
+                // The chunks stored so far, kept alive until the record exists to renew
+                // them. Each holder caps the end at one lease from now.
+                let lane = window.free_route().ok_or(FilesError::Stopped)?;
+                let keys = chunks.iter().map(|h| ItemKey::Chunk(*h)).collect();
+                crate::dht::renew_blocks(lane, keys, u64::MAX, k).await?;
+                renewed = std::time::Instant::now();
+                renew_due = false;
+            }
+            None => break,
         }
     }
     if expected.is_some_and(|n| n != done) || done != read {
