@@ -2,14 +2,21 @@
 //!
 //! CFS-style file sharing on a Chord ring, built only on chord-net's public service API.
 //!
-//! * [`manifest`]: a file is split into chunks (1 MiB by default), each stored under its
-//!   BLAKE3 hash and placed on the ring by it; a [`Manifest`] (name, size, chunk hashes,
-//!   whole-file hash, upload time) is stored under SHA-1 of the name.
-//! * [`store`]: where a node keeps items: [`DiskStore`] (sharded directories, write to a
-//!   temporary file, fsync, rename; verified again when read) or [`MemoryStore`].
-//! * [`service`]: the [`FilesService`] every node runs, and the maintenance pass that keeps
-//!   each item on the `k` nodes succeeding its key (join transfer, crash repair, leave
-//!   hand-off are one mechanism).
+//! * [`manifest`]: a file is split into chunks (1 MiB by default), each a block stored
+//!   under its BLAKE3 hash and placed on the ring by it; a [`Manifest`] (name, size, chunk
+//!   hashes, whole-file hash) is a block too, and the file's signed [`Record`] (at
+//!   `H(owner's public key ‖ salt of the name)`) names it: only the owner can replace or
+//!   remove a file.
+//! * [`dht`]: blocks (content-addressed) and signed, sequenced records (tombstones for
+//!   deletes) as an API: [`FilesNode`]'s methods on a local node, [`dht::RemoteDht`]
+//!   through a node from outside.
+//! * [`store`]: where a node keeps items: [`DiskStore`] (records in redb, blocks as files:
+//!   temporary file, fsync, rename, directory fsync; verified again when read) or
+//!   [`MemoryStore`].
+//! * [`service`]: the [`FilesService`] every node runs; [`maintain`] and the pure
+//!   [`plan`]: the pass that keeps each item on the `k` nodes succeeding its key (join
+//!   transfer, crash repair, leave hand-off are one mechanism), lease renewal and garbage
+//!   collection.
 //! * [`transfer`]: the client side: `put`, `get`, `ls`, `rm`, streaming with a bounded
 //!   window of chunks in flight, each verified before it is written.
 
