@@ -80,7 +80,7 @@ impl Client {
         let _ = stream.set_nodelay(true);
         match open(stream, Hello::client(), key, &limits)
             .await
-            .map_err(|e| Error::Frame(addr, e))?
+            .map_err(|e| frame_error(addr, e))?
         {
             Opened::Welcome { r, w, .. } => Ok(Client {
                 addr,
@@ -119,7 +119,7 @@ impl Client {
                 self.limits.frame_timeout,
             )
             .await
-            .map_err(|e| Error::Frame(addr, e))?;
+            .map_err(|e| frame_error(addr, e))?;
             match &f {
                 Frame::ClientResponse { id: rid, .. } | Frame::ServiceResponse { id: rid, .. } => {
                     if *rid == id {
@@ -149,10 +149,11 @@ impl Client {
         }
     }
 
-    /// Find the node responsible for `key`: the owner and the hops it took.
+    /// Find the node responsible for `key`: the owner and the hops it took. Waits up to
+    /// 30 s for the answer: a lookup may take up to three of the node's lookup timeouts
+    /// (`Config::lookup_timeout`, 10 s by default) while its steps keep being answered;
+    /// past that, [`Error::Timeout`].
     pub async fn lookup(&mut self, key: Id) -> Result<(Peer, u32), Error> {
-        // A lookup may take up to three of the node's lookup timeouts (10 s by default)
-        // while its steps keep being answered (chord-core's `Config::lookup_timeout`).
         match self
             .request(
                 ClientRequest::Lookup { key },
@@ -338,5 +339,14 @@ impl Backoff {
         self.next = (self.next * 2).min(std::time::Duration::from_secs(2));
         async_io::Timer::after(d).await;
         true
+    }
+}
+
+/// A frame error talking to `addr`; no frame in time (a handshake or an answer) is
+/// [`Error::Timeout`], as a connect that does not complete is.
+fn frame_error(addr: SocketAddr, e: crate::frame::FrameError) -> Error {
+    match e {
+        crate::frame::FrameError::Timeout => Error::Timeout(addr),
+        e => Error::Frame(addr, e),
     }
 }

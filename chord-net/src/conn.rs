@@ -120,14 +120,8 @@ pub(crate) fn check_hello(
         (Role::Peer, Some(listen), Some(seen)) if listen.ip() != seen.ip() => Some(seen.ip()),
         _ => None,
     };
-    if hello.magic != MAGIC {
-        Err(Refusal::BadMagic)
-    } else if hello.version != VERSION {
-        Err(Refusal::Version {
-            ours: VERSION,
-            theirs: hello.version,
-        })
-    } else if hello.role == Role::Peer && hello.listen.is_none() {
+    check_magic_and_version(hello.magic, hello.version)?;
+    if hello.role == Role::Peer && hello.listen.is_none() {
         Err(Refusal::NoListenAddress)
     } else if let Some(seen) = mismatch {
         Err(Refusal::AddressMismatch { seen })
@@ -140,6 +134,21 @@ pub(crate) fn check_hello(
         Err(Refusal::NetworkKeyRequired)
     } else if !keyed && hello.encrypted {
         Err(Refusal::NoNetworkKey)
+    } else {
+        Ok(())
+    }
+}
+
+/// The first check of a hello, which every version's hello can be read far enough for
+/// (see `Hello::magic_and_version`): ours, and our protocol version?
+fn check_magic_and_version(magic: [u8; 4], version: u16) -> Result<(), Refusal> {
+    if magic != MAGIC {
+        Err(Refusal::BadMagic)
+    } else if version != VERSION {
+        Err(Refusal::Version {
+            ours: VERSION,
+            theirs: version,
+        })
     } else {
         Ok(())
     }
@@ -167,15 +176,8 @@ async fn accept(
     };
     // Magic and version first: another version's hello may have another shape, and
     // deserves a clear refusal all the same.
-    let early = match Hello::magic_and_version(&body) {
-        Some((magic, _)) if magic != MAGIC => Some(Refusal::BadMagic),
-        Some((_, version)) if version != VERSION => Some(Refusal::Version {
-            ours: VERSION,
-            theirs: version,
-        }),
-        _ => None,
-    };
-    if let Some(refusal) = early {
+    let early = Hello::magic_and_version(&body).map(|(m, v)| check_magic_and_version(m, v));
+    if let Some(Err(refusal)) = early {
         debug!(?remote, "refusing connection: {refusal}");
         refuse(r, w, refusal, limits.frame_timeout).await;
         return None;

@@ -103,6 +103,8 @@ impl Outbox {
             id,
             body: Err(crate::wire::ServiceError::Busy),
         };
+        // Encoding our own small frame cannot fail (only a body over 4 GiB can); false
+        // from `answer` means the connection is gone, and the asker with it.
         if let Ok(bytes) = encode(&busy) {
             self.answer(bytes);
         }

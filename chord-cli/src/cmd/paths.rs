@@ -32,7 +32,7 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(a: &Args) -> crate::common::Result<()> {
     if a.from > a.to {
         return Err(format!("--from {} is larger than --to {}", a.from, a.to).into());
     }

@@ -98,7 +98,7 @@ fn latency_range(s: &str) -> Result<(Duration, Duration), String> {
     Ok((Duration::from_millis(lo), Duration::from_millis(hi)))
 }
 
-fn seconds(name: &str, x: f64) -> Result<Duration, Box<dyn std::error::Error>> {
+fn seconds(name: &str, x: f64) -> crate::common::Result<Duration> {
     if x.is_finite() && x > 0.0 && x < 1e9 {
         Ok(Duration::from_secs_f64(x))
     } else {
@@ -106,7 +106,7 @@ fn seconds(name: &str, x: f64) -> Result<Duration, Box<dyn std::error::Error>> {
     }
 }
 
-pub fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(a: &Args) -> crate::common::Result<()> {
     if a.nodes == 0 {
         return Err("--nodes must be at least 1".into());
     }

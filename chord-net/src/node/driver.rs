@@ -554,6 +554,7 @@ impl Driver {
             to: to.id,
             msg,
         };
+        // Our own message, far below 4 GiB: encoding it cannot fail.
         let Ok(bytes) = encode(&frame) else {
             return;
         };
@@ -661,6 +662,8 @@ impl Answer {
     pub(super) fn send(self, id: u64, body: Result<Vec<u8>, ServiceError>) {
         match self {
             Answer::Wire(reply) => {
+                // A service's answer is bounded by the frame limit long before 4 GiB, so
+                // encoding cannot fail; a failed send means the connection is gone.
                 if let Ok(bytes) = encode(&Frame::ServiceResponse { id, body }) {
                     reply.send(bytes);
                 }
@@ -672,6 +675,8 @@ impl Answer {
     }
 }
 
+/// Answer a client (as [`Answer::send`]: encoding cannot fail, and a connection that is
+/// gone has nobody to tell).
 pub(super) fn send_client(reply: Reply, id: u64, body: ClientResponse) {
     if let Ok(bytes) = encode(&Frame::ClientResponse { id, body }) {
         reply.send(bytes);

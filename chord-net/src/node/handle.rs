@@ -33,16 +33,22 @@ impl Drop for Owner {
 }
 
 /// Send `input` to the driver even when its queue is full, without blocking the calling
-/// thread (it may be the node's own executor): from a thread of its own then. Lost only
-/// if the driver has stopped already, when there is nothing left to do.
+/// thread (it may be the node's own executor): from a thread of its own then. Lost if
+/// the driver has stopped already, when there is nothing left to do, and if the system
+/// cannot start a thread (out of threads or memory): blocking here instead could
+/// deadlock the node's own executor, so that input is dropped, and logged.
 fn send_surely(tx: &Sender<Input>, input: Input) {
     if let Err(async_channel::TrySendError::Full(input)) = tx.try_send(input) {
         let tx = tx.clone();
-        let _ = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("chord-node-send".into())
             .spawn(move || {
+                // Err: the driver has stopped; nothing left to do.
                 let _ = tx.send_blocking(input);
             });
+        if let Err(e) = spawned {
+            tracing::warn!("a command to the node was lost: no thread to send it from: {e}");
+        }
     }
 }
 
