@@ -1,6 +1,11 @@
 //! The node's periodic timers, one slot each (as quinn-proto's `TimerTable`): when
-//! stabilize, fix_fingers and merge probing are due next. Request and lookup deadlines
-//! live with the requests and lookups themselves.
+//! stabilize, fix_fingers and merge probing are due next. The other deadlines are part of
+//! a state and live with it, so that they cannot outlive it or disagree with it: each
+//! request's and lookup's (with resends and hedges) in `pending` and `lookups`, the end of
+//! the linger in `Phase::Lingering(until)`, the leave check's in `LeaveCheck`, and the
+//! gate that lets seeds be probed only every `seed_probe_interval` inside merge probing
+//! (`next_seed_probe`; it fires nothing by itself). `Node::poll_timeout` takes the
+//! earliest of all of them.
 
 use std::time::Duration;
 
