@@ -278,51 +278,27 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
     };
     let (tx, rx) = Outbox::new(&limits, &shared.memory);
     let writer = write_loop(w, rx, limits.frame_timeout);
+    let who = match (hello.role, hello.listen) {
+        (Role::Peer, Some(addr)) => Who::Peer {
+            addr,
+            vnodes: hello.vnodes,
+        },
+        _ => Who::Client {
+            ip: remote.map(|a| a.ip()),
+            from_host: crate::control::from_host(remote, me),
+        },
+    };
     let reader = async {
-        match (hello.role, hello.listen) {
-            (Role::Peer, Some(addr)) => {
-                // An error means the driver has stopped; the read loop then ends too.
-                let _ = driver
-                    .send(Input::Inbound {
-                        addr,
-                        tx: tx.clone(),
-                    })
-                    .await;
-                read_loop(
-                    &mut r,
-                    &limits,
-                    first_idle,
-                    &tx,
-                    &shared,
-                    Who::Peer,
-                    |frame, reply| Input::Peer {
-                        from: addr,
-                        vnodes: hello.vnodes,
-                        frame,
-                        reply,
-                    },
-                    &driver,
-                )
-                .await
-            }
-            _ => {
-                read_loop(
-                    &mut r,
-                    &limits,
-                    first_idle,
-                    &tx,
-                    &shared,
-                    Who::Client(remote.map(|a| a.ip())),
-                    |frame, reply| Input::Client {
-                        frame,
-                        reply,
-                        from_host: crate::control::from_host(remote, me),
-                    },
-                    &driver,
-                )
-                .await
-            }
+        if let Who::Peer { addr, .. } = who {
+            // An error means the driver has stopped; the read loop then ends too.
+            let _ = driver
+                .send(Input::Inbound {
+                    addr,
+                    tx: tx.clone(),
+                })
+                .await;
         }
+        read_loop(&mut r, &limits, first_idle, &tx, &shared, who, &driver).await;
         // Reader done: let the writer finish what is queued, then stop.
         tx.close();
     };
@@ -337,7 +313,7 @@ pub(crate) async fn serve_inbound(stream: TcpStream, l: Listening) {
     )
     .await;
     tx.close();
-    if let (Role::Peer, Some(addr)) = (hello.role, hello.listen) {
+    if let Who::Peer { addr, .. } = who {
         // The driver may have kept this connection for answers to that peer. (An error
         // means the driver has stopped: nobody to tell.)
         let _ = driver.send(Input::InboundClosed { addr }).await;
@@ -414,19 +390,14 @@ pub(crate) async fn serve_outbound(
                 return Ok(());
             }
         };
+        let who = Who::Peer { addr, vnodes };
         let reader = read_loop(
             &mut r,
             &limits,
             limits.idle_timeout,
             &tx,
             &shared,
-            Who::Peer,
-            |frame, reply| Input::Peer {
-                from: addr,
-                vnodes,
-                frame,
-                reply,
-            },
+            who,
             &driver,
         );
         let writer = write_loop(w, rx, limits.frame_timeout);
@@ -463,13 +434,33 @@ pub(crate) struct Shared {
     pub(crate) work: Sender<Input>,
 }
 
-/// Who is on the other side of a connection being read.
+/// Who is on the other side of a connection being read, and so what its frames become
+/// for the driver.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Who {
-    /// A ring node.
-    Peer,
-    /// A client, connecting from this address (if known).
-    Client(Option<IpAddr>),
+    /// A ring node listening at `addr` with `vnodes` positions.
+    Peer { addr: SocketAddr, vnodes: u16 },
+    /// A client, connecting from `ip` (if known); `from_host`: from this node's host.
+    Client { ip: Option<IpAddr>, from_host: bool },
+}
+
+impl Who {
+    /// A frame from this side, for the driver.
+    fn input(self, frame: Frame, reply: Reply) -> Input {
+        match self {
+            Who::Peer { addr, vnodes } => Input::Peer {
+                from: addr,
+                vnodes,
+                frame,
+                reply,
+            },
+            Who::Client { from_host, .. } => Input::Client {
+                frame,
+                reply,
+                from_host,
+            },
+        }
+    }
 }
 
 /// Service requests from one client connection served at once; past it the client waits
@@ -509,7 +500,6 @@ pub(crate) fn is_maintenance_msg(msg: &Message) -> bool {
 /// carries ring maintenance): its service requests past the limits are answered `Busy`,
 /// here or by the driver. Ring maintenance goes to `driver`, everything else to the
 /// driver's work queue.
-#[allow(clippy::too_many_arguments)]
 async fn read_loop(
     r: &mut Reader,
     limits: &Limits,
@@ -517,11 +507,10 @@ async fn read_loop(
     out: &Outbox,
     shared: &Shared,
     who: Who,
-    wrap: impl Fn(Frame, Reply) -> Input,
     driver: &Sender<Input>,
 ) {
     let requests = Budget::new(limits.max_requests_per_conn);
-    let client = matches!(who, Who::Client(_));
+    let client = matches!(who, Who::Client { .. });
     let services_here = Budget::new(if client {
         SERVICE_REQUESTS_PER_CLIENT
     } else {
@@ -586,7 +575,7 @@ async fn read_loop(
                     ..
                 }
         );
-        if who == Who::Peer && is_request {
+        if !client && is_request {
             // Peers are paced too (anyone can say it is a peer on an open ring), at rates
             // far above what a ring's own traffic needs.
             let wait = bucket.take(
@@ -598,8 +587,10 @@ async fn read_loop(
                 async_io::Timer::after(wait).await;
             }
         }
-        if let (Who::Client(ip), Frame::ClientRequest { .. } | Frame::ServiceRequest { .. }) =
-            (who, &frame)
+        if let (
+            Who::Client { ip, .. },
+            Frame::ClientRequest { .. } | Frame::ServiceRequest { .. },
+        ) = (who, &frame)
         {
             let now = Instant::now();
             let mut wait = bucket.take(
@@ -668,7 +659,7 @@ async fn read_loop(
             out: out.clone(),
             _held: held,
         };
-        if queue.send(wrap(frame, reply)).await.is_err() {
+        if queue.send(who.input(frame, reply)).await.is_err() {
             return; // node stopped
         }
     }

@@ -229,7 +229,12 @@ impl Driver {
                 ..
             } => {
                 // The connection's reader waited for room before handing it on.
-                self.serve(None, id, service, body, Answer::Wire(reply), true, ex)
+                let call = ServiceCall {
+                    from: None,
+                    service,
+                    body,
+                };
+                self.serve(call, id, Answer::Wire(reply), true, ex)
             }
             Input::Client {
                 frame,
@@ -243,13 +248,7 @@ impl Driver {
                 self.pool.closed(addr);
                 self.calls.unreachable(addr);
             }
-            Input::Command(Command::Call {
-                to,
-                service,
-                body,
-                reply,
-            }) => self.start_call(to, service, body, reply, ex),
-            Input::Command(c) => self.on_command(c, now),
+            Input::Command(c) => self.on_command(c, now, ex),
         }
     }
 
@@ -295,15 +294,12 @@ impl Driver {
             }
             Frame::ServiceRequest { id, service, body } => {
                 // A peer's request is not waited for: Busy if the node is full.
-                self.serve(
-                    Some(from),
-                    id,
+                let call = ServiceCall {
+                    from: Some(from),
                     service,
                     body,
-                    Answer::Wire(reply),
-                    false,
-                    ex,
-                )
+                };
+                self.serve(call, id, Answer::Wire(reply), false, ex)
             }
             Frame::ServiceResponse { id, body } => self.calls.answered(id, from, body),
             other => debug!(%from, "unexpected frame from a peer: {other:?}"),
@@ -336,8 +332,12 @@ impl Driver {
     ) {
         let id = self.calls.next_id();
         if to == self.addr {
-            let local = Answer::Local(reply);
-            self.serve(Some(self.addr), 0, service, body, local, false, ex);
+            let call = ServiceCall {
+                from: Some(self.addr),
+                service,
+                body,
+            };
+            self.serve(call, 0, Answer::Local(reply), false, ex);
             return;
         }
         let sent = match encode(&Frame::ServiceRequest { id, service, body }) {
@@ -356,17 +356,19 @@ impl Driver {
     /// Run a service request on its own task, within the in-flight bound. `admitted`: the
     /// caller already took a service slot (a client's connection did; its reply holds
     /// it); otherwise a full node answers `Busy`.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn serve(
         &mut self,
-        from: Option<SocketAddr>,
+        call: ServiceCall,
         id: u64,
-        service: u16,
-        body: Vec<u8>,
         answer: Answer,
         admitted: bool,
         ex: &async_executor::Executor<'_>,
     ) {
+        let ServiceCall {
+            from,
+            service,
+            body,
+        } = call;
         let Some(svc) = self.services.get(&service).cloned() else {
             answer.send(id, Err(ServiceError::NoSuchService));
             return;
@@ -407,7 +409,7 @@ impl Driver {
         .detach();
     }
 
-    pub(super) fn on_command(&mut self, c: Command, now: Time) {
+    pub(super) fn on_command(&mut self, c: Command, now: Time, ex: &async_executor::Executor<'_>) {
         match c {
             Command::Lookup { key, reply } => {
                 let lid = self.nodes[0].lookup(key, now);
@@ -423,7 +425,12 @@ impl Driver {
             }
             Command::Leave { reply } => self.start_leave(reply, now),
             Command::Kill => self.stop = true,
-            Command::Call { .. } => {} // handled in on_input
+            Command::Call {
+                to,
+                service,
+                body,
+                reply,
+            } => self.start_call(to, service, body, reply, ex),
         }
     }
 
@@ -648,6 +655,14 @@ impl Driver {
             let _ = s.try_send(e.clone());
         }
     }
+}
+
+/// A service request to run: who asked (a peer's listening address, this node's own for
+/// its own calls, `None` for a client), which service, and the request's bytes.
+pub(super) struct ServiceCall {
+    pub(super) from: Option<SocketAddr>,
+    pub(super) service: u16,
+    pub(super) body: Vec<u8>,
 }
 
 /// Where a service's answer goes.
