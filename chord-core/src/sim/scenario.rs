@@ -41,6 +41,9 @@ pub struct MixReport {
     pub settled_after: Option<u32>,
     /// Invariant checks that found an unordered appendage (measured, not a violation).
     pub appendage_disorder_checks: u64,
+    /// With [`random_mix_dumping`], if it did not settle: the lists that were not exact,
+    /// and the whole routing state.
+    pub unsettled_dump: Option<String>,
 }
 
 impl MixReport {
@@ -52,6 +55,16 @@ impl MixReport {
 
 /// Run one random scenario.
 pub fn random_mix(seed: u64) -> MixReport {
+    run_mix(seed, false)
+}
+
+/// [`random_mix`], with the routing state of a scenario that did not settle in
+/// [`MixReport::unsettled_dump`] (a debugging aid).
+pub fn random_mix_dumping(seed: u64) -> MixReport {
+    run_mix(seed, true)
+}
+
+fn run_mix(seed: u64, dump: bool) -> MixReport {
     let mut draw = rand_chacha::ChaCha8Rng::seed_from_u64_ext(seed);
     let initial = draw.random_range(3..=24);
     let successors = draw.random_range(2..=8);
@@ -98,9 +111,8 @@ pub fn random_mix(seed: u64) -> MixReport {
     }
     sim.set_loss(0.0);
     let settled_after = sim.settle(200);
-    if settled_after.is_none() && std::env::var("CHORD_MIX_DUMP").is_ok() {
-        eprintln!("{:?}\n{}", sim.not_ideal_counts(), sim.dump());
-    }
+    let unsettled_dump = (settled_after.is_none() && dump)
+        .then(|| format!("{:?}\n{}", sim.not_ideal_counts(), sim.dump()));
     let (checks, _, violations) = sim.invariant_report();
     MixReport {
         seed,
@@ -115,6 +127,7 @@ pub fn random_mix(seed: u64) -> MixReport {
         violations: violations.to_vec(),
         settled_after,
         appendage_disorder_checks: sim.appendage_disorder_checks(),
+        unsettled_dump,
     }
 }
 
@@ -146,6 +159,14 @@ pub struct HuntConfig {
     pub guard_leaves: bool,
     /// Operations (joins, leaves, crashes) per seed.
     pub operations: u32,
+    /// Ring positions to trace (id prefixes in hex, e.g. `ab12`): each operation, and
+    /// the predecessor and successor list of those positions whenever they change
+    /// (looked at every 20 ms of virtual time), go to [`HuntReport::trace`]. Empty: off.
+    /// Tracing runs in small steps and shifts the healing figures a little.
+    pub trace: Vec<String>,
+    /// Keep the lists that were not exact of a seed that did not settle, in
+    /// [`HuntReport::unsettled_dump`].
+    pub dump_unsettled: bool,
 }
 
 impl Default for HuntConfig {
@@ -156,6 +177,8 @@ impl Default for HuntConfig {
             max_vnodes: 4,
             guard_leaves: true,
             operations: 60,
+            trace: Vec::new(),
+            dump_unsettled: false,
         }
     }
 }
@@ -211,6 +234,10 @@ pub struct HuntReport {
     /// If it did not settle (fingers included): members whose list, and whose
     /// predecessor, were not exact, and the fraction with exact fingers.
     pub unsettled: Option<(usize, usize, f64)>,
+    /// With [`HuntConfig::dump_unsettled`], if it did not settle: the inexact lists.
+    pub unsettled_dump: Option<String>,
+    /// With [`HuntConfig::trace`]: the operations and the traced positions' changes.
+    pub trace: Vec<String>,
 }
 
 impl HuntReport {
@@ -230,6 +257,38 @@ impl HuntReport {
 /// At the end loss stops; the ring must heal (exact successor lists and predecessors)
 /// within 60 simulated seconds, and then every lookup must return the true owner.
 pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
+    let (mut sim, mut r) = hunt_ring(seed, cfg);
+    let mut trace = Trace::new(&cfg.trace);
+    let mut lookups = KeyStream(0);
+    hunt_faults(&mut sim, &mut r, cfg, &mut trace, &mut lookups);
+    sim.set_loss(0.0);
+    if trace.is_on() {
+        // The first seconds of the repair too (this shifts the healing figures).
+        trace.run(&mut sim, Duration::from_secs(10));
+    }
+    hunt_judge(&mut sim, &mut r, cfg, &mut lookups);
+    r.trace = trace.lines;
+    r
+}
+
+/// Keys for the hunt's lookups, a new one each time.
+struct KeyStream(u64);
+
+impl KeyStream {
+    /// `n` lookups of new keys, each from a random member.
+    fn look_up(&mut self, sim: &mut Sim, n: usize) {
+        for _ in 0..n {
+            if let Some(from) = sim.random_member_id() {
+                self.0 += 1;
+                sim.lookup(from, Id::for_key(&format!("hunt-{}", self.0)), 0);
+            }
+        }
+    }
+}
+
+/// The ring a hunting seed starts from, settled, with its loss set; and its report, so
+/// far only what was drawn.
+fn hunt_ring(seed: u64, cfg: &HuntConfig) -> (Sim, HuntReport) {
     let mut draw = rand_chacha::ChaCha8Rng::seed_from_u64_ext(seed ^ 0x4875_6e74);
     let initial = if draw.random_bool(0.3) {
         draw.random_range(1..=4)
@@ -271,7 +330,7 @@ pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
     sim.grow_to(initial);
     sim.settle(100);
     sim.set_loss(loss);
-    let mut r = HuntReport {
+    let r = HuntReport {
         seed,
         initial,
         vnodes,
@@ -295,10 +354,22 @@ pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
         settled_after: None,
         first_violation_dump: None,
         unsettled: None,
+        unsettled_dump: None,
+        trace: Vec::new(),
     };
+    (sim, r)
+}
+
+/// The faults: `cfg.operations` joins, leaves and crashes, 5 ms to 1.5 s apart and
+/// sometimes in bursts, with two lookups before each.
+fn hunt_faults(
+    sim: &mut Sim,
+    r: &mut HuntReport,
+    cfg: &HuntConfig,
+    trace: &mut Trace,
+    lookups: &mut KeyStream,
+) {
     let mut burst = 0;
-    let mut key = 0u64;
-    let mut trace = Trace::from_env();
     for _ in 0..cfg.operations {
         let gap = if burst > 0 {
             burst -= 1;
@@ -309,13 +380,8 @@ pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
             }
             Duration::from_millis(sim.rng().random_range(5..1500))
         };
-        trace.run(&mut sim, gap);
-        for _ in 0..2 {
-            if let Some(from) = sim.random_member_id() {
-                key += 1;
-                sim.lookup(from, Id::for_key(&format!("hunt-{key}")), 0);
-            }
-        }
+        trace.run(sim, gap);
+        lookups.look_up(sim, 2);
         let live = sim.live_hosts();
         let roll: f64 = sim.rng().random();
         if roll < 0.4 || live.is_empty() {
@@ -335,20 +401,21 @@ pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
         if last || ((!leave || cfg.guard_leaves) && sim.crash_would_break_ring(h)) {
             r.refused += 1;
         } else if leave {
-            trace.op(&sim, "leave", h);
+            trace.op(sim, "leave", h);
             sim.leave(h);
             r.leaves += 1;
         } else {
-            trace.op(&sim, "crash", h);
+            trace.op(sim, "crash", h);
             sim.crash(h);
             r.crashes += 1;
         }
     }
-    sim.set_loss(0.0);
-    if trace.is_on() {
-        // The first seconds of the repair too (this shifts the healing figures).
-        trace.run(&mut sim, Duration::from_secs(10));
-    }
+}
+
+/// Once loss has stopped: how long the ring takes to heal and settle (60 s at most),
+/// how the lookups issued during the faults fared, then 20 lookups at quiescence, and
+/// the invariant checks' findings.
+fn hunt_judge(sim: &mut Sim, r: &mut HuntReport, cfg: &HuntConfig, lookups: &mut KeyStream) {
     // Lookups in flight finish (each within its timeout) while the ring heals.
     r.healed_after = sim.heal(60);
     r.settled_after = r
@@ -357,8 +424,8 @@ pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
     if r.settled_after.is_none() {
         let (lists, preds) = sim.not_ideal_counts();
         r.unsettled = Some((lists, preds, sim.finger_accuracy()));
-        if std::env::var("CHORD_HUNT_DUMP_UNSETTLED").is_ok() {
-            eprintln!("seed {seed} did not settle:\n{}", sim.dump_not_ideal());
+        if cfg.dump_unsettled {
+            r.unsettled_dump = Some(sim.dump_not_ideal());
         }
     }
     sim.run_for(Duration::from_secs(12));
@@ -367,12 +434,7 @@ pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
     r.wrong_churn = churn.iter().filter(|l| l.wrong).count();
     r.failed_churn = churn.iter().filter(|l| !l.correct && !l.wrong).count();
     if r.healed_after.is_some() {
-        for _ in 0..20 {
-            if let Some(from) = sim.random_member_id() {
-                key += 1;
-                sim.lookup(from, Id::for_key(&format!("hunt-{key}")), 0);
-            }
-        }
+        lookups.look_up(sim, 20);
         sim.run_for(Duration::from_secs(12));
         let quiet = sim.take_lookup_records();
         r.lookups_quiet = quiet.len();
@@ -383,26 +445,23 @@ pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
     r.checks = checks;
     r.violations = violations.to_vec();
     r.first_violation_dump = sim.first_violation_dump().map(str::to_owned);
-    r
 }
 
-/// `CHORD_HUNT_TRACE=ab12,cd34` (id prefixes in hex): print each operation of a hunt, and
-/// the predecessor and successor list of every ring position whose id starts with one of
-/// them whenever they change (looked at every 20 ms of virtual time). How seeds 7716 and
-/// 8266 were taken apart; see docs/correctness.md.
+/// [`HuntConfig::trace`]: each operation of a hunt, and the predecessor and successor
+/// list of every ring position whose id starts with one of the prefixes whenever they
+/// change. How seeds 7716 and 8266 were taken apart; see docs/correctness.md.
 struct Trace {
     prefixes: Vec<String>,
     last: Vec<String>,
+    lines: Vec<String>,
 }
 
 impl Trace {
-    fn from_env() -> Trace {
-        let prefixes = std::env::var("CHORD_HUNT_TRACE")
-            .map(|v| v.split(',').map(str::to_owned).collect())
-            .unwrap_or_default();
+    fn new(prefixes: &[String]) -> Trace {
         Trace {
-            prefixes,
+            prefixes: prefixes.to_vec(),
             last: Vec::new(),
+            lines: Vec::new(),
         }
     }
 
@@ -410,10 +469,11 @@ impl Trace {
         !self.prefixes.is_empty()
     }
 
-    fn op(&self, sim: &Sim, what: &str, h: usize) {
+    fn op(&mut self, sim: &Sim, what: &str, h: usize) {
         if self.is_on() {
             let ids: Vec<Id> = sim.host_nodes(h).map(|n| n.me().id).collect();
-            eprintln!("trace {:?}: {what} host {h} {ids:?}", sim.now());
+            let line = format!("trace {:?}: {what} host {h} {ids:?}", sim.now());
+            self.lines.push(line);
         }
     }
 
@@ -446,7 +506,7 @@ impl Trace {
                 .collect();
             if now != self.last {
                 for line in &now {
-                    eprintln!("trace {:?}:   {line}", sim.now());
+                    self.lines.push(format!("trace {:?}:   {line}", sim.now()));
                 }
                 self.last = now;
             }

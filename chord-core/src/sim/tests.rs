@@ -210,10 +210,19 @@ fn random_mix_sample_keeps_invariants() {
 #[ignore = "long: the full invariant sweep (see docs/correctness.md)"]
 fn sweep() {
     let n: u64 = env_number("CHORD_SWEEP_SEEDS", 1000);
+    // CHORD_MIX_DUMP=1: the routing state of any seed that did not settle.
+    let dump = std::env::var("CHORD_MIX_DUMP").is_ok();
     let mut bad = Vec::new();
     let (mut checks, mut ops, mut crashes, mut disorder) = (0, 0, 0, 0);
     for seed in 0..n {
-        let r = random_mix(seed);
+        let r = if dump {
+            random_mix_dumping(seed)
+        } else {
+            random_mix(seed)
+        };
+        if let Some(d) = &r.unsettled_dump {
+            eprintln!("seed {seed} did not settle: {d}");
+        }
         checks += r.checks;
         disorder += r.appendage_disorder_checks;
         ops += u64::from(r.joins + r.leaves + r.crashes);
@@ -516,6 +525,10 @@ fn hunt_sweep() {
         )),
         guard_leaves: env("CHORD_HUNT_GUARD_LEAVES").is_none_or(|v| v != "0"),
         max_vnodes: env_number("CHORD_HUNT_VNODES", default.max_vnodes),
+        trace: env("CHORD_HUNT_TRACE")
+            .map(|v| v.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        dump_unsettled: env("CHORD_HUNT_DUMP_UNSETTLED").is_some(),
         ..default
     };
     let (mut ops, mut checks, mut bad) = (0u64, 0u64, Vec::new());
@@ -523,6 +536,12 @@ fn hunt_sweep() {
     let (mut with_violations, mut not_healed, mut fingers_late) = (0, 0, 0);
     for seed in first..first + n {
         let r = hunt(seed, &cfg);
+        for line in &r.trace {
+            eprintln!("{line}");
+        }
+        if let Some(d) = &r.unsettled_dump {
+            eprintln!("seed {seed} did not settle:\n{d}");
+        }
         ops += u64::from(r.joins + r.leaves + r.crashes);
         checks += r.checks;
         lc += r.lookups_churn;
