@@ -177,24 +177,7 @@ pub fn run(e: &Experiment) -> Report {
 /// Run an experiment and also return the simulated world at its end (to draw it, or to
 /// look further).
 pub fn run_sim(e: &Experiment) -> (Report, Sim) {
-    let node = Config {
-        successor_list_len: e.successors.max(1),
-        stabilize_interval: e.stabilize,
-        fix_fingers_interval: e.stabilize,
-        request_timeout: Duration::from_millis(500),
-        lookup_timeout: Duration::from_secs(30),
-        ..Config::default()
-    };
-    let mut sim = Sim::new(SimConfig {
-        seed: e.seed,
-        node,
-        loss: e.loss,
-        latency_min: e.latency.0.min(e.latency.1),
-        latency_max: e.latency.1.max(e.latency.0),
-        vnodes: e.vnodes.max(1),
-        check_every: Some(e.check_every),
-        ..SimConfig::default()
-    });
+    let mut sim = ring_for(e);
 
     // 1 and 2. Grow by joins, then settle.
     sim.grow_to(e.nodes);
@@ -204,6 +187,76 @@ pub fn run_sim(e: &Experiment) -> (Report, Sim) {
     };
 
     // 3 and 4. Place keys, choose the crashed hosts, count load and losses.
+    let placed = place_keys_and_crash(&mut sim, e);
+
+    // 5. Lookups, with churn alongside, until every one has finished.
+    lookups_with_churn(&mut sim, e, &placed.keys);
+
+    let records = sim.take_lookup_records();
+    let ok: Vec<_> = records.iter().filter(|r| r.correct && !r.wrong).collect();
+    let wrong = records.iter().filter(|r| r.wrong).count();
+    let mut hops: Vec<f64> = ok.iter().map(|r| r.hops as f64).collect();
+    let report = Report {
+        nodes: e.nodes,
+        keys: e.keys,
+        lookups: e.lookups,
+        seed: e.seed,
+        vnodes: e.vnodes.max(1),
+        replicas: e.replicas,
+        successors: e.successors,
+        fail: e.fail,
+        churn: e.churn,
+        stabilize_rounds: rounds,
+        settled,
+        invariant_violations: sim.invariant_report().1,
+        invariant_checks: sim.invariant_report().0,
+        lookups_failed: e.lookups - ok.len() - wrong,
+        lookups_wrong: wrong,
+        lookups_retried: records.iter().filter(|r| r.attempts > 1).count(),
+        keys_lost: placed.lost,
+        path_length: Distribution::of(&mut hops),
+        keys_per_node: placed.per_node,
+        messages: sim.traffic().sent,
+        sim_seconds: sim.now().since_epoch().as_secs_f64(),
+    };
+    (report, sim)
+}
+
+/// The simulator for `e`, before any node joins.
+fn ring_for(e: &Experiment) -> Sim {
+    let node = Config {
+        successor_list_len: e.successors.max(1),
+        stabilize_interval: e.stabilize,
+        fix_fingers_interval: e.stabilize,
+        request_timeout: Duration::from_millis(500),
+        lookup_timeout: Duration::from_secs(30),
+        ..Config::default()
+    };
+    Sim::new(SimConfig {
+        seed: e.seed,
+        node,
+        loss: e.loss,
+        latency_min: e.latency.0.min(e.latency.1),
+        latency_max: e.latency.1.max(e.latency.0),
+        vnodes: e.vnodes.max(1),
+        check_every: Some(e.check_every),
+        ..SimConfig::default()
+    })
+}
+
+/// The keys of an experiment, where they fell, and what the crash took.
+struct Placed {
+    keys: Vec<Id>,
+    /// Keys whose every holder crashed.
+    lost: usize,
+    /// Keys per live host (by its first position), before the crash.
+    per_node: Distribution,
+}
+
+/// Place `e.keys` keys on their `e.replicas` holders (distinct hosts), count each live
+/// host's load, then crash the fraction `e.fail` of the hosts (never all) and count the
+/// keys that lost every holder.
+fn place_keys_and_crash(sim: &mut Sim, e: &Experiment) -> Placed {
     let mut hosts = sim.live_hosts();
     hosts.shuffle(sim.rng());
     let crash_count = ((e.fail.clamp(0.0, 1.0) * hosts.len() as f64).round() as usize)
@@ -215,7 +268,7 @@ pub fn run_sim(e: &Experiment) -> (Report, Sim) {
     }
     let ring: Vec<(Id, HostId)> = sim.members().collect();
     let mut per_host = vec![0u64; sim.host_count()];
-    let mut keys_lost = 0;
+    let mut lost = 0;
     let keys: Vec<Id> = (0..e.keys)
         .map(|i| Id::for_key(&format!("key-{i}")))
         .collect();
@@ -235,7 +288,7 @@ pub fn run_sim(e: &Experiment) -> (Report, Sim) {
             per_host[*h] += 1;
         }
         if holders.iter().all(|h| dead[*h]) {
-            keys_lost += 1;
+            lost += 1;
         }
     }
     let mut load: Vec<f64> = sim
@@ -243,12 +296,21 @@ pub fn run_sim(e: &Experiment) -> (Report, Sim) {
         .iter()
         .map(|h| per_host[*h] as f64)
         .collect();
-    let keys_per_node = Distribution::of(&mut load);
+    let per_node = Distribution::of(&mut load);
     for h in crashed {
         sim.crash(h);
     }
+    Placed {
+        keys,
+        lost,
+        per_node,
+    }
+}
 
-    // 5. Lookups, with churn alongside.
+/// `e.lookups` lookups of random keys from random members, evenly over `e.duration`,
+/// with joins and crashes at `e.churn` per minute (a Poisson process) alongside; then
+/// run until every lookup has finished (each attempt is bounded by the lookup timeout).
+fn lookups_with_churn(sim: &mut Sim, e: &Experiment, keys: &[Id]) {
     let phase_start = sim.now();
     let mut plan: Vec<(Time, Op)> = Vec::new();
     for i in 0..e.lookups {
@@ -298,40 +360,10 @@ pub fn run_sim(e: &Experiment) -> (Report, Sim) {
             }
         }
     }
-    // Let every lookup finish (each attempt is bounded by the lookup timeout).
     let limit = sim.now() + (Duration::from_secs(31) + Duration::from_secs(1)) * (e.retries + 1);
     while sim.lookups_in_flight() > 0 && sim.now() < limit {
         sim.run_for(e.stabilize);
     }
-
-    let records = sim.take_lookup_records();
-    let ok: Vec<_> = records.iter().filter(|r| r.correct && !r.wrong).collect();
-    let wrong = records.iter().filter(|r| r.wrong).count();
-    let mut hops: Vec<f64> = ok.iter().map(|r| r.hops as f64).collect();
-    let report = Report {
-        nodes: e.nodes,
-        keys: e.keys,
-        lookups: e.lookups,
-        seed: e.seed,
-        vnodes: e.vnodes.max(1),
-        replicas: e.replicas,
-        successors: e.successors,
-        fail: e.fail,
-        churn: e.churn,
-        stabilize_rounds: rounds,
-        settled,
-        invariant_violations: sim.invariant_report().1,
-        invariant_checks: sim.invariant_report().0,
-        lookups_failed: e.lookups - ok.len() - wrong,
-        lookups_wrong: wrong,
-        lookups_retried: records.iter().filter(|r| r.attempts > 1).count(),
-        keys_lost,
-        path_length: Distribution::of(&mut hops),
-        keys_per_node,
-        messages: sim.traffic().sent,
-        sim_seconds: sim.now().since_epoch().as_secs_f64(),
-    };
-    (report, sim)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
