@@ -78,6 +78,15 @@ fn hint_for(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
     None
 }
 
+/// The node an error says could not be reached at all (no connection, or no answer in
+/// time), if that is what it says: where "is a node running there?" helps.
+pub fn not_reached(e: &chord_net::Error) -> Option<SocketAddr> {
+    match e {
+        chord_net::Error::Connect(a, _) | chord_net::Error::Timeout(a) => Some(*a),
+        _ => None,
+    }
+}
+
 /// The hint for a node that cannot be reached.
 pub fn no_node_hint(addr: SocketAddr) -> String {
     format!(
@@ -141,12 +150,12 @@ pub async fn connect(addr: SocketAddr, key: Option<&NetworkKey>) -> Result<Clien
     Client::connect_with_key(addr, chord_net::Limits::default(), key)
         .await
         .map_err(|e| -> Box<dyn std::error::Error> {
-            match e {
-                chord_net::Error::Connect(..) => Box::new(Hinted {
+            match not_reached(&e) {
+                Some(addr) => Box::new(Hinted {
                     err: e.into(),
                     hint: no_node_hint(addr),
                 }),
-                e => e.into(),
+                None => e.into(),
             }
         })
 }
@@ -235,11 +244,7 @@ pub fn bar(len: u64) -> ProgressBar {
 /// An error connecting to the node at `addr` itself gets the usual hint; any other (a
 /// holder unreachable, a refusal, ...) keeps the hint its causes give.
 pub fn hinted(addr: SocketAddr, e: FilesError) -> Box<dyn std::error::Error> {
-    let no_node = matches!(
-        &e,
-        FilesError::Unreachable(chord_net::Error::Connect(a, _) | chord_net::Error::Timeout(a))
-            if *a == addr
-    );
+    let no_node = matches!(&e, FilesError::Unreachable(n) if not_reached(n) == Some(addr));
     if no_node {
         Box::new(Hinted {
             err: e.into(),

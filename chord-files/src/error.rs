@@ -71,9 +71,9 @@ pub enum FilesError {
     #[error("the stream failed")]
     Stream(#[source] std::io::Error),
     /// A file changed while it was uploaded (its size at the end is not the size it said
-    /// at the start).
-    #[error("the file changed while it was read")]
-    Changed,
+    /// at the start); its path if it was a file.
+    #[error("{} changed while it was read", .0.as_ref().map_or("the input".into(), |p| p.display().to_string()))]
+    Changed(Option<PathBuf>),
     /// An output path that names no file (such as `/` or `..`).
     #[error("{} is not a file path", .0.display())]
     NotAFilePath(PathBuf),
@@ -196,7 +196,25 @@ impl From<StoreError> for FilesError {
     }
 }
 
-/// A node's refusal, as the client that asked sees it.
+/// Longest text from another node kept in an error (names, reasons): what a node sends
+/// is printed to users and logged, and a frame could carry megabytes of it.
+const MAX_REMOTE_TEXT: usize = 1024;
+
+/// `text` cut to [`MAX_REMOTE_TEXT`] bytes (at a character boundary), marked if cut.
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_REMOTE_TEXT {
+        let mut end = MAX_REMOTE_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+/// A node's refusal, as the client that asked sees it. Its texts are cut to 1 KiB; a
+/// `Conflict` claiming a sequence no valid record can have is a bad answer.
 impl From<RemoteError> for FilesError {
     fn from(e: RemoteError) -> FilesError {
         use RemoteError as R;
@@ -213,32 +231,43 @@ impl From<RemoteError> for FilesError {
                 limit,
                 wanted,
             },
-            R::NotFound(name) => FilesError::NotFound(name),
+            R::NotFound(name) => FilesError::NotFound(bounded(name)),
             R::Unavailable => FilesError::Unavailable,
             R::BadRecord => FilesError::BadRecord,
             R::BadSignature => FilesError::BadSignature,
-            R::NotAllowed(why) => FilesError::NotAllowed(why),
+            R::NotAllowed(why) => FilesError::NotAllowed(bounded(why)),
+            R::Conflict { found, .. } if found.is_some_and(|f| f > crate::record::MAX_SEQ) => {
+                FilesError::BadAnswer
+            }
             R::Conflict { expected, found } => FilesError::Conflict { expected, found },
             R::Expired => FilesError::Expired,
             R::TooLarge { size, limit } => FilesError::TooLarge { size, limit },
             // A node that says it stopped is that node: `FilesError::Stopped` means ours.
-            e @ (R::Stopped
-            | R::BadRequest
-            | R::Storage(_)
-            | R::Lookup(_)
-            | R::Unreachable(_)
-            | R::Exists(_)
-            | R::Local(_)
-            | R::NoIdentity
-            | R::NoRoom { .. }
-            | R::BadAnswer) => FilesError::Remote(e),
+            R::Storage(text) => FilesError::Remote(R::Storage(bounded(text))),
+            R::Lookup(text) => FilesError::Remote(R::Lookup(bounded(text))),
+            R::Unreachable(text) => FilesError::Remote(R::Unreachable(bounded(text))),
+            R::Exists(text) => FilesError::Remote(R::Exists(bounded(text))),
+            R::Local(text) => FilesError::Remote(R::Local(bounded(text))),
+            R::NoRoom {
+                path,
+                needed,
+                available,
+            } => FilesError::Remote(R::NoRoom {
+                path: bounded(path),
+                needed,
+                available,
+            }),
+            e @ (R::Stopped | R::BadRequest | R::NoIdentity | R::BadAnswer) => {
+                FilesError::Remote(e)
+            }
         }
     }
 }
 
 /// What a node answers a request that failed with `e`. Causes travel as text (the
-/// asker cannot decode another node's error types); errors that only a client meets
-/// are sent as [`RemoteError::Local`], which no node of this version sends.
+/// asker cannot decode another node's error types); an error without a wire meaning of
+/// its own (those a client meets, should a node ever meet one) is sent as
+/// [`RemoteError::Local`], its text.
 impl From<&FilesError> for RemoteError {
     fn from(e: &FilesError) -> RemoteError {
         use FilesError as F;
@@ -279,7 +308,7 @@ impl From<&FilesError> for RemoteError {
             F::Exists(_)
             | F::Io { .. }
             | F::Stream(_)
-            | F::Changed
+            | F::Changed(_)
             | F::NotAFilePath(_)
             | F::BadIdentityFile(_)
             | F::Random(_)
@@ -305,8 +334,9 @@ impl From<StoreError> for RemoteError {
     }
 }
 
-/// `e` and its causes on one line (for the wire, where a cause chain cannot travel).
-fn chain(e: &dyn std::error::Error) -> String {
+/// `e` and its causes on one line (for the wire, where a cause chain cannot travel, and
+/// for logs).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {
@@ -364,6 +394,37 @@ mod tests {
         };
         assert!(words.contains("disk on fire"), "{words}");
         assert!(got.source().is_some());
+    }
+
+    #[test]
+    fn a_node_s_words_are_cut_and_its_impossible_claims_refused() {
+        // A sequence no valid record can carry: the writer would add 1 to it.
+        let lie = RemoteError::Conflict {
+            expected: None,
+            found: Some(u64::MAX),
+        };
+        assert!(matches!(FilesError::from(lie), FilesError::BadAnswer));
+        // Megabytes of text, multi-byte characters across the cut.
+        let long = "é".repeat(1 << 20);
+        for e in [
+            RemoteError::NotAllowed(long.clone()),
+            RemoteError::NotFound(long.clone()),
+            RemoteError::Storage(long.clone()),
+            RemoteError::Local(long.clone()),
+        ] {
+            let got = FilesError::from(e);
+            let text = match &got {
+                FilesError::NotAllowed(t) | FilesError::NotFound(t) => t.clone(),
+                FilesError::Remote(RemoteError::Storage(t) | RemoteError::Local(t)) => t.clone(),
+                other => panic!("{other:?}"),
+            };
+            assert!(
+                text.len() <= MAX_REMOTE_TEXT + '…'.len_utf8(),
+                "{}",
+                text.len()
+            );
+            assert!(text.ends_with('…'));
+        }
     }
 
     #[test]

@@ -304,7 +304,10 @@ impl FilesNode {
             (Ok(r), Ok(())) => Ok(r),
             (Err(FilesError::Stopped), _) | (_, Err(_)) => Err(FilesError::Stopped),
             (Err(e), Ok(())) => {
-                tracing::warn!("hand-over before leaving failed: {e}");
+                tracing::warn!(
+                    "hand-over before leaving failed: {}",
+                    crate::error::chain(&e)
+                );
                 Ok(service::Repair {
                     failed: self.store.list().await.map_or(0, |l| l.len()),
                     ..service::Repair::default()

@@ -131,7 +131,7 @@ pub async fn maintain(
             Ok(found) => found,
             // Leaving, hand over what can be; the rest is counted.
             Err(e) if leaving && !matches!(e, FilesError::Stopped) => {
-                debug!("no holders found for an item: {e}");
+                debug!("no holders found for an item: {}", crate::error::chain(&e));
                 r.failed += 1;
                 i += 1;
                 continue;
@@ -534,16 +534,16 @@ pub async fn maintenance_loop(node: Node, store: Arc<dyn Store>, cfg: crate::Fil
                 r.items, r.sent, r.bytes, r.dropped
             ),
             Ok(_) => {}
-            Err(e) => debug!("repair pass failed: {e}"),
+            Err(e) => debug!("repair pass failed: {}", crate::error::chain(&e)),
         }
         if let Err(e) = renew_files(&node, &*store, k, lease, lease / 4, &mut renewed).await {
-            debug!("lease renewal failed: {e}");
+            debug!("lease renewal failed: {}", crate::error::chain(&e));
         }
         if started.elapsed() >= lease / 4 {
             match collect_garbage(&*store, lease_grace(lease)).await {
                 Ok(0) => {}
                 Ok(n) => info!("freed {n} blocks whose lease ended"),
-                Err(e) => debug!("garbage collection failed: {e}"),
+                Err(e) => debug!("garbage collection failed: {}", crate::error::chain(&e)),
             }
         }
     }

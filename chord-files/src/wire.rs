@@ -198,9 +198,10 @@ pub enum FilesResponse {
 /// A node's refusal of a request, as it travels: the first field of
 /// [`FilesResponse::Error`]. The variants keep their order for ever (postcard numbers
 /// them); a client turns one into a [`FilesError`](crate::FilesError) (see there). Some
-/// exist for the numbering only: `Exists`, `NoIdentity`, `NoRoom` and `BadAnswer` are
-/// a client's own errors, which no node of this version sends, and `Local` carries any
-/// other client-side error as text.
+/// exist for the numbering only: `Exists`, `NoIdentity` and `NoRoom` are a client's own
+/// errors, which a node of this version never sends (it would send any such error as
+/// `Local`, its text); `BadAnswer` means a node's own request to another node got an
+/// answer that did not fit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum RemoteError {
     /// Names are UTF-8, 1 to 255 bytes, without NUL.

@@ -276,7 +276,7 @@ impl Client {
                 self.limits.frame_timeout,
             )
             .await
-            .map_err(|e| (Error::Frame(addr, e), Vec::new()))?;
+            .map_err(|e| (frame_error(addr, e), Vec::new()))?;
             // The usual answer: keep its payload in the buffer just read (no copy).
             if let Some((rid, at)) = crate::wire::service_answer_at(&buf) {
                 if rid == id {

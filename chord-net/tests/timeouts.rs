@@ -25,3 +25,49 @@ fn a_silent_node_times_out_as_timeout() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     drop(held.join());
 }
+
+/// A service that never answers: a client's call ends as `Error::Timeout` too (it came
+/// back as `Error::Frame(_, Timeout)`, which the CLI's hints did not recognise).
+#[test]
+fn a_call_without_an_answer_times_out_as_timeout() {
+    use std::future::Future;
+    use std::net::SocketAddr;
+    use std::pin::Pin;
+    use std::sync::Arc;
+
+    struct Silent;
+    impl chord_net::Service for Silent {
+        fn handle(
+            &self,
+            _node: chord_net::Node,
+            _from: Option<SocketAddr>,
+            _request: Vec<u8>,
+        ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
+            Box::pin(async {
+                async_io::Timer::after(Duration::from_secs(5)).await;
+                Vec::new()
+            })
+        }
+    }
+    futures_lite::future::block_on(async {
+        let node = chord_net::Node::builder()
+            .listen("127.0.0.1:0".parse().expect("addr"))
+            .service(7, Arc::new(Silent))
+            .start()
+            .await
+            .expect("start");
+        let limits = Limits {
+            call_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let mut c = Client::connect_with_key(node.addr(), limits, None)
+            .await
+            .expect("connect");
+        let r = c.call(7, vec![1]).await;
+        assert!(
+            matches!(r, Err(Error::Timeout(a)) if a == node.addr()),
+            "{r:?}"
+        );
+        node.kill();
+    });
+}

@@ -29,12 +29,12 @@ pub async fn walk_ring(start: SocketAddr, key: Option<&NetworkKey>) -> Result<Ve
     chord_net::ring::walk(start, key, 100_000)
         .await
         .map_err(|e| -> Box<dyn std::error::Error> {
-            match e {
-                chord_net::Error::Connect(addr, _) => Box::new(Hinted {
+            match crate::common::not_reached(&e) {
+                Some(addr) => Box::new(Hinted {
                     hint: no_node_hint(addr),
                     err: e.into(),
                 }),
-                e => e.into(),
+                None => e.into(),
             }
         })
 }

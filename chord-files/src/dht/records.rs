@@ -162,7 +162,8 @@ pub(crate) async fn write_record(
             // behind): sign above it.
             Err(FilesError::Conflict { found: Some(f), .. }) if f >= seq => {
                 found = Some(f);
-                seq = f + 1;
+                // A holder's claim above MAX_SEQ ends the loop with BadRecord above.
+                seq = f.saturating_add(1);
             }
             Err(e) => return Err(e),
         }

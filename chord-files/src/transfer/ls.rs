@@ -114,7 +114,7 @@ pub async fn ls(
 }
 
 /// Remove the file `name` of `opts.identity`: a signed tombstone on its record's holders;
-/// returns how many took it. Only the owner can: another identity gets `NotAllowed`.
+/// returns how many took it. Only the owner can: another identity gets `NotOwner`.
 /// The chunks are freed by garbage collection (another file may share them).
 pub async fn rm(node: SocketAddr, name: &str, opts: &TransferOptions) -> Result<usize, FilesError> {
     let identity = opts.identity.as_ref().ok_or(FilesError::NoIdentity)?;

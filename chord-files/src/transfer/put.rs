@@ -51,6 +51,7 @@ pub async fn put(
         .await
         .map_err(|e| match e {
             FilesError::Stream(e) => FilesError::io(path)(e),
+            FilesError::Changed(None) => FilesError::Changed(Some(path.to_path_buf())),
             e => e,
         })
 }
@@ -146,7 +147,7 @@ pub(crate) async fn put_stream<R: Route>(
         }
     }
     if expected.is_some_and(|n| n != done) || done != read {
-        return Err(FilesError::Changed);
+        return Err(FilesError::Changed(None));
     }
     let manifest = Manifest {
         name: name.to_string(),
