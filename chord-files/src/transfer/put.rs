@@ -97,21 +97,23 @@ pub(crate) async fn put_stream<R: Route>(
     let k = opts.replicas;
     let mut eof = false;
     let mut whole = blake3::Hasher::new();
-    let mut chunks = Vec::new();
     let mut read = 0u64;
-    let mut done = 0u64;
-    let mut min_replicas = opts.replicas;
+    let mut up = Stored {
+        chunks: Vec::new(),
+        done: 0,
+        min_replicas: opts.replicas,
+        renewed: std::time::Instant::now(),
+        renew_every: opts.renew_every,
+        renew_due: false,
+        progress,
+    };
     let mut window = Window::new(routes);
-    let mut renewed = std::time::Instant::now();
-    // Renewals wait for the window to drain: the stores in flight are not polled while a
-    // renewal is awaited, and their deadlines would run out meanwhile.
-    let mut renew_due = false;
     loop {
-        while !eof && !renew_due && window.has_room() {
+        // Renewals wait for the window to drain: the stores in flight are not polled
+        // while a renewal is awaited, and their deadlines would run out meanwhile.
+        while !eof && !up.renew_due && window.has_room() {
             let mut buf = vec![0u8; chunk_size as usize];
-            let n = read_full(&mut reader, &mut buf)
-                .await
-                .map_err(FilesError::Stream)?;
+            let n = read_driving(&mut reader, &mut buf, &mut window, &mut up).await?;
             eof = n < buf.len();
             if n == 0 {
                 break;
@@ -127,25 +129,25 @@ pub(crate) async fn put_stream<R: Route>(
             });
         }
         match window.next().await {
-            Some((h, len, r)) => {
-                min_replicas = min_replicas.min(r?);
-                chunks.push(h);
-                done += len;
-                progress(done);
-                renew_due |= renewed.elapsed() >= opts.renew_every;
-            }
-            None if renew_due => {
+            Some(stored) => up.add(stored)?,
+            None if up.renew_due => {
                 // The chunks stored so far, kept alive until the record exists to renew
                 // them. Each holder caps the end at one lease from now.
                 let lane = window.free_route().ok_or(FilesError::Stopped)?;
-                let keys = chunks.iter().map(|h| ItemKey::Chunk(*h)).collect();
+                let keys = up.chunks.iter().map(|h| ItemKey::Chunk(*h)).collect();
                 crate::dht::renew_blocks(lane, keys, u64::MAX, k).await?;
-                renewed = std::time::Instant::now();
-                renew_due = false;
+                up.renewed = std::time::Instant::now();
+                up.renew_due = false;
             }
             None => break,
         }
     }
+    let Stored {
+        chunks,
+        done,
+        min_replicas,
+        ..
+    } = up;
     if expected.is_some_and(|n| n != done) || done != read {
         return Err(FilesError::Changed(None));
     }
@@ -183,6 +185,64 @@ pub(crate) async fn put_stream<R: Route>(
     })
 }
 
+/// What an upload has stored so far, and when its chunks' leases were last renewed.
+struct Stored<'a> {
+    /// The chunks stored, in the file's order.
+    chunks: Vec<crate::Hash>,
+    /// Their bytes.
+    done: u64,
+    /// The fewest copies any got.
+    min_replicas: u8,
+    renewed: std::time::Instant,
+    renew_every: std::time::Duration,
+    /// A renewal is due: start no more stores until the window drains and it is done.
+    renew_due: bool,
+    progress: &'a (dyn Fn(u64) + Sync),
+}
+
+/// A chunk's store, done: its hash, its length, and how many copies it got.
+type ChunkStored = (crate::Hash, u64, Result<u8, FilesError>);
+
+impl Stored<'_> {
+    /// One more chunk stored (they come in the file's order).
+    fn add(&mut self, (h, len, r): ChunkStored) -> Result<(), FilesError> {
+        self.min_replicas = self.min_replicas.min(r?);
+        self.chunks.push(h);
+        self.done += len;
+        (self.progress)(self.done);
+        self.renew_due |= self.renewed.elapsed() >= self.renew_every;
+        Ok(())
+    }
+}
+
+/// Read the next chunk into `buf` (see [`read_full`]) while the stores in flight go on:
+/// a slow source (a pipe, a network stream) must not hold them up past their deadlines.
+/// The stores that finish meanwhile are added to `up`.
+async fn read_driving<R, F>(
+    reader: &mut (impl futures::AsyncRead + Unpin),
+    buf: &mut [u8],
+    window: &mut Window<R, F>,
+    up: &mut Stored<'_>,
+) -> Result<usize, FilesError>
+where
+    F: std::future::Future<Output = (R, ChunkStored)>,
+{
+    use futures::future::{select, Either};
+    let read = read_full(reader, buf);
+    futures::pin_mut!(read);
+    let n = loop {
+        let next = window.next();
+        futures::pin_mut!(next);
+        match select(read.as_mut(), next).await {
+            Either::Left((n, _)) => break n,
+            Either::Right((Some(stored), _)) => up.add(stored)?,
+            // Nothing in flight: only the read is left.
+            Either::Right((None, _)) => break read.await,
+        }
+    };
+    n.map_err(FilesError::Stream)
+}
+
 async fn read_full(
     r: &mut (impl futures::AsyncRead + Unpin),
     buf: &mut [u8],
@@ -196,4 +256,75 @@ async fn read_full(
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dht::Route;
+    use crate::wire::{FilesRequest, FilesResponse};
+    use chord_core::{Id, Peer};
+    use futures::TryStreamExt;
+
+    /// A ring of one holder that stores anything, and says when it stored a chunk.
+    struct OneHolder(async_channel::Sender<()>);
+
+    impl Route for OneHolder {
+        async fn locate(&mut self, _id: Id, _k: u8, _fresh: bool) -> Result<Vec<Peer>, FilesError> {
+            let addr: SocketAddr = "127.0.0.1:4000".parse().expect("addr");
+            Ok(vec![Peer::from_addr(addr)])
+        }
+
+        async fn ask(
+            &mut self,
+            _to: SocketAddr,
+            req: &FilesRequest,
+        ) -> Result<FilesResponse, FilesError> {
+            if let FilesRequest::Store {
+                key: ItemKey::Chunk(_),
+                ..
+            } = req
+            {
+                let _ = self.0.try_send(());
+            }
+            Ok(FilesResponse::Stored)
+        }
+    }
+
+    /// A source whose second chunk comes only once the first is stored: the stores in
+    /// flight must go on while a read waits (they were not polled, and a slow pipe made
+    /// them miss their deadlines; here it would wait for ever).
+    #[test]
+    fn stores_go_on_while_the_source_is_slow() {
+        let (stored, first_stored) = async_channel::bounded(16);
+        let items = futures::stream::unfold(0, move |i| {
+            let first_stored = first_stored.clone();
+            async move {
+                match i {
+                    0 => Some((Ok::<_, std::io::Error>(vec![1u8; 4]), 1)),
+                    1 => {
+                        first_stored.recv().await.ok()?;
+                        Some((Ok(vec![2u8; 4]), 2))
+                    }
+                    _ => None,
+                }
+            }
+        });
+        let reader = Box::pin(items).into_async_read();
+        let opts = TransferOptions {
+            chunk_size: 4,
+            identity: Some(crate::Identity::from_seed([3; 32])),
+            ..TransferOptions::default()
+        };
+        let routes = vec![OneHolder(stored.clone()), OneHolder(stored)];
+        let put = put_stream(routes, reader, None, "slow.bin", &opts, &|_| {});
+        let deadline = async {
+            async_io::Timer::after(std::time::Duration::from_secs(10)).await;
+            Err(FilesError::Unavailable)
+        };
+        let report = futures_lite::future::block_on(futures_lite::future::or(put, deadline))
+            .expect("the upload ends");
+        assert_eq!(report.manifest.size, 8);
+        assert_eq!(report.manifest.chunks.len(), 2);
+    }
 }
