@@ -210,6 +210,26 @@ where
     write_bytes(w, &bytes, deadline).await
 }
 
+/// Write one frame given in consecutive parts (see
+/// [`crate::wire::service_request_head`]) within `deadline`.
+pub async fn write_parts<W>(
+    w: &mut W,
+    parts: &[&[u8]],
+    deadline: Duration,
+) -> Result<(), FrameError>
+where
+    W: AsyncWrite + Unpin,
+{
+    with_deadline(deadline, async {
+        for p in parts {
+            w.write_all(p).await?;
+        }
+        w.flush().await?;
+        Ok(())
+    })
+    .await
+}
+
 /// Write an already encoded frame within `deadline`.
 pub async fn write_bytes<W>(w: &mut W, bytes: &[u8], deadline: Duration) -> Result<(), FrameError>
 where

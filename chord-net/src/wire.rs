@@ -153,6 +153,27 @@ pub fn service_answer_at(body: &[u8]) -> Option<(u64, usize)> {
     Some((id, bytes_to_end(body, rest)?))
 }
 
+/// The length prefix and the fields of a `Frame::ServiceRequest { id, service, body }`
+/// frame whose `body` is `len` bytes: `head ++ body` is exactly the frame
+/// [`crate::frame::encode`] makes, so a large body can be written from where it is
+/// instead of being copied into a frame first.
+pub fn service_request_head(
+    id: u64,
+    service: u16,
+    len: usize,
+) -> Result<Vec<u8>, crate::frame::FrameError> {
+    const SERVICE_REQUEST: u32 = 3; // Frame's variant index, pinned by a test
+    let mut head = vec![0u8; 4];
+    head = postcard::to_extend(&(SERVICE_REQUEST, id, service, len), head)?;
+    let total =
+        u32::try_from(head.len() - 4 + len).map_err(|_| crate::frame::FrameError::TooLarge {
+            len: u32::MAX,
+            max: u32::MAX,
+        })?;
+    head[..4].copy_from_slice(&total.to_be_bytes());
+    Ok(head)
+}
+
 /// The variant index at the start of a postcard-encoded enum, and what follows it.
 pub fn enum_variant(encoded: &[u8]) -> Option<(u32, &[u8])> {
     postcard::take_from_bytes::<u32>(encoded).ok()
@@ -574,6 +595,24 @@ mod tests {
         assert_eq!(service_answer_at(&body), None);
         assert_eq!(service_answer_at(&body[..body.len() - 2]), None);
         assert_eq!(service_answer_at(&[]), None);
+    }
+
+    #[test]
+    fn a_service_request_head_and_body_are_the_frame() {
+        for len in [0usize, 1, 127, 128, 16_383, 16_384, 65_536, 1 << 20] {
+            for (id, service) in [(0u64, 0u16), (1, 1), (300, 65_535), (u64::MAX, 128)] {
+                let body: Vec<u8> = (0..len).map(|i| (i * 31) as u8).collect();
+                let whole = crate::frame::encode(&Frame::ServiceRequest {
+                    id,
+                    service,
+                    body: body.clone(),
+                })
+                .expect("encode");
+                let mut parts = service_request_head(id, service, len).expect("head");
+                parts.extend_from_slice(&body);
+                assert_eq!(parts, whole, "len {len} id {id} service {service}");
+            }
+        }
     }
 
     #[test]

@@ -27,11 +27,9 @@ pub(crate) async fn store_item(
 ) -> Result<u8, FilesError> {
     let mut stored = 0u8;
     let mut last = None;
+    // One request for every holder: a chunk is not copied once per holder.
+    let req = FilesRequest::Store { key, data };
     for p in route.locate(key.ring_id(), k, false).await? {
-        let req = FilesRequest::Store {
-            key,
-            data: data.clone(),
-        };
         match route.ask(p.addr, &req).await {
             Ok(FilesResponse::Stored) => stored += 1,
             Ok(other) => last = Some(unexpected(other)),
