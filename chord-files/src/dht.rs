@@ -409,4 +409,46 @@ mod tests {
             Some((w.seq, b"value".to_vec()))
         );
     }
+
+    /// Holders of which the first says it has stopped (as a node shutting down answers).
+    struct FirstStopped(Vec<Peer>);
+
+    impl Route for FirstStopped {
+        async fn locate(&mut self, _id: Id, _k: u8, _fresh: bool) -> Result<Vec<Peer>, FilesError> {
+            Ok(self.0.clone())
+        }
+
+        async fn ask(
+            &mut self,
+            to: SocketAddr,
+            req: &FilesRequest,
+        ) -> Result<FilesResponse, FilesError> {
+            match req {
+                FilesRequest::Renew { .. } if to == self.0[0].addr => {
+                    // What a client makes of that answer (`Lane::ask`).
+                    Err(crate::wire::RemoteError::Stopped.into())
+                }
+                FilesRequest::Renew { keys, .. } => Ok(FilesResponse::Have(vec![true; keys.len()])),
+                _ => Err(FilesError::BadAnswer),
+            }
+        }
+    }
+
+    /// Another node's `Stopped` is that node's: a renewal goes on to the other holders
+    /// (it was taken for our own node stopping and ended the renewal).
+    #[test]
+    fn a_holder_that_stopped_does_not_end_a_renewal() {
+        let peers: Vec<Peer> = (1..=3)
+            .map(|i| Peer::from_addr(format!("127.0.0.{i}:4000").parse().expect("addr")))
+            .collect();
+        let mut route = FirstStopped(peers);
+        let renewed = block_on(renew_blocks(
+            &mut route,
+            vec![ItemKey::Chunk([7; 32])],
+            u64::MAX,
+            3,
+        ))
+        .expect("the renewal goes on");
+        assert_eq!(renewed, 2);
+    }
 }
