@@ -438,10 +438,7 @@ mod tests {
     /// (it was taken for our own node stopping and ended the renewal).
     #[test]
     fn a_holder_that_stopped_does_not_end_a_renewal() {
-        let peers: Vec<Peer> = (1..=3)
-            .map(|i| Peer::from_addr(format!("127.0.0.{i}:4000").parse().expect("addr")))
-            .collect();
-        let mut route = FirstStopped(peers);
+        let mut route = FirstStopped(Holders::new(3).peers);
         let renewed = block_on(renew_blocks(
             &mut route,
             vec![ItemKey::Chunk([7; 32])],

@@ -20,15 +20,19 @@ pub use crate::errors::FrameError;
 
 /// Encode `msg` as one frame: length prefix and body.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
-    let mut out = vec![0u8; 4];
-    let out = postcard::to_extend(msg, std::mem::take(&mut out))?;
-    let len = u32::try_from(out.len() - 4).map_err(|_| FrameError::TooLarge {
+    let mut out = postcard::to_extend(msg, vec![0u8; 4])?;
+    let prefix = length_prefix(out.len() - 4)?;
+    out[..4].copy_from_slice(&prefix);
+    Ok(out)
+}
+
+/// The 4-byte length prefix of a frame whose body is `len` bytes.
+pub(crate) fn length_prefix(len: usize) -> Result<[u8; 4], FrameError> {
+    let len = u32::try_from(len).map_err(|_| FrameError::TooLarge {
         len: u32::MAX,
         max: u32::MAX,
     })?;
-    let mut out = out;
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    Ok(out)
+    Ok(len.to_be_bytes())
 }
 
 /// Check a frame header: the body length it announces, if within `max`.

@@ -163,14 +163,9 @@ pub fn service_request_head(
     len: usize,
 ) -> Result<Vec<u8>, crate::frame::FrameError> {
     const SERVICE_REQUEST: u32 = 3; // Frame's variant index, pinned by a test
-    let mut head = vec![0u8; 4];
-    head = postcard::to_extend(&(SERVICE_REQUEST, id, service, len), head)?;
-    let total =
-        u32::try_from(head.len() - 4 + len).map_err(|_| crate::frame::FrameError::TooLarge {
-            len: u32::MAX,
-            max: u32::MAX,
-        })?;
-    head[..4].copy_from_slice(&total.to_be_bytes());
+    let mut head = postcard::to_extend(&(SERVICE_REQUEST, id, service, len), vec![0u8; 4])?;
+    let prefix = crate::frame::length_prefix(head.len() - 4 + len)?;
+    head[..4].copy_from_slice(&prefix);
     Ok(head)
 }
 
