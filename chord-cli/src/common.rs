@@ -80,20 +80,36 @@ fn hint_for(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
 
 /// The node an error says could not be reached at all (no connection, or no answer in
 /// time), if that is what it says: where "is a node running there?" helps.
-pub fn not_reached(e: &chord_net::Error) -> Option<SocketAddr> {
+fn not_reached(e: &chord_net::Error) -> Option<SocketAddr> {
     match e {
         chord_net::Error::Connect(a, _) | chord_net::Error::Timeout(a) => Some(*a),
         _ => None,
     }
 }
 
-/// The hint for a node that cannot be reached.
-pub fn no_node_hint(addr: SocketAddr) -> String {
-    format!(
-        "is a node running at {addr}? start one with `chord node {} {}`",
-        addr.ip(),
-        addr.port()
-    )
+/// `err`, with the hint for the node at `addr`, which could not be reached: "is a node
+/// running at ADDR? start one with ...".
+pub fn with_no_node_hint(
+    err: impl Into<Box<dyn std::error::Error>>,
+    addr: SocketAddr,
+) -> Box<dyn std::error::Error> {
+    Box::new(Hinted {
+        err: err.into(),
+        hint: format!(
+            "is a node running at {addr}? start one with `chord node {} {}`",
+            addr.ip(),
+            addr.port()
+        ),
+    })
+}
+
+/// A chord-net error as the user gets it: with the node hint if it says a node could not
+/// be reached.
+pub fn net_error(e: chord_net::Error) -> Box<dyn std::error::Error> {
+    match not_reached(&e) {
+        Some(addr) => with_no_node_hint(e, addr),
+        None => e.into(),
+    }
 }
 
 pub const CLIENT_EXAMPLES: &str = "Examples:
@@ -149,15 +165,7 @@ pub fn load_key(path: Option<&std::path::Path>) -> Result<Option<NetworkKey>> {
 pub async fn connect(addr: SocketAddr, key: Option<&NetworkKey>) -> Result<Client> {
     Client::connect_with_key(addr, chord_net::Limits::default(), key)
         .await
-        .map_err(|e| -> Box<dyn std::error::Error> {
-            match not_reached(&e) {
-                Some(addr) => Box::new(Hinted {
-                    err: e.into(),
-                    hint: no_node_hint(addr),
-                }),
-                None => e.into(),
-            }
-        })
+        .map_err(net_error)
 }
 
 /// A peer as JSON.
@@ -246,10 +254,7 @@ pub fn bar(len: u64) -> ProgressBar {
 pub fn hinted(addr: SocketAddr, e: FilesError) -> Box<dyn std::error::Error> {
     let no_node = matches!(&e, FilesError::Unreachable(n) if not_reached(n) == Some(addr));
     if no_node {
-        Box::new(Hinted {
-            err: e.into(),
-            hint: no_node_hint(addr),
-        })
+        with_no_node_hint(e, addr)
     } else {
         e.into()
     }

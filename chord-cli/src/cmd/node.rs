@@ -10,7 +10,7 @@ use chord_files::{DiskStore, FilesConfig, FilesNode, MemoryStore, Store};
 use chord_net::{NetworkKey, Node};
 use futures_lite::future::block_on;
 
-use crate::common::{load_key, no_node_hint, parse_replicas, parse_size, Hinted, Result};
+use crate::common::{load_key, parse_replicas, parse_size, with_no_node_hint, Result};
 use crate::identity::IdentityArg;
 
 pub const EXAMPLES: &str = "Examples:
@@ -96,10 +96,7 @@ impl NodeSetup {
         block_on(FilesNode::start(b, self.store.clone(), self.cfg.clone())).map_err(
             |e| -> Box<dyn std::error::Error> {
                 match (join, &e) {
-                    (Some(j), chord_net::Error::Join(_)) => Box::new(Hinted {
-                        err: e.into(),
-                        hint: no_node_hint(j),
-                    }),
+                    (Some(j), chord_net::Error::Join(_)) => with_no_node_hint(e, j),
                     _ => e.into(),
                 }
             },

@@ -8,7 +8,7 @@ use chord_net::NetworkKey;
 use chord_net::Status;
 use futures_lite::future::block_on;
 
-use crate::common::{connect, no_node_hint, short, Hinted, NodeAddr, Result};
+use crate::common::{connect, short, NodeAddr, Result};
 
 /// Options of `chord ring`.
 #[derive(clap::Args, Debug)]
@@ -28,15 +28,7 @@ pub struct Args {
 pub async fn walk_ring(start: SocketAddr, key: Option<&NetworkKey>) -> Result<Vec<Status>> {
     chord_net::ring::walk(start, key, 100_000)
         .await
-        .map_err(|e| -> Box<dyn std::error::Error> {
-            match crate::common::not_reached(&e) {
-                Some(addr) => Box::new(Hinted {
-                    hint: no_node_hint(addr),
-                    err: e.into(),
-                }),
-                None => e.into(),
-            }
-        })
+        .map_err(crate::common::net_error)
 }
 
 /// Print a ring walk as `chord ring` does.
