@@ -141,8 +141,12 @@ enum Purpose {
     StabilizeFirst,
     /// GetNeighbors to a candidate successor; if it fails, go back to `fallback`.
     StabilizeCandidate { fallback: Option<Peer> },
-    /// GetNeighbors whose answer is adopted as it is (the fallback of a failed candidate).
-    StabilizeAdopt,
+    /// GetNeighbors to the node a failed candidate (`failed`) stood in front of, asked
+    /// again so that only a fresh answer is adopted.
+    StabilizeAdopt { failed: Id },
+    /// GetNeighbors to the node the successor just adopted names as its predecessor:
+    /// taken if it answers, nothing if not.
+    StabilizeInFront,
     /// GetNeighbors to a later entry of our list, sent to all of them at once when the
     /// first entry asked this round was silent (see [`Probe`]).
     StabilizeProbe { round: u64 },

@@ -80,7 +80,8 @@ impl Node {
                 self.on_candidate_reply(peer, fallback, reply, now)
             }
             Purpose::StabilizeProbe { round } => self.on_probe_reply(peer, round, reply, now),
-            Purpose::StabilizeAdopt => self.on_adopt_reply(peer, reply, now),
+            Purpose::StabilizeAdopt { failed } => self.on_adopt_reply(peer, failed, reply, now),
+            Purpose::StabilizeInFront => self.on_in_front_reply(peer, reply, now),
             // Whether our Rectify or hint was heard changes nothing (the predecessor check,
             // if one is running, is not this request's).
             Purpose::Rectify | Purpose::Hint => {}
@@ -148,7 +149,8 @@ impl Node {
                     p.purpose,
                     Purpose::StabilizeFirst
                         | Purpose::StabilizeCandidate { .. }
-                        | Purpose::StabilizeAdopt
+                        | Purpose::StabilizeAdopt { .. }
+                        | Purpose::StabilizeInFront
                 )
             })
     }

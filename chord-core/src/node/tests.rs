@@ -872,3 +872,49 @@ fn a_successor_feeding_fresh_silent_entries_cannot_stall_a_leave() {
         "{took:?}"
     );
 }
+
+/// Found by the hunting sweep (seed 7716 at up to 1 s one way): when the node our
+/// successor named in front of it was silent, we fell back to the successor and adopted
+/// its answer as it was, even when that answer named another node in front of it (one
+/// that had just joined). The joiner was missing from our list for a whole round, long
+/// enough at high latency for our predecessor to adopt our list without it and then keep
+/// only crashed entries once we left. The fallback's answer is now read like any
+/// stabilize answer: the node it names in front of it is asked at once.
+#[test]
+fn a_fallback_that_names_a_new_node_in_front_of_it_gets_that_node_asked_at_once() {
+    let (mut node, mut now, [me, a, b, c, _]) = node_with_four();
+    let (x, y) = (at(15), at(17));
+    let asked_a = std::cell::Cell::new(0u32);
+    let asked = std::cell::RefCell::new(Vec::new());
+    let ring = |to: &Peer, body: &Request| -> Option<Response> {
+        match body {
+            _ if *to == x => None,
+            Request::GetNeighbors => {
+                asked.borrow_mut().push(to.id);
+                let pred = if *to == a {
+                    asked_a.set(asked_a.get() + 1);
+                    // X first (it died at once), then Y, which joined after it.
+                    Some(if asked_a.get() == 1 { x } else { y })
+                } else {
+                    Some(me)
+                };
+                Some(Response::Neighbors {
+                    predecessor: pred,
+                    successors: vec![if *to == y { a } else { b }, c],
+                })
+            }
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    for _ in 0..100 {
+        drive_once(&mut node, &mut now, ring);
+        if node.successor() == y {
+            break;
+        }
+    }
+    assert_eq!(node.successor(), y, "asked {:?}", asked.borrow());
+    // A asked for stabilize, then again as the fallback: Y is asked right after that
+    // answer, not after a third question to A in the next round.
+    assert_eq!(asked_a.get(), 2, "asked {:?}", asked.borrow());
+}
