@@ -147,6 +147,10 @@ enum Purpose {
     /// GetNeighbors to the node the successor just adopted names as its predecessor:
     /// taken if it answers, nothing if not.
     StabilizeInFront,
+    /// GetNeighbors, once more, to an entry dropped for silence when a later one
+    /// answered: taken back if it answers (it was a false suspicion), nothing if not.
+    /// Not part of a stabilization round: the next round does not wait for it.
+    StabilizeRecheck,
     /// GetNeighbors to a later entry of our list, sent to all of them at once when the
     /// first entry asked this round was silent (see [`Probe`]).
     StabilizeProbe { round: u64 },

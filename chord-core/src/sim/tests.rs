@@ -602,6 +602,24 @@ fn hunt_sample() {
     }
 }
 
+/// Seeds of the hunting sweep that found invariant violations, kept clean (each test
+/// behind them in `node::tests` shows the mechanism alone): 7716 and 8266 at up to 1 s one
+/// way (a stabilize fallback adopted as it was, without the joiner it named in front of
+/// it), 2106 at 9.3% loss (a live successor dropped when both tries were lost, the ring
+/// wrapping twice for 12 s). Any change to the protocol reshuffles what a seed does, so
+/// these stay clean by the mechanism's fix only as long as the sweeps around them do.
+#[test]
+fn hunting_seeds_that_found_violations_stay_clean() {
+    let slow = HuntConfig {
+        max_latency: Duration::from_secs(1),
+        ..HuntConfig::default()
+    };
+    for (seed, cfg) in [(7716, &slow), (8266, &slow), (2106, &HuntConfig::default())] {
+        let r = hunt(seed, cfg);
+        assert!(r.violations.is_empty(), "seed {seed}: {r:?}");
+    }
+}
+
 /// Finding 5: with adaptive r, capacities kept changing and lists stayed shorter than
 /// their capacity (a list is its successor's list plus one, and neighbours' estimates
 /// differ), so small rings never settled after churn: these hunting seeds (all adaptive)
