@@ -433,4 +433,21 @@ impl Node {
             }
         }
     }
+
+    /// An entry dropped for silence answered after all: put it back in front, as it is
+    /// (its list may be as old as its trouble; the next round asks it first).
+    pub(super) fn on_recheck_reply(&mut self, to: Peer, reply: Reply) {
+        let alive = matches!(reply, Ok(Response::Neighbors { .. }));
+        if alive
+            && self.is_member()
+            && !self.is_departed(to.id)
+            && self
+                .successors
+                .first()
+                .is_some_and(|f| to.id.in_open(self.me.id, f.id))
+            && self.successors.merge_keeping(&[to])
+        {
+            self.successors_changed();
+        }
+    }
 }
