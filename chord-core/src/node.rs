@@ -144,13 +144,14 @@ enum Purpose {
     /// GetNeighbors to the node a failed candidate (`failed`) stood in front of, asked
     /// again so that only a fresh answer is adopted.
     StabilizeAdopt { failed: Id },
-    /// GetNeighbors to the node the successor just adopted names as its predecessor:
-    /// taken if it answers, nothing if not.
+    /// GetNeighbors to the node the successor just adopted names as its predecessor: its
+    /// answer is read like any stabilize answer (it may name a node further in front).
     StabilizeInFront,
-    /// GetNeighbors, once more, to an entry dropped for silence when a later one
-    /// answered: taken back if it answers (it was a false suspicion), nothing if not.
-    /// Not part of a stabilization round: the next round does not wait for it.
-    StabilizeRecheck,
+    /// GetNeighbors, once more, to an entry dropped for silence when `before`, a later
+    /// one, answered: put back in front of `before` if it answers (it was a false
+    /// suspicion), nothing if not. Not part of a stabilization round: the next round
+    /// does not wait for it.
+    StabilizeRecheck { before: Id },
     /// GetNeighbors to a later entry of our list, sent to all of them at once when the
     /// first entry asked this round was silent (see [`Probe`]).
     StabilizeProbe { round: u64 },
@@ -193,6 +194,9 @@ pub struct Node {
     bootstrap: Option<Peer>,
     /// Stabilization rounds in a row in which nobody answered.
     silent_rounds: u32,
+    /// Entries put back by a recheck since the current stabilization round started: that
+    /// round did not ask them, so its answer must not drop them as silent.
+    put_back: Vec<Id>,
     /// Our list being checked before we leave.
     leave_check: Option<LeaveCheck>,
     next_request: u64,
@@ -223,6 +227,7 @@ impl Node {
             departed: VecDeque::new(),
             bootstrap: None,
             silent_rounds: 0,
+            put_back: Vec::new(),
             leave_check: None,
             next_request: 1,
             next_lookup: 1,

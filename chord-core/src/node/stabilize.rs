@@ -28,12 +28,16 @@ pub(super) enum ProbeState {
     Answered,
 }
 
+/// Entries passed over in one adoption that are asked once more ([`Node::on_recheck_reply`]).
+pub(super) const RECHECKS: usize = 2;
+
 /// How far the adaptive successor list length must fall below the current one before
 /// the list shrinks.
 pub(super) const RESIZE_MARGIN: usize = 3;
 
 impl Node {
     pub(super) fn stabilize(&mut self, now: Time) {
+        self.put_back.clear();
         match self.successors.first().copied() {
             Some(s) => {
                 self.send_request(s, Request::GetNeighbors, Purpose::StabilizeFirst, now);
@@ -92,14 +96,28 @@ impl Node {
         if head_was_listed {
             // We asked the entries before `head` in order this round and they were
             // silent: dead, or across a partition. Remember them, to find their ring
-            // again if it was the latter.
-            // Ask each once more, outside the round: two tries lost together happen
-            // (3% of the time at 9% loss), and a live successor dropped for a node beyond
-            // it closes a loop that wraps the ring twice, which nothing repairs but merge
-            // probing (the hunting sweep, seed 2106). An answer takes it back.
-            for p in closer {
+            // again if it was the latter. Not those a recheck put back after the round
+            // started: the round never asked them, and they just answered.
+            let (back, silent): (Vec<Peer>, Vec<Peer>) = closer
+                .into_iter()
+                .partition(|p| self.put_back.contains(&p.id));
+            changed |= self.successors.merge_keeping(&back);
+            // Ask the nearest silent ones once more, outside the round: two tries lost
+            // together happen (3% of the time at 9% loss), and a live successor dropped
+            // for a node beyond it closes a loop that wraps the ring twice, which
+            // nothing but merge probing repairs (the hunting sweep, seed 2106). Two lost
+            // tries explain one false suspicion, not many: at most two are asked, so a
+            // silent entry cannot make us send to a whole list of others twice.
+            for (i, p) in silent.into_iter().enumerate() {
                 self.remember(p);
-                self.send_request(p, Request::GetNeighbors, Purpose::StabilizeRecheck, now);
+                if i < RECHECKS {
+                    self.send_request(
+                        p,
+                        Request::GetNeighbors,
+                        Purpose::StabilizeRecheck { before: head.id },
+                        now,
+                    );
+                }
             }
         } else {
             // `head` came from outside the list (a node we knew otherwise, or one that
@@ -408,6 +426,14 @@ impl Node {
         else {
             return;
         };
+        // An entry of our list in front of `to` was passed over this round (silent);
+        // the adoption asks it once more anyway.
+        let in_front = predecessor.filter(|p| {
+            p.id != failed
+                && p.id.in_open(self.me.id, to.id)
+                && !self.successors.contains(p.id)
+                && !self.is_departed(p.id)
+        });
         self.adopt_successor(to, &successors, now);
         // It names another node in front of it than the one that failed (the failed one
         // was dropped, or a node joined there): ask it now, not a round later. Adopting
@@ -415,13 +441,14 @@ impl Node {
         // that joined there until then, and when that list is handed on (we leave, or
         // our predecessor adopts it) the node is dropped from theirs too (a list of
         // crashed nodes in the hunting sweep, seed 7716 at up to 1 s one way).
-        if let Some(p) = predecessor.filter(|p| p.id != failed && p.id.in_open(self.me.id, to.id)) {
+        if let Some(p) = in_front {
             self.send_request(p, Request::GetNeighbors, Purpose::StabilizeInFront, now);
         }
     }
 
-    /// The node in front of a successor adopted from a fallback: taken as any answer to
-    /// stabilize is (it may name one further in front); its silence changes nothing.
+    /// The node in front of a successor adopted from a fallback: its answer is read as
+    /// any answer to stabilize is (it may name one further in front); on silence it
+    /// only leaves the finger table.
     pub(super) fn on_in_front_reply(&mut self, to: Peer, reply: Reply, now: Time) {
         match reply {
             Ok(Response::Neighbors {
@@ -434,19 +461,22 @@ impl Node {
         }
     }
 
-    /// An entry dropped for silence answered after all: put it back in front, as it is
-    /// (its list may be as old as its trouble; the next round asks it first).
-    pub(super) fn on_recheck_reply(&mut self, to: Peer, reply: Reply) {
+    /// An entry dropped for silence (when `before` answered) answered after all: put it
+    /// back in front of `before`, as it is (its list may be as old as whatever kept it
+    /// silent). A round already running does not drop it again; the next one asks it
+    /// first, if it is still our first entry.
+    pub(super) fn on_recheck_reply(&mut self, to: Peer, before: Id, reply: Reply) {
+        // A leave notice that arrived before this answer does not keep the node out:
+        // `handle` takes any direct answer as proof of life (see `Node::handle`).
         let alive = matches!(reply, Ok(Response::Neighbors { .. }));
         if alive
             && self.is_member()
-            && !self.is_departed(to.id)
-            && self
-                .successors
-                .first()
-                .is_some_and(|f| to.id.in_open(self.me.id, f.id))
+            && self.successors.contains(before)
+            && to.id.in_open(self.me.id, before)
             && self.successors.merge_keeping(&[to])
         {
+            self.remembered.retain(|q| q.seed || q.peer.id != to.id);
+            self.put_back.push(to.id);
             self.successors_changed();
         }
     }
