@@ -457,3 +457,46 @@ fn memory_transfer_throughput() {
         }
     });
 }
+
+/// A download whose last step fails (the output name became a directory meanwhile, so
+/// the rename of the finished copy onto it fails) ends in an error naming the output, and
+/// leaves no partial `.chord-part-*` copy behind.
+#[test]
+fn a_failed_rename_leaves_no_partial_copy() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let nodes = block_on(ring(3));
+    let at = nodes[0].node().addr();
+    let src = dir.path().join("s");
+    std::fs::write(&src, data(300_000, 7)).expect("write");
+    block_on(transfer::put(at, &src, "r", &opts(), &|_| {})).expect("put");
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).expect("mkdir");
+    let out = out_dir.join("r");
+    let made = std::sync::atomic::AtomicBool::new(false);
+    let in_the_way = |_, _| {
+        // While the download runs, something else takes the output's name.
+        if !made.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::fs::create_dir(&out).expect("mkdir in the way");
+            std::fs::write(out.join("keep"), b"x").expect("write");
+        }
+    };
+    let e = block_on(transfer::get(at, "r", &out, false, &opts(), &in_the_way))
+        .expect_err("the rename must fail");
+    assert!(
+        matches!(&e, FilesError::Io { path, .. } if *path == out),
+        "{e:?}"
+    );
+    assert!(made.load(std::sync::atomic::Ordering::SeqCst));
+    let names: Vec<String> = std::fs::read_dir(&out_dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["r".to_string()],
+        "only the directory in the way"
+    );
+    for n in &nodes {
+        n.node().kill();
+    }
+}
