@@ -56,9 +56,15 @@ pub fn run(a: &Args) -> Result<()> {
     let key = at.key()?;
     let walk = block_on(walk_ring(at.addr, key.as_ref()))?;
     let stats: Vec<Option<(u64, u64)>> = if svg.is_some() || at.json {
-        walk.iter()
-            .map(|s| node_stats(s.me.addr, key.as_ref()))
-            .collect()
+        // One walker for all: positions of one address (virtual nodes) share a connection.
+        let mut w = crate::view::ring::Walker::new(at.addr, key.clone());
+        block_on(async {
+            let mut stats = Vec::with_capacity(walk.len());
+            for s in &walk {
+                stats.push(w.stats(s.me.addr).await);
+            }
+            stats
+        })
     } else {
         Vec::new()
     };
@@ -101,9 +107,4 @@ pub fn run(a: &Args) -> Result<()> {
         print_ring(&walk);
     }
     Ok(())
-}
-
-/// Bytes stored and items held by the files service at `addr`, if it answers.
-fn node_stats(addr: SocketAddr, key: Option<&NetworkKey>) -> Option<(u64, u64)> {
-    block_on(crate::view::ring::Walker::new(addr, key.cloned()).stats(addr))
 }
