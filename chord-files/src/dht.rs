@@ -180,6 +180,8 @@ mod tests {
         fetches: usize,
         stores: usize,
         verified: Option<Verified>,
+        /// A holder that answers a renewal as a node shutting down does.
+        stopped: Option<SocketAddr>,
     }
 
     impl Holders {
@@ -235,6 +237,11 @@ mod tests {
                     self.held.insert(to, data.clone());
                     Ok(FilesResponse::Stored)
                 }
+                FilesRequest::Renew { .. } if self.stopped == Some(to) => {
+                    // What a client makes of that answer (`Lane::ask`).
+                    Err(crate::wire::RemoteError::Stopped.into())
+                }
+                FilesRequest::Renew { keys, .. } => Ok(FilesResponse::Have(vec![true; keys.len()])),
                 _ => Err(FilesError::BadAnswer),
             }
         }
@@ -410,37 +417,14 @@ mod tests {
         );
     }
 
-    /// Holders of which the first says it has stopped (as a node shutting down answers).
-    struct FirstStopped(Vec<Peer>);
-
-    impl Route for FirstStopped {
-        async fn locate(&mut self, _id: Id, _k: u8, _fresh: bool) -> Result<Vec<Peer>, FilesError> {
-            Ok(self.0.clone())
-        }
-
-        async fn ask(
-            &mut self,
-            to: SocketAddr,
-            req: &FilesRequest,
-        ) -> Result<FilesResponse, FilesError> {
-            match req {
-                FilesRequest::Renew { .. } if to == self.0[0].addr => {
-                    // What a client makes of that answer (`Lane::ask`).
-                    Err(crate::wire::RemoteError::Stopped.into())
-                }
-                FilesRequest::Renew { keys, .. } => Ok(FilesResponse::Have(vec![true; keys.len()])),
-                _ => Err(FilesError::BadAnswer),
-            }
-        }
-    }
-
     /// Another node's `Stopped` is that node's: a renewal goes on to the other holders
     /// (it was taken for our own node stopping and ended the renewal).
     #[test]
     fn a_holder_that_stopped_does_not_end_a_renewal() {
-        let mut route = FirstStopped(Holders::new(3).peers);
+        let mut h = Holders::new(3);
+        h.stopped = Some(h.peers[0].addr);
         let renewed = block_on(renew_blocks(
-            &mut route,
+            &mut h,
             vec![ItemKey::Chunk([7; 32])],
             u64::MAX,
             3,
