@@ -20,8 +20,13 @@ pub(crate) async fn fetch_record(
     // Holders usually answer with the same bytes: each distinct answer is checked once
     // (and a client route remembers what it checked across reads).
     let mut checked: Vec<Hash> = Vec::new();
-    for p in route.locate(id, k, false).await? {
-        let got = match route.ask(p.addr, &FilesRequest::Fetch { key }).await {
+    let holders = route.locate(id, k, false).await?;
+    let asks = holders
+        .iter()
+        .map(|p| (p.addr, FilesRequest::Fetch { key }))
+        .collect();
+    for (p, answer) in holders.iter().zip(route.ask_each(asks).await) {
+        let got = match answer {
             // A holder serving a forged or expired record counts as holding nothing.
             Ok(FilesResponse::Data(d)) => {
                 let h = hash(&d);
@@ -60,12 +65,16 @@ pub(crate) async fn fetch_record(
     }
     if let Some(b) = &best {
         let (v, data) = (Some(b.version()), crate::encode(b)?);
-        for (to, _) in held.iter().filter(|(_, h)| *h < v) {
-            let req = FilesRequest::Store {
-                key,
-                data: data.clone(),
-            };
-            let _ = route.ask(*to, &req).await;
+        let behind: Vec<_> = held
+            .iter()
+            .filter(|(_, h)| *h < v)
+            .map(|(to, _)| {
+                let data = data.clone();
+                (*to, FilesRequest::Store { key, data })
+            })
+            .collect();
+        if !behind.is_empty() {
+            let _ = route.ask_each(behind).await;
         }
     }
     Ok(best)
@@ -87,19 +96,21 @@ pub(crate) async fn store_record(
     let mut stored = 0u8;
     let mut newer: Option<u64> = None;
     let mut last = None;
-    for p in route.locate(id, k, false).await? {
-        let req = match expect {
-            Some(expect) => FilesRequest::StoreIf {
-                key,
-                data: data.clone(),
-                expect,
-            },
-            None => FilesRequest::Store {
-                key,
-                data: data.clone(),
-            },
-        };
-        match route.ask(p.addr, &req).await {
+    let asks = route
+        .locate(id, k, false)
+        .await?
+        .iter()
+        .map(|p| {
+            let data = data.clone();
+            let req = match expect {
+                Some(expect) => FilesRequest::StoreIf { key, data, expect },
+                None => FilesRequest::Store { key, data },
+            };
+            (p.addr, req)
+        })
+        .collect();
+    for answer in route.ask_each(asks).await {
+        match answer {
             Ok(FilesResponse::Stored) => stored += 1,
             Ok(FilesResponse::Newer(d)) => match Record::decode_at(&d, id) {
                 Ok(r) if r.version() == record.version() => stored += 1,

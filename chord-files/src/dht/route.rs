@@ -20,6 +20,21 @@ pub(crate) trait Route: Send {
         to: SocketAddr,
         req: &FilesRequest,
     ) -> impl Future<Output = Result<FilesResponse, FilesError>> + Send;
+    /// Ask each `(to, request)` at once (distinct addresses); the answers in the same
+    /// order. A read asks its `k` holders this way: one wait for all of them, not `k`
+    /// one after another.
+    fn ask_each(
+        &mut self,
+        asks: Vec<(SocketAddr, FilesRequest)>,
+    ) -> impl Future<Output = Vec<Result<FilesResponse, FilesError>>> + Send {
+        async move {
+            let mut answers = Vec::with_capacity(asks.len());
+            for (to, req) in &asks {
+                answers.push(self.ask(*to, req).await);
+            }
+            answers
+        }
+    }
     /// A buffer the caller is done with, to read a later answer into.
     fn recycle(&mut self, buf: Vec<u8>) {
         let _ = buf;
@@ -78,6 +93,20 @@ impl Route for Local<'_> {
             r => Ok(r),
         }
     }
+
+    async fn ask_each(
+        &mut self,
+        asks: Vec<(SocketAddr, FilesRequest)>,
+    ) -> Vec<Result<FilesResponse, FilesError>> {
+        let node = self.0;
+        futures::future::join_all(asks.iter().map(|(to, req)| async move {
+            match crate::maintain::ask(node, *to, req).await? {
+                FilesResponse::Error(e) => Err(e.into()),
+                r => Ok(r),
+            }
+        }))
+        .await
+    }
 }
 
 impl Route for Lane {
@@ -91,6 +120,13 @@ impl Route for Lane {
         req: &FilesRequest,
     ) -> Result<FilesResponse, FilesError> {
         Lane::ask(self, to, req).await
+    }
+
+    async fn ask_each(
+        &mut self,
+        asks: Vec<(SocketAddr, FilesRequest)>,
+    ) -> Vec<Result<FilesResponse, FilesError>> {
+        Lane::ask_each(self, asks).await
     }
 
     fn recycle(&mut self, buf: Vec<u8>) {

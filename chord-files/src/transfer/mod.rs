@@ -97,34 +97,87 @@ impl Lane {
         req: &FilesRequest,
     ) -> Result<FilesResponse, FilesError> {
         let bytes = encode(req)?;
-        let c = match self.clients.entry(to) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                Client::connect_with_key(to, Limits::default(), self.key.as_ref())
-                    .await
-                    .map_err(FilesError::Unreachable)?,
-            ),
-        };
-        match c
+        let mut c = self.client(to).await?;
+        let answer = c
             .call_into(SERVICE, bytes, std::mem::take(&mut self.spare))
-            .await
-        {
-            Ok(mut answer) => {
-                // A chunk: keep it in the buffer it arrived in.
-                if let Some(at) = FilesResponse::data_at(&answer) {
-                    answer.drain(..at);
-                    return Ok(FilesResponse::Data(answer));
-                }
-                match decode::<FilesResponse>(&answer)? {
-                    FilesResponse::Error(e) => Err(e.into()),
-                    r => Ok(r),
+            .await;
+        self.answered(to, c, answer)
+    }
+
+    /// [`Route::ask_each`](crate::dht::Route::ask_each): the calls run at once, each on
+    /// its address's connection (connections opened at once too). Asks to an address
+    /// that appears twice run one after the other.
+    pub(crate) async fn ask_each(
+        &mut self,
+        asks: Vec<(SocketAddr, FilesRequest)>,
+    ) -> Vec<Result<FilesResponse, FilesError>> {
+        let distinct = asks
+            .iter()
+            .enumerate()
+            .all(|(i, (a, _))| asks[..i].iter().all(|(b, _)| a != b));
+        if !distinct || asks.len() < 2 {
+            let mut answers = Vec::with_capacity(asks.len());
+            for (to, req) in &asks {
+                answers.push(self.ask(*to, req).await);
+            }
+            return answers;
+        }
+        let clients = futures::future::join_all(asks.iter().map(|(to, _)| {
+            let (to, known) = (*to, self.clients.remove(to));
+            let key = self.key.clone();
+            async move {
+                match known {
+                    Some(c) => Ok(c),
+                    None => Client::connect_with_key(to, Limits::default(), key.as_ref())
+                        .await
+                        .map_err(FilesError::Unreachable),
                 }
             }
-            Err(e) => {
-                // The connection may be broken: open a new one next time.
-                self.clients.remove(&to);
-                Err(FilesError::Unreachable(e))
-            }
+        }))
+        .await;
+        let calls = asks.iter().zip(clients).map(|((to, req), c)| async move {
+            let mut c = c?;
+            let bytes = encode(req)?;
+            let answer = c.call_into(SERVICE, bytes, Vec::new()).await;
+            Ok::<_, FilesError>((*to, c, answer))
+        });
+        let done = futures::future::join_all(calls).await;
+        done.into_iter()
+            .map(|r| {
+                let (to, c, answer) = r?;
+                self.answered(to, c, answer)
+            })
+            .collect()
+    }
+
+    /// The connection to `to`, taken out of the pool (opened if there is none).
+    async fn client(&mut self, to: SocketAddr) -> Result<Client, FilesError> {
+        match self.clients.remove(&to) {
+            Some(c) => Ok(c),
+            None => Client::connect_with_key(to, Limits::default(), self.key.as_ref())
+                .await
+                .map_err(FilesError::Unreachable),
+        }
+    }
+
+    /// An answer from `to` on `c`: the connection goes back to the pool unless the call
+    /// failed (it may be broken: a new one is opened next time).
+    fn answered(
+        &mut self,
+        to: SocketAddr,
+        c: Client,
+        answer: Result<Vec<u8>, chord_net::Error>,
+    ) -> Result<FilesResponse, FilesError> {
+        let mut answer = answer.map_err(FilesError::Unreachable)?;
+        self.clients.insert(to, c);
+        // A chunk: keep it in the buffer it arrived in.
+        if let Some(at) = FilesResponse::data_at(&answer) {
+            answer.drain(..at);
+            return Ok(FilesResponse::Data(answer));
+        }
+        match decode::<FilesResponse>(&answer)? {
+            FilesResponse::Error(e) => Err(e.into()),
+            r => Ok(r),
         }
     }
 
@@ -173,4 +226,70 @@ fn lanes(node: SocketAddr, opts: &TransferOptions) -> Vec<Lane> {
     (0..opts.window.max(1))
         .map(|_| Lane::new(node, &opts.network_key))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::{FilesConfig, FilesNode};
+    use futures_lite::future::block_on;
+    use std::sync::Arc;
+
+    /// Asks at once keep their order; a silent address fails at its place only; the
+    /// connections that answered stay pooled, the failed one is not; an address asked
+    /// twice is asked twice.
+    #[test]
+    fn ask_each_answers_in_order_and_pools_what_answered() {
+        block_on(async {
+            let mut nodes = Vec::new();
+            for _ in 0..2 {
+                let b = chord_net::Node::builder().listen(SocketAddr::from(([127, 0, 0, 1], 0)));
+                let store = Arc::new(MemoryStore::new(1 << 20));
+                nodes.push(
+                    FilesNode::start(b, store, FilesConfig::default())
+                        .await
+                        .expect("start"),
+                );
+            }
+            let (a, b) = (nodes[0].node().addr(), nodes[1].node().addr());
+            // A port nobody listens on (taken, then released).
+            let silent = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("port");
+            let mut lane = Lane::new(a, &None);
+            let asks = vec![
+                (a, FilesRequest::Stats),
+                (silent, FilesRequest::Stats),
+                (b, FilesRequest::Stats),
+            ];
+            let answers = lane.ask_each(asks).await;
+            assert!(
+                matches!(answers[0], Ok(FilesResponse::Stats { .. })),
+                "{answers:?}"
+            );
+            assert!(
+                matches!(answers[1], Err(FilesError::Unreachable(_))),
+                "{answers:?}"
+            );
+            assert!(
+                matches!(answers[2], Ok(FilesResponse::Stats { .. })),
+                "{answers:?}"
+            );
+            let mut pooled: Vec<_> = lane.clients.keys().copied().collect();
+            pooled.sort();
+            let mut want = vec![a, b];
+            want.sort();
+            assert_eq!(pooled, want);
+            let twice = lane
+                .ask_each(vec![(b, FilesRequest::Stats), (b, FilesRequest::Stats)])
+                .await;
+            assert!(twice
+                .iter()
+                .all(|r| matches!(r, Ok(FilesResponse::Stats { .. }))));
+            for n in &nodes {
+                n.node().kill();
+            }
+        });
+    }
 }
