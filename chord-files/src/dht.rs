@@ -182,6 +182,8 @@ mod tests {
         verified: Option<Verified>,
         /// A holder that answers a renewal as a node shutting down does.
         stopped: Option<SocketAddr>,
+        /// Nodes further along the ring, located only by a fresh, wider look.
+        further: Vec<Peer>,
     }
 
     impl Holders {
@@ -200,8 +202,15 @@ mod tests {
     }
 
     impl Route for Holders {
-        async fn locate(&mut self, _id: Id, k: u8, _fresh: bool) -> Result<Vec<Peer>, FilesError> {
-            Ok(self.peers.iter().take(usize::from(k)).copied().collect())
+        async fn locate(&mut self, _id: Id, k: u8, fresh: bool) -> Result<Vec<Peer>, FilesError> {
+            let further = self.further.iter().filter(|_| fresh);
+            Ok(self
+                .peers
+                .iter()
+                .chain(further)
+                .take(usize::from(k))
+                .copied()
+                .collect())
         }
 
         async fn ask(
@@ -346,6 +355,31 @@ mod tests {
         forged.value = Some(b"forged".to_vec().into());
         h.held.insert(at, crate::encode(&forged).expect("encode"));
         assert_eq!(get(&mut h, &me).as_deref(), Some(&b"genuine"[..]));
+    }
+
+    /// Just after joins the `k` holders are new and have not received a record yet, while
+    /// the old holders, now further along the ring, still have it: a read that finds
+    /// nothing looks again, wider, finds it, and gives it to the `k` holders. (A file's
+    /// `get` right after three joins said `NotFound` once in a loaded test run.)
+    #[test]
+    fn a_read_that_finds_nothing_looks_further_and_repairs_the_holders() {
+        let (mut h, me) = (Holders::new(3), Identity::from_seed([6; 32]));
+        put(&mut h, &me, b"kept", WriteOptions::default());
+        // Three new nodes in front: they become the holders, without the record yet.
+        let old = std::mem::take(&mut h.peers);
+        h.peers = (4..=6)
+            .map(|i| Peer::from_addr(format!("127.0.0.{i}:4000").parse().expect("addr")))
+            .collect();
+        h.further = old;
+        assert_eq!(get(&mut h, &me).as_deref(), Some(&b"kept"[..]));
+        // Three asked first, then the three further (the first three not again).
+        assert_eq!(h.fetches, 6);
+        for p in h.peers.clone() {
+            assert!(h.held.contains_key(&p.addr), "{} not repaired", p.addr);
+        }
+        // A record nobody has is still `None`, after the same two looks.
+        let none = block_on(read_record(&mut h, &me.public_key(), b"other", 3)).expect("get");
+        assert!(none.is_none());
     }
 
     /// Holders that take, just before the first store of a put, a tombstone signed at the

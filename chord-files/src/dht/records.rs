@@ -3,9 +3,15 @@
 //! deleted by tombstones.
 
 use super::*;
+use crate::record::Version;
 
 /// The highest valid, unexpired version of the record at `id` among its `k` holders
 /// (tombstones included), after sending it to the holders that answered with less.
+///
+/// If no holder has a valid version, the holders are located again (fresh, not from a
+/// cache) and up to `2k` of them asked, as [`get_block`] does: just after joins the new
+/// holders may not have received the record yet, while the old ones, now further along
+/// the ring, still have it.
 pub(crate) async fn fetch_record(
     route: &mut impl Route,
     id: Id,
@@ -15,49 +21,70 @@ pub(crate) async fn fetch_record(
     let now = now_ms();
     let mut best: Option<Record> = None;
     // Who answered, and with which version (`None`: nothing valid).
-    let mut held = Vec::new();
+    let mut held: Vec<(SocketAddr, Option<Version>)> = Vec::new();
+    let mut asked: Vec<SocketAddr> = Vec::new();
+    // The `k` holders of the latest location: the ones a read repairs.
+    let mut primary: Vec<SocketAddr> = Vec::new();
     let mut last = None;
     // Holders usually answer with the same bytes: each distinct answer is checked once
     // (and a client route remembers what it checked across reads).
     let mut checked: Vec<Hash> = Vec::new();
-    let holders = route.locate(id, k, false).await?;
-    let asks = holders
-        .iter()
-        .map(|p| (p.addr, FilesRequest::Fetch { key }))
-        .collect();
-    for (p, answer) in holders.iter().zip(route.ask_each(asks).await) {
-        let got = match answer {
-            // A holder serving a forged or expired record counts as holding nothing.
-            Ok(FilesResponse::Data(d)) => {
-                let h = hash(&d);
-                let known =
-                    checked.contains(&h) || route.verified().is_some_and(|v| v.contains(&h));
-                let r = if known {
-                    Record::decode_stored(&d, id)
-                } else {
-                    Record::decode_at(&d, id)
-                };
-                if r.is_ok() && !known {
-                    checked.push(h);
-                    if let Some(v) = route.verified() {
-                        v.insert(h);
-                    }
-                }
-                r.ok().filter(|r| !r.expired(now))
-            }
-            Ok(FilesResponse::NotFound) => None,
-            Ok(other) => {
-                last = Some(unexpected(other));
-                continue;
-            }
-            Err(e) => {
-                last = Some(e);
-                continue;
-            }
+    for (fresh, n) in [(false, k), (true, k.saturating_mul(2))] {
+        let holders = match route.locate(id, n, fresh).await {
+            Ok(h) => h,
+            // The wider look is a second chance: without it, what the first round said.
+            Err(_) if fresh && !held.is_empty() => break,
+            Err(e) => return Err(e),
         };
-        held.push((p.addr, got.as_ref().map(Record::version)));
-        if got.as_ref().map(Record::version) > best.as_ref().map(Record::version) {
-            best = got;
+        primary = holders
+            .iter()
+            .take(usize::from(k))
+            .map(|p| p.addr)
+            .collect();
+        let asks: Vec<_> = holders
+            .iter()
+            .filter(|p| !asked.contains(&p.addr))
+            .map(|p| (p.addr, FilesRequest::Fetch { key }))
+            .collect();
+        asked.extend(asks.iter().map(|(to, _)| *to));
+        let tos: Vec<SocketAddr> = asks.iter().map(|(to, _)| *to).collect();
+        for (to, answer) in tos.into_iter().zip(route.ask_each(asks).await) {
+            let got = match answer {
+                // A holder serving a forged or expired record counts as holding nothing.
+                Ok(FilesResponse::Data(d)) => {
+                    let h = hash(&d);
+                    let known =
+                        checked.contains(&h) || route.verified().is_some_and(|v| v.contains(&h));
+                    let r = if known {
+                        Record::decode_stored(&d, id)
+                    } else {
+                        Record::decode_at(&d, id)
+                    };
+                    if r.is_ok() && !known {
+                        checked.push(h);
+                        if let Some(v) = route.verified() {
+                            v.insert(h);
+                        }
+                    }
+                    r.ok().filter(|r| !r.expired(now))
+                }
+                Ok(FilesResponse::NotFound) => None,
+                Ok(other) => {
+                    last = Some(unexpected(other));
+                    continue;
+                }
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            held.push((to, got.as_ref().map(Record::version)));
+            if got.as_ref().map(Record::version) > best.as_ref().map(Record::version) {
+                best = got;
+            }
+        }
+        if best.is_some() {
+            break;
         }
     }
     if held.is_empty() {
@@ -67,7 +94,7 @@ pub(crate) async fn fetch_record(
         let (v, data) = (Some(b.version()), crate::encode(b)?);
         let behind: Vec<_> = held
             .iter()
-            .filter(|(_, h)| *h < v)
+            .filter(|(to, h)| *h < v && primary.contains(to))
             .map(|(to, _)| {
                 let data = data.clone();
                 (*to, FilesRequest::Store { key, data })
