@@ -191,6 +191,17 @@ impl From<StoreError> for FilesError {
                 limit,
                 wanted,
             },
+            // As a store limit: the store can grow by what the disk can still give.
+            StoreError::DiskLow {
+                used,
+                available,
+                keep_free,
+                wanted,
+            } => FilesError::StoreFull {
+                used,
+                limit: used.saturating_add(available.saturating_sub(keep_free)),
+                wanted,
+            },
             StoreError::Io(e) => FilesError::Storage(e),
         }
     }

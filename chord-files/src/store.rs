@@ -17,7 +17,25 @@ use crate::record::{Record, Version};
 mod disk;
 mod memory;
 
-pub use disk::DiskStore;
+pub use disk::{DiskStore, DEFAULT_KEEP_FREE};
+
+/// The size of the file system of `dir`, and the bytes an unprivileged writer may still
+/// use on it (`None`: unknown).
+pub(crate) fn file_system(dir: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        let s = rustix::fs::statvfs(dir).ok()?;
+        Some((
+            s.f_blocks.saturating_mul(s.f_frsize),
+            s.f_bavail.saturating_mul(s.f_frsize),
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
 pub use memory::MemoryStore;
 
 /// A boxed future, as the trait methods return.
@@ -33,6 +51,19 @@ pub enum StoreError {
         used: u64,
         /// The limit.
         limit: u64,
+        /// Bytes asked for.
+        wanted: u64,
+    },
+    /// Storing this would leave the file system under a [`DiskStore`] with less free
+    /// space than the store keeps free ([`DiskStore::keep_free`]).
+    #[error("disk nearly full: {available} bytes free, {keep_free} kept free, {wanted} more requested ({used} bytes in this store)")]
+    DiskLow {
+        /// Bytes in use by the store.
+        used: u64,
+        /// Bytes free on the file system (less the writes in progress).
+        available: u64,
+        /// Bytes the store leaves free.
+        keep_free: u64,
         /// Bytes asked for.
         wanted: u64,
     },
@@ -408,6 +439,62 @@ mod tests {
             assert_eq!(s.get(ka).await.expect("get"), Some(a));
             assert_eq!(s.get(kb).await.expect("get"), None, "corrupt chunk served");
             assert!(!s.has(kb).await.expect("has"));
+        });
+    }
+
+    /// A disk store never fills its file system, with or without a limit of its own:
+    /// without it anyone on the ring could fill the node's disk (`chord node --data` has no
+    /// store limit unless `--max-store` is given).
+    #[test]
+    fn a_disk_store_leaves_its_file_system_room() {
+        let dir = tempfile::tempdir().expect("tmp");
+        block_on(async {
+            let s = DiskStore::open(dir.path(), u64::MAX).expect("open");
+            let (size, free) = file_system(dir.path()).expect("statvfs");
+            assert_eq!(s.kept_free(), DEFAULT_KEEP_FREE.min(size / 20));
+            // Keeping more free than the disk has: every new item is refused, nothing kept.
+            let s = s.keep_free(free + (1 << 30));
+            let a = b"hello".to_vec();
+            let ka = ItemKey::Chunk(hash(&a));
+            let refused = s.put(ka, a.clone()).await;
+            assert!(
+                matches!(refused, Err(StoreError::DiskLow { wanted: 5, .. })),
+                "{refused:?}"
+            );
+            let me = crate::record::Identity::from_seed([1; 32]);
+            let r = me.sign(b"k", 1, Some(b"v".to_vec()), None).expect("sign");
+            let kr = ItemKey::Record(r.id());
+            let refused = s.put(kr, crate::encode(&r).expect("encode")).await;
+            assert!(
+                matches!(refused, Err(StoreError::DiskLow { .. })),
+                "{refused:?}"
+            );
+            assert_eq!((s.used(), s.count().await.expect("count")), (0, 0));
+            // What a caller is told: the store's room, as a store limit.
+            let e = crate::FilesError::from(StoreError::DiskLow {
+                used: 10,
+                available: 100,
+                keep_free: 60,
+                wanted: 50,
+            });
+            assert!(
+                matches!(
+                    e,
+                    crate::FilesError::StoreFull {
+                        used: 10,
+                        limit: 50,
+                        wanted: 50
+                    }
+                ),
+                "{e:?}"
+            );
+            // Turned off, the same items are taken.
+            let s = s.keep_free(0);
+            s.put(ka, a).await.expect("put");
+            s.put(kr, crate::encode(&r).expect("encode"))
+                .await
+                .expect("put record");
+            assert_eq!(s.count().await.expect("count"), 2);
         });
     }
 }

@@ -20,6 +20,10 @@ use super::*;
 pub struct DiskStore {
     dir: PathBuf,
     limit: u64,
+    /// Bytes of the file system never filled (see [`DiskStore::keep_free`]).
+    keep_free: u64,
+    /// Bytes being written now: not yet seen in the file system's free space.
+    writing: AtomicU64,
     used: AtomicU64,
     /// Items held (blocks and records), kept as they come and go.
     items: AtomicU64,
@@ -50,6 +54,8 @@ impl DiskStore {
         let store = DiskStore {
             dir: dir.to_path_buf(),
             limit,
+            keep_free: default_keep_free(dir),
+            writing: AtomicU64::new(0),
             used: AtomicU64::new(0),
             items: AtomicU64::new(0),
             seq: AtomicU64::new(0),
@@ -66,6 +72,44 @@ impl DiskStore {
         store.used.store(used, Ordering::SeqCst);
         store.items.store(items, Ordering::SeqCst);
         Ok(store)
+    }
+
+    /// Refuse new items that would leave less than `bytes` free on the file system
+    /// under the store, whatever its own limit: anyone on the ring can store, and a node
+    /// whose disk fills breaks more than its store. Default: [`DEFAULT_KEEP_FREE`], or 5%
+    /// of the file system if that is smaller. 0 turns the check off.
+    pub fn keep_free(mut self, bytes: u64) -> DiskStore {
+        self.keep_free = bytes;
+        self
+    }
+
+    /// Bytes this store leaves free on its file system.
+    pub fn kept_free(&self) -> u64 {
+        self.keep_free
+    }
+
+    /// Room on the file system for `wanted` more bytes, counted as being written until
+    /// the returned guard drops (so that writes in progress at once are all counted).
+    fn disk_room(&self, wanted: u64) -> Result<Writing<'_>, StoreError> {
+        let writing = Writing::new(&self.writing, wanted);
+        if self.keep_free == 0 {
+            return Ok(writing);
+        }
+        let Some((_, free)) = file_system(&self.dir) else {
+            return Ok(writing);
+        };
+        // Ours included: the writes in progress, this one too.
+        let pending = self.writing.load(Ordering::SeqCst);
+        let available = free.saturating_sub(pending.saturating_sub(wanted));
+        if available < self.keep_free.saturating_add(wanted) {
+            return Err(StoreError::DiskLow {
+                used: self.used(),
+                available,
+                keep_free: self.keep_free,
+                wanted,
+            });
+        }
+        Ok(writing)
     }
 
     pub(super) fn path(&self, key: &ItemKey) -> PathBuf {
@@ -125,6 +169,33 @@ impl DiskStore {
     }
 }
 
+/// What a [`DiskStore`] keeps free on its file system by default: 1 GiB (or 5% of the
+/// file system, if that is less).
+pub const DEFAULT_KEEP_FREE: u64 = 1 << 30;
+
+fn default_keep_free(dir: &Path) -> u64 {
+    match file_system(dir) {
+        Some((size, _)) => DEFAULT_KEEP_FREE.min(size / 20),
+        None => DEFAULT_KEEP_FREE,
+    }
+}
+
+/// Bytes counted as being written while this lives.
+struct Writing<'a>(&'a AtomicU64, u64);
+
+impl<'a> Writing<'a> {
+    fn new(writing: &'a AtomicU64, n: u64) -> Writing<'a> {
+        writing.fetch_add(n, Ordering::SeqCst);
+        Writing(writing, n)
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        release(self.0, self.1);
+    }
+}
+
 fn hex_decode(s: &str, out: &mut [u8]) -> bool {
     hex::decode_to_slice(s, out).is_ok()
 }
@@ -136,6 +207,13 @@ impl Store for DiskStore {
                 let data = seal(data);
                 let len = data.len() as u64;
                 reserve(&self.used, self.limit, len)?;
+                let _writing = match self.disk_room(len) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        release(&self.used, len);
+                        return Err(e);
+                    }
+                };
                 return match self.records.put(id, data).await {
                     Ok(old) => {
                         release(&self.used, old);
@@ -156,6 +234,13 @@ impl Store for DiskStore {
             // Reserved before writing; what a replaced copy held is given back after, and
             // read under the key's lock so that concurrent writes count it once.
             reserve(&self.used, self.limit, len)?;
+            let _writing = match self.disk_room(len) {
+                Ok(w) => w,
+                Err(e) => {
+                    release(&self.used, len);
+                    return Err(e);
+                }
+            };
             let _guard = self.locks.lock(&key).await;
             let held = std::fs::metadata(&path).ok();
             let old = held.as_ref().map_or(0, |m| m.len());

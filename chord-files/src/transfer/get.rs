@@ -119,20 +119,11 @@ pub async fn get(
 
 /// Bytes an unprivileged writer may still use in the directory of `out` (`None`: unknown).
 fn free_space(out: &Path) -> Option<u64> {
-    #[cfg(unix)]
-    {
-        let dir = match out.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let s = rustix::fs::statvfs(dir).ok()?;
-        Some(s.f_bavail.saturating_mul(s.f_frsize))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = out;
-        None
-    }
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    Some(crate::store::file_system(dir)?.1)
 }
 
 /// The start of the name of a partial download of `file_name`: `.chord-part-H-` with H
