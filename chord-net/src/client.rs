@@ -285,12 +285,20 @@ impl Client {
             return Err((Error::Frame(addr, e), buf));
         }
         let mut buf = buf;
+        // One deadline for the whole call: a peer that keeps sending stale answers (to
+        // earlier ids) must not keep it waiting past its timeout (found in review: a
+        // frame every 300 ms held a 1 s call for good).
+        let deadline = std::time::Instant::now() + self.limits.call_timeout;
         loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err((Error::Timeout(addr), buf));
+            }
             buf = read_body_into(
                 &mut self.r,
                 buf,
                 self.limits.max_frame,
-                self.limits.call_timeout,
+                left,
                 self.limits.frame_timeout,
             )
             .await
