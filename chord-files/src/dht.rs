@@ -5,9 +5,10 @@
 //!   nobody can forge one, and readers check the hash.
 //! * A **record** belongs to an ed25519 key ([`Identity`]) and a salt. Its writer numbers
 //!   its versions; holders keep the highest (see [`crate::record`]); reads ask every one of
-//!   the `k` holders and take the highest valid version, so one holder that lags or lies
-//!   cannot roll a record back while another has the newer one, and the holders that
-//!   answered with less are sent the winner (read repair).
+//!   the `k` holders at once and take the highest valid version, so one holder that lags
+//!   or lies cannot roll a record back while another has the newer one, and the `k`
+//!   holders that answered with less are sent the winner (read repair). A read that finds
+//!   nothing looks again, fresh and `2k` wide.
 //! * A **delete** writes a tombstone: a signed version with no value, kept for
 //!   [`DEFAULT_TOMBSTONE_HORIZON`] (configurable), longer than a holder is expected to be
 //!   away; a holder that comes back with an old copy is overruled by it.

@@ -96,11 +96,31 @@ impl Lane {
         to: SocketAddr,
         req: &FilesRequest,
     ) -> Result<FilesResponse, FilesError> {
-        let bytes = encode(req)?;
+        let pooled = self.clients.contains_key(&to);
         let mut c = self.client(to).await?;
         let answer = c
-            .call_into(SERVICE, bytes, std::mem::take(&mut self.spare))
+            .call_into(SERVICE, encode(req)?, std::mem::take(&mut self.spare))
             .await;
+        if pooled && answer.as_ref().is_err_and(stale) {
+            return self.ask_again(to, req).await;
+        }
+        self.answered(to, c, answer)
+    }
+
+    /// `req` to `to` once more on a new connection, after the pooled one turned out
+    /// closed (the node closes a client's idle connections: 120 s by default, so every
+    /// read of a client idle that long failed: found in review). Files requests may be
+    /// repeated: stores and renewals of one version are idempotent, a compare-and-swap
+    /// that took effect the first time answers with our own version, which counts as
+    /// stored.
+    async fn ask_again(
+        &mut self,
+        to: SocketAddr,
+        req: &FilesRequest,
+    ) -> Result<FilesResponse, FilesError> {
+        self.clients.remove(&to);
+        let mut c = self.client(to).await?;
+        let answer = c.call_into(SERVICE, encode(req)?, Vec::new()).await;
         self.answered(to, c, answer)
     }
 
@@ -111,10 +131,12 @@ impl Lane {
         &mut self,
         asks: Vec<(SocketAddr, FilesRequest)>,
     ) -> Vec<Result<FilesResponse, FilesError>> {
-        let distinct = asks
-            .iter()
-            .enumerate()
-            .all(|(i, (a, _))| asks[..i].iter().all(|(b, _)| a != b));
+        let distinct = asks.len()
+            == asks
+                .iter()
+                .map(|(to, _)| to)
+                .collect::<std::collections::HashSet<_>>()
+                .len();
         if !distinct || asks.len() < 2 {
             let mut answers = Vec::with_capacity(asks.len());
             for (to, req) in &asks {
@@ -122,32 +144,33 @@ impl Lane {
             }
             return answers;
         }
-        let clients = futures::future::join_all(asks.iter().map(|(to, _)| {
+        // Each ask opens its connection if it has none and calls on it at once: an
+        // address slow to connect delays only its own call.
+        let calls = asks.iter().map(|(to, req)| {
             let (to, known) = (*to, self.clients.remove(to));
             let key = self.key.clone();
             async move {
-                match known {
-                    Some(c) => Ok(c),
+                let pooled = known.is_some();
+                let mut c = match known {
+                    Some(c) => c,
                     None => Client::connect_with_key(to, Limits::default(), key.as_ref())
                         .await
-                        .map_err(FilesError::Unreachable),
-                }
+                        .map_err(FilesError::Unreachable)?,
+                };
+                let answer = c.call_into(SERVICE, encode(req)?, Vec::new()).await;
+                Ok::<_, FilesError>((to, pooled, c, answer))
             }
-        }))
-        .await;
-        let calls = asks.iter().zip(clients).map(|((to, req), c)| async move {
-            let mut c = c?;
-            let bytes = encode(req)?;
-            let answer = c.call_into(SERVICE, bytes, Vec::new()).await;
-            Ok::<_, FilesError>((*to, c, answer))
         });
         let done = futures::future::join_all(calls).await;
-        done.into_iter()
-            .map(|r| {
-                let (to, c, answer) = r?;
-                self.answered(to, c, answer)
-            })
-            .collect()
+        let mut answers = Vec::with_capacity(done.len());
+        for (r, (_, req)) in done.into_iter().zip(&asks) {
+            answers.push(match r {
+                Ok((to, true, _, Err(e))) if stale(&e) => self.ask_again(to, req).await,
+                Ok((to, _, c, answer)) => self.answered(to, c, answer),
+                Err(e) => Err(e),
+            });
+        }
+        answers
     }
 
     /// The connection to `to`, taken out of the pool (opened if there is none).
@@ -204,7 +227,10 @@ impl Lane {
             .ask(node, &FilesRequest::LocateRange { id, replicas: k })
             .await?
         {
-            FilesResponse::LocatedRange { from, holders } if !holders.is_empty() => {
+            FilesResponse::LocatedRange { from, mut holders } if !holders.is_empty() => {
+                // What we asked for, not what the node sent: a hostile node's list of
+                // 300,000 peers would have every one of them asked at once (review).
+                holders.truncate(usize::from(k));
                 let to = holders[0].id;
                 // Keep the cache small and never let a stale range shadow a fresh one.
                 self.ranges.retain(|(f, t, _)| !(id.in_half_open(*f, *t)));
@@ -219,6 +245,19 @@ impl Lane {
             _ => Err(FilesError::NoHolder),
         }
     }
+}
+
+/// A call that failed on a connection the peer had closed (or reset) before answering:
+/// worth one more try on a new connection. Not a timeout (the peer may be slow or gone)
+/// nor an answer.
+fn stale(e: &chord_net::Error) -> bool {
+    matches!(
+        e,
+        chord_net::Error::Frame(
+            _,
+            chord_net::frame::FrameError::Closed | chord_net::frame::FrameError::Io(_)
+        )
+    )
 }
 
 /// One lane per chunk in flight, each with its own connections.
@@ -290,6 +329,103 @@ mod tests {
             for n in &nodes {
                 n.node().kill();
             }
+        });
+    }
+
+    /// A node that answers every locate with `n` holders (listeners that never answer).
+    struct Liar(Vec<Peer>);
+
+    impl chord_net::Service for Liar {
+        fn handle(
+            &self,
+            _node: chord_net::Node,
+            _from: Option<SocketAddr>,
+            request: Vec<u8>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>> {
+            let holders = self.0.clone();
+            Box::pin(async move {
+                let answer = match decode::<FilesRequest>(&request) {
+                    Ok(FilesRequest::LocateRange { id, .. }) => FilesResponse::LocatedRange {
+                        from: id.wrapping_sub(Id::pow2(0)),
+                        holders,
+                    },
+                    _ => FilesResponse::NotFound,
+                };
+                encode(&answer).unwrap_or_default()
+            })
+        }
+    }
+
+    /// A record read with k = 3 connected to as many holders as the entry node named, all
+    /// at once (found in review, session 13: a hostile entry node's 300,000 peers); it
+    /// asks the k it asked for.
+    #[test]
+    fn a_read_asks_only_k_holders_whatever_the_entry_node_names() {
+        let n = 200;
+        let listeners: Vec<_> = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        let holders: Vec<Peer> = listeners
+            .iter()
+            .map(|l| Peer::from_addr(l.local_addr().expect("addr")))
+            .collect();
+        let entry = block_on(
+            chord_net::Node::builder()
+                .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .service(SERVICE, Arc::new(Liar(holders)))
+                .start(),
+        )
+        .expect("start");
+        let addr = entry.addr();
+        let reader = std::thread::spawn(move || {
+            let mut lane = Lane::new(addr, &None);
+            block_on(crate::dht::fetch_record(&mut lane, Id::pow2(7), 3)).map(|_| ())
+        });
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let mut connected = 0;
+        for l in &listeners {
+            l.set_nonblocking(true).expect("nonblocking");
+            while l.accept().is_ok() {
+                connected += 1;
+            }
+        }
+        let _ = reader.join();
+        entry.kill();
+        assert!(
+            connected <= 6,
+            "one read of k = 3 opened {connected} connections at once"
+        );
+    }
+
+    /// A client that keeps its connections got an error for the first read after the node
+    /// closed them as idle (found in review, session 13); it now asks again on a new one.
+    #[test]
+    fn a_read_after_the_idle_timeout_succeeds() {
+        block_on(async {
+            let limits = Limits {
+                idle_timeout: std::time::Duration::from_secs(1),
+                ..Limits::default()
+            };
+            let b = chord_net::Node::builder()
+                .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .limits(limits);
+            let node = FilesNode::start(
+                b,
+                Arc::new(MemoryStore::new(1 << 20)),
+                FilesConfig::default(),
+            )
+            .await
+            .expect("start");
+            let me = crate::record::Identity::from_seed([3; 32]);
+            let mut dht =
+                crate::dht::RemoteDht::new(node.node().addr(), &TransferOptions::default());
+            dht.put_record(&me, b"k", b"v".to_vec(), Default::default())
+                .await
+                .expect("put");
+            async_io::Timer::after(std::time::Duration::from_secs(3)).await;
+            let got = dht.get_record(&me.public_key(), b"k").await;
+            node.node().kill();
+            assert!(matches!(got, Ok(Some(_))), "{got:?}");
         });
     }
 }
