@@ -497,4 +497,82 @@ mod tests {
             assert_eq!(s.count().await.expect("count"), 2);
         });
     }
+
+    /// A `DiskLow` refusal counted the refused bytes as already used (review, session 13).
+    #[test]
+    fn disk_low_reports_used_without_the_refused_bytes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        block_on(async {
+            let s = DiskStore::open(dir.path(), u64::MAX).expect("open");
+            let (_, free) = file_system(dir.path()).expect("statvfs");
+            let s = s.keep_free(free + (1 << 30));
+            let a = b"hello".to_vec();
+            let refused = s.put(ItemKey::Chunk(hash(&a)), a).await;
+            // The store is empty: `used` should be 0.
+            assert!(
+                matches!(refused, Err(StoreError::DiskLow { used: 0, .. })),
+                "{refused:?}"
+            );
+        });
+    }
+
+    /// Storing again an item already held (the same chunk; a smaller tombstone over a
+    /// record) needs no more disk: taken at the floor too (refused before: review,
+    /// session 13).
+    #[test]
+    fn a_held_item_is_stored_again_at_the_floor() {
+        let dir = tempfile::tempdir().expect("tmp");
+        block_on(async {
+            let s = DiskStore::open(dir.path(), u64::MAX)
+                .expect("open")
+                .keep_free(0);
+            let a = vec![7u8; 4096];
+            let ka = ItemKey::Chunk(hash(&a));
+            s.put(ka, a.clone()).await.expect("put");
+            let me = crate::record::Identity::from_seed([1; 32]);
+            let r = me.sign(b"k", 1, Some(vec![1; 1000]), None).expect("sign");
+            let kr = ItemKey::Record(r.id());
+            s.put(kr, crate::encode(&r).expect("enc"))
+                .await
+                .expect("put record");
+            // The disk reaches the floor (simulated by keeping all that is free).
+            let (_, free) = file_system(dir.path()).expect("statvfs");
+            let s = s.keep_free(free);
+            let again = s.put(ka, a).await;
+            let tomb = me.sign(b"k", 2, None, None).expect("sign");
+            let deleted = s.put(kr, crate::encode(&tomb).expect("enc")).await;
+            assert!(
+                again.is_ok() && deleted.is_ok(),
+                "re-store of a held chunk: {again:?}; tombstone over a held record: {deleted:?}"
+            );
+        });
+    }
+
+    /// A `put` whose future is dropped mid-way left its reservation in `used` (review,
+    /// session 13); now it counts exactly what it wrote.
+    #[test]
+    fn a_dropped_put_counts_what_it_wrote() {
+        let dir = tempfile::tempdir().expect("tmp");
+        block_on(async {
+            let s = DiskStore::open(dir.path(), u64::MAX)
+                .expect("open")
+                .keep_free(0);
+            let a = vec![9u8; 1 << 20];
+            let ka = ItemKey::Chunk(hash(&a));
+            // Polled once (pending on the blocking write), then dropped.
+            let once = futures_lite::future::poll_once(s.put(ka, a)).await;
+            assert!(once.is_none(), "finished at once");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let (used, items, held) = (
+                s.used(),
+                s.count().await.expect("count"),
+                s.has(ka).await.expect("has"),
+            );
+            // Either nothing was written and nothing is counted, or it was and it is.
+            assert!(
+                (used, items) == (if held { 1 << 20 } else { 0 }, u64::from(held)),
+                "used {used}, items {items}, file present {held}"
+            );
+        });
+    }
 }

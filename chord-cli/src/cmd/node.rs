@@ -48,8 +48,8 @@ pub struct Args {
     #[arg(long, default_value_t = chord_files::DEFAULT_REPLICAS, value_parser = parse_replicas)]
     replicas: u8,
     /// Refuse new data beyond this many bytes (suffixes K, M, G, T). Default: 256M in
-    /// memory; with --data none, but a store on disk always leaves 1G (or 5% of the
-    /// disk, if less) of its file system free.
+    /// memory; with --data none, but on Unix a store on disk refuses new items that would
+    /// leave its file system less than 1G (or 5% of the disk, if less) free.
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     max_store: Option<u64>,
     /// Encrypt and authenticate all traffic with this network key (made by `chord

@@ -24,9 +24,9 @@ pub struct DiskStore {
     keep_free: u64,
     /// Bytes being written now: not yet seen in the file system's free space.
     writing: AtomicU64,
-    used: AtomicU64,
+    used: Arc<AtomicU64>,
     /// Items held (blocks and records), kept as they come and go.
-    items: AtomicU64,
+    items: Arc<AtomicU64>,
     seq: AtomicU64,
     pub(super) records: crate::records_db::RecordDb,
     /// A block's write or delete and the count of its bytes, one at a time per key.
@@ -56,8 +56,8 @@ impl DiskStore {
             limit,
             keep_free: default_keep_free(dir),
             writing: AtomicU64::new(0),
-            used: AtomicU64::new(0),
-            items: AtomicU64::new(0),
+            used: Arc::new(AtomicU64::new(0)),
+            items: Arc::new(AtomicU64::new(0)),
             seq: AtomicU64::new(0),
             records,
             locks: Locks::default(),
@@ -77,7 +77,10 @@ impl DiskStore {
     /// Refuse new items that would leave less than `bytes` free on the file system
     /// under the store, whatever its own limit: anyone on the ring can store, and a node
     /// whose disk fills breaks more than its store. Default: [`DEFAULT_KEEP_FREE`], or 5%
-    /// of the file system if that is smaller. 0 turns the check off.
+    /// of the file system if that is smaller. 0 turns the check off. Only where the free
+    /// space can be read (Unix); counted in item bytes (the records database's pages
+    /// come on top). At the floor, an item already held is still taken (a block again, a
+    /// record no larger than the one it replaces: a tombstone over a value).
     pub fn keep_free(mut self, bytes: u64) -> DiskStore {
         self.keep_free = bytes;
         self
@@ -180,6 +183,35 @@ fn default_keep_free(dir: &Path) -> u64 {
     }
 }
 
+/// Bytes reserved under a store's limit: given back when this drops, unless kept (the
+/// item was stored). A put that fails, or is dropped before its write, gives its
+/// reservation back.
+struct Reserved {
+    used: Arc<AtomicU64>,
+    n: u64,
+}
+
+impl Reserved {
+    fn new(used: &Arc<AtomicU64>, limit: u64, n: u64) -> Result<Reserved, StoreError> {
+        reserve(used, limit, n)?;
+        Ok(Reserved {
+            used: used.clone(),
+            n,
+        })
+    }
+
+    /// The item is stored: the bytes stay counted.
+    fn keep(mut self) {
+        self.n = 0;
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        release(&self.used, self.n);
+    }
+}
+
 /// Bytes counted as being written while this lives.
 struct Writing<'a>(&'a AtomicU64, u64);
 
@@ -206,50 +238,53 @@ impl Store for DiskStore {
             if let ItemKey::Record(id) = key {
                 let data = seal(data);
                 let len = data.len() as u64;
-                reserve(&self.used, self.limit, len)?;
+                // At the free-space floor a record no larger than the one it replaces (a
+                // tombstone over a value, a repair's newer version) still goes in.
                 let _writing = match self.disk_room(len) {
                     Ok(w) => w,
-                    Err(e) => {
-                        release(&self.used, len);
-                        return Err(e);
+                    Err(_) if self.records.get(id)?.is_some_and(|d| d.len() as u64 >= len) => {
+                        Writing::new(&self.writing, 0)
                     }
+                    Err(e) => return Err(e),
                 };
-                return match self.records.put(id, data).await {
-                    Ok(old) => {
-                        release(&self.used, old);
-                        // A sealed record is never empty: nothing replaced means a new one.
-                        if old == 0 {
-                            self.items.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Ok(())
-                    }
-                    Err(e) => {
-                        release(&self.used, len);
-                        Err(e.into())
-                    }
-                };
+                let reserved = Reserved::new(&self.used, self.limit, len)?;
+                // A put dropped while the records database commits it can still be
+                // committed; it is then not counted (`used`, `items`) until the next start.
+                let old = self.records.put(id, data).await?;
+                reserved.keep();
+                release(&self.used, old);
+                // A sealed record is never empty: nothing replaced means a new one.
+                if old == 0 {
+                    self.items.fetch_add(1, Ordering::SeqCst);
+                }
+                return Ok(());
             }
             let path = self.path(&key);
             let len = data.len() as u64;
             // Reserved before writing; what a replaced copy held is given back after, and
             // read under the key's lock so that concurrent writes count it once.
-            reserve(&self.used, self.limit, len)?;
             let _writing = match self.disk_room(len) {
                 Ok(w) => w,
+                // At the floor a block already held (blocks are named by their hash) is
+                // not written again: the store is asked to keep it, which it does.
                 Err(e) => {
-                    release(&self.used, len);
-                    return Err(e);
+                    let held = std::fs::metadata(&path).is_ok_and(|m| m.len() == len);
+                    return if held { Ok(()) } else { Err(e) };
                 }
             };
+            let reserved = Reserved::new(&self.used, self.limit, len)?;
             let _guard = self.locks.lock(&key).await;
-            let held = std::fs::metadata(&path).ok();
-            let old = held.as_ref().map_or(0, |m| m.len());
             let tmp = self.dir.join("tmp").join(format!(
                 "{}-{}",
                 std::process::id(),
                 self.seq.fetch_add(1, Ordering::SeqCst)
             ));
-            let r = blocking::unblock(move || -> io::Result<()> {
+            let (used, items) = (self.used.clone(), self.items.clone());
+            // The counts are settled inside the write: a put dropped while its write runs
+            // (the write goes on) still counts what it wrote.
+            blocking::unblock(move || -> io::Result<()> {
+                let held = std::fs::metadata(&path).ok();
+                let old = held.as_ref().map_or(0, |m| m.len());
                 let write = || -> io::Result<()> {
                     if let Some(parent) = path.parent() {
                         std::fs::create_dir_all(parent)?;
@@ -264,26 +299,23 @@ impl Store for DiskStore {
                         None => Ok(()),
                     }
                 };
-                let r = write();
-                if r.is_err() {
-                    // A full disk, say: do not leave the partial copy taking room.
-                    let _ = std::fs::remove_file(&tmp);
-                }
-                r
-            })
-            .await;
-            match r {
-                Ok(()) => {
-                    release(&self.used, old);
-                    if held.is_none() {
-                        self.items.fetch_add(1, Ordering::SeqCst);
+                match write() {
+                    Ok(()) => {
+                        reserved.keep();
+                        release(&used, old);
+                        if held.is_none() {
+                            items.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(())
+                    }
+                    Err(e) => {
+                        // A full disk, say: do not leave the partial copy taking room.
+                        let _ = std::fs::remove_file(&tmp);
+                        Err(e)
                     }
                 }
-                Err(e) => {
-                    release(&self.used, len);
-                    return Err(e.into());
-                }
-            }
+            })
+            .await?;
             Ok(())
         })
     }
