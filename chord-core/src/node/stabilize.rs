@@ -203,8 +203,30 @@ impl Node {
             Some((p, _)) => {
                 self.probe = None;
                 match answer {
+                    // A fresh answer from the first entry that did not fail: adopt it
+                    // now, and ask a node it names in front of it (a joiner) after. Asking
+                    // that node first, as stabilize does when its first successor
+                    // answers, left the list with its silent entries for another two
+                    // timeouts when the node in front was the silent entry itself or
+                    // another dead one, and then the answered entry was asked again
+                    // (seed 13315: four seconds, in which the entries that had answered
+                    // crashed too, leaving a list of crashed nodes). A silent entry the
+                    // adoption passes over is rechecked there.
                     Some((from, predecessor, successors)) if from.id == p.id => {
-                        self.on_successor_neighbors(from, predecessor, successors, now)
+                        let in_front = predecessor.filter(|q| {
+                            q.id.in_open(self.me.id, from.id)
+                                && !self.successors.contains(q.id)
+                                && !self.is_departed(q.id)
+                        });
+                        self.adopt_successor(from, successors, now);
+                        if let Some(q) = in_front {
+                            self.send_request(
+                                q,
+                                Request::GetNeighbors,
+                                Purpose::StabilizeInFront,
+                                now,
+                            );
+                        }
                     }
                     // It answered while an entry before it was still being waited for:
                     // that answer may be as old as a timeout. Ask it again.

@@ -919,6 +919,54 @@ fn a_fallback_that_names_a_new_node_in_front_of_it_gets_that_node_asked_at_once(
     assert_eq!(asked_a.get(), 2, "asked {:?}", asked.borrow());
 }
 
+/// Found by the hunting sweep (seed 13315): our first successor A crashed, the probe
+/// found B alive, but B still named A as its predecessor. Reading B's answer as
+/// stabilize reads its first successor's asked A first (two more timeouts), then B
+/// again; meanwhile B's host crashed too, and the list was left with crashed entries
+/// only. A probe's fresh answer is now adopted at once (A, passed over, is rechecked).
+#[test]
+fn a_probe_adopts_the_entry_that_answered_at_once_even_if_it_names_the_silent_one() {
+    let (mut node, mut now, [me, a, b, c, d]) = node_with_four();
+    let step = std::cell::Cell::new(0u32);
+    let b_asked_at = std::cell::RefCell::new(Vec::new());
+    let ring = |to: &Peer, body: &Request| -> Option<Response> {
+        let order = [a, b, c, d, at(60), at(70), at(80)];
+        let i = order.iter().position(|p| p == to).unwrap_or(0);
+        match body {
+            // A crashed.
+            _ if *to == a => None,
+            Request::GetNeighbors => {
+                if *to == b {
+                    b_asked_at.borrow_mut().push(step.get());
+                }
+                Some(Response::Neighbors {
+                    // B has not noticed yet: A is still its predecessor.
+                    predecessor: Some(if i == 0 { me } else { order[i - 1] }),
+                    successors: order[i + 1..].to_vec(),
+                })
+            }
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    let mut adopted_at = None;
+    for s in 0..200 {
+        step.set(s);
+        drive_once(&mut node, &mut now, ring);
+        if node.successor() == b {
+            adopted_at = Some(s);
+            break;
+        }
+    }
+    let asks = b_asked_at.borrow().clone();
+    assert_eq!(
+        adopted_at,
+        asks.first().copied(),
+        "B asked at steps {asks:?}"
+    );
+    assert_eq!(asks.len(), 1, "B asked at steps {asks:?}");
+}
+
 /// Found by the hunting sweep (seed 2106, 9.3% loss): both tries of a stabilize to our
 /// live successor were lost, the next entry answered and the successor was dropped as
 /// dead. With another such drop elsewhere the ring wrapped twice for 12 s until merge
