@@ -178,8 +178,12 @@ fn a_full_disk_is_a_clear_error_and_reads_go_on() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("error:"), "{err}");
+    // The store keeps 5% of this small disk free (`DiskStore::keep_free`), so it refuses
+    // the chunks that would go below that before the disk itself is full; a write that
+    // still meets a full disk says so.
+    let err_lower = err.to_lowercase();
     assert!(
-        err.to_lowercase().contains("no space left"),
+        err_lower.contains("disk is nearly full") || err_lower.contains("no space left"),
         "the cause should be named: {err}"
     );
     // Writes of other chunks may still be in flight at the node when the client gives

@@ -37,6 +37,17 @@ pub enum FilesError {
         /// Bytes asked for.
         wanted: u64,
     },
+    /// A store's disk is nearly full (this node's, or the node that answered): storing
+    /// this would leave less free than the store keeps free.
+    #[error("the node's disk is nearly full: {available} bytes free, {keep_free} kept free, {wanted} more requested")]
+    DiskLow {
+        /// Bytes free on the disk.
+        available: u64,
+        /// Bytes the store leaves free.
+        keep_free: u64,
+        /// Bytes asked for.
+        wanted: u64,
+    },
     /// This node's store failed.
     #[error("this node's store failed")]
     Storage(#[source] std::io::Error),
@@ -111,11 +122,7 @@ pub enum FilesError {
     #[error("{0:?} reads as OWNER/NAME (64 hexadecimal digits and /); choose another name")]
     ReadsAsQualified(String),
     /// A compare-and-swap found another sequence than the one expected.
-    #[error(
-        "the record changed: expected {}, found {}",
-        seq_text(*.expected),
-        seq_text(*.found)
-    )]
+    #[error("{}", conflict_text(*.expected, *.found))]
     Conflict {
         /// What the writer expected (`None`: no record).
         expected: Option<u64>,
@@ -157,6 +164,22 @@ pub enum FilesError {
     Remote(#[source] RemoteError),
 }
 
+fn conflict_text(expected: Option<u64>, found: Option<u64>) -> String {
+    if expected == found {
+        // A plain write that lost its tie: another version at its own sequence won (one
+        // writer's processes writing at once), or kept winning above it.
+        return format!(
+            "the record changed: another version was written at {} at the same time",
+            seq_text(found)
+        );
+    }
+    format!(
+        "the record changed: expected {}, found {}",
+        seq_text(expected),
+        seq_text(found)
+    )
+}
+
 pub(crate) fn seq_text(seq: Option<u64>) -> String {
     seq.map_or_else(|| "no record".into(), |s| format!("sequence {s}"))
 }
@@ -191,15 +214,14 @@ impl From<StoreError> for FilesError {
                 limit,
                 wanted,
             },
-            // As a store limit: the store can grow by what the disk can still give.
             StoreError::DiskLow {
-                used,
                 available,
                 keep_free,
                 wanted,
-            } => FilesError::StoreFull {
-                used,
-                limit: used.saturating_add(available.saturating_sub(keep_free)),
+                ..
+            } => FilesError::DiskLow {
+                available,
+                keep_free,
                 wanted,
             },
             StoreError::Io(e) => FilesError::Storage(e),
@@ -240,6 +262,15 @@ impl From<RemoteError> for FilesError {
             } => FilesError::StoreFull {
                 used,
                 limit,
+                wanted,
+            },
+            R::DiskLow {
+                available,
+                keep_free,
+                wanted,
+            } => FilesError::DiskLow {
+                available,
+                keep_free,
                 wanted,
             },
             R::NotFound(name) => FilesError::NotFound(bounded(name)),
@@ -293,6 +324,15 @@ impl From<&FilesError> for RemoteError {
             } => RemoteError::StoreFull {
                 used: *used,
                 limit: *limit,
+                wanted: *wanted,
+            },
+            F::DiskLow {
+                available,
+                keep_free,
+                wanted,
+            } => RemoteError::DiskLow {
+                available: *available,
+                keep_free: *keep_free,
                 wanted: *wanted,
             },
             F::Storage(e) => RemoteError::Storage(e.to_string()),
@@ -394,6 +434,36 @@ mod tests {
             let bytes = crate::encode(&FilesResponse::Error(e)).expect("encode");
             assert_eq!(bytes, [7, n]);
         }
+        // Appended in session 13: after every earlier refusal.
+        let low = RemoteError::DiskLow {
+            available: 1,
+            keep_free: 2,
+            wanted: 3,
+        };
+        let bytes = crate::encode(&FilesResponse::Error(low)).expect("encode");
+        assert_eq!(bytes, [7, 22, 1, 2, 3]);
+    }
+
+    /// Twenty plain `kv put`s of one key by one user at once: some ended with "expected
+    /// sequence N, found sequence N" (found in an acceptance run, session 13).
+    #[test]
+    fn a_lost_tie_says_so_and_a_compare_and_swap_names_both_sequences() {
+        let tie = FilesError::Conflict {
+            expected: Some(5),
+            found: Some(5),
+        };
+        assert_eq!(
+            tie.to_string(),
+            "the record changed: another version was written at sequence 5 at the same time"
+        );
+        let moved = FilesError::Conflict {
+            expected: None,
+            found: Some(7),
+        };
+        assert_eq!(
+            moved.to_string(),
+            "the record changed: expected no record, found sequence 7"
+        );
     }
 
     #[test]

@@ -470,24 +470,26 @@ mod tests {
                 "{refused:?}"
             );
             assert_eq!((s.used(), s.count().await.expect("count")), (0, 0));
-            // What a caller is told: the store's room, as a store limit.
+            // What a caller is told, here and across the wire: the disk, not a limit.
             let e = crate::FilesError::from(StoreError::DiskLow {
                 used: 10,
                 available: 100,
                 keep_free: 60,
                 wanted: 50,
             });
+            let e = crate::FilesError::from(crate::wire::RemoteError::from(&e));
             assert!(
                 matches!(
                     e,
-                    crate::FilesError::StoreFull {
-                        used: 10,
-                        limit: 50,
+                    crate::FilesError::DiskLow {
+                        available: 100,
+                        keep_free: 60,
                         wanted: 50
                     }
                 ),
                 "{e:?}"
             );
+            assert!(e.to_string().contains("disk is nearly full"), "{e}");
             // Turned off, the same items are taken.
             let s = s.keep_free(0);
             s.put(ka, a).await.expect("put");

@@ -300,6 +300,17 @@ pub enum RemoteError {
     /// A node answered with something that does not answer the request.
     #[error("a node gave an answer that does not fit the request")]
     BadAnswer,
+    /// The node's store is on a disk nearly full: storing this would leave it less free
+    /// space than the store keeps free (`DiskStore::keep_free`).
+    #[error("the node's disk is nearly full: {available} bytes free, {keep_free} kept free, {wanted} more requested")]
+    DiskLow {
+        /// Bytes free on the node's disk.
+        available: u64,
+        /// Bytes the node's store leaves free.
+        keep_free: u64,
+        /// Bytes asked for.
+        wanted: u64,
+    },
 }
 
 /// Most records in one `Files` page.
