@@ -132,6 +132,13 @@ impl Identity {
         value: Option<Vec<u8>>,
         expires_ms: Option<u64>,
     ) -> Result<Record, FilesError> {
+        // Said as what it is (it was "malformed record" for a value too large).
+        if let Some(v) = value.as_ref().filter(|v| v.len() > MAX_VALUE) {
+            return Err(FilesError::TooLarge {
+                size: v.len() as u64,
+                limit: MAX_VALUE as u64,
+            });
+        }
         let mut r = Record {
             public_key: self.public_key(),
             salt: salt.to_vec(),
@@ -342,7 +349,12 @@ mod tests {
         let a = alice();
         assert!(a.sign(&[0; MAX_SALT + 1], 1, None, None).is_err());
         assert!(a.sign(b"k", MAX_SEQ + 1, None, None).is_err());
-        assert!(a.sign(b"k", 1, Some(vec![0; MAX_VALUE + 1]), None).is_err());
+        let big = a.sign(b"k", 1, Some(vec![0; MAX_VALUE + 1]), None);
+        assert!(
+            matches!(big, Err(FilesError::TooLarge { size, limit })
+                if size == MAX_VALUE as u64 + 1 && limit == MAX_VALUE as u64),
+            "{big:?}"
+        );
         assert!(a
             .sign(b"k", MAX_SEQ, Some(vec![0; MAX_VALUE]), None)
             .is_ok());

@@ -148,7 +148,7 @@ fn put(
     }
     if w.replicas < a.replicas {
         eprintln!(
-            "warning: {} of {} holders took it (fewer nodes than replicas?)",
+            "warning: {} of {} holders took it (a node refused or could not be reached, or the ring has fewer nodes than that)",
             w.replicas, a.replicas
         );
     }

@@ -78,7 +78,7 @@ pub fn run(a: &Args) -> Result<()> {
     }
     if rep.min_replicas < replicas {
         eprintln!(
-            "warning: some items got only {} of {replicas} copies (fewer nodes than replicas?)",
+            "warning: some items got only {} of {replicas} copies (a node refused or could not be reached, or the ring has fewer nodes than that)",
             rep.min_replicas
         );
     }
