@@ -201,9 +201,13 @@ pub struct Node {
     leave_check: Option<LeaveCheck>,
     next_request: u64,
     next_lookup: u64,
-    pending: HashMap<u64, Pending>,
+    /// Boxed, as `lookups`: a map keeps the slots of its busiest moment for good, and
+    /// with entries of 272 and 560 bytes inline that was 3.8 KiB per node in the
+    /// simulator at 10^4 nodes (165 MiB against 127 MiB; session 13). A slot is now a
+    /// pointer; entries live only while their request or lookup does.
+    pending: HashMap<u64, Box<Pending>>,
     rtt: RttTable,
-    lookups: HashMap<LookupId, RunningLookup>,
+    lookups: HashMap<LookupId, Box<RunningLookup>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }

@@ -76,14 +76,14 @@ impl Node {
     pub(super) fn run_lookup(&mut self, id: LookupId, lookup: Lookup, kind: LookupKind, now: Time) {
         self.lookups.insert(
             id,
-            RunningLookup {
+            Box::new(RunningLookup {
                 lookup,
                 deadline: now + self.cfg.lookup_timeout,
                 started: now,
                 kind,
                 again_at: None,
                 retried: false,
-            },
+            }),
         );
         self.drive_lookup(id, now);
     }

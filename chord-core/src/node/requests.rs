@@ -45,7 +45,7 @@ impl Node {
         };
         self.pending.insert(
             id,
-            Pending {
+            Box::new(Pending {
                 to,
                 deadline: now + wait,
                 purpose,
@@ -54,7 +54,7 @@ impl Node {
                 first_sent: now,
                 wait,
                 hedge_at,
-            },
+            }),
         );
     }
 
