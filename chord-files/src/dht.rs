@@ -312,6 +312,23 @@ mod tests {
         assert_eq!(get(&mut h, &me).as_deref(), Some(&b"new"[..]));
     }
 
+    /// A value over the limit is refused before any request, compare-and-swap or not
+    /// (a compare-and-swap read first and could answer `Conflict`: review, session 13).
+    #[test]
+    fn a_value_too_large_is_refused_before_any_request() {
+        let (mut h, me) = (Holders::new(3), Identity::from_seed([7; 32]));
+        let big = vec![0; crate::record::MAX_VALUE + 1];
+        for expect in [None, Some(Some(12345))] {
+            let opts = WriteOptions {
+                expect,
+                ..WriteOptions::default()
+            };
+            let r = block_on(write_record(&mut h, &me, b"k", Some(big.clone()), opts, 3));
+            assert!(matches!(r, Err(FilesError::TooLarge { .. })), "{r:?}");
+        }
+        assert_eq!((h.fetches, h.stores), (0, 0));
+    }
+
     /// A compare-and-swap still reads what is there first.
     #[test]
     fn a_compare_and_swap_reads_first() {

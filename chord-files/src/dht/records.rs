@@ -182,6 +182,17 @@ pub(crate) async fn write_record(
     opts: WriteOptions,
     k: u8,
 ) -> Result<Written, FilesError> {
+    // Before any request: a compare-and-swap would otherwise read first and could answer
+    // `Conflict` for a value that can never be written (review).
+    if let Some(v) = value
+        .as_ref()
+        .filter(|v| v.len() > crate::record::MAX_VALUE)
+    {
+        return Err(FilesError::TooLarge {
+            size: v.len() as u64,
+            limit: crate::record::MAX_VALUE as u64,
+        });
+    }
     if opts.expect.is_some() {
         let current = fetch_record(route, record_id(&identity.public_key(), salt), k).await?;
         return write_over(route, identity, salt, value, opts, current.as_ref(), k).await;
