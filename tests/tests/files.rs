@@ -356,6 +356,39 @@ fn store_full_is_a_clear_error() {
     });
 }
 
+/// `ls` right after a node crashed, before the ring has repaired itself: the walk passes
+/// over the silent node (its records are read from their other holders). It failed
+/// with "node unreachable" until the ring dropped the node (acceptance run, session 13).
+#[test]
+fn ls_right_after_a_crash_lists_every_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    block_on(async {
+        let mut nodes = ring(4).await;
+        let o = TransferOptions {
+            identity: Some(me()),
+            ..opts()
+        };
+        let at = nodes[0].node().addr();
+        for i in 0..6u8 {
+            let src = dir.path().join(format!("f{i}"));
+            std::fs::write(&src, data(1000 + usize::from(i), i)).expect("write");
+            transfer::put(at, &src, &format!("f{i}"), &o, &|_| {})
+                .await
+                .expect("put");
+        }
+        let dead = nodes.remove(2);
+        dead.node().kill();
+        // At once: the others still list it.
+        let list = transfer::ls(at, 100, &o).await.expect("ls");
+        let mut names: Vec<String> = list.iter().map(|l| l.name.clone()).collect();
+        names.sort();
+        assert_eq!(names, ["f0", "f1", "f2", "f3", "f4", "f5"]);
+        for n in &nodes {
+            n.node().kill();
+        }
+    });
+}
+
 #[test]
 fn replicas_repair_after_crash_leave_and_join() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -41,6 +41,9 @@ impl Listing {
 /// Every file in the ring, found by walking it from `node` (bounded by `max_nodes`) and
 /// reading each node's file records in pages. Records are checked (signature, position)
 /// here too; of each file the highest version counts, and a deleted file is not listed.
+/// A node that does not answer (a crash the ring has not repaired yet) is passed over:
+/// the walk goes on at the entry after it in the previous node's successor list, and
+/// its records are read from their other holders.
 pub async fn ls(
     node: SocketAddr,
     max_nodes: usize,
@@ -50,44 +53,22 @@ pub async fn ls(
     let mut seen = std::collections::HashSet::new();
     let mut best: HashMap<Id, (Record, usize)> = HashMap::new();
     let now = crate::record::now_ms();
-    let mut next = node;
+    let (mut next, mut prev) = (node, None);
     while seen.len() < max_nodes && seen.insert(next) {
-        let mut after = None;
-        let mut pages = 0;
-        let successor = loop {
-            let FilesResponse::Files {
-                records,
-                more,
-                successor,
-                ..
-            } = lane.ask(next, &FilesRequest::ListFiles { after }).await?
-            else {
-                return Err(FilesError::BadAnswer);
-            };
-            for r in records {
-                if r.verify().is_err() || !r.salt.starts_with(FILE_PREFIX) || r.expired(now) {
-                    continue;
-                }
-                match best.get_mut(&r.id()) {
-                    Some((b, n)) if b.version() == r.version() => *n += 1,
-                    Some((b, n)) if r.version() > b.version() => {
-                        *b = r;
-                        *n = 1;
-                    }
-                    Some(_) => {}
-                    None => {
-                        best.insert(r.id(), (r, 1));
-                    }
-                }
+        let successor = match read_files(&mut lane, next, &mut best, now).await {
+            Ok(s) => {
+                prev = Some(next);
+                s
             }
-            pages += 1;
-            match more {
-                // Pages go forward, and end (a node holds at most about a million file
-                // records' worth of pages), or the node is lying about them.
-                Some(m) if after.is_none_or(|a: Id| m > a) && pages < MAX_PAGES => after = Some(m),
-                Some(_) => return Err(FilesError::BadAnswer),
-                None => break successor,
-            }
+            // The walk goes on from the last node that answered.
+            Err(FilesError::Unreachable(e)) => match prev {
+                Some(p) => after_silent(p, next, &seen, opts).await.ok_or(
+                    // Nobody after it answers either: say why, about the silent node.
+                    FilesError::Unreachable(e),
+                )?,
+                None => return Err(FilesError::Unreachable(e)),
+            },
+            Err(e) => return Err(e),
         };
         match successor {
             Some(s) => next = s,
@@ -111,6 +92,84 @@ pub async fn ls(
         .collect();
     out.sort_by(|a, b| (&a.name, a.owner).cmp(&(&b.name, b.owner)));
     Ok(out)
+}
+
+/// Read every file record `at` holds, in pages, into `best`; returns its successor.
+async fn read_files(
+    lane: &mut Lane,
+    at: SocketAddr,
+    best: &mut HashMap<Id, (Record, usize)>,
+    now: u64,
+) -> Result<Option<SocketAddr>, FilesError> {
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let FilesResponse::Files {
+            records,
+            more,
+            successor,
+            ..
+        } = lane.ask(at, &FilesRequest::ListFiles { after }).await?
+        else {
+            return Err(FilesError::BadAnswer);
+        };
+        for r in records {
+            if r.verify().is_err() || !r.salt.starts_with(FILE_PREFIX) || r.expired(now) {
+                continue;
+            }
+            match best.get_mut(&r.id()) {
+                Some((b, n)) if b.version() == r.version() => *n += 1,
+                Some((b, n)) if r.version() > b.version() => {
+                    *b = r;
+                    *n = 1;
+                }
+                Some(_) => {}
+                None => {
+                    best.insert(r.id(), (r, 1));
+                }
+            }
+        }
+        pages += 1;
+        match more {
+            // Pages go forward, and end (a node holds at most about a million file
+            // records' worth of pages), or the node is lying about them.
+            Some(m) if after.is_none_or(|a: Id| m > a) && pages < MAX_PAGES => after = Some(m),
+            Some(_) => return Err(FilesError::BadAnswer),
+            None => return Ok(successor),
+        }
+    }
+}
+
+/// Where the walk goes on after `silent`, the successor `prev` named: the first entry of
+/// `prev`'s successor list after `silent` not visited yet (`Some(None)`: the walk is
+/// done; `None`: `prev` does not answer either).
+async fn after_silent(
+    prev: SocketAddr,
+    silent: SocketAddr,
+    seen: &std::collections::HashSet<SocketAddr>,
+    opts: &TransferOptions,
+) -> Option<Option<SocketAddr>> {
+    let status = async {
+        let mut c = chord_net::Client::connect_with_key(
+            prev,
+            chord_net::Limits::default(),
+            opts.network_key.as_ref(),
+        )
+        .await?;
+        c.status().await
+    };
+    let list = status.await.ok()?.successors;
+    // Not listed any more: the ring repaired itself meanwhile; go on from the start.
+    let from = list
+        .iter()
+        .position(|p| p.addr == silent)
+        .map_or(0, |i| i + 1);
+    let next = list[from..]
+        .iter()
+        .map(|p| p.addr)
+        .find(|a| *a != silent && (!seen.contains(a) || *a == prev));
+    // Back at `prev` (a ring of two): the walk is done.
+    Some(next.filter(|a| *a != prev))
 }
 
 /// Remove the file `name` of `opts.identity`: a signed tombstone on its record's holders;
