@@ -454,12 +454,14 @@ fn records_through_processes() {
     let out = run(&bob, &["kv", "get", "color", "--owner", &alice_pk], None);
     assert_eq!(out.stdout, b"green");
     // Alice deletes hers: gone, for everyone.
-    let out = run(&alice, &["kv", "rm", "color"], None);
+    let out = run(&alice, &["kv", "rm", "color", "--json"], None);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(said["deleted"], true, "{said}");
     let out = run(&bob, &["kv", "get", "color", "--owner", &alice_pk], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no record"));

@@ -207,7 +207,7 @@ fn rm(dht: &mut RemoteDht, a: &ItemArgs, key: &str) -> Result<()> {
     if at.json {
         out!(
             "{}",
-            json!({"key": key, "seq": w.seq, "replicas": w.replicas})
+            json!({"key": key, "deleted": true, "seq": w.seq, "replicas": w.replicas})
         );
     } else {
         out!(
