@@ -163,6 +163,13 @@ impl Node {
             .any(|p| matches!(p.purpose, Purpose::CheckPredecessor { .. }))
     }
 
+    /// Is `id` being asked once more after it was passed over ([`Purpose::StabilizeRecheck`])?
+    pub(super) fn rechecking(&self, id: Id) -> bool {
+        self.pending
+            .values()
+            .any(|p| p.to.id == id && matches!(p.purpose, Purpose::StabilizeRecheck { .. }))
+    }
+
     /// Is a fix_fingers lookup running (one at a time)?
     pub(super) fn fixing_fingers(&self) -> bool {
         self.lookups

@@ -210,22 +210,30 @@ impl Node {
                     // timeouts when the node in front was the silent entry itself or
                     // another dead one, and then the answered entry was asked again
                     // (seed 13315: four seconds, in which the entries that had answered
-                    // crashed too, leaving a list of crashed nodes). A silent entry the
-                    // adoption passes over is rechecked there.
+                    // crashed too, leaving a list of crashed nodes). The adoption
+                    // rechecks the nearest silent entries it passes over; one that the
+                    // answer names as its predecessor is rechecked too, wherever it
+                    // stands: the answer says it lives (review).
                     Some((from, predecessor, successors)) if from.id == p.id => {
-                        let in_front = predecessor.filter(|q| {
-                            q.id.in_open(self.me.id, from.id)
-                                && !self.successors.contains(q.id)
-                                && !self.is_departed(q.id)
+                        let named = predecessor.filter(|q| {
+                            q.id.in_open(self.me.id, from.id) && !self.is_departed(q.id)
                         });
+                        let listed = named.is_some_and(|q| self.successors.contains(q.id));
                         self.adopt_successor(from, successors, now);
-                        if let Some(q) = in_front {
-                            self.send_request(
+                        match named {
+                            Some(q) if !listed => self.send_request(
                                 q,
                                 Request::GetNeighbors,
                                 Purpose::StabilizeInFront,
                                 now,
-                            );
+                            ),
+                            Some(q) if !self.rechecking(q.id) => self.send_request(
+                                q,
+                                Request::GetNeighbors,
+                                Purpose::StabilizeRecheck { before: from.id },
+                                now,
+                            ),
+                            _ => {}
                         }
                     }
                     // It answered while an entry before it was still being waited for:
@@ -468,9 +476,9 @@ impl Node {
         }
     }
 
-    /// The node in front of a successor adopted from a fallback: its answer is read as
-    /// any answer to stabilize is (it may name one further in front); on silence it
-    /// only leaves the finger table.
+    /// The node in front of a successor adopted from a fallback or from a probe: its
+    /// answer is read as any answer to stabilize is (it may name one further in front);
+    /// on silence it only leaves the finger table.
     pub(super) fn on_in_front_reply(&mut self, to: Peer, reply: Reply, now: Time) {
         match reply {
             Ok(Response::Neighbors {

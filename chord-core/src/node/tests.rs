@@ -967,6 +967,91 @@ fn a_probe_adopts_the_entry_that_answered_at_once_even_if_it_names_the_silent_on
     assert_eq!(asks.len(), 1, "B asked at steps {asks:?}");
 }
 
+/// A live entry that lost both tries of a probe, beyond the nearest silent entries an
+/// adoption rechecks, is back in front at once when the entry after it names it: here A
+/// and B are dead, C lost both tries but lives, and D names C. (With answers as instant
+/// as here, D answered before C failed and is asked again, which finds C; the recheck
+/// added after review covers a D whose answer comes after C failed, which this driver
+/// cannot delay: that branch has no test of its own.)
+#[test]
+fn a_listed_entry_the_answer_names_in_front_is_rechecked_wherever_it_stands() {
+    let (mut node, mut now, [me, a, b, c, d]) = node_with_four();
+    let asked_c = std::cell::Cell::new(0u32);
+    let ring = |to: &Peer, body: &Request| -> Option<Response> {
+        let order = [a, b, c, d, at(60), at(70), at(80)];
+        let i = order.iter().position(|p| p == to).unwrap_or(0);
+        match body {
+            _ if *to == a || *to == b => None,
+            Request::GetNeighbors if *to == c => {
+                asked_c.set(asked_c.get() + 1);
+                // The probe's try and its resend are lost.
+                (asked_c.get() > 2).then(|| Response::Neighbors {
+                    predecessor: Some(me),
+                    successors: order[i + 1..].to_vec(),
+                })
+            }
+            Request::GetNeighbors => Some(Response::Neighbors {
+                predecessor: Some(order[i - 1]),
+                successors: order[i + 1..].to_vec(),
+            }),
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    for _ in 0..200 {
+        drive_once(&mut node, &mut now, ring);
+        if !node.successors().contains(&a) {
+            break;
+        }
+    }
+    let ids: Vec<Id> = node.successors().iter().map(|p| p.id).collect();
+    assert!(!ids.contains(&a.id), "{ids:?}");
+    assert_eq!(
+        ids.first(),
+        Some(&c.id),
+        "C put back in front of D at once: {ids:?}"
+    );
+}
+
+/// A probe's answer that names a node in front of it outside our list (a joiner): the
+/// answer is adopted first, then the joiner is asked and adopted when it answers.
+#[test]
+fn a_probe_answer_naming_a_joiner_gets_the_joiner_asked_and_adopted() {
+    let (mut node, mut now, [me, a, b, c, d]) = node_with_four();
+    let x = at(25);
+    let asked_x = std::cell::Cell::new(0u32);
+    let ring = |to: &Peer, body: &Request| -> Option<Response> {
+        let order = [a, b, c, d, at(60), at(70), at(80)];
+        let i = order.iter().position(|p| p == to).unwrap_or(0);
+        match body {
+            _ if *to == a => None,
+            Request::GetNeighbors if *to == x => {
+                asked_x.set(asked_x.get() + 1);
+                Some(Response::Neighbors {
+                    predecessor: Some(me),
+                    successors: vec![b, c, d],
+                })
+            }
+            Request::GetNeighbors => Some(Response::Neighbors {
+                // X joined in front of B.
+                predecessor: Some(if *to == b { x } else { order[i - 1] }),
+                successors: order[i + 1..].to_vec(),
+            }),
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    for _ in 0..200 {
+        drive_once(&mut node, &mut now, ring);
+        if !node.successors().contains(&a) {
+            break;
+        }
+    }
+    let ids: Vec<Id> = node.successors().iter().map(|p| p.id).collect();
+    assert_eq!(ids.first(), Some(&x.id), "{ids:?}");
+    assert_eq!(asked_x.get(), 1);
+}
+
 /// Found by the hunting sweep (seed 2106, 9.3% loss): both tries of a stabilize to our
 /// live successor were lost, the next entry answered and the successor was dropped as
 /// dead. With another such drop elsewhere the ring wrapped twice for 12 s until merge
