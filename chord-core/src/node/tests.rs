@@ -967,6 +967,22 @@ fn a_probe_adopts_the_entry_that_answered_at_once_even_if_it_names_the_silent_on
     assert_eq!(asks.len(), 1, "B asked at steps {asks:?}");
 }
 
+/// Drive `node` until `gone` has left its successor list (at most 20 s); the list then.
+fn drive_until_dropped(
+    node: &mut Node,
+    now: &mut Time,
+    gone: Peer,
+    peers: impl Fn(&Peer, &Request) -> Option<Response>,
+) -> Vec<Id> {
+    for _ in 0..200 {
+        drive_once(node, now, &peers);
+        if !node.successors().contains(&gone) {
+            break;
+        }
+    }
+    node.successors().iter().map(|p| p.id).collect()
+}
+
 /// A live entry that lost both tries of a probe, beyond the nearest silent entries an
 /// adoption rechecks, is back in front at once when the entry after it names it: here A
 /// and B are dead, C lost both tries but lives, and D names C. (With answers as instant
@@ -998,13 +1014,7 @@ fn a_listed_entry_the_answer_names_in_front_is_rechecked_wherever_it_stands() {
             _ => Some(Response::Ack),
         }
     };
-    for _ in 0..200 {
-        drive_once(&mut node, &mut now, ring);
-        if !node.successors().contains(&a) {
-            break;
-        }
-    }
-    let ids: Vec<Id> = node.successors().iter().map(|p| p.id).collect();
+    let ids = drive_until_dropped(&mut node, &mut now, a, ring);
     assert!(!ids.contains(&a.id), "{ids:?}");
     assert_eq!(
         ids.first(),
@@ -1041,13 +1051,7 @@ fn a_probe_answer_naming_a_joiner_gets_the_joiner_asked_and_adopted() {
             _ => Some(Response::Ack),
         }
     };
-    for _ in 0..200 {
-        drive_once(&mut node, &mut now, ring);
-        if !node.successors().contains(&a) {
-            break;
-        }
-    }
-    let ids: Vec<Id> = node.successors().iter().map(|p| p.id).collect();
+    let ids = drive_until_dropped(&mut node, &mut now, a, ring);
     assert_eq!(ids.first(), Some(&x.id), "{ids:?}");
     assert_eq!(asked_x.get(), 1);
 }
