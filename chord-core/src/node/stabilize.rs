@@ -210,10 +210,12 @@ impl Node {
                     // timeouts when the node in front was the silent entry itself or
                     // another dead one, and then the answered entry was asked again
                     // (seed 13315: four seconds, in which the entries that had answered
-                    // crashed too, leaving a list of crashed nodes). The adoption
-                    // rechecks the nearest silent entries it passes over; one that the
-                    // answer names as its predecessor is rechecked too, wherever it
-                    // stands: the answer says it lives (review).
+                    // crashed too, leaving a list of crashed nodes). A silent entry
+                    // the answer names as its predecessor stays in front of it until a
+                    // recheck says otherwise: the answer says it lived a moment ago,
+                    // and dropping a slow but live first successor shortened lists for
+                    // a moment on a healthy ring (a keyed 3-node ring's put found 2
+                    // holders: `files_over_an_encrypted_ring`).
                     Some((from, predecessor, successors)) if from.id == p.id => {
                         let named = predecessor.filter(|q| {
                             q.id.in_open(self.me.id, from.id) && !self.is_departed(q.id)
@@ -227,13 +229,20 @@ impl Node {
                                 Purpose::StabilizeInFront,
                                 now,
                             ),
-                            Some(q) if !self.rechecking(q.id) => self.send_request(
-                                q,
-                                Request::GetNeighbors,
-                                Purpose::StabilizeRecheck { before: from.id },
-                                now,
-                            ),
-                            _ => {}
+                            Some(q) => {
+                                if self.successors.merge_keeping(&[q]) {
+                                    self.successors_changed();
+                                }
+                                if !self.rechecking(q.id) {
+                                    self.send_request(
+                                        q,
+                                        Request::GetNeighbors,
+                                        Purpose::StabilizeRecheck { before: from.id },
+                                        now,
+                                    );
+                                }
+                            }
+                            None => {}
                         }
                     }
                     // It answered while an entry before it was still being waited for:
@@ -499,6 +508,15 @@ impl Node {
         // A leave notice that arrived before this answer does not keep the node out:
         // `handle` takes any direct answer as proof of life (see `Node::handle`).
         let alive = matches!(reply, Ok(Response::Neighbors { .. }));
+        if !alive {
+            // Kept in front on another node's word (a probe's answer named it) and silent
+            // again, or gone: out, unless it is all we have.
+            if self.successors.contains(to.id) && self.successors.len() > 1 {
+                self.successors.remove(to.id);
+                self.successors_changed();
+            }
+            return;
+        }
         if alive
             && self.is_member()
             && self.successors.contains(before)

@@ -922,15 +922,18 @@ fn a_fallback_that_names_a_new_node_in_front_of_it_gets_that_node_asked_at_once(
 /// Found by the hunting sweep (seed 13315): our first successor A crashed, the probe
 /// found B alive, but B still named A as its predecessor. Reading B's answer as
 /// stabilize reads its first successor's asked A first (two more timeouts), then B
-/// again; meanwhile B's host crashed too, and the list was left with crashed entries
-/// only. A probe's fresh answer is now adopted at once (A, passed over, is rechecked).
+/// again, and only then took B's list; meanwhile B's host crashed too, and the list was
+/// left with crashed entries only. A probe's fresh answer is now adopted at once (its
+/// list with it); A, which B vouched for, stays in front until its recheck fails.
 #[test]
 fn a_probe_adopts_the_entry_that_answered_at_once_even_if_it_names_the_silent_one() {
     let (mut node, mut now, [me, a, b, c, d]) = node_with_four();
+    // A node that joined between C and D: only B's list names it.
+    let y = at(45);
     let step = std::cell::Cell::new(0u32);
     let b_asked_at = std::cell::RefCell::new(Vec::new());
     let ring = |to: &Peer, body: &Request| -> Option<Response> {
-        let order = [a, b, c, d, at(60), at(70), at(80)];
+        let order = [a, b, c, y, d, at(60), at(70), at(80)];
         let i = order.iter().position(|p| p == to).unwrap_or(0);
         match body {
             // A crashed.
@@ -949,21 +952,26 @@ fn a_probe_adopts_the_entry_that_answered_at_once_even_if_it_names_the_silent_on
             _ => Some(Response::Ack),
         }
     };
-    let mut adopted_at = None;
+    let (mut took_list_at, mut a_gone_at) = (None, None);
     for s in 0..200 {
         step.set(s);
         drive_once(&mut node, &mut now, ring);
+        if took_list_at.is_none() && node.successors().contains(&y) {
+            took_list_at = Some(s);
+        }
         if node.successor() == b {
-            adopted_at = Some(s);
+            a_gone_at = Some(s);
             break;
         }
     }
     let asks = b_asked_at.borrow().clone();
+    // B's list (with Y) taken at its probe answer, not two timeouts later.
     assert_eq!(
-        adopted_at,
+        took_list_at,
         asks.first().copied(),
         "B asked at steps {asks:?}"
     );
+    assert!(a_gone_at.is_some(), "A never dropped");
     assert_eq!(asks.len(), 1, "B asked at steps {asks:?}");
 }
 
