@@ -153,9 +153,7 @@ impl Lane {
                 let pooled = known.is_some();
                 let mut c = match known {
                     Some(c) => c,
-                    None => Client::connect_with_key(to, Limits::default(), key.as_ref())
-                        .await
-                        .map_err(FilesError::Unreachable)?,
+                    None => connect(to, key.as_ref()).await?,
                 };
                 let answer = c.call_into(SERVICE, encode(req)?, Vec::new()).await;
                 Ok::<_, FilesError>((to, pooled, c, answer))
@@ -177,9 +175,7 @@ impl Lane {
     async fn client(&mut self, to: SocketAddr) -> Result<Client, FilesError> {
         match self.clients.remove(&to) {
             Some(c) => Ok(c),
-            None => Client::connect_with_key(to, Limits::default(), self.key.as_ref())
-                .await
-                .map_err(FilesError::Unreachable),
+            None => connect(to, self.key.as_ref()).await,
         }
     }
 
@@ -245,6 +241,13 @@ impl Lane {
             _ => Err(FilesError::NoHolder),
         }
     }
+}
+
+/// A new client connection to `to`, with the ring's key if it has one.
+async fn connect(to: SocketAddr, key: Option<&NetworkKey>) -> Result<Client, FilesError> {
+    Client::connect_with_key(to, Limits::default(), key)
+        .await
+        .map_err(FilesError::Unreachable)
 }
 
 /// A call that failed on a connection the peer had closed (or reset) before answering:
