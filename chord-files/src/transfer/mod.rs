@@ -118,8 +118,7 @@ impl Lane {
         to: SocketAddr,
         req: &FilesRequest,
     ) -> Result<FilesResponse, FilesError> {
-        self.clients.remove(&to);
-        let mut c = self.client(to).await?;
+        let mut c = connect(to, self.key.as_ref()).await?;
         let answer = c.call_into(SERVICE, encode(req)?, Vec::new()).await;
         self.answered(to, c, answer)
     }
