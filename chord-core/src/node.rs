@@ -151,7 +151,7 @@ enum Purpose {
     /// one, answered: put back in front of `before` if it answers (it was a false
     /// suspicion), nothing if not. Not part of a stabilization round: the next round
     /// does not wait for it.
-    StabilizeRecheck { before: Id },
+    StabilizeRecheck { before: Id, sent: Time },
     /// GetNeighbors to a later entry of our list, sent to all of them at once when the
     /// first entry asked this round was silent (see [`Probe`]).
     StabilizeProbe { round: u64 },

@@ -29,6 +29,7 @@ struct Estimate {
     rttvar: u32,
     /// A timeout that worked after resends, kept until a clean sample (microseconds).
     backoff: u32,
+    /// When `peer` last answered a request of ours.
     last: Time,
 }
 
@@ -151,6 +152,12 @@ impl RttTable {
             _ => floor,
         };
         t.clamp(floor, ceiling.max(floor))
+    }
+
+    /// Has `peer` answered a request of ours at or after `t`? (Only the most recently
+    /// heard peers are kept, so a recent answer is always found.)
+    pub fn heard_since(&self, peer: Id, t: Time) -> bool {
+        self.get(peer).is_some_and(|e| e.last >= t)
     }
 
     /// Has any peer been measured?

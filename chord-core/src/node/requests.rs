@@ -82,7 +82,9 @@ impl Node {
             Purpose::StabilizeProbe { round } => self.on_probe_reply(peer, round, reply, now),
             Purpose::StabilizeAdopt { failed } => self.on_adopt_reply(peer, failed, reply, now),
             Purpose::StabilizeInFront => self.on_in_front_reply(peer, reply, now),
-            Purpose::StabilizeRecheck { before } => self.on_recheck_reply(peer, before, reply),
+            Purpose::StabilizeRecheck { before, sent } => {
+                self.on_recheck_reply(peer, before, sent, reply)
+            }
             // Whether our Rectify or hint was heard changes nothing (the predecessor check,
             // if one is running, is not this request's).
             Purpose::Rectify | Purpose::Hint => {}

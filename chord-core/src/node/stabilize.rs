@@ -114,7 +114,10 @@ impl Node {
                     self.send_request(
                         p,
                         Request::GetNeighbors,
-                        Purpose::StabilizeRecheck { before: head.id },
+                        Purpose::StabilizeRecheck {
+                            before: head.id,
+                            sent: now,
+                        },
                         now,
                     );
                 }
@@ -237,7 +240,10 @@ impl Node {
                                     self.send_request(
                                         q,
                                         Request::GetNeighbors,
-                                        Purpose::StabilizeRecheck { before: from.id },
+                                        Purpose::StabilizeRecheck {
+                                            before: from.id,
+                                            sent: now,
+                                        },
                                         now,
                                     );
                                 }
@@ -504,10 +510,17 @@ impl Node {
     /// back in front of `before`, as it is (its list may be as old as whatever kept it
     /// silent). A round already running does not drop it again; the next one asks it
     /// first, if it is still our first entry.
-    pub(super) fn on_recheck_reply(&mut self, to: Peer, before: Id, reply: Reply) {
+    pub(super) fn on_recheck_reply(&mut self, to: Peer, before: Id, sent: Time, reply: Reply) {
         // A leave notice that arrived before this answer does not keep the node out:
         // `handle` takes any direct answer as proof of life (see `Node::handle`).
         let alive = matches!(reply, Ok(Response::Neighbors { .. }));
+        if !alive && self.rtt.heard_since(to.id, sent) {
+            // It answered another request of ours since (the next stabilize asks a kept
+            // entry first): this silence was loss. Dropping it anyway took a live first
+            // successor out right after it answered, and with one dead entry after it
+            // (r = 2) left a list of crashed nodes (the hunting sweep, seed 28921).
+            return;
+        }
         if !alive {
             // Kept in front on another node's word (a probe's answer named it) and silent
             // again, or gone: out, unless it is all we have.

@@ -1031,6 +1031,69 @@ fn a_listed_entry_the_answer_names_in_front_is_rechecked_wherever_it_stands() {
     );
 }
 
+/// Found by the hunting sweep (seed 28921, 9.3% loss, r = 2): both tries of a kept
+/// entry's recheck were lost while the entry answered the next stabilize in between; the
+/// recheck's silence then dropped that live first successor, and the list was left with
+/// the crashed entry after it. Silence after an answer to another request is loss.
+#[test]
+fn a_recheck_lost_after_the_entry_answered_another_request_keeps_it() {
+    let (mut node, mut now, [me, a, b, c, d]) = node_with_four();
+    let order = [a, b, c, d, at(60), at(70), at(80)];
+    let answer = |to: &Peer, body: &Request| -> Response {
+        let i = order.iter().position(|p| p == to).unwrap_or(0);
+        match body {
+            Request::GetNeighbors => Response::Neighbors {
+                predecessor: Some(if i == 0 { me } else { order[i - 1] }),
+                successors: order[i + 1..].to_vec(),
+            },
+            Request::Ping => Response::Pong,
+            _ => Response::Ack,
+        }
+    };
+    // A loses every try of the first GetNeighbors it gets (stabilize: B is adopted from
+    // the probe, and B names A, so A is kept in front and asked once more) and every try
+    // of the second (that recheck); it answers everything else.
+    let mut lost: Vec<u64> = Vec::new();
+    let mut answered_after_recheck_at = None;
+    for step in 0..100 {
+        while let Some(t) = node.poll_transmit() {
+            let Message::Request { id, body } = t.message else {
+                continue;
+            };
+            if t.to == a && body == Request::GetNeighbors {
+                if lost.contains(&id) {
+                    continue;
+                }
+                if lost.len() < 2 {
+                    lost.push(id);
+                    continue;
+                }
+                answered_after_recheck_at.get_or_insert(step);
+            }
+            let reply = answer(&t.to, &body);
+            node.handle(t.to, Message::Response { id, body: reply }, now);
+        }
+        now = now + Duration::from_millis(100);
+        node.handle_timeout(now);
+        if answered_after_recheck_at.is_some() {
+            let ids: Vec<Id> = node.successors().iter().map(|p| p.id).collect();
+            assert!(
+                ids.contains(&a.id),
+                "A dropped at step {step} after it answered at step {answered_after_recheck_at:?}: {ids:?}"
+            );
+        }
+    }
+    assert_eq!(
+        lost.len(),
+        2,
+        "the stabilize and the recheck were both sent to A"
+    );
+    assert!(
+        answered_after_recheck_at.is_some(),
+        "A was asked again after the recheck"
+    );
+}
+
 /// A probe's answer that names a node in front of it outside our list (a joiner): the
 /// answer is adopted first, then the joiner is asked and adopted when it answers.
 #[test]

@@ -609,7 +609,9 @@ fn hunt_sample() {
 /// 12 s), and 8266 at up to 1 s (both tries to a live entry lost, and a leaver still
 /// checking its list adopted in its place: no change aimed at it, clean since these),
 /// 13315 (a probe's live answer adopted only after two more timeouts spent on the silent
-/// entry it named: meanwhile it crashed too, session 13).
+/// entry it named: meanwhile it crashed too, session 13), 28921 (a kept entry's recheck
+/// lost after the entry answered the next stabilize; the silence dropped it and left a
+/// crashed entry alone in the list, session 14).
 /// Any change to the protocol reshuffles what a seed does, so these say little alone:
 /// the sweeps over 40,000 seeds (docs/benchmarks.md) are the measure.
 #[test]
@@ -624,6 +626,7 @@ fn hunting_seeds_that_found_violations_stay_clean() {
         (8266, &slow),
         (2106, &default),
         (13315, &default),
+        (28921, &default),
     ] {
         let r = hunt(seed, cfg);
         assert!(r.violations.is_empty(), "seed {seed}: {r:?}");
