@@ -633,6 +633,25 @@ fn hunting_seeds_that_found_violations_stay_clean() {
     }
 }
 
+/// The hunting sweep waited 12 s for its lookups at quiescence and counted those still
+/// running as failed: at 908-989 ms one way (seed 25406, session 14) two correct lookups
+/// of five and six hops answered at 13.1 and 13.4 s. It now waits for every lookup to end
+/// by itself (each is bounded by its own deadline).
+#[test]
+fn slow_lookups_at_quiescence_are_waited_for() {
+    let slow = HuntConfig {
+        max_latency: Duration::from_secs(1),
+        ..HuntConfig::default()
+    };
+    let r = hunt(25406, &slow);
+    assert!(r.healed_after.is_some(), "{r:?}");
+    assert_eq!(
+        (r.lookups_quiet, r.wrong_quiet, r.failed_quiet),
+        (20, 0, 0),
+        "{r:?}"
+    );
+}
+
 /// Finding 5: with adaptive r, capacities kept changing and lists stayed shorter than
 /// their capacity (a list is its successor's list plus one, and neighbours' estimates
 /// differ), so small rings never settled after churn: these hunting seeds (all adaptive)
