@@ -103,6 +103,10 @@ impl Message {
                 Response::Neighbors {
                     predecessor,
                     successors,
+                }
+                | Response::NeighborsLeaving {
+                    predecessor,
+                    successors,
                 } => predecessor.iter().chain(successors).copied().collect(),
                 Response::Step { successors, closer } => {
                     successors.iter().chain(closer).copied().collect()
@@ -191,6 +195,16 @@ pub enum Response {
     /// timing out on it.
     Departed {
         /// The leaver's successor list.
+        successors: Vec<Peer>,
+    },
+    /// Answer to [`Request::GetNeighbors`] from a node that has begun to leave (it is
+    /// checking its list, or waiting for a predecessor): read as [`Response::Neighbors`],
+    /// but an asker that adopts it as its successor keeps its own entries beyond the
+    /// leaver's list. Its list is unchecked and may die with it.
+    NeighborsLeaving {
+        /// The responder's predecessor, if it has one.
+        predecessor: Option<Peer>,
+        /// The responder's successor list, nearest first.
         successors: Vec<Peer>,
     },
 }

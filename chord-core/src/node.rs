@@ -190,6 +190,9 @@ pub struct Node {
     /// Nodes that told us they were leaving, with when: kept out of our successor list
     /// until `Config::departed_horizon` has passed.
     departed: VecDeque<(Id, Time)>,
+    /// Peers that answered [`Response::NeighborsLeaving`] lately (they are checking their
+    /// lists before they leave), most recent last; at most [`leave::MAX_LEAVING`].
+    leaving_peers: VecDeque<Id>,
     /// The peer we last joined through.
     bootstrap: Option<Peer>,
     /// Stabilization rounds in a row in which nobody answered.
@@ -229,6 +232,7 @@ impl Node {
             remembered: VecDeque::new(),
             next_seed_probe: Time::ZERO,
             departed: VecDeque::new(),
+            leaving_peers: VecDeque::new(),
             bootstrap: None,
             silent_rounds: 0,
             put_back: Vec::new(),
@@ -339,6 +343,21 @@ impl Node {
                 });
             }
             Message::Response { id, body } => {
+                let body = match body {
+                    Response::NeighborsLeaving {
+                        predecessor,
+                        successors,
+                    } => {
+                        if self.pending.get(&id).is_some_and(|p| p.to.id == from.id) {
+                            self.note_leaving(from.id);
+                        }
+                        Response::Neighbors {
+                            predecessor,
+                            successors,
+                        }
+                    }
+                    b => b,
+                };
                 let Some(p) = self.pending.get(&id) else {
                     return; // late (already timed out) or never asked
                 };
@@ -471,6 +490,10 @@ impl Node {
         }
         match req {
             Request::Ping => Response::Pong,
+            Request::GetNeighbors if self.leave_check.is_some() => Response::NeighborsLeaving {
+                predecessor: self.predecessor,
+                successors: self.successors.as_slice().to_vec(),
+            },
             Request::GetNeighbors => Response::Neighbors {
                 predecessor: self.predecessor,
                 successors: self.successors.as_slice().to_vec(),

@@ -507,6 +507,25 @@ mod tests {
                  007f000001d00f",
             ),
             (
+                // Response 6: NeighborsLeaving { predecessor, successors } (added at the
+                // end, 2026-11-28).
+                postcard::to_stdvec(&Frame::Chord {
+                    from_vnode: 0,
+                    to: Id([0xaa; 20]),
+                    msg: Message::Response {
+                        id: 7,
+                        body: Response::NeighborsLeaving {
+                            predecessor: None,
+                            successors: vec![peer()],
+                        },
+                    },
+                })
+                .expect("enc"),
+                "0000aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa010706\
+                 00011111111111111111111111111111111111111111\
+                 007f000001d00f",
+            ),
+            (
                 postcard::to_stdvec(&Frame::ClientRequest {
                     id: 1,
                     body: ClientRequest::Status,

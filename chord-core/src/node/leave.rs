@@ -40,6 +40,9 @@ impl LeaveCheck {
 /// Pings per entry in a [`LeaveCheck`].
 pub(super) const LEAVE_CHECK_PINGS: usize = 3;
 
+/// Most leaving peers remembered at once ([`Response::NeighborsLeaving`]).
+pub(super) const MAX_LEAVING: usize = 8;
+
 /// Most departed nodes remembered at once.
 pub(super) const MAX_DEPARTED: usize = 64;
 
@@ -288,6 +291,14 @@ impl Node {
         }
         self.departed.push_back((id, now));
         self.remembered.retain(|q| q.seed || q.peer.id != id);
+    }
+
+    pub(super) fn note_leaving(&mut self, id: Id) {
+        self.leaving_peers.retain(|d| *d != id);
+        if self.leaving_peers.len() >= MAX_LEAVING {
+            self.leaving_peers.pop_front();
+        }
+        self.leaving_peers.push_back(id);
     }
 
     pub(super) fn is_departed(&self, id: Id) -> bool {

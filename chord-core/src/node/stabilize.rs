@@ -85,6 +85,18 @@ impl Node {
             .copied()
             .collect();
         let head_was_listed = self.successors.contains(head.id);
+        // `head` has begun to leave: its list is unchecked and may die with it (a crash
+        // after its check), so ours beyond it stays until its notice or the next round.
+        let beyond: Vec<Peer> = if self.leaving_peers.contains(&head.id) {
+            self.successors
+                .as_slice()
+                .iter()
+                .filter(|p| self.me.id.distance_to(p.id) > d && !self.is_departed(p.id))
+                .copied()
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut changed = self.successors.rebuild(head, &tail);
         if self.cfg.adaptive_successor_list {
             // Before the entries kept below go back in: a resize rebuilds the list from
@@ -93,6 +105,18 @@ impl Node {
             // `head`'s list: a list with no live entry (found by the hunting sweep).
             self.resize_successor_list(&tail);
         }
+        // Only past the end of the list its answer gave: entries it left out in the middle
+        // (dead, or gone) stay out.
+        let end = self
+            .successors
+            .as_slice()
+            .last()
+            .map_or(Id::ZERO, |p| self.me.id.distance_to(p.id));
+        let beyond: Vec<Peer> = beyond
+            .into_iter()
+            .filter(|p| self.me.id.distance_to(p.id) > end)
+            .collect();
+        changed |= self.successors.merge_keeping(&beyond);
         if head_was_listed {
             // We asked the entries before `head` in order this round and they were
             // silent: dead, or across a partition. Remember them, to find their ring

@@ -1094,6 +1094,92 @@ fn a_recheck_lost_after_the_entry_answered_another_request_keeps_it() {
     );
 }
 
+/// Found by the hunting sweep (seeds 13854, 25999): our first successor A had begun to
+/// leave and was checking its list, which still named nodes in front of our other
+/// entries; stabilize took A's list, and ours beyond it fell off the end. Those nodes
+/// answered A's check and crashed before its notice arrived, which handed them over, and
+/// we were left with crashed entries only. A checking leaver answers `NeighborsLeaving`,
+/// and we keep our own entries beyond its list until it is gone.
+#[test]
+fn a_checking_leavers_list_does_not_push_our_entries_out() {
+    let (mut node, mut now, [me, a, b, c, d]) = node_with_four();
+    // Nodes that joined between A and B: A lists them, we never heard of them; they
+    // crash right after A's check.
+    let stale = [at(22), at(24), at(26)];
+    let ring = |to: &Peer, body: &Request| -> Option<Response> {
+        let order = [a, b, c, d, at(60), at(70), at(80)];
+        let i = order.iter().position(|p| p == to).unwrap_or(0);
+        match body {
+            _ if stale.contains(to) => None,
+            Request::GetNeighbors if *to == a => Some(Response::NeighborsLeaving {
+                predecessor: Some(me),
+                successors: stale.to_vec(),
+            }),
+            Request::GetNeighbors => Some(Response::Neighbors {
+                predecessor: Some(if i == 0 { me } else { order[i - 1] }),
+                successors: order[i + 1..].to_vec(),
+            }),
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    drive(&mut node, &mut now, 2, ring);
+    assert_eq!(
+        node.successor(),
+        a,
+        "A is still our successor while it checks"
+    );
+    node.handle(
+        a,
+        Message::Request {
+            id: 99,
+            body: Request::LeavingChecked {
+                predecessor: Some(me),
+                successors: stale.to_vec(),
+                dead: Vec::new(),
+            },
+        },
+        now,
+    );
+    let ids: Vec<Id> = node.successors().iter().map(|p| p.id).collect();
+    assert!(
+        [b, c, d].iter().any(|p| ids.contains(&p.id)),
+        "no live entry left after A's notice: {ids:?}"
+    );
+}
+
+/// While it checks its list before leaving, a node still answers as a member, but says
+/// so: `NeighborsLeaving`, with its (unchecked) list.
+#[test]
+fn a_checking_leaver_answers_neighbors_leaving() {
+    let (mut node, now, [me, a, b, c, d]) = node_with_four();
+    let ask = |node: &mut Node, id: u64| -> Response {
+        node.handle(
+            me,
+            Message::Request {
+                id,
+                body: Request::GetNeighbors,
+            },
+            now,
+        );
+        std::iter::from_fn(|| node.poll_transmit())
+            .find_map(|t| match t.message {
+                Message::Response { id: i, body } if i == id => Some(body),
+                _ => None,
+            })
+            .expect("an answer")
+    };
+    assert!(matches!(ask(&mut node, 41), Response::Neighbors { .. }));
+    node.leave(now);
+    assert_eq!(
+        ask(&mut node, 42),
+        Response::NeighborsLeaving {
+            predecessor: Some(a),
+            successors: vec![a, b, c, d],
+        }
+    );
+}
+
 /// A probe's answer that names a node in front of it outside our list (a joiner): the
 /// answer is adopted first, then the joiner is asked and adopted when it answers.
 #[test]

@@ -175,7 +175,9 @@ impl Sim {
                 from,
                 msg:
                     Message::Response {
-                        body: crate::Response::Neighbors { successors, .. },
+                        body:
+                            crate::Response::Neighbors { successors, .. }
+                            | crate::Response::NeighborsLeaving { successors, .. },
                         ..
                     },
             } => {
