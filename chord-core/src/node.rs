@@ -343,12 +343,13 @@ impl Node {
                 });
             }
             Message::Response { id, body } => {
+                let ours = self.pending.get(&id).is_some_and(|p| p.to.id == from.id);
                 let body = match body {
                     Response::NeighborsLeaving {
                         predecessor,
                         successors,
                     } => {
-                        if self.pending.get(&id).is_some_and(|p| p.to.id == from.id) {
+                        if ours {
                             self.note_leaving(from.id);
                         }
                         Response::Neighbors {
@@ -356,7 +357,14 @@ impl Node {
                             successors,
                         }
                     }
-                    b => b,
+                    b => {
+                        // A plain answer: it is not leaving (any more: it came back at the
+                        // same address, with the same id).
+                        if ours && matches!(b, Response::Neighbors { .. }) {
+                            self.leaving_peers.retain(|d| *d != from.id);
+                        }
+                        b
+                    }
                 };
                 let Some(p) = self.pending.get(&id) else {
                     return; // late (already timed out) or never asked
@@ -368,10 +376,13 @@ impl Node {
                     return;
                 };
                 // Karn's rule: an answer to a resent request may be to either copy, so it
-                // is no sample; the timeout that worked is kept until a clean one.
-                if p.retries_left == self.cfg.request_retries {
+                // is no sample; the timeout that worked is kept until a clean one. Only a
+                // member's answers count: the table's last-heard time is proof of life as a
+                // member (`RttTable::heard_since`), and `NotMember` or `Departed` is not.
+                let member = !matches!(body, Response::NotMember | Response::Departed { .. });
+                if member && p.retries_left == self.cfg.request_retries {
                     self.rtt.sample(p.to.id, now - p.first_sent, now);
-                } else {
+                } else if member {
                     self.rtt.backed_off(p.to.id, p.wait, now);
                 }
                 let lookup_kind_mismatch = matches!(p.purpose, Purpose::Lookup(_))

@@ -154,8 +154,9 @@ impl RttTable {
         t.clamp(floor, ceiling.max(floor))
     }
 
-    /// Has `peer` answered a request of ours at or after `t`? (Only the most recently
-    /// heard peers are kept, so a recent answer is always found.)
+    /// Has `peer` answered a request of ours at or after `t`? Only the
+    /// [`RttTable::CAPACITY`] peers heard from last are kept: an answer older than that
+    /// many others' is forgotten, and this says no.
     pub fn heard_since(&self, peer: Id, t: Time) -> bool {
         self.get(peer).is_some_and(|e| e.last >= t)
     }

@@ -112,9 +112,12 @@ impl Node {
             .as_slice()
             .last()
             .map_or(Id::ZERO, |p| self.me.id.distance_to(p.id));
+        // At most a list's worth: a peer answering `NeighborsLeaving` round after round,
+        // each list ending nearer, must not grow ours past twice its size.
         let beyond: Vec<Peer> = beyond
             .into_iter()
             .filter(|p| self.me.id.distance_to(p.id) > end)
+            .take(self.successors.capacity())
             .collect();
         changed |= self.successors.merge_keeping(&beyond);
         if head_was_listed {

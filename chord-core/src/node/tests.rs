@@ -1180,6 +1180,124 @@ fn a_checking_leaver_answers_neighbors_leaving() {
     );
 }
 
+/// Review of session 14: a successor that answered `NeighborsLeaving` once and plainly
+/// after (it came back at the same address, with the same id) was still taken for a
+/// leaver, and our entries past the end of its list were kept for good.
+#[test]
+fn a_successor_that_answers_plainly_again_is_not_taken_for_a_leaver() {
+    let (mut node, mut now, [me, a, b, c, d]) = node_with_four();
+    let leaving = std::cell::Cell::new(true);
+    let x = at(45);
+    let ring = |to: &Peer, body: &Request| -> Option<Response> {
+        match body {
+            Request::GetNeighbors if *to == a && leaving.get() => {
+                Some(Response::NeighborsLeaving {
+                    predecessor: Some(me),
+                    successors: vec![b, c, d],
+                })
+            }
+            // Back, and X joined between C and D.
+            Request::GetNeighbors if *to == a => Some(Response::Neighbors {
+                predecessor: Some(me),
+                successors: vec![b, c, x],
+            }),
+            Request::GetNeighbors => Some(Response::Neighbors {
+                predecessor: Some(a),
+                successors: vec![c, d],
+            }),
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    drive(&mut node, &mut now, 2, ring);
+    leaving.set(false);
+    drive(&mut node, &mut now, 3, ring);
+    let ids: Vec<Id> = node.successors().iter().map(|p| p.id).collect();
+    assert_eq!(ids, vec![a.id, b.id, c.id, x.id], "D kept past the end");
+}
+
+/// Review of session 14: a recheck answered `NotMember` (the entry restarted, or has
+/// left) counted as an answer "since the recheck was sent" and kept the entry.
+#[test]
+fn a_recheck_answered_not_member_drops_the_entry() {
+    let (mut node, mut now, [me, a, b, c, d]) = node_with_four();
+    let order = [a, b, c, d, at(60), at(70), at(80)];
+    let mut first: Option<u64> = None;
+    let mut recheck_answered_at = None;
+    for step in 0..60 {
+        while let Some(t) = node.poll_transmit() {
+            let Message::Request { id, body } = t.message else {
+                continue;
+            };
+            let i = order.iter().position(|p| *p == t.to).unwrap_or(0);
+            let reply = if t.to == a {
+                match body {
+                    // Stabilize's first question and its resend are lost (B is adopted
+                    // from the probe, and B names A: A is kept and rechecked).
+                    Request::GetNeighbors if first.is_none_or(|f| f == id) => {
+                        first = Some(id);
+                        continue;
+                    }
+                    _ => {
+                        recheck_answered_at.get_or_insert(step);
+                        Response::NotMember
+                    }
+                }
+            } else {
+                match body {
+                    Request::GetNeighbors => Response::Neighbors {
+                        predecessor: Some(order[i - 1]),
+                        successors: order[i + 1..].to_vec(),
+                    },
+                    Request::Ping => Response::Pong,
+                    _ => Response::Ack,
+                }
+            };
+            node.handle(t.to, Message::Response { id, body: reply }, now);
+        }
+        if recheck_answered_at.is_some() {
+            break;
+        }
+        now = now + Duration::from_millis(100);
+        node.handle_timeout(now);
+    }
+    assert!(recheck_answered_at.is_some(), "A was never asked again");
+    let ids: Vec<Id> = node.successors().iter().map(|p| p.id).collect();
+    assert!(!ids.contains(&a.id), "A kept after NotMember: {ids:?}");
+    let _ = me;
+}
+
+/// Review of session 14: a peer answering `NeighborsLeaving` round after round, each
+/// list ending nearer than the last, kept every earlier entry past its end: our list grew
+/// by one a round (up to 64). At most a list's worth is kept.
+#[test]
+fn a_leaving_successor_cannot_grow_our_list_without_bound() {
+    let (mut node, mut now, [me, a, _b, _c, _d]) = node_with_four();
+    let round = std::cell::Cell::new(0u8);
+    let ring = |to: &Peer, body: &Request| -> Option<Response> {
+        match body {
+            Request::GetNeighbors if *to == a => {
+                round.set(round.get() + 1);
+                Some(Response::NeighborsLeaving {
+                    predecessor: Some(me),
+                    successors: vec![at(29 - round.get().min(8))],
+                })
+            }
+            Request::GetNeighbors => None,
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    drive(&mut node, &mut now, 12, ring);
+    assert!(round.get() >= 8, "A asked {} times", round.get());
+    let cap = node.successors.capacity();
+    assert!(
+        node.successors().len() <= 2 * cap,
+        "{} entries, capacity {cap}",
+        node.successors().len()
+    );
+}
+
 /// A probe's answer that names a node in front of it outside our list (a joiner): the
 /// answer is adopted first, then the joiner is asked and adopted when it answers.
 #[test]

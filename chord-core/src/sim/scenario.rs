@@ -275,17 +275,18 @@ pub fn hunt(seed: u64, cfg: &HuntConfig) -> HuntReport {
 struct KeyStream(u64);
 
 impl KeyStream {
-    /// `n` lookups of new keys, each from a random member; how many were started.
-    fn look_up(&mut self, sim: &mut Sim, n: usize) -> usize {
-        let mut started = 0;
+    /// `n` lookups of new keys, each from a random member; the keys started.
+    fn look_up(&mut self, sim: &mut Sim, n: usize) -> Vec<Id> {
+        let mut keys = Vec::new();
         for _ in 0..n {
             if let Some(from) = sim.random_member_id() {
                 self.0 += 1;
-                sim.lookup(from, Id::for_key(&format!("hunt-{}", self.0)), 0);
-                started += 1;
+                let key = Id::for_key(&format!("hunt-{}", self.0));
+                sim.lookup(from, key, 0);
+                keys.push(key);
             }
         }
-        started
+        keys
     }
 }
 
@@ -437,20 +438,26 @@ fn hunt_judge(sim: &mut Sim, r: &mut HuntReport, cfg: &HuntConfig, lookups: &mut
     r.wrong_churn = churn.iter().filter(|l| l.wrong).count();
     r.failed_churn = churn.iter().filter(|l| !l.correct && !l.wrong).count();
     if r.healed_after.is_some() {
-        let started = lookups.look_up(sim, 20);
+        let keys = lookups.look_up(sim, 20);
         sim.run_for(Duration::from_secs(12));
-        let mut quiet = sim.take_lookup_records();
         // A lookup still running is not a failure: each ends by itself (an answer, an
         // error, or its deadline, at most three lookup timeouts with the extensions an
         // answered step earns). At up to 1 s one way a path of six round trips takes
         // 13 s, and the 12 s this used to wait counted it as failed (seed 25406).
         let limit = sim.cfg.node.lookup_timeout * 3 + Duration::from_secs(1);
         let mut waited = Duration::from_secs(12);
-        while quiet.len() < started && waited < limit {
+        while sim.lookups_in_flight() > 0 && waited < limit {
             sim.run_for(Duration::from_secs(1));
             waited += Duration::from_secs(1);
-            quiet.extend(sim.take_lookup_records());
         }
+        // Lookups of the faults that ended only now count with those.
+        let (quiet, late): (Vec<_>, Vec<_>) = sim
+            .take_lookup_records()
+            .into_iter()
+            .partition(|l| keys.contains(&l.key));
+        r.lookups_churn += late.len();
+        r.wrong_churn += late.iter().filter(|l| l.wrong).count();
+        r.failed_churn += late.iter().filter(|l| !l.correct && !l.wrong).count();
         r.lookups_quiet = quiet.len();
         r.wrong_quiet = quiet.iter().filter(|l| l.wrong).count();
         r.failed_quiet = 20 - quiet.iter().filter(|l| l.correct).count();
