@@ -199,8 +199,8 @@ pub enum Response {
     },
     /// Answer to [`Request::GetNeighbors`] from a node that has begun to leave (it is
     /// checking its list, or waiting for a predecessor): read as [`Response::Neighbors`],
-    /// but an asker that adopts it as its successor keeps its own entries beyond the
-    /// leaver's list. Its list is unchecked and may die with it.
+    /// but an asker that adopts it as its successor keeps up to r of its own entries past
+    /// the end of the leaver's list. Its list is unchecked and may die with it.
     NeighborsLeaving {
         /// The responder's predecessor, if it has one.
         predecessor: Option<Peer>,

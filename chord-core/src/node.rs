@@ -191,8 +191,10 @@ pub struct Node {
     /// until `Config::departed_horizon` has passed.
     departed: VecDeque<(Id, Time)>,
     /// Peers that answered [`Response::NeighborsLeaving`] lately (they are checking their
-    /// lists before they leave), most recent last; at most [`leave::MAX_LEAVING`].
-    leaving_peers: VecDeque<Id>,
+    /// lists before they leave), with when, most recent last; at most
+    /// [`leave::MAX_LEAVING`]. A plain `Neighbors` answer to a request sent after that
+    /// takes a peer out.
+    leaving_peers: VecDeque<(Id, Time)>,
     /// The peer we last joined through.
     bootstrap: Option<Peer>,
     /// Stabilization rounds in a row in which nobody answered.
@@ -343,14 +345,19 @@ impl Node {
                 });
             }
             Message::Response { id, body } => {
-                let ours = self.pending.get(&id).is_some_and(|p| p.to.id == from.id);
+                let sent = self
+                    .pending
+                    .get(&id)
+                    .filter(|p| p.to.id == from.id)
+                    .map(|p| p.first_sent);
+                let ours = sent.is_some();
                 let body = match body {
                     Response::NeighborsLeaving {
                         predecessor,
                         successors,
                     } => {
                         if ours {
-                            self.note_leaving(from.id);
+                            self.note_leaving(from.id, now);
                         }
                         Response::Neighbors {
                             predecessor,
@@ -358,10 +365,12 @@ impl Node {
                         }
                     }
                     b => {
-                        // A plain answer: it is not leaving (any more: it came back at the
-                        // same address, with the same id).
-                        if ours && matches!(b, Response::Neighbors { .. }) {
-                            self.leaving_peers.retain(|d| *d != from.id);
+                        // A plain answer to a question asked after it said it was leaving:
+                        // it is not leaving any more (it came back at the same address,
+                        // with the same id). An older question's answer, overtaken, is not.
+                        if let (Some(sent), Response::Neighbors { .. }) = (sent, &b) {
+                            self.leaving_peers
+                                .retain(|(d, noted)| *d != from.id || sent <= *noted);
                         }
                         b
                     }

@@ -293,12 +293,16 @@ impl Node {
         self.remembered.retain(|q| q.seed || q.peer.id != id);
     }
 
-    pub(super) fn note_leaving(&mut self, id: Id) {
-        self.leaving_peers.retain(|d| *d != id);
+    pub(super) fn note_leaving(&mut self, id: Id, now: Time) {
+        self.leaving_peers.retain(|(d, _)| *d != id);
         if self.leaving_peers.len() >= MAX_LEAVING {
             self.leaving_peers.pop_front();
         }
-        self.leaving_peers.push_back(id);
+        self.leaving_peers.push_back((id, now));
+    }
+
+    pub(super) fn is_leaving_peer(&self, id: Id) -> bool {
+        self.leaving_peers.iter().any(|(d, _)| *d == id)
     }
 
     pub(super) fn is_departed(&self, id: Id) -> bool {

@@ -86,8 +86,8 @@ impl Node {
             .collect();
         let head_was_listed = self.successors.contains(head.id);
         // `head` has begun to leave: its list is unchecked and may die with it (a crash
-        // after its check), so ours beyond it stays until its notice or the next round.
-        let beyond: Vec<Peer> = if self.leaving_peers.contains(&head.id) {
+        // after its check), so ours beyond it stays while it answers `NeighborsLeaving`.
+        let beyond: Vec<Peer> = if self.is_leaving_peer(head.id) {
             self.successors
                 .as_slice()
                 .iter()
