@@ -87,13 +87,8 @@ impl Node {
         let head_was_listed = self.successors.contains(head.id);
         // `head` has begun to leave: its list is unchecked and may die with it (a crash
         // after its check), so ours beyond it stays while it answers `NeighborsLeaving`.
-        let beyond: Vec<Peer> = if self.is_leaving_peer(head.id) {
-            self.successors
-                .as_slice()
-                .iter()
-                .filter(|p| self.me.id.distance_to(p.id) > d && !self.is_departed(p.id))
-                .copied()
-                .collect()
+        let ours: Vec<Peer> = if self.is_leaving_peer(head.id) {
+            self.successors.as_slice().to_vec()
         } else {
             Vec::new()
         };
@@ -114,9 +109,9 @@ impl Node {
             .map_or(Id::ZERO, |p| self.me.id.distance_to(p.id));
         // At most a list's worth: a peer answering `NeighborsLeaving` round after round,
         // each list ending nearer, must not grow ours past twice its size.
-        let beyond: Vec<Peer> = beyond
+        let beyond: Vec<Peer> = ours
             .into_iter()
-            .filter(|p| self.me.id.distance_to(p.id) > end)
+            .filter(|p| self.me.id.distance_to(p.id) > end && !self.is_departed(p.id))
             .take(self.successors.capacity())
             .collect();
         changed |= self.successors.merge_keeping(&beyond);
@@ -540,25 +535,23 @@ impl Node {
     pub(super) fn on_recheck_reply(&mut self, to: Peer, before: Id, sent: Time, reply: Reply) {
         // A leave notice that arrived before this answer does not keep the node out:
         // `handle` takes any direct answer as proof of life (see `Node::handle`).
-        let alive = matches!(reply, Ok(Response::Neighbors { .. }));
-        if !alive && self.rtt.heard_since(to.id, sent) {
+        if !matches!(reply, Ok(Response::Neighbors { .. })) {
             // It answered another request of ours since (the next stabilize asks a kept
             // entry first): this silence was loss. Dropping it anyway took a live first
             // successor out right after it answered, and with one dead entry after it
             // (r = 2) left a list of crashed nodes (the hunting sweep, seed 28921).
-            return;
-        }
-        if !alive {
-            // Kept in front on another node's word (a probe's answer named it) and silent
-            // again, or gone: out, unless it is all we have.
-            if self.successors.contains(to.id) && self.successors.len() > 1 {
+            // Otherwise, kept in front on another node's word (a probe's answer named it)
+            // and silent again, or gone: out, unless it is all we have.
+            if !self.rtt.heard_since(to.id, sent)
+                && self.successors.contains(to.id)
+                && self.successors.len() > 1
+            {
                 self.successors.remove(to.id);
                 self.successors_changed();
             }
             return;
         }
-        if alive
-            && self.is_member()
+        if self.is_member()
             && self.successors.contains(before)
             && to.id.in_open(self.me.id, before)
             && self.successors.merge_keeping(&[to])

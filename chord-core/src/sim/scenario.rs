@@ -433,10 +433,7 @@ fn hunt_judge(sim: &mut Sim, r: &mut HuntReport, cfg: &HuntConfig, lookups: &mut
         }
     }
     sim.run_for(Duration::from_secs(12));
-    let churn = sim.take_lookup_records();
-    r.lookups_churn = churn.len();
-    r.wrong_churn = churn.iter().filter(|l| l.wrong).count();
-    r.failed_churn = churn.iter().filter(|l| !l.correct && !l.wrong).count();
+    let mut churn = sim.take_lookup_records();
     if r.healed_after.is_some() {
         let keys = lookups.look_up(sim, 20);
         sim.run_for(Duration::from_secs(12));
@@ -455,13 +452,14 @@ fn hunt_judge(sim: &mut Sim, r: &mut HuntReport, cfg: &HuntConfig, lookups: &mut
             .take_lookup_records()
             .into_iter()
             .partition(|l| keys.contains(&l.key));
-        r.lookups_churn += late.len();
-        r.wrong_churn += late.iter().filter(|l| l.wrong).count();
-        r.failed_churn += late.iter().filter(|l| !l.correct && !l.wrong).count();
+        churn.extend(late);
         r.lookups_quiet = quiet.len();
         r.wrong_quiet = quiet.iter().filter(|l| l.wrong).count();
         r.failed_quiet = 20 - quiet.iter().filter(|l| l.correct).count();
     }
+    r.lookups_churn = churn.len();
+    r.wrong_churn = churn.iter().filter(|l| l.wrong).count();
+    r.failed_churn = churn.iter().filter(|l| !l.correct && !l.wrong).count();
     let (checks, _, violations) = sim.invariant_report();
     r.checks = checks;
     r.violations = violations.to_vec();
