@@ -141,6 +141,14 @@ enum Purpose {
     StabilizeFirst,
     /// GetNeighbors to a candidate successor; if it fails, go back to `fallback`.
     StabilizeCandidate { fallback: Option<Peer> },
+    /// GetNeighbors to a node a merge probe found between us and our successor during
+    /// the last round (`Node::merge_candidate`); if it fails, the round starts over as
+    /// usual.
+    StabilizeMerge,
+    /// GetNeighbors to a probed entry that answered before its turn came (every entry
+    /// before it has failed since), asked again for a fresh answer; `named` is the list
+    /// its earlier answer gave (see [`Node::on_reask_reply`]).
+    StabilizeReask { named: Vec<Peer> },
     /// GetNeighbors to the node a failed candidate (`failed`) stood in front of, asked
     /// again so that only a fresh answer is adopted.
     StabilizeAdopt { failed: Id },
@@ -202,6 +210,9 @@ pub struct Node {
     /// Entries put back by a recheck since the current stabilization round started: that
     /// round did not ask them, so its answer must not drop them as silent.
     put_back: Vec<Id>,
+    /// A node a merge probe found between us and our successor while a stabilization
+    /// round was running: the next round asks it first.
+    merge_candidate: Option<Peer>,
     /// Our list being checked before we leave.
     leave_check: Option<LeaveCheck>,
     next_request: u64,
@@ -238,6 +249,7 @@ impl Node {
             bootstrap: None,
             silent_rounds: 0,
             put_back: Vec::new(),
+            merge_candidate: None,
             leave_check: None,
             next_request: 1,
             next_lookup: 1,

@@ -53,7 +53,8 @@ pub struct Config {
     pub remembered_peers: usize,
     /// How often to probe a seed (a bootstrap address, see [`Node::add_seed`](crate::Node::add_seed)) the same
     /// way (default 60 s): a ring split by a partition merges through it even when every
-    /// peer met across the partition is gone.
+    /// peer met across the partition is gone. A node alone (its successor list empty)
+    /// probes its seeds in turn with its other remembered peers, every `merge_interval`.
     pub seed_probe_interval: Duration,
     /// How long a node that told us it was leaving is kept out of our successor list,
     /// whatever stale lists say (default 60 s). A node that comes back at the same address

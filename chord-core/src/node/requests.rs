@@ -79,8 +79,10 @@ impl Node {
             Purpose::StabilizeCandidate { fallback } => {
                 self.on_candidate_reply(peer, fallback, reply, now)
             }
+            Purpose::StabilizeMerge => self.on_merge_candidate_reply(peer, reply, now),
             Purpose::StabilizeProbe { round } => self.on_probe_reply(peer, round, reply, now),
             Purpose::StabilizeAdopt { failed } => self.on_adopt_reply(peer, failed, reply, now),
+            Purpose::StabilizeReask { named } => self.on_reask_reply(peer, &named, reply, now),
             Purpose::StabilizeInFront => self.on_in_front_reply(peer, reply, now),
             Purpose::StabilizeRecheck { before, sent } => {
                 self.on_recheck_reply(peer, before, sent, reply)
@@ -151,7 +153,9 @@ impl Node {
                 matches!(
                     p.purpose,
                     Purpose::StabilizeFirst
+                        | Purpose::StabilizeReask { .. }
                         | Purpose::StabilizeCandidate { .. }
+                        | Purpose::StabilizeMerge
                         | Purpose::StabilizeAdopt { .. }
                         | Purpose::StabilizeInFront
                 )
