@@ -139,8 +139,9 @@ enum Purpose {
     /// GetNeighbors to our first successor, or to the next one when those before it were
     /// silent this round.
     StabilizeFirst,
-    /// GetNeighbors to a candidate successor; if it fails, go back to `fallback`.
-    StabilizeCandidate { fallback: Option<Peer> },
+    /// GetNeighbors to a candidate successor from outside our list (the closest other
+    /// node we know, or a merge probe's finding); adopted if it answers.
+    StabilizeCandidate,
     /// GetNeighbors to a node a merge probe found between us and our successor during
     /// the last round (`Node::merge_candidate`); if it fails, the round starts over as
     /// usual.
@@ -149,9 +150,6 @@ enum Purpose {
     /// before it has failed since), asked again for a fresh answer; `named` is the list
     /// its earlier answer gave (see [`Node::on_reask_reply`]).
     StabilizeReask { named: Vec<Peer> },
-    /// GetNeighbors to the node a failed candidate (`failed`) stood in front of, asked
-    /// again so that only a fresh answer is adopted.
-    StabilizeAdopt { failed: Id },
     /// GetNeighbors to the node the successor just adopted names as its predecessor: its
     /// answer is read like any stabilize answer (it may name a node further in front).
     StabilizeInFront,

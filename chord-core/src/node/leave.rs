@@ -230,6 +230,23 @@ impl Node {
             // we had (they may die before we ask them). The list may exceed its capacity
             // until the next stabilize rebuilds it from a fresh answer.
             self.successors.merge_keeping(&handed);
+            // Entries passed over for the leaver on two lost tries and being asked once
+            // more come back in front meanwhile, as unconfirmed as the handed ones: the
+            // recheck's silence takes them out again. Without them the list could hold
+            // only what the leaver handed over and crashed entries of ours, until the
+            // recheck answered (the hunting sweep at 1 s one way, seed 3355: a checking
+            // leaver adopted in place of a live successor that lost both tries).
+            let rechecked: Vec<Peer> = self
+                .pending
+                .values()
+                .filter(|p| {
+                    matches!(p.purpose, Purpose::StabilizeRecheck { before, .. } if before == from.id)
+                        && p.to.id.in_open(self.me.id, from.id)
+                        && !self.is_departed(p.to.id)
+                })
+                .map(|p| p.to)
+                .collect();
+            self.successors.merge_keeping(&rechecked);
             self.successors_changed();
             // Confirm the new first successor at once (Zave: no unconfirmed pointers last).
             self.timers.set(Timer::Stabilize, now);

@@ -126,7 +126,7 @@ impl Node {
             self.send_request(
                 owner,
                 Request::GetNeighbors,
-                Purpose::StabilizeCandidate { fallback: None },
+                Purpose::StabilizeCandidate,
                 now,
             );
         }

@@ -76,12 +76,9 @@ impl Node {
     pub(super) fn on_reply(&mut self, peer: Peer, purpose: Purpose, reply: Reply, now: Time) {
         match purpose {
             Purpose::StabilizeFirst => self.on_first_successor_reply(peer, reply, now),
-            Purpose::StabilizeCandidate { fallback } => {
-                self.on_candidate_reply(peer, fallback, reply, now)
-            }
+            Purpose::StabilizeCandidate => self.on_candidate_reply(peer, reply, now),
             Purpose::StabilizeMerge => self.on_merge_candidate_reply(peer, reply, now),
             Purpose::StabilizeProbe { round } => self.on_probe_reply(peer, round, reply, now),
-            Purpose::StabilizeAdopt { failed } => self.on_adopt_reply(peer, failed, reply, now),
             Purpose::StabilizeReask { named } => self.on_reask_reply(peer, &named, reply, now),
             Purpose::StabilizeInFront => self.on_in_front_reply(peer, reply, now),
             Purpose::StabilizeRecheck { before, sent } => {
@@ -154,9 +151,8 @@ impl Node {
                     p.purpose,
                     Purpose::StabilizeFirst
                         | Purpose::StabilizeReask { .. }
-                        | Purpose::StabilizeCandidate { .. }
+                        | Purpose::StabilizeCandidate
                         | Purpose::StabilizeMerge
-                        | Purpose::StabilizeAdopt { .. }
                         | Purpose::StabilizeInFront
                 )
             })
