@@ -10,7 +10,8 @@
 //! * **join** looks up our own id, then copies the owner's successor list; only then are we
 //!   a member;
 //! * **stabilize** asks the first successor for its predecessor and list, adopts the
-//!   predecessor only after it answered too, and ends with **rectify** to the successor;
+//!   predecessor only after it answered too, and sends **rectify** to each successor it
+//!   adopts;
 //! * **rectify** replaces notify and check_predecessor: a node takes the sender as
 //!   predecessor if it has none, if the sender is closer, or if the current one is dead;
 //! * **fix_fingers** refreshes the next distinct finger per tick by lookup.

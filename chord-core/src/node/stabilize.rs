@@ -79,8 +79,12 @@ impl Node {
         // the list still held the entries that had crashed or left (the hunting sweep,
         // seeds 19377, 37062 and 39028 at <= 200 ms: lists of crashed entries while the
         // live nodes the walk had heard from were not in them).
-        let in_front =
-            predecessor.filter(|p| p.id.in_open(self.me.id, from.id) && !self.is_departed(p.id));
+        let in_front = predecessor.filter(|p| {
+            p.id.in_open(self.me.id, from.id) && !self.is_departed(p.id) && !self.rechecking(p.id)
+        });
+        // Rectified too, although it names a node closer to it than us: if that node is
+        // dead, only our rectify makes it check (and drop) it; without one, rings whose
+        // successors kept naming a dead predecessor never settled.
         self.adopt_successor(from, successors, now);
         if let Some(p) = in_front {
             self.send_request(p, Request::GetNeighbors, Purpose::StabilizeInFront, now);
@@ -247,8 +251,8 @@ impl Node {
                 match answer {
                     // A fresh answer from the first entry that did not fail: adopt it
                     // now, and ask a node it names in front of it (a joiner) after. Asking
-                    // that node first, as stabilize does when its first successor
-                    // answers, left the list with its silent entries for another two
+                    // that node first, as stabilize did until session 15 when its first
+                    // successor answered, left the list with its silent entries for another two
                     // timeouts when the node in front was the silent entry itself or
                     // another dead one, and then the answered entry was asked again
                     // (seed 13315: four seconds, in which the entries that had answered
@@ -502,6 +506,7 @@ impl Node {
                             .iter()
                             .any(|(q, s)| q.id == to.id && *s == ProbeState::Waiting)
                         && !p.asked_again.contains(&to.id)
+                        && !self.is_departed(to.id)
                         && self.rtt.heard_since(to.id, p.started)
                 });
                 if heard {
@@ -601,11 +606,15 @@ impl Node {
         if self.is_member()
             && (self.successors.contains(before) || self.is_departed(before))
             && to.id.in_open(self.me.id, before)
-            && self.successors.merge_keeping(&[to])
         {
+            // Also when it is listed already (the leaver's notice brought it back while
+            // this recheck ran): a round under way must not drop it as silent (found in
+            // review: the round's probe, past the leaver, would have passed over it).
+            if self.successors.merge_keeping(&[to]) {
+                self.successors_changed();
+            }
             self.remembered.retain(|q| q.seed || q.peer.id != to.id);
             self.put_back.push(to.id);
-            self.successors_changed();
         }
     }
 }

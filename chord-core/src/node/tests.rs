@@ -987,7 +987,7 @@ fn a_successor_feeding_fresh_silent_entries_cannot_stall_a_leave() {
 /// there is no fallback (A is adopted as soon as it answers, and X asked after); the test
 /// still holds the outcome: Y is asked as soon as A names it.
 #[test]
-fn a_fallback_that_names_a_new_node_in_front_of_it_gets_that_node_asked_at_once() {
+fn a_new_node_named_in_front_of_our_successor_is_asked_at_once() {
     let (mut node, mut now, [me, a, b, c, _]) = node_with_four();
     let (x, y) = (at(15), at(17));
     let asked_a = std::cell::Cell::new(0u32);
@@ -1027,8 +1027,8 @@ fn a_fallback_that_names_a_new_node_in_front_of_it_gets_that_node_asked_at_once(
 
 /// Found by the hunting sweep (seed 13315): our first successor A crashed, the probe
 /// found B alive, but B still named A as its predecessor. Reading B's answer as
-/// stabilize reads its first successor's asked A first (two more timeouts), then B
-/// again, and only then took B's list; meanwhile B's host crashed too, and the list was
+/// stabilize then read its first successor's (until session 15) asked A first (two more
+/// timeouts), then B again, and only then took B's list; meanwhile B's host crashed too, and the list was
 /// left with crashed entries only. A probe's fresh answer is now adopted at once (its
 /// list with it); A, which B vouched for, stays in front until its recheck fails.
 #[test]
