@@ -482,7 +482,8 @@ impl Node {
                 }
                 // Not adopted yet (an entry before it is still waited for): keep the list
                 // it gave, in case the question asked again when its turn comes is lost.
-                // Only what a re-ask's silence can use: up to our own id, a list's worth.
+                // Only what a re-ask's silence can use: a list's worth, up to our own id,
+                // as a rebuild reads a list (past it, the list wrapped round the ring).
                 let me = self.me.id;
                 let cap = self.successors.capacity();
                 if let Some(probe) = self.probe.as_mut().filter(|p| p.round == round) {
@@ -539,10 +540,9 @@ impl Node {
     pub(super) fn on_reask_reply(&mut self, to: Peer, named: &[Peer], reply: Reply, now: Time) {
         if reply.is_err() && !self.is_departed(to.id) && self.successors.contains(to.id) {
             let d = self.me.id.distance_to(to.id);
-            // Up to our own id, as a rebuild reads a list (past it, the list wrapped).
+            // Already cut at our own id when it was kept (`on_probe_reply`).
             let named: Vec<Peer> = named
                 .iter()
-                .take_while(|p| p.id != self.me.id)
                 .filter(|p| self.me.id.distance_to(p.id) > d && !self.is_departed(p.id))
                 .take(self.successors.capacity())
                 .copied()
