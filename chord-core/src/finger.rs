@@ -69,6 +69,25 @@ impl FingerTable {
         before != self.entries
     }
 
+    /// The entries a lookup result for finger `i` proves stale, before [`update`]
+    /// drops them: those at distance in `[2^i, d(owner))` (the lookup found nothing
+    /// there), or every entry at distance `>= 2^i` when the owner is `me`. A live node in
+    /// our ring cannot be one of them, so each is dead, or in a ring apart from ours.
+    ///
+    /// [`update`]: FingerTable::update
+    pub fn stale_for(&self, i: usize, owner: Id) -> Vec<Peer> {
+        let lo = Id::pow2(i);
+        let d = self.me.distance_to(owner);
+        self.entries
+            .iter()
+            .filter(|p| {
+                let pd = self.me.distance_to(p.id);
+                p.id != owner && pd >= lo && (owner == self.me || pd < d)
+            })
+            .copied()
+            .collect()
+    }
+
     /// Drop entries that are no finger at all: an entry serves index `i` only if it is the
     /// first at distance `>= 2^i`, so one with no power of two between the previous
     /// entry's distance and its own serves none (it is left over from before a closer

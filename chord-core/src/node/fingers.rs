@@ -40,6 +40,17 @@ impl Node {
     }
 
     pub(super) fn on_finger_found(&mut self, i: usize, owner: Peer) {
+        // A finger the lookup passed over is dead, or in a ring apart from ours: remember
+        // it (unless it said goodbye), as a finger that failed a lookup is. A node cut off
+        // with a few others, every peer of its list gone, may know the rest of the ring
+        // only through its fingers (the hunting sweep at up to 20% loss, seed 11033: a
+        // ring of two whose fingers alone had reached the other ring; fix_fingers
+        // replaced them and the two rings never met again).
+        for p in self.fingers.stale_for(i, owner.id) {
+            if !self.is_departed(p.id) && !self.successors.contains(p.id) {
+                self.remember(p);
+            }
+        }
         self.fingers.update(i, owner);
         let d = self.me.id.distance_to(owner.id);
         self.next_finger = if owner.id == self.me.id {

@@ -507,6 +507,27 @@ fn a_node_alone_probes_its_seed_in_turn_with_the_peers_it_remembers() {
     );
 }
 
+/// Peers that answer as the nodes of small rings would: each `(peer, predecessor,
+/// successor)` answers with that predecessor and a list of that one successor; any other
+/// peer is silent.
+fn answers_as(rings: Vec<(Peer, Peer, Peer)>) -> impl Fn(&Peer, &Request) -> Option<Response> {
+    move |to, body| {
+        let &(_, pred, succ) = rings.iter().find(|(p, _, _)| p == to)?;
+        Some(match body {
+            Request::GetNeighbors => Response::Neighbors {
+                predecessor: Some(pred),
+                successors: vec![succ],
+            },
+            Request::FindStep { .. } => Response::Step {
+                successors: vec![succ],
+                closer: Vec::new(),
+            },
+            Request::Ping => Response::Pong,
+            _ => Response::Ack,
+        })
+    }
+}
+
 /// Found by the hunting sweep (seed 12463, 12.5% loss, one way 141-191 ms): a ring of two
 /// whose merge probes found a node of the rest of the ring in front of their successor
 /// dropped the finding because a stabilization round was running, twice, and stayed apart
@@ -518,27 +539,8 @@ fn a_merge_probe_finding_during_a_stabilization_round_is_asked_next_round() {
     let (me, x, a, r) = (at(10), at(30), at(50), at(100));
     let (mut node, mut now) = alone_then_rectified_by(me, Config::default(), a);
     // A and we form one ring; R and X another, with X between us and A.
-    let answer = |to: &Peer, body: &Request| -> Option<Response> {
-        let (pred, list) = match *to {
-            p if p == a => (me, vec![me]),
-            p if p == r => (x, vec![x]),
-            p if p == x => (r, vec![r]),
-            _ => return None,
-        };
-        Some(match body {
-            Request::GetNeighbors => Response::Neighbors {
-                predecessor: Some(pred),
-                successors: list,
-            },
-            Request::FindStep { .. } => Response::Step {
-                successors: list,
-                closer: Vec::new(),
-            },
-            Request::Ping => Response::Pong,
-            _ => Response::Ack,
-        })
-    };
-    drive(&mut node, &mut now, 5, answer);
+    let answer = answers_as(vec![(a, me, me), (r, x, x), (x, r, r)]);
+    drive(&mut node, &mut now, 5, &answer);
     assert_eq!(node.successor(), a, "a ring of two first");
     node.add_seed(r);
     let mut in_flight: Vec<(Time, Peer, Message)> = Vec::new();
@@ -568,6 +570,30 @@ fn a_merge_probe_finding_during_a_stabilization_round_is_asked_next_round() {
     assert!(
         adopted_x_at.is_some(),
         "X, found through the seed, never became our successor in 40 s"
+    );
+}
+
+/// Found by the hunting sweep (seed 11033, 9% loss): two joiners whose lists held only
+/// nodes that then crashed or left formed a ring of two; their fingers alone had reached
+/// the rest of the ring, and fix_fingers replaced them with each other, forgetting them:
+/// the two rings never met again. A finger a lookup result passes over is remembered and
+/// probed. Here we and A form a ring of two; our finger F is in a ring with X, and X lies
+/// between us and A.
+#[test]
+fn a_finger_fix_fingers_passes_over_is_probed_for_another_ring() {
+    let (me, x, a, f) = (at(10), at(30), at(50), at(150));
+    let (mut node, mut now) = alone_then_rectified_by(me, Config::default(), a);
+    let answer = answers_as(vec![(a, me, me), (f, x, x), (x, f, f)]);
+    drive(&mut node, &mut now, 5, &answer);
+    assert_eq!(node.successor(), a, "a ring of two first");
+    // Finger 159 starts at position 138: F, when it was in our ring. Our next
+    // fix_fingers finds no node there but us (A only knows us) and replaces F.
+    node.fingers.update(159, f);
+    drive(&mut node, &mut now, 120, answer);
+    assert_eq!(
+        node.successor(),
+        x,
+        "X, in F's ring between us and A, never became our successor"
     );
 }
 

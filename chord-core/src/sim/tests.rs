@@ -661,14 +661,15 @@ fn hunting_seeds_that_found_violations_stay_clean() {
 /// 13352 and 8539 (a probed entry's answer thrown away when the question asked again was
 /// lost: lists of crashed entries for good, and a ring of two), 15142 (a joiner alone
 /// probed its seed once a minute), 12463 (a ring of two whose merge probes found the rest
-/// of the ring mid-round, twice, and dropped it).
+/// of the ring mid-round, twice, and dropped it); and session 16: 11033 (a ring of two
+/// joiners that knew the rest of the ring only through fingers fix_fingers replaced).
 #[test]
 fn hunting_seeds_at_twenty_percent_loss_heal() {
     let lossy = HuntConfig {
         max_loss: 0.2,
         ..HuntConfig::default()
     };
-    for seed in [13352, 8539, 15142, 12463] {
+    for seed in [13352, 8539, 15142, 12463, 11033] {
         let r = hunt(seed, &lossy);
         assert!(r.healed_after.is_some(), "seed {seed}: {r:?}");
     }
