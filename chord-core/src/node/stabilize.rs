@@ -151,9 +151,19 @@ impl Node {
             // nothing but merge probing repairs (the hunting sweep, seed 2106). Two lost
             // tries explain one false suspicion, not many: at most two are asked, so a
             // silent entry cannot make us send to a whole list of others twice.
+            // With `head` alone left in the list, they stay in front until their
+            // recheck is silent too: `head` has no backup, and dropping a live entry
+            // silent twice by loss left a list of one node that had crashed right after
+            // it answered (the hunting sweep, seed 33794, while the live entry's recheck
+            // was on its way). A longer list drops them at once, so a dead first entry
+            // does not hold up lookups for another timeout.
+            let thin = self.successors.len() < 2;
             for (i, p) in silent.into_iter().enumerate() {
                 self.remember(p);
                 if i < RECHECKS {
+                    if thin {
+                        changed |= self.successors.merge_keeping(&[p]);
+                    }
                     self.send_request(
                         p,
                         Request::GetNeighbors,

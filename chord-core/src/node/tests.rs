@@ -597,6 +597,60 @@ fn a_finger_fix_fingers_passes_over_is_probed_for_another_ring() {
     );
 }
 
+/// Found by the hunting sweep (seed 33794, 9% loss, r = 3): a node of a small ring
+/// passed over its first entry A, silent twice by loss, for B, whose list then named only
+/// nodes behind us; the list was [B] alone while A's recheck ran, and B crashed right
+/// after it answered: no live successor. With one entry left, the silent entries being
+/// rechecked stay in front until their recheck is silent too.
+#[test]
+fn a_silent_entry_stays_while_its_recheck_runs_if_the_list_would_be_one_node() {
+    let (me, a, b) = (at(10), at(20), at(30));
+    let cfg = Config {
+        successor_list_len: 2,
+        fix_fingers_interval: Duration::from_secs(1000),
+        ..Config::default()
+    };
+    let (mut node, mut now) = alone_then_rectified_by(me, cfg, a);
+    let a_silent = std::cell::Cell::new(false);
+    let ring = |to: &Peer, body: &Request| -> Option<Response> {
+        if *to == a && a_silent.get() {
+            return None;
+        }
+        // Once A is silent, B does not name it either (B found its predecessor dead).
+        let (pred, list) = if *to == a {
+            (Some(me), vec![b, me])
+        } else {
+            (Some(a).filter(|_| !a_silent.get()), vec![me, a])
+        };
+        Some(match body {
+            Request::GetNeighbors => Response::Neighbors {
+                predecessor: pred,
+                successors: list,
+            },
+            Request::Ping => Response::Pong,
+            _ => Response::Ack,
+        })
+    };
+    drive(&mut node, &mut now, 3, ring);
+    assert_eq!(node.successors(), &[a, b]);
+    a_silent.set(true);
+    let mut kept = None;
+    for _ in 0..100 {
+        drive_once(&mut node, &mut now, ring);
+        if node
+            .pending
+            .values()
+            .any(|p| p.to == a && matches!(p.purpose, Purpose::StabilizeRecheck { .. }))
+        {
+            kept = Some(node.successors().to_vec());
+            break;
+        }
+    }
+    assert_eq!(kept, Some(vec![a, b]), "A kept while its recheck runs");
+    drive(&mut node, &mut now, 10, ring);
+    assert_eq!(node.successors(), &[b], "A out once its recheck was silent");
+}
+
 /// A hop that answers a lookup step with the wrong kind of answer (neighbours instead of a
 /// step) used to leave the lookup waiting for it until the lookup's deadline (10 s); it
 /// counts as a failed hop now, and the lookup ends within a couple of seconds.
