@@ -28,6 +28,9 @@ pub(super) struct LeaveCheck {
     /// With no live predecessor to tell, we wait until this for one to rectify us: the
     /// nodes behind us that list us would otherwise learn only by asking us.
     pub(super) wait_until: Option<Time>,
+    /// We waited once already: entries that joined our list meanwhile are asked after
+    /// the wait, and the notices go out without a second wait.
+    pub(super) waited: bool,
 }
 
 impl LeaveCheck {
@@ -64,10 +67,25 @@ impl Node {
             }
             Phase::Leaving | Phase::Lingering(_) | Phase::Left => return,
         }
-        // Every ping with its resends, to the slowest peer we ask at the start, and half a
-        // timeout more (the last resends' failures arrive at the end of their timeouts).
-        // Resends wait longer only while no peer is measured; counting it always is an
-        // upper bound.
+        self.leave_check = Some(LeaveCheck {
+            asked: Vec::new(),
+            silent: Vec::new(),
+            check_until: now + self.leave_check_time(),
+            wait_until: None,
+            waited: false,
+        });
+        // The predecessor is checked too: a dead one would get our notice in vain.
+        if let Some(p) = self.predecessor {
+            self.check_predecessor(p, None, now);
+        }
+        self.continue_leave_check(now);
+    }
+
+    /// How long a leave check asks: every ping with its resends, to the slowest peer we
+    /// know, and half a timeout more (the last resends' failures arrive at the end of
+    /// their timeouts). Resends wait longer only while no peer is measured; counting it
+    /// always is an upper bound.
+    fn leave_check_time(&self) -> Duration {
         let slowest = self
             .predecessor
             .iter()
@@ -80,17 +98,7 @@ impl Node {
             all_tries += wait;
             wait = self.longer_wait(wait);
         }
-        self.leave_check = Some(LeaveCheck {
-            asked: Vec::new(),
-            silent: Vec::new(),
-            check_until: now + all_tries,
-            wait_until: None,
-        });
-        // The predecessor is checked too: a dead one would get our notice in vain.
-        if let Some(p) = self.predecessor {
-            self.check_predecessor(p, None, now);
-        }
-        self.continue_leave_check(now);
+        all_tries
     }
 
     /// Ask the entries of our list not asked yet (the list may have changed meanwhile:
@@ -102,11 +110,31 @@ impl Node {
         };
         if let Some(until) = check.wait_until {
             // The check is over; only a predecessor, or the end of the wait, is missing.
-            if self.predecessor.is_some() || now >= until {
-                self.send_leave_notices(now);
+            if self.predecessor.is_none() && now < until {
+                return;
             }
-            return;
+            // Stabilization went on while we waited: entries it put in our list since the
+            // check were never asked, and the notice hands them over as checked (the
+            // hunting sweep, seed 23113: a leaver adopted a node in front of its
+            // successor during the wait, the node crashed, and the predecessor that
+            // rectified us took it from our notice as its only entry). Ask them first.
+            let unasked = self
+                .successors
+                .as_slice()
+                .iter()
+                .any(|p| !check.asked.contains(&p.id));
+            if !unasked {
+                self.send_leave_notices(now);
+                return;
+            }
+            let time = self.leave_check_time();
+            let check = self.leave_check.as_mut().expect("checked above");
+            check.wait_until = None;
+            check.check_until = now + time;
         }
+        let Some(check) = self.leave_check.as_mut() else {
+            return;
+        };
         let checking = now < check.check_until;
         let me = self.me.id;
         let new: Vec<Peer> = self
@@ -137,10 +165,12 @@ impl Node {
         {
             return;
         }
-        if self.predecessor.is_none() && !self.successors.is_empty() {
+        let waited = self.leave_check.as_ref().is_some_and(|c| c.waited);
+        if self.predecessor.is_none() && !self.successors.is_empty() && !waited {
             let wait = self.cfg.stabilize_interval * 3;
             if let Some(check) = self.leave_check.as_mut() {
                 check.wait_until = Some(now + wait);
+                check.waited = true;
             }
             return;
         }

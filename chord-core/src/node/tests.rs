@@ -1016,6 +1016,77 @@ fn the_wait_for_a_predecessor_ends_even_with_a_late_timer() {
     assert!(took.is_some() || node.has_left());
 }
 
+/// Found by the hunting sweep (seed 23113): a leaver with no predecessor checked its list
+/// [B] and waited for one; meanwhile stabilization adopted C, named in front of B, and C
+/// crashed. The predecessor P that rectified us took our notice, which handed C over
+/// unasked, and with nothing else in its list it had no live successor. Entries that
+/// joined the list during the wait are asked before the notices go out.
+#[test]
+fn a_leaver_asks_the_entries_it_took_while_it_waited_for_a_predecessor() {
+    let (me, c, b, p) = (at(10), at(20), at(30), at(200));
+    let (mut node, mut now) = alone_then_rectified_by(me, Config::default(), b);
+    drive(&mut node, &mut now, 3, answers_as(vec![(b, me, me)]));
+    assert_eq!(node.successors(), &[b]);
+    // Our predecessor went silent and we noticed.
+    node.predecessor = None;
+    node.leave(now);
+    // C joined between us and B, answers one question and crashes.
+    let c_answered = std::cell::Cell::new(false);
+    let notices = std::cell::RefCell::new(Vec::new());
+    let world = |to: &Peer, body: &Request| -> Option<Response> {
+        if let Request::LeavingChecked {
+            successors, dead, ..
+        } = body
+        {
+            notices
+                .borrow_mut()
+                .push((*to, successors.clone(), dead.clone()));
+        }
+        if *to == c {
+            if c_answered.replace(true) {
+                return None;
+            }
+            return Some(Response::Neighbors {
+                predecessor: Some(me),
+                successors: vec![b],
+            });
+        }
+        match body {
+            Request::GetNeighbors if *to == b => Some(Response::Neighbors {
+                predecessor: Some(c),
+                successors: vec![me],
+            }),
+            Request::Ping => Some(Response::Pong),
+            _ => Some(Response::Ack),
+        }
+    };
+    for _ in 0..15 {
+        drive_once(&mut node, &mut now, world);
+    }
+    assert!(c_answered.get(), "C was never asked");
+    assert!(
+        notices.borrow().is_empty(),
+        "no notice before a predecessor"
+    );
+    node.handle(
+        p,
+        Message::Request {
+            id: 99,
+            body: Request::Rectify,
+        },
+        now,
+    );
+    assert!(drive_until_left(&mut node, &mut now, 60, world).is_some());
+    let notices = notices.borrow();
+    let Some((_, handed, dead)) = notices.iter().find(|(to, _, _)| *to == p) else {
+        panic!("P was not told: {notices:?}");
+    };
+    assert!(
+        !handed.contains(&c) && dead.contains(&c),
+        "C, crashed, handed over as checked: {handed:?}, dead {dead:?}"
+    );
+}
+
 #[test]
 fn a_successor_feeding_fresh_silent_entries_cannot_stall_a_leave() {
     let (mut node, mut now, [me, a, ..]) = node_with_four();
