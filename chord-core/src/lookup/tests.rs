@@ -173,3 +173,59 @@ fn an_owner_that_does_not_own_the_key_hands_on_to_its_predecessor_then_gives_up(
         other => panic!("{other:?}"),
     }
 }
+
+/// 110's list is 130, 140; key 120 is owned by 130, whose confirmation is lost, and 140
+/// is being confirmed.
+fn owner_130_lost_140_asked() -> Lookup {
+    let mut l = Lookup::from_local(key(120), p(110), &[p(130), p(140)], &[], 16);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(130)));
+    l.on_failure(p(130).id);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(140)));
+    l
+}
+
+#[test]
+fn an_owner_without_a_predecessor_whose_list_passes_the_key_hands_on() {
+    // 110's list is 130, 140: key 120 is owned by 130, whose confirmation is lost. 140
+    // has no predecessor (it dropped a dead one) but its list, round the ring, names 130
+    // before it: 140 does not own key 120, and 130 gets a second chance.
+    let mut l = owner_130_lost_140_asked();
+    l.on_confirm(p(140), None, &[p(150), p(10), p(130)]);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(130)));
+    l.on_confirm(p(130), Some(p(110)), &[p(140)]);
+    assert!(matches!(l.poll(), LookupAction::Done(out) if out.owner == p(130)));
+
+    // 130 silent again: likely dead, its news not round the ring yet; 140 is the owner.
+    let mut l = owner_130_lost_140_asked();
+    l.on_confirm(p(140), None, &[p(150), p(10), p(130)]);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(130)));
+    l.on_failure(p(130).id);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(140)));
+    l.on_confirm(p(140), None, &[p(150), p(10), p(130)]);
+    assert!(matches!(l.poll(), LookupAction::Done(out) if out.owner == p(140)));
+
+    // An entry before the key, then one in [key, 140): the latter is asked.
+    let mut l = owner_130_lost_140_asked();
+    l.on_confirm(p(140), None, &[p(150), p(10), p(125), p(130)]);
+    assert_eq!(l.poll(), LookupAction::Confirm(p(125)));
+
+    // A list that stops before the key does not count against 140.
+    let mut l = owner_130_lost_140_asked();
+    l.on_confirm(p(140), None, &[p(150), p(10), p(110)]);
+    assert!(matches!(l.poll(), LookupAction::Done(out) if out.owner == p(140)));
+}
+
+#[test]
+fn a_node_without_a_predecessor_owns_its_own_id() {
+    // A lookup of a node's own id (a merge probe) ends at the node itself; with no
+    // predecessor its list, whatever it holds, names nobody nearer (found in review: an
+    // interval [key, key) taken as the whole ring sent the lookup back and forth between
+    // the node and its successor until its query budget ran out).
+    let mut l = owner_130_lost_140_asked();
+    // 140's list wraps round to 120's own position.
+    let own = Peer::new(key(120), p(120).addr);
+    l.on_confirm(p(140), None, &[p(150), p(10), own]);
+    assert_eq!(l.poll(), LookupAction::Confirm(own));
+    l.on_confirm(own, None, &[p(130), p(140)]);
+    assert!(matches!(l.poll(), LookupAction::Done(out) if out.owner == own));
+}

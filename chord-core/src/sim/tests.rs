@@ -627,7 +627,10 @@ fn hunt_sample() {
 /// walk in front of the successor adopted nothing until its last step answered), 3355 at
 /// up to 1 s (a leaver's notice left crashed entries while the live one passed over for
 /// it was being rechecked), 5055 (a live entry silent to the probe but answering us
-/// otherwise was passed over and not rechecked; all session 15).
+/// otherwise was passed over and not rechecked; all session 15); 33794 (a list left with
+/// one entry dropped the live entry being rechecked, and that one entry crashed), 23113 (a
+/// leaver handed over a node its list took while it waited for a predecessor, unasked;
+/// session 16).
 /// Any change to the protocol reshuffles what a seed does, so these say little alone:
 /// the sweeps over 40,000 seeds (docs/benchmarks.md) are the measure.
 #[test]
@@ -651,6 +654,8 @@ fn hunting_seeds_that_found_violations_stay_clean() {
         (39028, &default),
         (3355, &slow),
         (5055, &default),
+        (33794, &default),
+        (23113, &default),
     ] {
         let r = hunt(seed, cfg);
         assert!(r.violations.is_empty(), "seed {seed}: {r:?}");
@@ -662,14 +667,16 @@ fn hunting_seeds_that_found_violations_stay_clean() {
 /// lost: lists of crashed entries for good, and a ring of two), 15142 (a joiner alone
 /// probed its seed once a minute), 12463 (a ring of two whose merge probes found the rest
 /// of the ring mid-round, twice, and dropped it); and session 16: 11033 (a ring of two
-/// joiners that knew the rest of the ring only through fingers fix_fingers replaced).
+/// joiners that knew the rest of the ring only through fingers fix_fingers replaced),
+/// 11213 (a joiner took a wrong owner whose predecessor was unknown and whose list passed
+/// the key; its list skipped the live part of the ring).
 #[test]
 fn hunting_seeds_at_twenty_percent_loss_heal() {
     let lossy = HuntConfig {
         max_loss: 0.2,
         ..HuntConfig::default()
     };
-    for seed in [13352, 8539, 15142, 12463, 11033] {
+    for seed in [13352, 8539, 15142, 12463, 11033, 11213] {
         let r = hunt(seed, &lossy);
         assert!(r.healed_after.is_some(), "seed {seed}: {r:?}");
     }
