@@ -71,8 +71,9 @@ impl FingerTable {
 
     /// The entries a lookup result for finger `i` proves stale, before [`update`]
     /// drops them: those at distance in `[2^i, d(owner))` (the lookup found nothing
-    /// there), or every entry at distance `>= 2^i` when the owner is `me`. A live node in
-    /// our ring cannot be one of them, so each is dead, or in a ring apart from ours.
+    /// there), or every entry at distance `>= 2^i` when the owner is `me`. If the result
+    /// is right, each is dead or in a ring apart from ours (a wrong result can pass over
+    /// a live node of our ring too).
     ///
     /// [`update`]: FingerTable::update
     pub fn stale_for(&self, i: usize, owner: Id) -> Vec<Peer> {

@@ -45,10 +45,12 @@ impl Node {
         // with a few others, every peer of its list gone, may know the rest of the ring
         // only through its fingers (the hunting sweep at up to 20% loss, seed 11033: a
         // ring of two whose fingers alone had reached the other ring; fix_fingers
-        // replaced them and the two rings never met again).
+        // replaced them and the two rings never met again). Only while there is room: a
+        // leaver's departure is forgotten after a while, and its finger, passed over
+        // then, must not push out a peer remembered across a partition (found in review).
         for p in self.fingers.stale_for(i, owner.id) {
             if !self.is_departed(p.id) && !self.successors.contains(p.id) {
-                self.remember(p);
+                self.remember_if_room(p);
             }
         }
         self.fingers.update(i, owner);

@@ -56,7 +56,8 @@ impl Node {
     /// Emits [`Event::Left`] once both answered or timed out. The layer above should hand
     /// its data over before calling this. The node stays a member (and owns its keys)
     /// during the check, and, if its predecessor is dead, until the next one rectifies it
-    /// (at most three stabilization intervals): a few seconds at worst.
+    /// (at most three stabilization intervals, then one more check of the entries its
+    /// list took meanwhile): a few seconds at worst.
     pub fn leave(&mut self, now: Time) {
         match self.phase {
             Phase::Member if self.leave_check.is_none() => {}

@@ -43,6 +43,14 @@ impl Node {
         });
     }
 
+    /// [`Node::remember`], unless that would push out a peer remembered already.
+    pub(super) fn remember_if_room(&mut self, p: Peer) {
+        let others = self.remembered.iter().filter(|q| !q.seed).count();
+        if others < self.cfg.remembered_peers {
+            self.remember(p);
+        }
+    }
+
     /// Keep probing `p` for a ring that formed apart, whatever happens: a bootstrap
     /// address from the configuration, which stays useful after every peer we met on the
     /// other side of a partition is gone. [`Node::join`] adds its bootstrap peer. At most

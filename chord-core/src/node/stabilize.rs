@@ -164,6 +164,10 @@ impl Node {
                     if thin {
                         changed |= self.successors.merge_keeping(&[p]);
                     }
+                    if self.rechecking(p.id) {
+                        // Its recheck from an earlier adoption is still out.
+                        continue;
+                    }
                     self.send_request(
                         p,
                         Request::GetNeighbors,
