@@ -161,6 +161,12 @@ impl RttTable {
         self.get(peer).is_some_and(|e| e.last >= t)
     }
 
+    /// When `peer` last answered a request of ours, if that is still kept (see
+    /// [`RttTable::heard_since`]).
+    pub fn last_heard(&self, peer: Id) -> Option<Time> {
+        self.get(peer).map(|e| e.last)
+    }
+
     /// Has any peer been measured?
     pub fn any_measured(&self) -> bool {
         self.typical > 0

@@ -651,6 +651,20 @@ fn a_silent_entry_stays_while_its_recheck_runs_if_the_list_would_be_one_node() {
     assert_eq!(node.successors(), &[b], "A out once its recheck was silent");
 }
 
+/// Found by the hunting sweep (seed 12555, 1 s one way, r = 3): of the entries passed over
+/// for a node whose list left it alone in ours, the two nearest had crashed and the third
+/// had answered a moment before (only its question asked again was lost); the two nearest
+/// were kept while rechecked and the live one dropped. Kept now: the ones heard from last.
+#[test]
+fn the_entries_kept_for_a_recheck_are_the_ones_heard_from_last() {
+    let (mut node, mut now, [_me, a, b, c, d]) = node_with_four();
+    now = now + Duration::from_secs(5);
+    node.rtt.sample(c.id, Duration::from_millis(20), now);
+    node.adopt_successor(d, &[], now);
+    assert_eq!(node.successors(), &[a, c, d]);
+    assert!(!node.rechecking(b.id) && node.rechecking(a.id) && node.rechecking(c.id));
+}
+
 /// A hop that answers a lookup step with the wrong kind of answer (neighbours instead of a
 /// step) used to leave the lookup waiting for it until the lookup's deadline (10 s); it
 /// counts as a failed hop now, and the lookup ends within a couple of seconds.
