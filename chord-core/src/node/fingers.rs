@@ -48,9 +48,19 @@ impl Node {
         // replaced them and the two rings never met again). Only while there is room: a
         // leaver's departure is forgotten after a while, and its finger, passed over
         // then, must not push out a peer remembered across a partition (found in review).
-        for p in self.fingers.stale_for(i, owner.id) {
-            if !self.is_departed(p.id) && !self.successors.contains(p.id) {
-                self.remember_if_room(p);
+        // And only for a node that looks cut off: the lookup found no other node, or our
+        // list is not full (our ring looks smaller than r + 1). In a large ring under
+        // churn the fingers passed over are crashed nodes, and probing them all cost
+        // 2.5% more messages and more wrong lookups (500 nodes at 60 joins and 60 crashes
+        // a minute: 17 wrong of 18,000 against 11).
+        let list = self.successors.as_slice();
+        let cut_off =
+            owner.id == self.me.id || self.successors.coverage(list) < self.successors.capacity();
+        if cut_off {
+            for p in self.fingers.stale_for(i, owner.id) {
+                if !self.is_departed(p.id) && !self.successors.contains(p.id) {
+                    self.remember_if_room(p);
+                }
             }
         }
         self.fingers.update(i, owner);
