@@ -272,6 +272,16 @@ fn drive(
     }
 }
 
+/// What `order[i]` answers `GetNeighbors` with in a ring laid out as `order` (nearest
+/// first, after `before`): its predecessor (`before` for the first) and the rest of
+/// `order`.
+fn neighbors_in_order(order: &[Peer], before: Peer, i: usize) -> Response {
+    Response::Neighbors {
+        predecessor: Some(if i == 0 { before } else { order[i - 1] }),
+        successors: order[i + 1..].to_vec(),
+    }
+}
+
 /// A node at `me` that created a ring and was then rectified by `pred`: its first
 /// stabilize asks `pred`, the only other node it knows.
 fn alone_then_rectified_by(me: Peer, cfg: Config, pred: Peer) -> (Node, Time) {
@@ -771,10 +781,7 @@ fn node_with_four() -> (Node, Time, [Peer; 5]) {
         let order = [a, b, c, d, e, at(70), at(80)];
         let i = order.iter().position(|p| p == to).unwrap_or(0);
         match body {
-            Request::GetNeighbors => Some(Response::Neighbors {
-                predecessor: Some(if i == 0 { me } else { order[i - 1] }),
-                successors: order[i + 1..].to_vec(),
-            }),
+            Request::GetNeighbors => Some(neighbors_in_order(&order, me, i)),
             Request::Ping => Some(Response::Pong),
             _ => Some(Response::Ack),
         }
@@ -1213,11 +1220,8 @@ fn a_probe_adopts_the_entry_that_answered_at_once_even_if_it_names_the_silent_on
                 if *to == b {
                     b_asked_at.borrow_mut().push(step.get());
                 }
-                Some(Response::Neighbors {
-                    // B has not noticed yet: A is still its predecessor.
-                    predecessor: Some(if i == 0 { me } else { order[i - 1] }),
-                    successors: order[i + 1..].to_vec(),
-                })
+                // B has not noticed yet: A is still its predecessor.
+                Some(neighbors_in_order(&order, me, i))
             }
             Request::Ping => Some(Response::Pong),
             _ => Some(Response::Ack),
@@ -1328,10 +1332,7 @@ fn the_nodes_a_probe_answer_named_are_asked_when_the_question_asked_again_is_los
         }
         let i = live.iter().position(|p| p == to)?;
         match body {
-            Request::GetNeighbors => Some(Response::Neighbors {
-                predecessor: Some(if i == 0 { c } else { live[i - 1] }),
-                successors: live[i + 1..].to_vec(),
-            }),
+            Request::GetNeighbors => Some(neighbors_in_order(&live, c, i)),
             Request::Ping => Some(Response::Pong),
             _ => Some(Response::Ack),
         }
@@ -1518,10 +1519,7 @@ fn a_recheck_lost_after_the_entry_answered_another_request_keeps_it() {
     let answer = |to: &Peer, body: &Request| -> Response {
         let i = order.iter().position(|p| p == to).unwrap_or(0);
         match body {
-            Request::GetNeighbors => Response::Neighbors {
-                predecessor: Some(if i == 0 { me } else { order[i - 1] }),
-                successors: order[i + 1..].to_vec(),
-            },
+            Request::GetNeighbors => neighbors_in_order(&order, me, i),
             Request::Ping => Response::Pong,
             _ => Response::Ack,
         }
@@ -1591,10 +1589,7 @@ fn a_checking_leavers_list_does_not_push_our_entries_out() {
                 predecessor: Some(me),
                 successors: stale.to_vec(),
             }),
-            Request::GetNeighbors => Some(Response::Neighbors {
-                predecessor: Some(if i == 0 { me } else { order[i - 1] }),
-                successors: order[i + 1..].to_vec(),
-            }),
+            Request::GetNeighbors => Some(neighbors_in_order(&order, me, i)),
             Request::Ping => Some(Response::Pong),
             _ => Some(Response::Ack),
         }
