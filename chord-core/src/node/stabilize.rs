@@ -158,14 +158,13 @@ impl Node {
             // was on its way). A longer list drops them at once, so a dead first entry
             // does not hold up lookups for another timeout.
             let thin = self.successors.len() < 2;
+            // The ones rechecked (and, for a list of one, kept) are the ones heard from
+            // last: an entry that answered this round, only its question asked again
+            // lost, is likelier alive than the nearer ones silent for longer (the
+            // hunting sweep at 1 s one way, seed 12555: the nearest two had crashed;
+            // the third, alive, was dropped; seed 28399 the same with a longer list).
             let mut silent = silent;
-            if thin {
-                // Then the ones heard from last are kept: an entry that answered this
-                // round, only its question asked again lost, is likelier alive than the
-                // nearer ones silent for longer (the hunting sweep at 1 s one way, seed
-                // 12555: the nearest two had crashed; the third, alive, was dropped).
-                silent.sort_by_key(|p| std::cmp::Reverse(self.rtt.last_heard(p.id)));
-            }
+            silent.sort_by_key(|p| std::cmp::Reverse(self.rtt.last_heard(p.id)));
             for (i, p) in silent.into_iter().enumerate() {
                 self.remember(p);
                 if i < RECHECKS {

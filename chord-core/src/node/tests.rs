@@ -675,6 +675,21 @@ fn the_entries_kept_for_a_recheck_are_the_ones_heard_from_last() {
     assert!(!node.rechecking(b.id) && node.rechecking(a.id) && node.rechecking(c.id));
 }
 
+/// Found by the hunting sweep (seed 28399, 1 s one way): the same with a longer list.
+/// The two nearest silent entries were rechecked, both had crashed, and the live one
+/// heard from a moment before was never asked again; the node adopted instead was a
+/// leaver, and once it left nothing in the list was alive. The rechecks go to the
+/// entries heard from last whatever the list's length.
+#[test]
+fn the_entries_rechecked_are_the_ones_heard_from_last_in_a_longer_list() {
+    let (mut node, mut now, [_me, a, b, c, d]) = node_with_four();
+    now = now + Duration::from_secs(5);
+    node.rtt.sample(c.id, Duration::from_millis(20), now);
+    node.adopt_successor(d, &[at(60), at(70)], now);
+    assert_eq!(node.successors()[0], d);
+    assert!(!node.rechecking(b.id) && node.rechecking(a.id) && node.rechecking(c.id));
+}
+
 /// A hop that answers a lookup step with the wrong kind of answer (neighbours instead of a
 /// step) used to leave the lookup waiting for it until the lookup's deadline (10 s); it
 /// counts as a failed hop now, and the lookup ends within a couple of seconds.
