@@ -405,6 +405,9 @@ impl Node {
                 } else if member {
                     self.rtt.backed_off(p.to.id, p.wait, now);
                 }
+                if let Some(check) = self.leave_check.as_mut().filter(|_| member) {
+                    check.note_answer(p.to.id, p.first_sent);
+                }
                 let lookup_kind_mismatch = matches!(p.purpose, Purpose::Lookup(_))
                     && !matches!(
                         (&p.body, &body),

@@ -145,7 +145,7 @@ impl Node {
                 .into_iter()
                 .partition(|p| self.put_back.contains(&p.id));
             changed |= self.successors.merge_keeping(&back);
-            // Ask the nearest silent ones once more, outside the round: two tries lost
+            // Ask two of the silent ones once more, outside the round: two tries lost
             // together happen (3% of the time at 9% loss), and a live successor dropped
             // for a node beyond it closes a loop that wraps the ring twice, which
             // nothing but merge probing repairs (the hunting sweep, seed 2106). Two lost
