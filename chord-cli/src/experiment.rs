@@ -140,6 +140,13 @@ pub struct Report {
     pub fail: f64,
     /// Churn per minute.
     pub churn: f64,
+    /// Message loss probability.
+    pub loss: f64,
+    /// One-way message latency range, in milliseconds.
+    pub latency_ms: [u64; 2],
+    /// Ring positions that were members once the ring was built, before any crash:
+    /// `nodes` x `vnodes` unless joins failed (at very high loss, say).
+    pub members_built: usize,
     /// Stabilization intervals after the last join until the ring and fingers were exact.
     pub stabilize_rounds: u32,
     /// Did the ring become exact within `max_settle_rounds`?
@@ -185,6 +192,7 @@ pub fn run_sim(e: &Experiment) -> (Report, Sim) {
         Some(r) => (r, true),
         None => (e.max_settle_rounds, false),
     };
+    let members_built = sim.member_count();
 
     // 3 and 4. Place keys, choose the crashed hosts, count load and losses.
     let placed = place_keys_and_crash(&mut sim, e);
@@ -206,6 +214,9 @@ pub fn run_sim(e: &Experiment) -> (Report, Sim) {
         successors: e.successors,
         fail: e.fail,
         churn: e.churn,
+        loss: e.loss,
+        latency_ms: [e.latency.0, e.latency.1].map(|d| d.as_millis() as u64),
+        members_built,
         stabilize_rounds: rounds,
         settled,
         invariant_violations: sim.invariant_report().1,

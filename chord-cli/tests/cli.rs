@@ -78,6 +78,10 @@ fn sim_takes_a_latency_range() {
     };
     let v = with_latency("200..1000");
     assert_eq!(v["lookups"], 200);
+    // The report says what it was run with.
+    assert_eq!(v["latency_ms"], serde_json::json!([200, 1000]), "{v}");
+    assert_eq!(v["loss"], 0.0, "{v}");
+    assert_eq!(v["members_built"], 30, "{v}");
     assert_eq!(v["lookups_failed"], 0, "{v}");
     assert_eq!(v["lookups_wrong"], 0, "{v}");
     // Lookups of several hops at 0.2-1 s a message take seconds of virtual time, and a
@@ -90,6 +94,29 @@ fn sim_takes_a_latency_range() {
     let bad = chord(&["sim", "--latency", "900..100"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("minimum is above the maximum"));
+}
+
+/// With every message lost nobody can join: the report says so instead of counting
+/// lookups on a ring of one as if the ring had been built.
+#[test]
+fn sim_says_when_the_ring_could_not_be_built() {
+    let args = [
+        "--nodes",
+        "20",
+        "--keys",
+        "100",
+        "--lookups",
+        "50",
+        "--loss",
+        "1",
+    ];
+    let v = sim_json(&args);
+    assert_eq!(v["loss"], 1.0, "{v}");
+    assert_eq!(v["members_built"], 1, "{v}");
+    let out = chord(&[&["sim"], &args[..]].concat());
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("only 1 position(s) joined"), "{text}");
 }
 
 #[test]

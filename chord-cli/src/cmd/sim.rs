@@ -169,7 +169,28 @@ pub fn run(a: &Args) -> crate::common::Result<()> {
 
 fn print_table(r: &Report, took: Duration) {
     let rows: Vec<(&str, String)> = vec![
-        ("nodes", format!("{} ({} vnode(s) each)", r.nodes, r.vnodes)),
+        (
+            "nodes",
+            format!(
+                "{} ({} vnode(s) each){}",
+                r.nodes,
+                r.vnodes,
+                if r.members_built < r.nodes * usize::from(r.vnodes) {
+                    format!("; only {} position(s) joined", r.members_built)
+                } else {
+                    String::new()
+                }
+            ),
+        ),
+        (
+            "network",
+            format!(
+                "{}% loss, one way {}..{} ms",
+                r.loss * 100.0,
+                r.latency_ms[0],
+                r.latency_ms[1]
+            ),
+        ),
         ("keys", format!("{} ({} replicas)", r.keys, r.replicas)),
         ("successor list", r.successors.to_string()),
         (
