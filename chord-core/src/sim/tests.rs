@@ -576,10 +576,17 @@ fn hunt_sweep() {
         println!("hunt: seeds with violations: {violating:?}");
     }
     for r in bad.iter().take(env_number("CHORD_HUNT_SHOW", 5)) {
+        let rounds = |x: Option<u32>| x.map_or("never".to_owned(), |n| format!("{n} rounds"));
+        let inexact = r.unsettled.map_or(String::new(), |(lists, preds, fingers)| {
+            format!(
+                " (at 60 s: {lists} lists and {preds} predecessors not exact, {:.0}% exact fingers)",
+                fingers * 100.0
+            )
+        });
         println!(
-            "unclean seed {}: initial {} vnodes {} r {}{} loss {:.3} latency {:?} j/l/c {}/{}/{} healed {:?} settled {:?} {:?} violations {} first {:?} quiet wrong {} failed {}",
+            "unclean seed {}: initial {} vnodes {} r {}{} loss {:.3} latency {:?} ms joins/leaves/crashes {}/{}/{}; healed after {}, fingers exact after {}{inexact}; violations {} first {:?}; at quiescence wrong {} failed {}",
             r.seed, r.initial, r.vnodes, r.successors, if r.adaptive { " (adaptive)" } else { "" },
-            r.loss, r.latency_ms, r.joins, r.leaves, r.crashes, r.healed_after, r.settled_after, r.unsettled,
+            r.loss, r.latency_ms, r.joins, r.leaves, r.crashes, rounds(r.healed_after), rounds(r.settled_after),
             r.violations.len(), r.violations.first(), r.wrong_quiet, r.failed_quiet
         );
     }
