@@ -185,7 +185,7 @@ fn print_table(r: &Report, took: Duration) {
         (
             "network",
             format!(
-                "{}% loss, one way {}..{} ms",
+                "{:.1}% loss, one way {}..{} ms",
                 r.loss * 100.0,
                 r.latency_ms[0],
                 r.latency_ms[1]

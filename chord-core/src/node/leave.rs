@@ -45,6 +45,11 @@ impl LeaveCheck {
         self.wait_until.unwrap_or(self.check_until)
     }
 
+    /// Has `peer` been asked (pinged) in this check?
+    pub(super) fn was_asked(&self, peer: Id) -> bool {
+        self.asked.iter().any(|(a, _)| *a == peer)
+    }
+
     /// `peer` answered, as a member, a request of ours first sent at `sent`: proof of
     /// life after it was asked if `sent` is not before that (an answer to an older
     /// request proves only that it was alive before).
@@ -140,7 +145,7 @@ impl Node {
                 .successors
                 .as_slice()
                 .iter()
-                .any(|p| !check.asked.iter().any(|(a, _)| *a == p.id));
+                .any(|p| !check.was_asked(p.id));
             if !unasked {
                 self.send_leave_notices(now);
                 return;
@@ -159,7 +164,7 @@ impl Node {
             .successors
             .as_slice()
             .iter()
-            .filter(|p| checking && p.id != me && !check.asked.iter().any(|(a, _)| *a == p.id))
+            .filter(|p| checking && p.id != me && !check.was_asked(p.id))
             .copied()
             .collect();
         for p in new {
