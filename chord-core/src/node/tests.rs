@@ -538,6 +538,59 @@ fn answers_as(rings: Vec<(Peer, Peer, Peer)>) -> impl Fn(&Peer, &Request) -> Opt
     }
 }
 
+/// Issue 11, finding 1 (a ring that wraps twice for good): a node whose only entry A was
+/// alive but silent on both tries of a round fell back to the nearest other node it knew,
+/// K beyond A, adopted it and dropped A: with K's predecessor elsewhere (a loop), nothing
+/// brought A back. The entries before a head found outside the list are kept one more
+/// round, asked first in the next, and A, answering then, stays our successor.
+#[test]
+fn a_falsely_suspected_only_entry_is_kept_when_a_node_beyond_it_is_adopted() {
+    let (me, a, k, l) = (at(10), at(20), at(50), at(90));
+    let (mut node, mut now) = alone_then_rectified_by(me, Config::default(), a);
+    let a_silent = std::cell::Cell::new(false);
+    let kept = std::cell::Cell::new(true);
+    let world = |to: &Peer, body: &Request| -> Option<Response> {
+        if *to == a && a_silent.get() {
+            return None;
+        }
+        // A thinks the ring is the two of us; K is in a loop whose predecessor of K is
+        // L, not A: K's answer never points back to A.
+        let (pred, succ) = if *to == a { (me, me) } else { (l, l) };
+        Some(match body {
+            Request::GetNeighbors => Response::Neighbors {
+                predecessor: Some(pred),
+                successors: vec![succ],
+            },
+            Request::Ping => Response::Pong,
+            _ => Response::Ack,
+        })
+    };
+    drive(&mut node, &mut now, 3, world);
+    assert_eq!(node.successors(), &[a]);
+    node.fingers.update(159, k);
+    a_silent.set(true);
+    let mut adopted_k = false;
+    for _ in 0..100 {
+        drive_once(&mut node, &mut now, world);
+        if node.successors().contains(&k) {
+            adopted_k = true;
+            kept.set(kept.get() && node.successors().contains(&a));
+            a_silent.set(false);
+        }
+        if adopted_k && !a_silent.get() && node.successor() == a {
+            break;
+        }
+    }
+    assert!(adopted_k, "K was never adopted while A was silent");
+    assert!(kept.get(), "A dropped when K was adopted");
+    drive(&mut node, &mut now, 5, world);
+    assert_eq!(
+        node.successor(),
+        a,
+        "A, answering again, is not our successor"
+    );
+}
+
 /// Found by the hunting sweep (seed 12463, 12.5% loss, one way 141-191 ms): a ring of two
 /// whose merge probes found a node of the rest of the ring in front of their successor
 /// dropped the finding because a stabilization round was running, twice, and stayed apart
