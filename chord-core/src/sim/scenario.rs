@@ -167,6 +167,10 @@ pub struct HuntConfig {
     /// Keep the lists that were not exact of a seed that did not settle, in
     /// [`HuntReport::unsettled_dump`].
     pub dump_unsettled: bool,
+    /// A ring not healed within 60 s is followed for up to this many more stabilization
+    /// rounds ([`HuntReport::healed_late`]); 0 (the default) does not follow it. The
+    /// judgement (not healed within 60 s) is the same either way.
+    pub heal_beyond_rounds: u32,
 }
 
 impl Default for HuntConfig {
@@ -179,6 +183,7 @@ impl Default for HuntConfig {
             operations: 60,
             trace: Vec::new(),
             dump_unsettled: false,
+            heal_beyond_rounds: 0,
         }
     }
 }
@@ -229,6 +234,9 @@ pub struct HuntReport {
     pub healed_after: Option<u32>,
     /// Rounds until the fingers were exact too, within the same 60 s, or `None`.
     pub settled_after: Option<u32>,
+    /// Not healed within 60 s, followed [`HuntConfig::heal_beyond_rounds`] more: the
+    /// rounds after loss stopped until it healed, or `None` if not by then either.
+    pub healed_late: Option<u32>,
     /// The routing state at the first violation (debugging aid).
     pub first_violation_dump: Option<String>,
     /// If it did not settle (fingers included): members whose list, and whose
@@ -355,6 +363,7 @@ fn hunt_ring(seed: u64, cfg: &HuntConfig) -> (Sim, HuntReport) {
         wrong_quiet: 0,
         failed_quiet: 0,
         healed_after: None,
+        healed_late: None,
         settled_after: None,
         first_violation_dump: None,
         unsettled: None,
@@ -431,6 +440,9 @@ fn hunt_judge(sim: &mut Sim, r: &mut HuntReport, cfg: &HuntConfig, lookups: &mut
         if cfg.dump_unsettled {
             r.unsettled_dump = Some(sim.dump_not_ideal());
         }
+    }
+    if r.healed_after.is_none() && cfg.heal_beyond_rounds > 0 {
+        r.healed_late = sim.heal(cfg.heal_beyond_rounds).map(|more| 60 + more);
     }
     sim.run_for(Duration::from_secs(12));
     let mut churn = sim.take_lookup_records();

@@ -507,6 +507,7 @@ fn a_leaver_whose_predecessor_died_waits_for_the_next_one() {
 /// `CHORD_HUNT_GUARD_LEAVES=0` to change its ranges, `CHORD_HUNT_FIRST` for the first
 /// seed, `CHORD_HUNT_DUMP=1` to print the routing state at the first violation,
 /// `CHORD_HUNT_DUMP_UNSETTLED=1` the inexact lists of seeds that did not settle,
+/// `CHORD_HUNT_HEAL_BEYOND=N` to follow rings not healed within 60 s N more rounds,
 /// `CHORD_HUNT_EXPLAIN=1` what each unclean seed's first violating list held,
 /// `CHORD_HUNT_TRACE=ab12,cd34` the operations and how those positions' lists changed
 /// (with one seed). Prints the per-sweep figures and the first unclean seeds.
@@ -529,11 +530,13 @@ fn hunt_sweep() {
             .map(|v| v.split(',').map(str::to_owned).collect())
             .unwrap_or_default(),
         dump_unsettled: env("CHORD_HUNT_DUMP_UNSETTLED").is_some(),
+        heal_beyond_rounds: env_number("CHORD_HUNT_HEAL_BEYOND", 0),
         ..default
     };
     let (mut ops, mut checks, mut bad) = (0u64, 0u64, Vec::new());
     let (mut lc, mut wc, mut fc, mut lq, mut wq, mut fq) = (0, 0, 0, 0, 0, 0);
     let (mut with_violations, mut not_healed, mut fingers_late) = (0, 0, 0);
+    let mut healed_late: Vec<u32> = Vec::new();
     for seed in first..first + n {
         let r = hunt(seed, &cfg);
         for line in &r.trace {
@@ -552,6 +555,7 @@ fn hunt_sweep() {
         fq += r.failed_quiet;
         with_violations += usize::from(!r.violations.is_empty());
         not_healed += usize::from(r.healed_after.is_none());
+        healed_late.extend(r.healed_late);
         fingers_late += usize::from(r.healed_after.is_some() && r.settled_after.is_none());
         if !r.is_clean() {
             bad.push(r);
@@ -567,6 +571,14 @@ fn hunt_sweep() {
     println!(
         "hunt: seeds with violations {with_violations}, ring not healed within 60 s {not_healed}, healed but fingers not exact within 60 s {fingers_late}"
     );
+    if cfg.heal_beyond_rounds > 0 {
+        println!(
+            "hunt: of the {not_healed} not healed within 60 s, {} healed within {} s (the slowest after {:?} s)",
+            healed_late.len(),
+            60 + cfg.heal_beyond_rounds,
+            healed_late.iter().max()
+        );
+    }
     let violating: Vec<u64> = bad
         .iter()
         .filter(|r| !r.violations.is_empty())
@@ -577,6 +589,9 @@ fn hunt_sweep() {
     }
     for r in bad.iter().take(env_number("CHORD_HUNT_SHOW", 5)) {
         let rounds = |x: Option<u32>| x.map_or("never".to_owned(), |n| format!("{n} rounds"));
+        let late = r.healed_late.map_or(String::new(), |n| {
+            format!(" (healed after {n} rounds when followed)")
+        });
         let inexact = r.unsettled.map_or(String::new(), |(lists, preds, fingers)| {
             format!(
                 " (at 60 s: {lists} lists and {preds} predecessors not exact, {:.0}% exact fingers)",
@@ -584,7 +599,7 @@ fn hunt_sweep() {
             )
         });
         println!(
-            "unclean seed {}: initial {} vnodes {} r {}{} loss {:.3} latency {:?} ms joins/leaves/crashes {}/{}/{}; healed after {}, fingers exact after {}{inexact}; violations {} first {:?}; at quiescence wrong {} failed {}",
+            "unclean seed {}: initial {} vnodes {} r {}{} loss {:.3} latency {:?} ms joins/leaves/crashes {}/{}/{}; healed after {}{late}, fingers exact after {}{inexact}; violations {} first {:?}; at quiescence wrong {} failed {}",
             r.seed, r.initial, r.vnodes, r.successors, if r.adaptive { " (adaptive)" } else { "" },
             r.loss, r.latency_ms, r.joins, r.leaves, r.crashes, rounds(r.healed_after), rounds(r.settled_after),
             r.violations.len(), r.violations.first(), r.wrong_quiet, r.failed_quiet
