@@ -168,8 +168,8 @@ pub struct HuntConfig {
     /// [`HuntReport::unsettled_dump`].
     pub dump_unsettled: bool,
     /// A ring not healed within 60 s is followed for up to this many more stabilization
-    /// rounds ([`HuntReport::healed_late`]); 0 (the default) does not follow it. The
-    /// judgement (not healed within 60 s) is the same either way.
+    /// rounds ([`HuntReport::healed_late`]); 0 (the default) does not follow it. It still
+    /// counts as not healed within 60 s; the invariant checks keep running meanwhile.
     pub heal_beyond_rounds: u32,
 }
 
