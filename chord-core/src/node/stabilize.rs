@@ -141,7 +141,7 @@ impl Node {
             // silent: dead, or across a partition. Remember them, to find their ring
             // again if it was the latter. Not those a recheck put back after the round
             // started: the round never asked them, and they just answered.
-            let (back, silent): (Vec<Peer>, Vec<Peer>) = closer
+            let (back, mut silent): (Vec<Peer>, Vec<Peer>) = closer
                 .into_iter()
                 .partition(|p| self.put_back.contains(&p.id));
             changed |= self.successors.merge_keeping(&back);
@@ -163,7 +163,6 @@ impl Node {
             // lost, is likelier alive than the nearer ones silent for longer (the
             // hunting sweep at 1 s one way, seed 12555: the nearest two had crashed;
             // the third, alive, was dropped; seed 28399 the same with a longer list).
-            let mut silent = silent;
             silent.sort_by_key(|p| std::cmp::Reverse(self.rtt.last_heard(p.id)));
             for (i, p) in silent.into_iter().enumerate() {
                 self.remember(p);

@@ -425,15 +425,18 @@ fn hunt_faults(
     }
 }
 
+/// Stabilization rounds (of 1 s) a ring has to heal, and settle, once loss has stopped.
+const HEAL_ROUNDS: u32 = 60;
+
 /// Once loss has stopped: how long the ring takes to heal and settle (60 s at most),
 /// how the lookups issued during the faults fared, then 20 lookups at quiescence, and
 /// the invariant checks' findings.
 fn hunt_judge(sim: &mut Sim, r: &mut HuntReport, cfg: &HuntConfig, lookups: &mut KeyStream) {
     // Lookups in flight finish (each within its timeout) while the ring heals.
-    r.healed_after = sim.heal(60);
+    r.healed_after = sim.heal(HEAL_ROUNDS);
     r.settled_after = r
         .healed_after
-        .and_then(|h| sim.settle(60 - h).map(|more| h + more));
+        .and_then(|h| sim.settle(HEAL_ROUNDS - h).map(|more| h + more));
     if r.settled_after.is_none() {
         let (lists, preds) = sim.not_ideal_counts();
         r.unsettled = Some((lists, preds, sim.finger_accuracy()));
@@ -442,7 +445,9 @@ fn hunt_judge(sim: &mut Sim, r: &mut HuntReport, cfg: &HuntConfig, lookups: &mut
         }
     }
     if r.healed_after.is_none() && cfg.heal_beyond_rounds > 0 {
-        r.healed_late = sim.heal(cfg.heal_beyond_rounds).map(|more| 60 + more);
+        r.healed_late = sim
+            .heal(cfg.heal_beyond_rounds)
+            .map(|more| HEAL_ROUNDS + more);
     }
     sim.run_for(Duration::from_secs(12));
     let mut churn = sim.take_lookup_records();
