@@ -7,18 +7,27 @@ impl Node {
     /// The nodes we know that most closely precede `key`, best first: Chord's
     /// `closest_preceding_node`, extended to the next few for fallback.
     pub fn closest_preceding_nodes(&self, key: Id, k: usize) -> Vec<Peer> {
-        let mut c: Vec<Peer> = self
-            .fingers
-            .entries()
-            .iter()
-            .chain(self.successors.as_slice())
-            .filter(|p| p.id.in_open(self.me.id, key))
-            .copied()
-            .collect();
-        c.sort_by_key(|p| p.id.distance_to(key));
-        c.dedup_by_key(|p| p.id);
-        c.truncate(k);
-        c
+        // The best k kept in order as we go: the same result as collecting them all, a
+        // stable sort by distance to the key, dedup by id and truncate (a copy of an id
+        // already kept is skipped, so a finger wins over the same node in the list), with
+        // one allocation and no sort (this answers every lookup step).
+        let fingers = self.fingers.entries();
+        let list = self.successors.as_slice();
+        let mut best: Vec<Peer> = Vec::with_capacity(k.min(fingers.len() + list.len()) + 1);
+        for p in fingers.iter().chain(list) {
+            if !p.id.in_open(self.me.id, key) {
+                continue;
+            }
+            let d = p.id.distance_to(key);
+            // Distinct ids have distinct distances to the key: an equal one is the same id.
+            if let Err(i) = best.binary_search_by(|b| b.id.distance_to(key).cmp(&d)) {
+                if i < k {
+                    best.insert(i, *p);
+                    best.truncate(k);
+                }
+            }
+        }
+        best
     }
 
     pub(super) fn fix_fingers(&mut self, now: Time) {

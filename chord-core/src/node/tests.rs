@@ -2142,3 +2142,46 @@ fn an_entry_put_back_during_a_round_is_not_dropped_by_that_round() {
     let ids: Vec<Id> = node.successors().iter().map(|p| p.id).collect();
     assert!(ids.starts_with(&[a.id, b.id]), "{ids:?}");
 }
+
+proptest::proptest! {
+    /// `closest_preceding_nodes` keeps the best k as it goes (it answers every lookup
+    /// step); it must give exactly what collecting every finger and list entry in
+    /// (me, key), a stable sort by distance to the key, dedup by id and truncating to k
+    /// gave, with the same nodes in fingers and list (a finger's copy first).
+    #[test]
+    fn closest_preceding_nodes_are_the_k_nearest_before_the_key(
+        me in proptest::prelude::any::<[u8; 20]>(),
+        pool in proptest::collection::vec(proptest::prelude::any::<[u8; 20]>(), 1..24),
+        fingers in proptest::collection::vec((0usize..160, 0usize..24), 0..40),
+        list in proptest::collection::vec(0usize..24, 0..12),
+        key in proptest::prelude::any::<[u8; 20]>(),
+        k in 0usize..8,
+    ) {
+        let peer = |i: usize, port: u16| {
+            let id = Id(pool[i % pool.len()]);
+            Peer::new(id, SocketAddr::from(([127, 0, 0, 1], port)))
+        };
+        let me = Peer::new(Id(me), SocketAddr::from(([127, 0, 0, 2], 1)));
+        let mut node = Node::new(me, Config { successor_list_len: 12, ..Config::default() });
+        for (i, p) in &fingers {
+            node.fingers.update(*i, peer(*p, 1));
+        }
+        let tail: Vec<Peer> = list.iter().map(|p| peer(*p, 2)).collect();
+        if let Some((head, rest)) = tail.split_first() {
+            node.successors.rebuild(*head, rest);
+        }
+        let key = Id(key);
+        let mut all: Vec<Peer> = node
+            .fingers
+            .entries()
+            .iter()
+            .chain(node.successors.as_slice())
+            .filter(|p| p.id.in_open(me.id, key))
+            .copied()
+            .collect();
+        all.sort_by_key(|p| p.id.distance_to(key));
+        all.dedup_by_key(|p| p.id);
+        all.truncate(k);
+        proptest::prop_assert_eq!(node.closest_preceding_nodes(key, k), all);
+    }
+}
