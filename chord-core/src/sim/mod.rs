@@ -93,9 +93,11 @@ struct Host {
 }
 
 enum Action {
+    /// `from` is the sending node's index: its `me()` never changes, and an index keeps
+    /// the action small (every message is moved through the queue's slab).
     Deliver {
         to: usize,
-        from: Peer,
+        from: usize,
         msg: Message,
     },
     Timer {

@@ -125,6 +125,7 @@ impl Sim {
                     self.traffic.dropped += 1;
                     return;
                 }
+                let from = self.nodes[from].node.me();
                 self.nodes[to].node.handle(from, msg, self.now);
                 self.sync(to);
             }
@@ -176,12 +177,11 @@ impl Sim {
             } else {
                 lo
             };
-            let from = self.nodes[i].node.me();
             self.schedule(
                 Time(self.now.0 + lat),
                 Action::Deliver {
                     to,
-                    from,
+                    from: i,
                     msg: t.message,
                 },
             );

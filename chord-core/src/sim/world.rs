@@ -191,7 +191,7 @@ impl Sim {
                     .saturating_sub(1);
                 self.nodes[*to].host != h
                     && self.hosts[self.nodes[*to].host].alive
-                    && !survives(from)
+                    && !survives(&self.nodes[*from].node.me())
                     && !successors
                         .iter()
                         .take_while(|p| p.id != me)
