@@ -139,6 +139,14 @@ pub struct Lookup {
     max_queries: u32,
     /// Most `FindStep` requests in flight at once (α).
     alpha: usize,
+    /// Candidates in state `Waiting` and `Slow`, kept as they change (every `poll` needs
+    /// them, and counting them touched every candidate: 10% of the simulator's cache
+    /// misses at 1,000 nodes).
+    waiting: usize,
+    slow: usize,
+    /// Candidates in state `Failed`: most lookups have none, and then
+    /// [`Lookup::failed_peers`] need not look at every candidate.
+    failed: usize,
 }
 
 impl Lookup {
@@ -159,6 +167,9 @@ impl Lookup {
             queries: 0,
             max_queries,
             alpha: 1,
+            waiting: 0,
+            slow: 0,
+            failed: 0,
         };
         for p in seeds {
             l.add_candidate(*p, 1);
@@ -241,13 +252,25 @@ impl Lookup {
     }
 
     fn set_state(&mut self, id: Id, state: State) -> bool {
-        match self.candidate_mut(id) {
-            Some(c) => {
-                c.state = state;
-                true
-            }
-            None => false,
-        }
+        let Some(c) = self.candidate_mut(id) else {
+            return false;
+        };
+        let old = std::mem::replace(&mut c.state, state);
+        self.count(old, -1);
+        self.count(state, 1);
+        true
+    }
+
+    /// Keep `waiting`, `slow` and `failed` in step with a candidate entering (`+1`) or leaving
+    /// (`-1`) `state`.
+    fn count(&mut self, state: State, delta: isize) {
+        let n = match state {
+            State::Waiting => &mut self.waiting,
+            State::Slow => &mut self.slow,
+            State::Failed => &mut self.failed,
+            State::NotContacted | State::Succeeded => return,
+        };
+        *n = n.saturating_add_signed(delta);
     }
 
     /// Take in a responder's successor list and closer nodes.
@@ -409,9 +432,11 @@ impl Lookup {
 
     /// Every peer this lookup found dead, so that the node can drop them from its tables.
     pub fn failed_peers(&self) -> impl Iterator<Item = Id> + '_ {
+        let any = self.failed > 0;
         self.candidates
             .iter()
             .rev()
+            .take_while(move |_| any)
             .filter(|c| c.state == State::Failed)
             .map(|c| c.peer.id)
             .chain(self.failed_owners.iter().copied())
@@ -429,14 +454,19 @@ impl Lookup {
         if self.confirming.is_some() {
             return LookupAction::Wait;
         }
-        let (mut waiting, mut slow) = (0, 0);
-        for c in &self.candidates {
-            match c.state {
-                State::Waiting => waiting += 1,
-                State::Slow => slow += 1,
-                _ => {}
-            }
-        }
+        let (waiting, slow) = (self.waiting, self.slow);
+        debug_assert_eq!(
+            (waiting, slow, self.failed),
+            self.candidates
+                .iter()
+                .fold((0, 0, 0), |(w, s, f), c| match c.state {
+                    State::Waiting => (w + 1, s, f),
+                    State::Slow => (w, s + 1, f),
+                    State::Failed => (w, s, f + 1),
+                    State::NotContacted | State::Succeeded => (w, s, f),
+                }),
+            "the counts of candidates by state are out of step with the candidates"
+        );
         if self.queries >= self.max_queries {
             return if waiting + slow > 0 {
                 LookupAction::Wait
@@ -445,16 +475,20 @@ impl Lookup {
             };
         }
         let bound = self.covering.as_ref().map(|c| c.rank);
+        // Best first; only candidates better than the covering responder can name a
+        // better owner, and they are all at the end.
         let mut untried = self
             .candidates
             .iter_mut()
             .rev()
-            .filter(|c| c.state == State::NotContacted && bound.is_none_or(|b| c.rank < b))
+            .take_while(|c| bound.is_none_or(|b| c.rank < b))
+            .filter(|c| c.state == State::NotContacted)
             .peekable();
         let any_untried = untried.peek().is_some();
         if waiting < self.alpha {
             if let Some(c) = untried.next() {
                 c.state = State::Waiting;
+                self.waiting += 1;
                 self.queries += 1;
                 return LookupAction::Query(c.peer);
             }
@@ -488,6 +522,8 @@ impl Lookup {
         if let Some(c) = self.candidate_mut(id) {
             if c.state == State::Waiting {
                 c.state = State::Slow;
+                self.waiting -= 1;
+                self.slow += 1;
             }
         }
     }
