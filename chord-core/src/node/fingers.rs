@@ -7,24 +7,58 @@ impl Node {
     /// The nodes we know that most closely precede `key`, best first: Chord's
     /// `closest_preceding_node`, extended to the next few for fallback.
     pub fn closest_preceding_nodes(&self, key: Id, k: usize) -> Vec<Peer> {
-        // The best k kept in order as we go: the same result as collecting them all, a
-        // stable sort by distance to the key, dedup by id and truncate (a copy of an id
-        // already kept is skipped, so a finger wins over the same node in the list), with
-        // one allocation and no sort (this answers every lookup step).
+        // Fingers and successor list are both ordered by distance from us, strictly and
+        // without us: those in (me, key) are a prefix of each, the nearest the key at its
+        // end. Walk the two prefixes back from their ends, merged, a node in both taken
+        // once (the finger's copy). This answers every lookup step, and reading only the
+        // entries it returns (not every entry, to sort them) was 8% of the simulator's
+        // cache misses at 3,000 nodes.
+        let me = self.me.id;
         let fingers = self.fingers.entries();
         let list = self.successors.as_slice();
-        let mut best: Vec<Peer> = Vec::with_capacity(k.min(fingers.len() + list.len()) + 1);
-        for p in fingers.iter().chain(list) {
-            if !p.id.in_open(self.me.id, key) {
-                continue;
-            }
-            let d = p.id.distance_to(key);
-            // Distinct ids have distinct distances to the key: an equal one is the same id.
-            if let Err(i) = best.binary_search_by(|b| b.id.distance_to(key).cmp(&d)) {
-                if i < k {
-                    best.insert(i, *p);
-                    best.truncate(k);
+        debug_assert!(
+            [fingers, list].iter().all(|l| l
+                .windows(2)
+                .all(|w| me.distance_to(w[0].id) < me.distance_to(w[1].id))
+                && l.iter().all(|p| p.id != me)),
+            "fingers and successors are ordered by distance from the node"
+        );
+        // (me, me) is the whole ring but us.
+        let span = me.distance_to(key);
+        let before = |p: &Peer| span == Id::ZERO || me.distance_to(p.id) < span;
+        let (mut i, mut j) = (
+            fingers.partition_point(before),
+            list.partition_point(before),
+        );
+        let mut best = Vec::with_capacity(k.min(i + j));
+        while best.len() < k {
+            let next = match (i.checked_sub(1), j.checked_sub(1)) {
+                (None, None) => break,
+                (Some(f), None) => {
+                    i = f;
+                    fingers[f]
                 }
+                (None, Some(s)) => {
+                    j = s;
+                    list[s]
+                }
+                (Some(f), Some(s)) => {
+                    let (df, ds) = (me.distance_to(fingers[f].id), me.distance_to(list[s].id));
+                    if df >= ds {
+                        i = f;
+                    }
+                    if ds >= df {
+                        j = s;
+                    }
+                    if df >= ds {
+                        fingers[f]
+                    } else {
+                        list[s]
+                    }
+                }
+            };
+            if next.id.in_open(me, key) {
+                best.push(next);
             }
         }
         best

@@ -2170,18 +2170,21 @@ proptest::proptest! {
         if let Some((head, rest)) = tail.split_first() {
             node.successors.rebuild(*head, rest);
         }
-        let key = Id(key);
-        let mut all: Vec<Peer> = node
-            .fingers
-            .entries()
-            .iter()
-            .chain(node.successors.as_slice())
-            .filter(|p| p.id.in_open(me.id, key))
-            .copied()
-            .collect();
-        all.sort_by_key(|p| p.id.distance_to(key));
-        all.dedup_by_key(|p| p.id);
-        all.truncate(k);
-        proptest::prop_assert_eq!(node.closest_preceding_nodes(key, k), all);
+        // A random key, a key at a node we know, and our own id (the whole ring but us).
+        let known = pool[key[0] as usize % pool.len()];
+        for key in [Id(key), Id(known), me.id] {
+            let mut all: Vec<Peer> = node
+                .fingers
+                .entries()
+                .iter()
+                .chain(node.successors.as_slice())
+                .filter(|p| p.id.in_open(me.id, key))
+                .copied()
+                .collect();
+            all.sort_by_key(|p| p.id.distance_to(key));
+            all.dedup_by_key(|p| p.id);
+            all.truncate(k);
+            proptest::prop_assert_eq!(node.closest_preceding_nodes(key, k), all);
+        }
     }
 }
