@@ -98,6 +98,15 @@ impl Id {
         (u128::from_be_bytes(hi), u32::from_be_bytes(lo))
     }
 
+    /// The high 64 bits: ids in this order are in the order of their prefixes (equal
+    /// prefixes aside).
+    #[inline]
+    pub(crate) fn prefix(self) -> u64 {
+        let mut hi = [0u8; 8];
+        hi.copy_from_slice(&self.0[..8]);
+        u64::from_be_bytes(hi)
+    }
+
     #[inline]
     fn from_parts(hi: u128, lo: u32) -> Id {
         let mut b = [0u8; ID_BYTES];

@@ -120,6 +120,11 @@ pub struct Lookup {
     /// the ones before, so they are pushed at the end), and found by their rank, which is
     /// unique to an id: a lookup's every answer looks up its candidates several times.
     candidates: Vec<Candidate>,
+    /// The first 8 bytes of each candidate's rank, in the same order: the binary search
+    /// for a candidate reads these (8 candidates to a cache line) and only the few
+    /// candidates they leave (10 to a line fewer), as an answer finds the lookup's state
+    /// long gone from the cache.
+    prefixes: Vec<u64>,
     covering: Option<Covering>,
     confirming: Option<Peer>,
     failed_owners: Vec<Id>,
@@ -155,6 +160,7 @@ impl Lookup {
         let mut l = Lookup {
             key,
             candidates: Vec::new(),
+            prefixes: Vec::new(),
             covering: None,
             confirming: None,
             failed_owners: Vec::new(),
@@ -195,12 +201,14 @@ impl Lookup {
         max_queries: u32,
     ) -> Lookup {
         let mut l = Lookup::new(key, &[], max_queries);
+        let rank = l.rank(me.id);
         l.candidates.push(Candidate {
             peer: me,
-            rank: l.rank(me.id),
+            rank,
             state: State::Succeeded,
             depth: 0,
         });
+        l.prefixes.push(rank.prefix());
         l.absorb(me, successors, closer);
         l
     }
@@ -222,7 +230,15 @@ impl Lookup {
 
     /// Where the candidate of rank `rank` is (`Ok`) or would go (`Err`) in `candidates`.
     fn position(&self, rank: Id) -> Result<usize, usize> {
-        self.candidates.binary_search_by(|c| rank.cmp(&c.rank))
+        // Descending: the prefixes above this one, then the (rarely more than one)
+        // candidates that share it, ordered by their whole rank.
+        let p = rank.prefix();
+        let lo = self.prefixes.partition_point(|&q| q > p);
+        let n = self.prefixes[lo..].partition_point(|&q| q == p);
+        match self.candidates[lo..lo + n].binary_search_by(|c| rank.cmp(&c.rank)) {
+            Ok(i) => Ok(lo + i),
+            Err(i) => Err(lo + i),
+        }
     }
 
     fn candidate_mut(&mut self, id: Id) -> Option<&mut Candidate> {
@@ -249,6 +265,7 @@ impl Lookup {
                 depth,
             },
         );
+        self.prefixes.insert(pos, rank.prefix());
     }
 
     fn set_state(&mut self, id: Id, state: State) -> bool {

@@ -229,3 +229,35 @@ fn a_node_without_a_predecessor_owns_its_own_id() {
     l.on_confirm(own, None, &[p(130), p(140)]);
     assert!(matches!(l.poll(), LookupAction::Done(out) if out.owner == own));
 }
+
+/// Candidates whose ranks agree in their first 8 bytes (the prefixes the search reads
+/// first) are still found, ordered and told apart by their whole rank.
+#[test]
+fn candidates_sharing_a_rank_prefix_are_told_apart() {
+    // Position 100 plus a low byte: the same first 8 bytes, and so the same rank prefix
+    // for a key far from all of them.
+    let near = |low: u8| {
+        let mut b = [0u8; 20];
+        b[0] = 100;
+        b[19] = low;
+        Peer::new(Id(b), SocketAddr::from(([127, 0, 1, low], 1)))
+    };
+    let k = key(200);
+    let mut l = Lookup::new(k, &[near(5), near(9), near(7), near(8)], 16);
+    // Best first: the one nearest before the key.
+    assert_eq!(l.poll(), LookupAction::Query(near(9)));
+    l.on_failure(near(9).id);
+    assert_eq!(l.poll(), LookupAction::Query(near(8)));
+    // Its answer is found among the others of its prefix, and names a better hop.
+    l.on_step(near(8), &[p(150)], &[]);
+    assert_eq!(l.poll(), LookupAction::Query(p(150)));
+    l.on_failure(p(150).id);
+    assert_eq!(l.poll(), LookupAction::Query(near(7)));
+    l.on_failure(near(7).id);
+    assert_eq!(l.poll(), LookupAction::Query(near(5)));
+    l.on_failure(near(5).id);
+    assert_eq!(l.poll(), LookupAction::Failed(LookupError::NoRoute));
+    assert_eq!(l.hops(), 1);
+    let failed: Vec<Id> = l.failed_peers().collect();
+    assert_eq!(failed, vec![p(150).id, near(9).id, near(7).id, near(5).id]);
+}
