@@ -121,9 +121,9 @@ pub struct Lookup {
     /// unique to an id: a lookup's every answer looks up its candidates several times.
     candidates: Vec<Candidate>,
     /// The first 8 bytes of each candidate's rank, in the same order: the binary search
-    /// for a candidate reads these (8 candidates to a cache line) and only the few
-    /// candidates they leave (10 to a line fewer), as an answer finds the lookup's state
-    /// long gone from the cache.
+    /// for a candidate reads these (8 to a cache line, where a candidate is 80 bytes) and
+    /// then only the candidates that share the prefix (rarely more than one), as an
+    /// answer finds the lookup's state long gone from the cache.
     prefixes: Vec<u64>,
     covering: Option<Covering>,
     confirming: Option<Peer>,
@@ -273,21 +273,26 @@ impl Lookup {
             return false;
         };
         let old = std::mem::replace(&mut c.state, state);
-        self.count(old, -1);
-        self.count(state, 1);
+        self.count(old, false);
+        self.count(state, true);
         true
     }
 
-    /// Keep `waiting`, `slow` and `failed` in step with a candidate entering (`+1`) or leaving
-    /// (`-1`) `state`.
-    fn count(&mut self, state: State, delta: isize) {
+    /// Keep `waiting`, `slow` and `failed` in step with a candidate entering or leaving
+    /// `state`.
+    fn count(&mut self, state: State, entering: bool) {
         let n = match state {
             State::Waiting => &mut self.waiting,
             State::Slow => &mut self.slow,
             State::Failed => &mut self.failed,
             State::NotContacted | State::Succeeded => return,
         };
-        *n = n.saturating_add_signed(delta);
+        // A state is only ever left after it was counted entering it.
+        if entering {
+            *n += 1;
+        } else {
+            *n -= 1;
+        }
     }
 
     /// Take in a responder's successor list and closer nodes.

@@ -43,7 +43,7 @@ fn duration(us: u32) -> Duration {
 }
 
 /// Per-peer RTT estimates. See the [module documentation](self).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct RttTable {
     /// The first 4 bytes of each estimate's peer, in the order of `peers` (the first
     /// `peers.len()` are in use), compared first: the scan is on the path of every
@@ -57,6 +57,19 @@ pub struct RttTable {
     /// A smoothed timeout over every peer measured (microseconds, 0 before any), for
     /// peers never measured: the network is likely alike.
     typical: u32,
+}
+
+impl std::fmt::Debug for RttTable {
+    /// The estimates with when each peer was last heard (not the unused inline slots).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RttTable")
+            .field(
+                "peers",
+                &self.peers.iter().zip(&self.lasts).collect::<Vec<_>>(),
+            )
+            .field("typical", &self.typical)
+            .finish()
+    }
 }
 
 impl RttTable {
