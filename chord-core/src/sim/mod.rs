@@ -18,7 +18,10 @@ mod scenario;
 mod world;
 
 pub use invariants::Violation;
-pub use scenario::{hunt, random_mix, random_mix_dumping, HuntConfig, HuntReport, MixReport};
+pub use scenario::{
+    hunt, random_mix, random_mix_dumping, random_mix_with_retries, HuntConfig, HuntReport,
+    MixReport,
+};
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};

@@ -55,16 +55,22 @@ impl MixReport {
 
 /// Run one random scenario.
 pub fn random_mix(seed: u64) -> MixReport {
-    run_mix(seed, false)
+    run_mix(seed, false, Config::default().request_retries)
+}
+
+/// [`random_mix`] with [`Config::request_retries`] set: 0 is one try per request, no
+/// resend (a documented option; one lost message then makes a live peer look dead).
+pub fn random_mix_with_retries(seed: u64, request_retries: u32) -> MixReport {
+    run_mix(seed, false, request_retries)
 }
 
 /// [`random_mix`], with the routing state of a scenario that did not settle in
 /// [`MixReport::unsettled_dump`] (a debugging aid).
 pub fn random_mix_dumping(seed: u64) -> MixReport {
-    run_mix(seed, true)
+    run_mix(seed, true, Config::default().request_retries)
 }
 
-fn run_mix(seed: u64, dump: bool) -> MixReport {
+fn run_mix(seed: u64, dump: bool, request_retries: u32) -> MixReport {
     let mut draw = rand_chacha::ChaCha8Rng::seed_from_u64_ext(seed);
     let initial = draw.random_range(3..=24);
     let successors = draw.random_range(2..=8);
@@ -77,6 +83,7 @@ fn run_mix(seed: u64, dump: bool) -> MixReport {
         seed,
         node: Config {
             successor_list_len: successors,
+            request_retries,
             ..Config::default()
         },
         check_every: Some(Duration::from_millis(250)),
