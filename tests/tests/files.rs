@@ -533,3 +533,57 @@ fn a_failed_rename_leaves_no_partial_copy() {
         n.node().kill();
     }
 }
+
+/// Issue 11: the replica set chord-files places an item on is counted in hosts. With
+/// eight virtual nodes a host, a host's positions often follow one another on the ring,
+/// so the owner and its next two positions could be one or two machines; the k = 3
+/// holders `locate` names must be three different hosts. Every position's own id is
+/// located (each position owns its id), so every such run of one host's positions is
+/// met.
+#[test]
+fn replica_sets_are_distinct_hosts_with_virtual_nodes() {
+    use chord_net::Node;
+    block_on(async {
+        let mut nodes: Vec<Node> = Vec::new();
+        for i in 0..3 {
+            let mut b = Node::builder()
+                .listen(any_port())
+                .config(fast_config())
+                .vnodes(8);
+            if i > 0 {
+                b = b.join(nodes[0].addr());
+            }
+            nodes.push(b.start().await.expect("node starts"));
+        }
+        // Every list complete: 23 entries (two other hosts never fill a list of 8 hosts).
+        let walk =
+            chord_net::ring::wait_stable(nodes[0].addr(), None, 24, 23, Duration::from_secs(60))
+                .await
+                .expect("a stable ring of 24 positions with complete lists");
+        let hosts: Vec<_> = nodes.iter().map(|n| n.addr()).collect();
+        let mut runs = 0;
+        for (k, status) in walk.iter().enumerate() {
+            let id = status.me.id;
+            let node = &nodes[k % nodes.len()];
+            let (_, holders) = chord_files::maintain::locate(node, id, 3)
+                .await
+                .expect("locate");
+            assert_eq!(holders.first().map(|p| p.id), Some(id), "{holders:?}");
+            let mut addrs: Vec<_> = holders.iter().map(|p| p.addr).collect();
+            assert!(addrs.iter().all(|a| hosts.contains(a)), "{holders:?}");
+            addrs.sort();
+            addrs.dedup();
+            assert_eq!(addrs.len(), 3, "position {k}: holders {holders:?}");
+            runs += usize::from(
+                status
+                    .successors
+                    .first()
+                    .is_some_and(|s| s.addr == status.me.addr),
+            );
+        }
+        assert!(runs > 0, "no position was followed by one of its own host");
+        for n in &nodes {
+            n.kill();
+        }
+    });
+}
