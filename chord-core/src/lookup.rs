@@ -81,6 +81,11 @@ pub enum LookupError {
     Unsure,
 }
 
+/// How closely `id` precedes `key`: 0 for `key - 1`, the maximum for `key` itself.
+fn rank(key: Id, id: Id) -> Id {
+    id.distance_to(key).wrapping_sub(Id::pow2(0))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     NotContacted,
@@ -94,8 +99,9 @@ enum State {
 
 #[derive(Clone, Debug)]
 struct Candidate {
+    /// Its rank is not kept: it is computed from the id where needed (a lookup in a
+    /// ring with many dead nodes gathers many candidates; 20 bytes less each).
     peer: Peer,
-    rank: Id,
     state: State,
     /// Hops from the asking node: one more than the node that named it.
     depth: u32,
@@ -201,14 +207,12 @@ impl Lookup {
         max_queries: u32,
     ) -> Lookup {
         let mut l = Lookup::new(key, &[], max_queries);
-        let rank = l.rank(me.id);
         l.candidates.push(Candidate {
             peer: me,
-            rank,
             state: State::Succeeded,
             depth: 0,
         });
-        l.prefixes.push(rank.prefix());
+        l.prefixes.push(l.rank(me.id).prefix());
         l.absorb(me, successors, closer);
         l
     }
@@ -225,7 +229,7 @@ impl Lookup {
 
     /// How closely `id` precedes the key: 0 for `key - 1`, the maximum for `key` itself.
     fn rank(&self, id: Id) -> Id {
-        id.distance_to(self.key).wrapping_sub(Id::pow2(0))
+        rank(self.key, id)
     }
 
     /// Where the candidate of rank `rank` is (`Ok`) or would go (`Err`) in `candidates`.
@@ -235,7 +239,7 @@ impl Lookup {
         let p = rank.prefix();
         let lo = self.prefixes.partition_point(|&q| q > p);
         let n = self.prefixes[lo..].partition_point(|&q| q == p);
-        match self.candidates[lo..lo + n].binary_search_by(|c| rank.cmp(&c.rank)) {
+        match self.candidates[lo..lo + n].binary_search_by(|c| rank.cmp(&self.rank(c.peer.id))) {
             Ok(i) => Ok(lo + i),
             Err(i) => Err(lo + i),
         }
@@ -260,7 +264,6 @@ impl Lookup {
             pos,
             Candidate {
                 peer: p,
-                rank,
                 state: State::NotContacted,
                 depth,
             },
@@ -497,13 +500,14 @@ impl Lookup {
             };
         }
         let bound = self.covering.as_ref().map(|c| c.rank);
+        let key = self.key;
         // Best first; only candidates better than the covering responder can name a
         // better owner, and they are all at the end.
         let mut untried = self
             .candidates
             .iter_mut()
             .rev()
-            .take_while(|c| bound.is_none_or(|b| c.rank < b))
+            .take_while(|c| bound.is_none_or(|b| rank(key, c.peer.id) < b))
             .filter(|c| c.state == State::NotContacted)
             .peekable();
         let any_untried = untried.peek().is_some();
