@@ -127,7 +127,7 @@ pub struct Lookup {
     /// unique to an id: a lookup's every answer looks up its candidates several times.
     candidates: Vec<Candidate>,
     /// The first 8 bytes of each candidate's rank, in the same order: the binary search
-    /// for a candidate reads these (8 to a cache line, where a candidate is 80 bytes) and
+    /// for a candidate reads these (8 to a cache line, where a candidate is 60 bytes) and
     /// then only the candidates that share the prefix (rarely more than one), as an
     /// answer finds the lookup's state long gone from the cache.
     prefixes: Vec<u64>,
