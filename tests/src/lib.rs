@@ -61,6 +61,23 @@ pub async fn start_ring(n: usize) -> Vec<Node> {
     nodes
 }
 
+/// Start `n` nodes on loopback (with [`fast_config`]), each joining through the first,
+/// each builder shaped by `shape` first (virtual nodes, limits, ...).
+pub async fn start_ring_shaped(
+    n: usize,
+    shape: impl Fn(chord_net::NodeBuilder) -> chord_net::NodeBuilder,
+) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..n {
+        let mut b = shape(Node::builder().listen(any_port()).config(fast_config()));
+        if i > 0 {
+            b = b.join(nodes[0].addr());
+        }
+        nodes.push(b.start().await.expect("node starts"));
+    }
+    nodes
+}
+
 /// Is the ring of the (single-position) nodes at `addrs` exactly right: each node's
 /// successor and predecessor are its neighbours in id order?
 pub async fn ring_is_consistent(addrs: &[SocketAddr]) -> bool {

@@ -544,17 +544,7 @@ fn a_failed_rename_leaves_no_partial_copy() {
 fn replica_sets_are_distinct_hosts_with_virtual_nodes() {
     use chord_net::Node;
     block_on(async {
-        let mut nodes: Vec<Node> = Vec::new();
-        for i in 0..3 {
-            let mut b = Node::builder()
-                .listen(any_port())
-                .config(fast_config())
-                .vnodes(8);
-            if i > 0 {
-                b = b.join(nodes[0].addr());
-            }
-            nodes.push(b.start().await.expect("node starts"));
-        }
+        let nodes: Vec<Node> = chord_tests::start_ring_shaped(3, |b| b.vnodes(8)).await;
         // Every list complete: 23 entries (two other hosts never fill a list of 8 hosts).
         let walk =
             chord_net::ring::wait_stable(nodes[0].addr(), None, 24, 23, Duration::from_secs(60))

@@ -10,8 +10,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use chord_core::Id;
-use chord_net::{Client, Limits, Node};
-use chord_tests::{any_port, fast_config, wait_consistent};
+use chord_net::{Client, Limits};
+use chord_tests::wait_consistent;
 use futures_lite::future::block_on;
 use socket2::{Domain, Socket, Type};
 
@@ -47,17 +47,7 @@ fn flood(n: usize) {
     };
     let per_ip = limits.max_connections_per_ip;
     block_on(async {
-        let mut nodes: Vec<Node> = Vec::new();
-        for i in 0..3 {
-            let mut b = Node::builder()
-                .listen(any_port())
-                .config(fast_config())
-                .limits(limits.clone());
-            if i > 0 {
-                b = b.join(nodes[0].addr());
-            }
-            nodes.push(b.start().await.expect("start"));
-        }
+        let nodes = chord_tests::start_ring_shaped(3, |b| b.limits(limits.clone())).await;
         wait_consistent(&nodes, Duration::from_secs(20))
             .await
             .expect("consistent");

@@ -252,17 +252,7 @@ fn nodes_on_different_ips_and_no_wildcards() {
 #[test]
 fn a_walk_visits_every_virtual_node() {
     block_on(async {
-        let mut nodes: Vec<Node> = Vec::new();
-        for i in 0..3 {
-            let mut b = Node::builder()
-                .listen(chord_tests::any_port())
-                .config(fast_config())
-                .vnodes(3);
-            if i > 0 {
-                b = b.join(nodes[0].addr());
-            }
-            nodes.push(b.start().await.expect("node starts"));
-        }
+        let nodes = chord_tests::start_ring_shaped(3, |b| b.vnodes(3)).await;
         let mut positions: Vec<Id> = nodes.iter().flat_map(|n| n.ids().to_vec()).collect();
         positions.sort();
         assert_eq!(positions.len(), 9);
