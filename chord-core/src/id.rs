@@ -164,9 +164,7 @@ impl Id {
 
     /// The id as an approximate fraction of the ring in `[0, 1)`, for statistics and drawing.
     pub fn as_fraction(self) -> f64 {
-        let mut hi = [0u8; 8];
-        hi.copy_from_slice(&self.0[..8]);
-        u64::from_be_bytes(hi) as f64 / 18_446_744_073_709_551_616.0
+        self.prefix() as f64 / 18_446_744_073_709_551_616.0
     }
 
     /// Index of the highest set bit (`floor(log2(self))`), or `None` for zero.

@@ -43,14 +43,13 @@ impl Node {
                     list[s]
                 }
                 (Some(f), Some(s)) => {
+                    // The nearer the key goes first; the same node in both moves both.
                     let (df, ds) = (me.distance_to(fingers[f].id), me.distance_to(list[s].id));
-                    if df >= ds {
-                        i = f;
-                    }
                     if ds >= df {
                         j = s;
                     }
                     if df >= ds {
+                        i = f;
                         fingers[f]
                     } else {
                         list[s]

@@ -212,18 +212,11 @@ fn sweep() {
     let n: u64 = env_number("CHORD_SWEEP_SEEDS", 1000);
     // CHORD_MIX_DUMP=1: the routing state of any seed that did not settle.
     let dump = std::env::var("CHORD_MIX_DUMP").is_ok();
-    // CHORD_SWEEP_RETRIES=0: one try per request (`Config::request_retries`).
-    let retries: Option<u32> = std::env::var("CHORD_SWEEP_RETRIES")
-        .ok()
-        .and_then(|v| v.parse().ok());
+    let retries = sweep_retries();
     let mut bad = Vec::new();
     let (mut checks, mut ops, mut crashes, mut disorder) = (0, 0, 0, 0);
     for seed in 0..n {
-        let r = match retries {
-            Some(k) => random_mix_with_retries(seed, k),
-            None if dump => random_mix_dumping(seed),
-            None => random_mix(seed),
-        };
+        let r = mix(seed, retries, dump);
         if let Some(d) = &r.unsettled_dump {
             eprintln!("seed {seed} did not settle: {d}");
         }
@@ -246,14 +239,9 @@ fn sweep() {
 #[ignore = "debugging aid: CHORD_SEEDS=a,b,c prints a summary of each scenario"]
 fn mix_summary() {
     let seeds = std::env::var("CHORD_SEEDS").unwrap_or_default();
-    let retries: Option<u32> = std::env::var("CHORD_SWEEP_RETRIES")
-        .ok()
-        .and_then(|v| v.parse().ok());
+    let retries = sweep_retries();
     for s in seeds.split(',').filter_map(|s| s.parse().ok()) {
-        let r = match retries {
-            Some(k) => random_mix_with_retries(s, k),
-            None => random_mix(s),
-        };
+        let r = mix(s, retries, false);
         println!(
             "seed {s}: r={} loss={:.3} initial={} j/l/c={}/{}/{} refused={} settled={:?} violations={} first={:?}",
             r.successors,
@@ -910,10 +898,27 @@ fn crash_seven_of_twelve_vnode_hosts(seed: u64) -> (Sim, Result<(), Vec<Violatio
 
 /// A number from the environment variable `name`, or `default`.
 fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+    env_option(name).unwrap_or(default)
+}
+
+fn env_option<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|s| s.parse().ok())
+}
+
+/// `CHORD_SWEEP_RETRIES=0` for the random-mix sweep and `mix_summary`: one try per
+/// request (`Config::request_retries`).
+fn sweep_retries() -> Option<u32> {
+    env_option("CHORD_SWEEP_RETRIES")
+}
+
+/// One random-mix seed: with `retries` set, that `Config::request_retries`; else the
+/// default, dumping the routing state of a seed that does not settle if `dump`.
+fn mix(seed: u64, retries: Option<u32>, dump: bool) -> MixReport {
+    match retries {
+        Some(k) => random_mix_with_retries(seed, k),
+        None if dump => random_mix_dumping(seed),
+        None => random_mix(seed),
+    }
 }
 
 /// The figure behind finding 6: `CHORD_VNODE_RUNS=200 cargo test -p chord-core --release
